@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+/** Host patterns are ASCII (punycode for IDNs) and may carry fnmatch wildcards. */
+const hostPattern = z
+  .string()
+  .min(1, 'a host pattern cannot be empty')
+  .refine((s) => /^[\x21-\x7e]+$/.test(s), {
+    message: 'host patterns are ASCII without spaces; write an internationalised name in its punycode form (xn--…)',
+  })
+  .describe('Host name, IP literal or fnmatch pattern (`*.example.com`, `api-?.example.com`); case-insensitive.');
+
+const methodName = z
+  .string()
+  .regex(/^[A-Za-z]+$/, 'a method is a word such as GET or POST')
+  .describe('HTTP method, case-insensitive.');
+
+const graphqlOps = z
+  .array(z.string().describe('fnmatch pattern over top-level field names, case-sensitive.'))
+  .optional();
+
+export const GraphqlRuleSchema = z
+  .strictObject({
+    queries: graphqlOps.describe('Allowed top-level query fields; empty or absent blocks every query.'),
+    mutations: graphqlOps.describe('Allowed top-level mutation fields; empty or absent blocks every mutation.'),
+    subscriptions: graphqlOps.describe('Allowed top-level subscription fields; empty or absent blocks them all.'),
+  })
+  .describe('Restrict GraphQL operations sent to this entry. `{}` blocks every operation.');
+
+export const UrlPrefixSchema = z
+  .strictObject({
+    host: hostPattern,
+    path: z
+      .string()
+      .default('')
+      .refine((p) => p === '' || p.startsWith('/') || p.startsWith('*'), {
+        message: 'a path starts with `/` (or is a glob such as `*`); leave it out to allow every path',
+      })
+      .describe(
+        'Path (with query) to allow: exact, or an fnmatch pattern when it contains `*` or `?`. Case-sensitive. ' +
+          'Empty allows every path. There is no implicit prefix: write `/api/*`.',
+      ),
+    methods: z
+      .array(methodName)
+      .default([])
+      .describe('Methods to allow, case-insensitive; empty or absent allows every method.'),
+    graphql: GraphqlRuleSchema.optional(),
+  })
+  .describe('Allow requests to one host (pattern) restricted by path and method.');
+
+export const AllowlistSchema = z
+  .strictObject({
+    domains: z
+      .array(hostPattern)
+      .nullish()
+      .transform((v) => v ?? [])
+      .describe('Hosts allowed for every path and method.'),
+    url_prefixes: z
+      .array(UrlPrefixSchema)
+      .nullish()
+      .transform((v) => v ?? [])
+      .describe('Host + path + method rules, tried in order; the first match wins.'),
+  })
+  .describe('airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.');
+
+export type Allowlist = z.output<typeof AllowlistSchema>;
+export type UrlPrefixRule = z.output<typeof UrlPrefixSchema>;
+export type GraphqlRule = z.output<typeof GraphqlRuleSchema>;
+
+export const EMPTY_ALLOWLIST: Allowlist = { domains: [], url_prefixes: [] };

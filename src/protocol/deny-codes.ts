@@ -1,0 +1,25 @@
+/**
+ * Stable, machine-readable reasons a request is refused. They appear in the 403 body (`code`), in the
+ * `X-Airlock-Deny` response header, in the JSONL network log and in `airlock policy check`. Documented one by one
+ * in docs/deny-codes.md; never rename one — users match on them.
+ */
+export const DENY_CODES = {
+  host_not_allowed: 'the host matches no `domains` entry and no `url_prefixes` entry',
+  path_not_allowed: 'the host has `url_prefixes` entries, but none matches this path',
+  method_not_allowed: 'an entry matches host and path, but not this method',
+  invalid_path: 'the path is malformed or tries to escape (NUL, backslash, `..` segment, after percent-decoding)',
+  invalid_host: 'the host is not a valid DNS name or IP literal',
+  connect_not_allowed: 'CONNECT tunnelling is never allowed: the proxy must see every request',
+  trace_not_allowed: 'TRACE and TRACK echo request headers (and so credentials) back to the sender',
+  host_mismatch: 'the TLS SNI, the Host header and the request target do not name the same host',
+  missing_host: 'the request names no host (no SNI and no Host header)',
+  upstream_address_not_allowed:
+    'the host resolves to a loopback, private, link-local or metadata address that is not mapped in `upstream_hosts`',
+  graphql_operation_blocked: "the GraphQL operation is not in the entry's `graphql` operation allowlist",
+} as const;
+
+export type DenyCode = keyof typeof DENY_CODES;
+
+export function isDenyCode(value: string): value is DenyCode {
+  return Object.hasOwn(DENY_CODES, value);
+}

@@ -1,0 +1,62 @@
+import type { Allowlist } from './allowlist.js';
+
+/**
+ * Everything the host hands the proxy for one run. It travels over the proxy container's stdin (never argv, never
+ * a file left behind) because it carries the CA key and real credential values. Both sides import this type; the
+ * proxy validates it again on arrival.
+ */
+export interface ProxyConfig {
+  version: 1;
+  allowlist: Allowlist;
+  /** Per-run CA (ECDSA P-256) that signs leaf certificates. The key never leaves the proxy. */
+  ca: { certPem: string; keyPem: string };
+  /** The address the DNS responder answers every A query with: the proxy's address on the sandbox network. */
+  sandboxAddress: string;
+  listen: ListenConfig;
+  upstream: UpstreamConfig;
+  credentials: CredentialConfig;
+  /** Run metadata written into the log's start line. */
+  run: { id: string; policySha256: string; baseCommit?: string };
+}
+
+export interface ListenConfig {
+  host: string;
+  http: number;
+  https: number;
+  dns: number;
+}
+
+export interface UpstreamConfig {
+  /** Resolver addresses; empty = the proxy's own system resolver. */
+  dns: string[];
+  /** name (lower-case) → "IP" or "IP:PORT"; such names bypass DNS and the private-address guard. */
+  hosts: Record<string, string>;
+  /** Extra PEM CAs trusted for upstream TLS, on top of the system roots. */
+  caPem?: string;
+  connectTimeoutMs: number;
+}
+
+export interface MaskedCredential {
+  name: string;
+  surrogate: string;
+  value: string;
+  scopes: string[];
+  headers: string[];
+  allowForeignCredentials: boolean;
+}
+
+export interface SigningCredential {
+  name: string;
+  type: 'aws-sigv4';
+  surrogateAccessKeyId: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  surrogateSessionToken?: string;
+  sessionToken?: string;
+  scopes: string[];
+}
+
+export interface CredentialConfig {
+  masked: MaskedCredential[];
+  signing: SigningCredential[];
+}

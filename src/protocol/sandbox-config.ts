@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { isIPv4, isIPv6, normalizeHost } from './policy.js';
+
+const envName = z
+  .string()
+  .regex(
+    /^[A-Za-z_][A-Za-z0-9_]*$/,
+    'an environment variable name is letters, digits and `_`, not starting with a digit',
+  );
+
+const patternList = (what: string) => z.array(z.string().min(1)).min(1, `${what} must list at least one pattern`);
+
+export const MaskedSecretSchema = z
+  .strictObject({
+    value: z.string().describe('The real secret, usually `!env NAME`. An empty value injects nothing.'),
+    scopes: patternList('scopes').describe('Hosts (fnmatch, case-insensitive) where the real value may be sent.'),
+    headers: patternList('headers').describe(
+      'Header names (fnmatch, case-insensitive) in which the surrogate is replaced, e.g. `Authorization`.',
+    ),
+    allow_foreign_credentials: z
+      .boolean()
+      .default(false)
+      .describe('Keep exact-name headers that carry some other credential on scoped hosts (default: strip them).'),
+  })
+  .describe('A secret the sandbox sees only as a format-preserving surrogate.');
+
+export const SigningCredentialSchema = z
+  .strictObject({
+    type: z.literal('aws-sigv4').describe('Credential kind; only `aws-sigv4` (SigV4 and SigV4A) exists.'),
+    access_key_id: z.string().min(1, 'access_key_id cannot be empty').describe('Real AWS access key id.'),
+    secret_access_key: z.string().min(1, 'secret_access_key cannot be empty').describe('Real AWS secret key.'),
+    session_token: z.string().nullish().describe('Real STS session token, if the credentials are temporary.'),
+    scopes: patternList('scopes').describe('Hosts (fnmatch) where requests are re-signed, e.g. `*.amazonaws.com`.'),
+  })
+  .describe('AWS credentials the proxy signs with; the sandbox only gets surrogates.');
+
+const memory = z
+  .string()
+  .regex(/^\d+[bkmgBKMG]$/, "expected a size such as '512m', '2g' or '1024k'")
+  .refine((m) => Number(m.slice(0, -1)) > 0, 'the memory limit must be greater than zero');
+
+export const ResourceLimitsSchema = z
+  .strictObject({
+    timeout: z
+      .number()
+      .int('timeout is whole seconds')
+      .min(10, 'timeout must be at least 10 seconds')
+      .optional()
+      .describe('Wall-clock limit in seconds; the container is killed and airlock exits 124.'),
+    memory: memory.optional().describe('Memory limit (no extra swap), e.g. `2g`; OOM exits 137.'),
+    cpus: z.number().min(0.01, 'cpus must be at least 0.01').optional().describe('CPU limit, e.g. `1.5`.'),
+    pids_limit: z
+      .number()
+      .int()
+      .min(1, 'pids_limit must be at least 1')
+      .optional()
+      .describe('Maximum number of processes in the container.'),
+  })
+  .describe('Container resource limits; each is optional.');
+
+const upstreamTarget = z.string().refine((v) => {
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(v) ?? /^([0-9a-fA-F:]+)$/.exec(v);
+  if (!m) return false;
+  const ip = m[1]!.replace(/^\[|\]$/g, '');
+  return isIPv4(ip) || isIPv6(ip);
+}, 'expected an IP address, optionally with a port: `10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`');
+
+export const SandboxConfigSchema = z
+  .strictObject({
+    env: z
+      .record(envName, z.string())
+      .nullish()
+      .transform((v) => v ?? {})
+      .describe('Variables set in the container (values may use `!env NAME`).'),
+    pass_env: z
+      .array(envName)
+      .nullish()
+      .transform((v) => v ?? [])
+      .describe('Host variables copied into the container when set on the host.'),
+    masked_secrets: z
+      .record(envName, MaskedSecretSchema)
+      .nullish()
+      .transform((v) => v ?? {})
+      .describe('Secrets the sandbox sees as surrogates; the key is the container variable name.'),
+    signing_credentials: z
+      .record(z.string().min(1), SigningCredentialSchema)
+      .nullish()
+      .transform((v) => v ?? {})
+      .describe('AWS credentials re-signed by the proxy.'),
+    network_sandbox: z
+      .boolean()
+      .nullish()
+      .transform((v) => v ?? true)
+      .describe('Route all traffic through the allowlisting proxy (default true). false = unrestricted network.'),
+    resource_limits: ResourceLimitsSchema.nullish().transform((v) => v ?? {}),
+    image: z.string().min(1).optional().describe('Prebuilt image to run instead of building container/Dockerfile.'),
+    upstream_dns: z
+      .union([z.string(), z.array(z.string())])
+      .optional()
+      .transform((v) => (v === undefined ? [] : typeof v === 'string' ? [v] : v))
+      .refine((l) => l.every((s) => isIPv4(s) || isIPv6(s)), 'upstream_dns lists resolver IP addresses')
+      .describe("Resolvers the proxy uses for upstream names (default: the host's resolvers)."),
+    upstream_hosts: z
+      .record(
+        z.string().refine((h) => normalizeHost(h) !== null, 'a key is a host name'),
+        upstreamTarget,
+      )
+      .optional()
+      .transform((v) => v ?? {})
+      .describe(
+        'Fixed upstream addresses by name, like /etc/hosts for the proxy (also lifts the private-address guard for that exact name).',
+      ),
+    upstream_ca_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM bundle the proxy trusts for upstream TLS in addition to the system roots (relative to the config directory).',
+      ),
+  })
+  .describe('airlock sandbox configuration (.airlock/sandbox.yaml).');
+
+export type SandboxConfig = z.output<typeof SandboxConfigSchema>;
+export type MaskedSecretConfig = z.output<typeof MaskedSecretSchema>;
+export type SigningCredentialConfig = z.output<typeof SigningCredentialSchema>;
+export type ResourceLimits = z.output<typeof ResourceLimitsSchema>;
