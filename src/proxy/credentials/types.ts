@@ -1,0 +1,44 @@
+import type { Transform } from 'node:stream';
+
+/**
+ * The contract between the proxy's HTTP layer and the credential passes (masked secrets, AWS re-signing). The HTTP
+ * layer calls a CredentialProcessor once per allowed request, after the allowlist decision and before anything is
+ * sent upstream; blocked requests never reach it.
+ */
+
+/** A request head as it will be forwarded. Header pairs keep wire order, original case and duplicates. */
+export interface RequestHead {
+  method: string;
+  /** Normalised host (lower-case, no port, no trailing dot) used for scope matching. */
+  host: string;
+  /** The Host header value as sent (may carry a port); AWS canonical requests sign this. */
+  hostHeader: string;
+  /** Origin-form target: raw path plus optional `?query`. */
+  target: string;
+  headers: Array<[string, string]>;
+}
+
+export interface CredentialResult {
+  headers: Array<[string, string]>;
+  /** Possibly rewritten target (presigned URLs are re-signed in the query). */
+  target: string;
+  /** Re-signs an aws-chunked body as it streams; the HTTP layer pipes the request body through it. */
+  bodyTransform?: () => Transform;
+  /** Log annotations without brackets, in order, e.g. `masked: 1`, `dropped: 1`, `region: us-east-1`. */
+  annotations: string[];
+  /** Loud log lines (`STRIPPED header 'x' from GET url (foreign credential blocked)`, `COLLAPSED …`, warnings). */
+  events: string[];
+}
+
+export type CredentialOutcome =
+  | { kind: 'ready'; result: CredentialResult }
+  /** The signature covers a body hash the client did not send as a header: buffer up to maxBytes, then complete. */
+  | { kind: 'needs-body'; maxBytes: number; complete(body: Buffer): CredentialResult };
+
+export type CredentialProcessor = (head: RequestHead) => CredentialOutcome;
+
+/** The identity pass, for runs without credentials. */
+export const passThrough: CredentialProcessor = (head) => ({
+  kind: 'ready',
+  result: { headers: head.headers, target: head.target, annotations: [], events: [] },
+});
