@@ -1,3 +1,5 @@
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { isIPv4, isIPv6 } from '../../src/protocol/policy.js';
 
@@ -72,4 +74,66 @@ export async function makeTestPki(hostnames: string[]): Promise<TestPki> {
     certPem: server.toString('pem'),
     keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'),
   };
+}
+
+/** Two connected in-memory streams: what one side writes, the other reads. Lets unit tests run real TLS. */
+function duplexPair(): [Duplex, Duplex] {
+  const sides: Duplex[] = [];
+  const make = (peer: () => Duplex) =>
+    new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        peer().push(chunk);
+        callback();
+      },
+      final(callback) {
+        peer().push(null);
+        callback();
+      },
+    });
+  sides.push(
+    make(() => sides[1]!),
+    make(() => sides[0]!),
+  );
+  return [sides[0]!, sides[1]!];
+}
+
+export interface HandshakeResult {
+  /** The error the client saw, or null when it accepted the server. */
+  error: Error | null;
+  peerCertificate: tls.PeerCertificate | null;
+}
+
+/**
+ * A full TLS handshake between a server using `secureContext` and a client trusting only `ca`, over memory rather
+ * than a socket. The client verifies the chain and the host name exactly as node's https client does.
+ */
+export async function handshakeInMemory(
+  secureContext: tls.SecureContext,
+  client: { ca: string; host: string },
+): Promise<HandshakeResult> {
+  const [serverSide, clientSide] = duplexPair();
+  const server = new tls.TLSSocket(serverSide, { isServer: true, secureContext });
+  server.on('error', () => {});
+  try {
+    return await new Promise<HandshakeResult>((resolve) => {
+      const socket = tls.connect({
+        socket: clientSide,
+        ca: client.ca,
+        // RFC 6066 forbids an IP literal as SNI; node then checks the IP SAN against `host`.
+        servername: isIPv4(client.host) || isIPv6(client.host) ? '' : client.host,
+        host: client.host,
+      });
+      socket.on('secureConnect', () => {
+        resolve({ error: null, peerCertificate: socket.getPeerCertificate() });
+        socket.destroy();
+      });
+      socket.on('error', (error) => {
+        resolve({ error, peerCertificate: null });
+        socket.destroy();
+      });
+    });
+  } finally {
+    server.destroy();
+  }
 }

@@ -1,0 +1,55 @@
+import * as x509 from '@peculiar/x509';
+
+/**
+ * The per-run CA the proxy signs its interception leaves with. A fresh one per run means a leaked CA key is worth
+ * one run's traffic at most, and nothing is left in the user's home directory (Airut keeps one CA in
+ * ~/.airut-mitmproxy for every run, airut-behaviour.md item 86). The sandbox receives only `certPem`; `keyPem`
+ * goes to the proxy over its config channel and nowhere else.
+ */
+
+const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const HOUR = 3_600_000;
+/** Backdated so a sandbox clock a little behind the host's still accepts the chain. */
+const CLOCK_SKEW_MS = HOUR;
+const LIFETIME_MS = 48 * HOUR;
+
+export interface RunCa {
+  certPem: string;
+  /** PKCS#8 PEM. */
+  keyPem: string;
+}
+
+export interface RunCaOptions {
+  commonName?: string;
+  now?: Date;
+}
+
+function randomHex(bytes: number): string {
+  return Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(bytes))).toString('hex');
+}
+
+export async function generateRunCa(opts: RunCaOptions = {}): Promise<RunCa> {
+  const crypto = globalThis.crypto;
+  x509.cryptoProvider.set(crypto);
+  const now = (opts.now ?? new Date()).getTime();
+  const commonName = opts.commonName ?? `airlock per-run CA ${randomHex(4)}`;
+  const name = new x509.Name([{ CN: [commonName] }]);
+
+  const keys = await crypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomHex(16),
+    name,
+    notBefore: new Date(now - CLOCK_SKEW_MS),
+    notAfter: new Date(now + LIFETIME_MS),
+    signingAlgorithm: EC_P256,
+    keys,
+    extensions: [
+      // pathLen 0: the CA may sign leaves only, never another CA.
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pkcs8 = await crypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return { certPem: cert.toString('pem'), keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') };
+}
