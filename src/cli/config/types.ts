@@ -9,6 +9,8 @@ export interface PolicyLocation {
   allowlist?: string;
   dockerfile?: string;
   contextDir?: string;
+  /** Read only the allowlist (for `policy check`, which must not need the secrets sandbox.yaml names). */
+  allowlistOnly?: boolean;
 }
 
 /** The trusted policy for one run, validated. Produced by `loadPolicy()` in ./load.ts. */

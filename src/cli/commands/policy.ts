@@ -1,0 +1,59 @@
+import { parseArgs } from 'node:util';
+import { decide, describeRule, type Decision } from '../../protocol/policy.js';
+import { loadPolicy } from '../config/load.js';
+import { EXIT, UsageError } from '../errors.js';
+import type { Command } from './types.js';
+
+const USAGE = 'usage: airlock policy check [--config-dir DIR | --allowlist FILE] [--json] METHOD URL';
+
+/**
+ * Split an http(s) URL by hand: WHATWG URL parsing would resolve `..` and decode escapes, hiding exactly what the
+ * proxy must judge. The target is kept byte for byte as a client would send it.
+ */
+export function splitUrl(url: string): { scheme: 'http' | 'https'; authority: string; target: string } {
+  const m = /^(https?):\/\/([^/?#]*)([^#]*)(#.*)?$/i.exec(url);
+  if (!m) throw new UsageError(`"${url}" is not an http:// or https:// URL`);
+  const authority = m[2]!;
+  if (authority.includes('@'))
+    throw new UsageError('URLs with user:password@ are not checked; put credentials in headers');
+  if (authority === '') throw new UsageError(`"${url}" has no host`);
+  let target = m[3]!;
+  if (target === '' || target.startsWith('?')) target = '/' + target;
+  return { scheme: m[1]!.toLowerCase() as 'http' | 'https', authority, target };
+}
+
+export function formatDecision(d: Decision): string {
+  if (d.allowed) return `ALLOWED ${describeRule(d.rule)}`;
+  return `BLOCKED ${d.code}: ${d.reason}${d.hint ? ` (would be allowed by: ${d.hint})` : ''}`;
+}
+
+export const run: Command = async (argv, ctx) => {
+  const [sub, ...rest] = argv;
+  if (sub !== 'check') throw new UsageError(sub === undefined ? USAGE : `unknown policy command '${sub}'\n${USAGE}`);
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      'config-dir': { type: 'string' },
+      allowlist: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (positionals.length !== 2) throw new UsageError(USAGE);
+  const [method, url] = positionals as [string, string];
+  if (!/^[A-Za-z]+$/.test(method)) throw new UsageError(`"${method}" is not an HTTP method`);
+  const { authority, target } = splitUrl(url);
+  const location: Parameters<typeof loadPolicy>[0] = { cwd: ctx.cwd };
+  if (values['config-dir'] !== undefined) location.configDir = values['config-dir'];
+  if (values.allowlist !== undefined) location.allowlist = values.allowlist;
+  const policy = await loadPolicy({ ...location, allowlistOnly: true }, ctx.env);
+  const decision = decide({ method, host: authority, target }, policy.allowlist);
+  if (values.json) {
+    const rule = decision.allowed ? { ...decision.rule, description: describeRule(decision.rule) } : undefined;
+    ctx.stdout.write(JSON.stringify({ ...decision, rule, method: method.toUpperCase() }) + '\n');
+  } else {
+    ctx.stdout.write(formatDecision(decision) + '\n');
+  }
+  return decision.allowed ? EXIT.ok : EXIT.blocked;
+};

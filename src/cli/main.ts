@@ -1,0 +1,62 @@
+import { AirlockError, EXIT, UsageError } from './errors.js';
+import type { Command, CommandContext } from './commands/types.js';
+
+export const VERSION = '0.1.0';
+
+const USAGE = `airlock ${VERSION} — run untrusted code in a sandbox whose only network peer is an allowlisting proxy
+
+usage:
+  airlock run [options] -- COMMAND [ARGS...]   run COMMAND in the sandbox
+  airlock policy check [options] METHOD URL    would the allowlist let this request through?
+  airlock config check [options]               validate the policy files and print the resolved configuration
+  airlock image hash|save DIR|load DIR         image content hashes and tarballs (CI caches)
+  airlock doctor                               check the container engine and this machine
+  airlock check-workflow FILE...               check GitHub workflows for sandbox-escaping mistakes
+
+Run 'airlock COMMAND --help' for a command's options. Docs: docs/ in the airlock repository.
+`;
+
+/** Commands are loaded on demand so that `policy check` does not pay for the engine code. */
+const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
+  policy: () => import('./commands/policy.js'),
+  config: () => import('./commands/config.js'),
+};
+
+export function registerCommand(name: string, load: () => Promise<{ run: Command }>): void {
+  COMMANDS[name] = load;
+}
+
+export async function main(argv: string[], ctx: CommandContext): Promise<number> {
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+      ctx.stdout.write(USAGE);
+      return name === undefined ? EXIT.usage : EXIT.ok;
+    }
+    if (name === '--version' || name === 'version') {
+      ctx.stdout.write(`airlock ${VERSION}\n`);
+      return EXIT.ok;
+    }
+    const load = COMMANDS[name];
+    if (!load) throw new UsageError(`unknown command '${name}'\n\n${USAGE}`);
+    const command = await load();
+    return await command.run(rest, ctx);
+  } catch (err) {
+    return reportError(err, ctx);
+  }
+}
+
+export function reportError(err: unknown, ctx: CommandContext): number {
+  if (err instanceof AirlockError) {
+    ctx.stderr.write(`airlock: ${err.message}\n`);
+    return err.exitCode;
+  }
+  // node:util parseArgs throws TypeErrors with ERR_PARSE_ARGS_* codes for bad options: that is a usage error.
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+    ctx.stderr.write(`airlock: ${(err as Error).message}\n`);
+    return EXIT.usage;
+  }
+  ctx.stderr.write(`airlock: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return EXIT.airlock;
+}
