@@ -151,7 +151,8 @@ function editDistance(a: string, b: string): number {
 function validate<S extends z.ZodType>(schema: S, src: YamlSource, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
+  // A misspelt key also leaves its real key "missing"; the misspelling is what the user needs to hear about.
+  const issue = result.error.issues.find((i) => i.code === 'unrecognized_keys') ?? result.error.issues[0]!;
   const at = issue.path.filter((x): x is string | number => typeof x !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0]!;
@@ -187,6 +188,8 @@ function describeExpected(expected: string): string {
       return 'true or false';
     case 'number':
       return 'a number';
+    case 'int':
+      return 'a whole number';
     default:
       return expected;
   }

@@ -67,7 +67,7 @@ function nodeAt(src: YamlSource, path: KeyPath, wantKey = false): Node | undefin
   for (const [i, seg] of path.entries()) {
     if (isMap(node)) {
       const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
-      if (!pair) return isMap(node) ? (node) : undefined;
+      if (!pair) return isMap(node) ? node : undefined;
       if (wantKey && i === path.length - 1) return pair.key as Node;
       node = pair.value ?? pair.key;
     } else if (isSeq(node) && typeof seg === 'number') {

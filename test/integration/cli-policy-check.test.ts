@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+// Runs the *built* package the way a user does: `node <bin.airlock> …` (npm test builds first).
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { bin: { airlock: string } };
+const bin = path.join(root, pkg.bin.airlock);
+
+function airlock(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH, ...env },
+    encoding: 'utf8',
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let cwd: string;
+before(async () => {
+  assert.ok(existsSync(bin), `${bin} is missing: run npm run build`);
+  cwd = await mkdtemp(path.join(tmpdir(), 'airlock-cli-'));
+  await mkdir(path.join(cwd, '.airlock'));
+  await writeFile(
+    path.join(cwd, '.airlock/network-allowlist.yaml'),
+    'domains: [pypi.org]\nurl_prefixes:\n  - {host: api.github.com, path: /repos/acme/*, methods: [GET]}\n',
+  );
+  await writeFile(
+    path.join(cwd, '.airlock/sandbox.yaml'),
+    'masked_secrets:\n  T: {value: !env NOT_SET, scopes: [a], headers: [b]}\n',
+  );
+});
+
+describe('airlock policy check (built package)', () => {
+  it('prints ALLOWED with the rule and exits 0', () => {
+    const r = airlock(['policy', 'check', 'GET', 'https://api.github.com/repos/acme/x'], cwd);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, 'ALLOWED url_prefixes[0] api.github.com /repos/acme/* methods=GET\n');
+  });
+  it('prints BLOCKED with the code and exits 1; needs no secrets from sandbox.yaml', () => {
+    const r = airlock(['policy', 'check', 'POST', 'https://api.github.com/repos/acme/x'], cwd);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /^BLOCKED method_not_allowed: /);
+    assert.equal(r.stdout.split('\n').length, 2, 'exactly one line');
+  });
+  it('judges the raw path: traversal hidden by URL normalisation is still seen', () => {
+    const r = airlock(['policy', 'check', 'GET', 'https://api.github.com/repos/acme/../../admin'], cwd);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /^BLOCKED invalid_path/);
+  });
+  it('--json prints the decision as JSON', () => {
+    const r = airlock(['policy', 'check', '--json', 'GET', 'https://evil.example/x'], cwd);
+    assert.equal(r.code, 1);
+    const d = JSON.parse(r.stdout);
+    assert.equal(d.allowed, false);
+    assert.equal(d.code, 'host_not_allowed');
+    assert.equal(d.host, 'evil.example');
+    assert.match(d.hint, /evil\.example/);
+  });
+  it('usage errors exit 2, config errors 125', async () => {
+    assert.equal(airlock(['policy', 'check', 'GET'], cwd).code, 2);
+    assert.equal(airlock(['policy', 'check', '--bogus', 'GET', 'https://a/'], cwd).code, 2);
+    assert.equal(airlock(['policy', 'check', 'GET', 'ftp://a/'], cwd).code, 2);
+    assert.equal(airlock(['policy', 'check', '--allowlist', 'missing.yaml', 'GET', 'https://a/'], cwd).code, 125);
+    const bad = await mkdtemp(path.join(tmpdir(), 'airlock-cli-bad-'));
+    await mkdir(path.join(bad, '.airlock'));
+    await writeFile(path.join(bad, '.airlock/network-allowlist.yaml'), 'domain: [x]\n');
+    const r = airlock(['policy', 'check', 'GET', 'https://a/'], bad);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /network-allowlist\.yaml:1:1: domain: unknown key 'domain'; did you mean 'domains'\?/);
+  });
+});
+
+describe('airlock config check (built package)', () => {
+  it('exits 125 naming the missing variable, 0 with the value redacted once it is set', () => {
+    const bad = airlock(['config', 'check'], cwd);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /environment variable 'NOT_SET' is not set/);
+    const secret = 'ghp_0123456789abcdefghijABCDEFGHIJ012345';
+    const ok = airlock(['config', 'check'], cwd, { NOT_SET: secret });
+    assert.equal(ok.code, 0);
+    assert.ok(!ok.stdout.includes(secret) && !ok.stderr.includes(secret), 'the secret is never printed');
+    assert.match(ok.stdout, /redacted: 40 chars, from \$NOT_SET/);
+  });
+});
