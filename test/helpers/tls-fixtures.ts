@@ -101,7 +101,8 @@ function duplexPair(): [Duplex, Duplex] {
 export interface HandshakeResult {
   /** The error the client saw, or null when it accepted the server. */
   error: Error | null;
-  peerCertificate: tls.PeerCertificate | null;
+  /** With its issuer chain, as the client received it. */
+  peerCertificate: tls.DetailedPeerCertificate | null;
 }
 
 /**
@@ -125,7 +126,7 @@ export async function handshakeInMemory(
         host: client.host,
       });
       socket.on('secureConnect', () => {
-        resolve({ error: null, peerCertificate: socket.getPeerCertificate() });
+        resolve({ error: null, peerCertificate: socket.getPeerCertificate(true) });
         socket.destroy();
       });
       socket.on('error', (error) => {
