@@ -1,0 +1,235 @@
+/**
+ * `airlock run [options] -- COMMAND [ARGS…]`: the command in a hardened container (docs/container.md), on the
+ * network the network session provides, with the command's own exit code — or 124 (timeout), 137 (OOM), 125
+ * (airlock's own failure), 128+signal (stopped by SIGINT/SIGTERM).
+ */
+import { parseArgs } from 'node:util';
+import { loadPolicy } from '../config/load.js';
+import { parseEngineKind, resolveEngine } from '../engine/engine.js';
+import { readHostLimits } from '../engine/host-limits.js';
+import { DEFAULT_PIDS_LIMIT, type ContainerSpec } from '../engine/run-args.js';
+import { EXIT, UsageError } from '../errors.js';
+import { prepareRunImage } from '../images/run-image.js';
+import { prepareCredentials } from '../secrets/prepare.js';
+import { runContainer, type ContainerOutcome } from '../session/container.js';
+import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.js';
+import { createLogger, type Logger } from '../session/log.js';
+import { resolveMounts, WORKSPACE } from '../session/mounts.js';
+import { openNetworkSession, type NetworkSession } from '../session/network-session.js';
+import { removeOrphans } from '../session/orphans.js';
+import { signalNumber } from '../engine/engine.js';
+import type { Command } from './types.js';
+
+/** Options every image-aware command shares (run, image save/load). */
+export const ENGINE_OPTIONS = {
+  engine: { type: 'string' },
+  'container-command': { type: 'string' },
+} as const;
+
+export const POLICY_OPTIONS = {
+  'config-dir': { type: 'string' },
+  config: { type: 'string' },
+  allowlist: { type: 'string' },
+  dockerfile: { type: 'string' },
+  'context-dir': { type: 'string' },
+} as const;
+
+export const LOG_OPTIONS = {
+  verbose: { type: 'boolean', default: false },
+  debug: { type: 'boolean', default: false },
+  log: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+/** The network sandbox's flags; parsed here and handed to the network session untouched. */
+export const NETWORK_OPTIONS = {} as const;
+
+const RUN_OPTIONS = {
+  ...POLICY_OPTIONS,
+  ...ENGINE_OPTIONS,
+  ...LOG_OPTIONS,
+  ...NETWORK_OPTIONS,
+  image: { type: 'string' },
+  'max-image-age': { type: 'string' },
+  timeout: { type: 'string' },
+  mount: { type: 'string', multiple: true, default: [] as string[] },
+} as const;
+
+const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
+
+  --config-dir DIR        policy directory (default .airlock/, else .airut/)
+  --config FILE           sandbox.yaml        --allowlist FILE   network allowlist
+  --dockerfile FILE       repo image Dockerfile  --context-dir DIR  its build context
+  --engine podman|docker  container engine (alias --container-command; default podman if installed)
+  --image REF             run this prebuilt image instead of building one
+  --max-image-age HOURS   rebuild the repo image when older (default 24, 0 = always)
+  --timeout SECONDS       kill the container after this long (exit 124; at least 10)
+  --mount SRC:DST[:ro]    extra bind mount (repeatable; DST /workspace replaces the default)
+  --verbose | --debug     progress on stderr | also engine command lines
+  --log FILE              write airlock's messages to FILE instead of stderr
+`;
+
+/** The command is everything after the first `--`, verbatim; options are what precedes it. */
+export function splitAtDoubleDash(argv: string[]): { options: string[]; command: string[] | null } {
+  const at = argv.indexOf('--');
+  if (at < 0) return { options: argv, command: null };
+  return { options: argv.slice(0, at), command: argv.slice(at + 1) };
+}
+
+export function parseWholeNumber(flag: string, value: string, min: number): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < min) {
+    throw new UsageError(`${flag} must be a whole number of at least ${min}, not '${value}'`);
+  }
+  return Number(value);
+}
+
+export function engineFlag(values: { engine?: string; 'container-command'?: string }) {
+  if (values.engine !== undefined && values['container-command'] !== undefined) {
+    throw new UsageError('give either --engine or --container-command, not both');
+  }
+  const raw = values.engine ?? values['container-command'];
+  return raw === undefined ? undefined : parseEngineKind(raw);
+}
+
+/** Variables for the container, later wins: `env`, `pass_env` (only those set on the host), surrogates, network. */
+export function containerEnvironment(
+  env: Record<string, string>,
+  passEnv: string[],
+  host: NodeJS.ProcessEnv,
+  surrogates: Record<string, string>,
+  network: Record<string, string>,
+): Record<string, string> {
+  const merged: Record<string, string> = { ...env };
+  for (const name of passEnv) {
+    const value = host[name];
+    if (value !== undefined) merged[name] = value;
+  }
+  return { ...merged, ...surrogates, ...network };
+}
+
+export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, log: Logger): number {
+  switch (outcome.kind) {
+    case 'exited':
+      if (outcome.code === EXIT.oom && (outcome.oomKilled || memoryLimited)) {
+        log.warn(
+          `the command was killed (exit 137)${outcome.oomKilled ? ' because it ran out of memory' : ', most likely out of memory'}` +
+            ': raise resource_limits.memory in sandbox.yaml',
+        );
+      }
+      return outcome.code;
+    case 'not-started':
+      log.error(
+        `the container engine could not start the container (engine exit ${outcome.code}); see its message above`,
+      );
+      return EXIT.airlock;
+    case 'timeout':
+      log.error(`the command timed out after ${outcome.seconds}s; the container was killed`);
+      return EXIT.timeout;
+    case 'signal':
+      return 128 + signalNumber(outcome.signal);
+    case 'sandbox-failure':
+      log.error(`sandbox infrastructure failed: ${outcome.reason}`);
+      return EXIT.airlock;
+  }
+}
+
+export const run: Command = async (argv, ctx) => {
+  const split = splitAtDoubleDash(argv);
+  const { values } = parseArgs({ args: split.options, options: RUN_OPTIONS, strict: true, allowPositionals: false });
+  if (values.help) {
+    ctx.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  if (split.command === null || split.command.length === 0) {
+    throw new UsageError(`no command given: write it after --, e.g. airlock run -- npm test\n\n${USAGE}`);
+  }
+  const command = split.command;
+  const maxAgeHours =
+    values['max-image-age'] === undefined ? 24 : parseWholeNumber('--max-image-age', values['max-image-age'], 0);
+  const timeoutFlag = values.timeout === undefined ? undefined : parseWholeNumber('--timeout', values.timeout, 10);
+  const requestedEngine = engineFlag(values);
+
+  const log = createLogger({
+    verbose: values.verbose,
+    debug: values.debug,
+    file: values.log,
+    cwd: ctx.cwd,
+    stderr: ctx.stderr,
+    isTTY: ctx.isTTY,
+  });
+  let network: NetworkSession | null = null;
+  try {
+    const policy = await loadPolicy(
+      {
+        cwd: ctx.cwd,
+        configDir: values['config-dir'],
+        config: values.config,
+        allowlist: values.allowlist,
+        dockerfile: values.dockerfile,
+        contextDir: values['context-dir'],
+      },
+      ctx.env,
+    );
+    const mounts = await resolveMounts(ctx.cwd, values.mount);
+    const credentials = prepareCredentials(policy, ctx.env);
+    for (const warning of credentials.warnings) log.warn(warning);
+    const engine = await resolveEngine(requestedEngine, ctx.env);
+    log.debug(`engine: ${engine.kind} (${engine.binary})`);
+
+    const orphans = await removeOrphans(engine);
+    if (orphans.containers.length + orphans.networks.length > 0) {
+      log.info(`removed resources of dead airlock runs: ${[...orphans.containers, ...orphans.networks].join(', ')}`);
+    }
+
+    const identity = newRunIdentity();
+    network = await openNetworkSession({ engine, identity, policy, credentials, log, flags: {} });
+    const image = await prepareRunImage({ engine, policy, imageFlag: values.image, maxAgeHours, log });
+
+    const limits = policy.sandbox.resource_limits;
+    const host = readHostLimits();
+    const env = containerEnvironment(
+      policy.sandbox.env,
+      policy.sandbox.pass_env,
+      ctx.env,
+      credentials.containerEnv,
+      network.env,
+    );
+    const spec: ContainerSpec = {
+      engine: engine.kind,
+      name: resourceName('run', identity),
+      image: image.ref,
+      command,
+      labels: resourceLabels(identity),
+      envNames: Object.keys(env),
+      mounts: [...image.mounts, ...mounts, ...network.mounts],
+      workdir: WORKSPACE,
+      limits: {
+        memory: limits.memory,
+        cpus: limits.cpus,
+        pidsLimit: limits.pids_limit ?? DEFAULT_PIDS_LIMIT,
+        nofile: host.nofile,
+        nproc: host.nproc,
+      },
+      interactive: true,
+      tty: ctx.isTTY,
+      networkArgs: network.runArgs,
+    };
+    const outcome = await runContainer({
+      engine,
+      spec,
+      env,
+      stdout: ctx.stdout,
+      stderr: ctx.stderr,
+      timeoutSeconds: timeoutFlag ?? limits.timeout,
+      failure: network.failure,
+      log,
+    });
+    return exitCodeFor(outcome, limits.memory !== undefined, log);
+  } finally {
+    try {
+      await network?.close();
+    } finally {
+      await log.close();
+    }
+  }
+};

@@ -1,0 +1,85 @@
+/**
+ * Which image a run uses, in order: `--image`, `image:` in sandbox.yaml, the repository's Dockerfile (built and
+ * cached as `airlock-repo:<hash>`), else the embedded host-toolchain default.
+ */
+import { callEngine, mustCallEngine, type Engine } from '../engine/engine.js';
+import { EngineError } from '../errors.js';
+import type { BindMount } from '../engine/run-args.js';
+import type { LoadedPolicy } from '../config/types.js';
+import type { Logger } from '../session/log.js';
+import { buildImage } from './build.js';
+import { hashBuildInputs, repoImageTag } from './context-hash.js';
+import { defaultImageTag, describeHostToolchain, importHostToolchain } from './host-toolchain.js';
+import { ensureImage, type ImageAction } from './image-cache.js';
+
+export type ImageSource = 'flag' | 'config' | 'dockerfile' | 'embedded';
+
+export interface RunImage {
+  ref: string;
+  source: ImageSource;
+  /** Host paths the image needs at run time (the embedded default's read-only /usr). */
+  mounts: BindMount[];
+  action: ImageAction;
+}
+
+export interface RunImageRequest {
+  engine: Engine;
+  policy: LoadedPolicy;
+  imageFlag?: string;
+  maxAgeHours: number;
+  log: Logger;
+}
+
+/** A prebuilt image is used as is; airlock pulls it only when the engine does not have it yet. */
+async function ensurePrebuilt(engine: Engine, ref: string, log: Logger): Promise<ImageAction> {
+  const present = await callEngine(engine, ['image', 'inspect', '--format', '{{.Id}}', ref]);
+  if (present.code === 0) return 'reuse';
+  log.info(`image ${ref} is not present locally: pulling it`);
+  const pulled = await callEngine(engine, ['pull', ref]);
+  if (pulled.code !== 0) {
+    throw new EngineError(
+      `image ${ref} is not present locally and could not be pulled: ${pulled.stderr.trim().split('\n').pop() ?? ''}` +
+        ` (build or \`${engine.kind} load\` it first)`,
+    );
+  }
+  return 'build';
+}
+
+export async function prepareRunImage(request: RunImageRequest): Promise<RunImage> {
+  const { engine, policy, log } = request;
+  const prebuilt = request.imageFlag ?? policy.sandbox.image;
+  if (prebuilt !== undefined) {
+    const action = await ensurePrebuilt(engine, prebuilt, log);
+    return { ref: prebuilt, source: request.imageFlag ? 'flag' : 'config', mounts: [], action };
+  }
+  if (policy.build) {
+    const build = policy.build;
+    const tag = repoImageTag(await hashBuildInputs(build));
+    const ensured = await ensureImage({
+      engine,
+      tag,
+      maxAgeHours: request.maxAgeHours,
+      onWait: (pid) => log.info(`waiting for another airlock process (pid ${pid}) building ${tag}`),
+      build: (noCache) =>
+        buildImage({ engine, tag, dockerfile: build.dockerfile, contextDir: build.contextDir, noCache, log }),
+    });
+    log.info(`image ${tag}: ${ensured.action}`);
+    return { ref: tag, source: 'dockerfile', mounts: [], action: ensured.action };
+  }
+  const toolchain = await describeHostToolchain();
+  const tag = defaultImageTag(toolchain.rootfs);
+  // The tag is a content hash of the rootfs, so an existing image is never stale: no age limit applies.
+  const ensured = await ensureImage({
+    engine,
+    tag,
+    maxAgeHours: Infinity,
+    build: () => importHostToolchain(engine, tag, toolchain.rootfs),
+  });
+  log.info(`embedded default image ${tag}: ${ensured.action}`);
+  return { ref: tag, source: 'embedded', mounts: toolchain.mounts, action: ensured.action };
+}
+
+/** Save an image to a tarball (replacing an existing file), for CI caches. */
+export async function saveImage(engine: Engine, tag: string, path: string): Promise<void> {
+  await mustCallEngine(engine, ['save', '--output', path, tag], `saving ${tag} to ${path}`);
+}
