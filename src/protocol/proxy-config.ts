@@ -49,6 +49,12 @@ export interface SigningCredential {
   name: string;
   type: 'aws-sigv4';
   surrogateAccessKeyId: string;
+  /**
+   * The surrogate secret the sandbox signs with. Optional: with it the proxy verifies the client's signature to learn
+   * which canonicalisation variant the client used (normalised path or not, token signed or appended); without it
+   * the proxy assumes AWS's default for the service.
+   */
+  surrogateSecretAccessKey?: string;
   accessKeyId: string;
   secretAccessKey: string;
   surrogateSessionToken?: string;

@@ -1,0 +1,413 @@
+import { hostMatches } from '../../../protocol/policy.js';
+import type { SigningCredential } from '../../../protocol/proxy-config.js';
+import type { CredentialOutcome, CredentialResult, RequestHead } from '../types.js';
+import {
+  EMPTY_SHA256,
+  awsUriEncode,
+  canonicalHeaders,
+  canonicalQuery,
+  canonicalRequest,
+  canonicalUri,
+  parseRawQuery,
+  percentDecode,
+  sha256Hex,
+  splitTarget,
+  type PathStyle,
+  type RawQueryParam,
+} from './canonical.js';
+import { parseAuthorizationHeader, parsePresignedQuery, type AwsSignature } from './authorization.js';
+import { AwsChunkResigner, type ChunkSigningContext } from './chunked.js';
+import { SIGV4_ALGORITHM, sigv4Sign, sigv4SigningKey, sigv4Verify, stringToSign } from './sigv4.js';
+import { deriveSigV4AKey, sigv4aSign, sigv4aVerify, type SigV4AKeyPair } from './sigv4a.js';
+
+/**
+ * AWS re-signing (airut-behaviour.md §4d-4e): a request the sandbox signed with a surrogate key id, on a host in
+ * that credential's scopes, is signed again with the real key over exactly what the client signed. The sandbox's
+ * signature is worthless upstream, so nothing here is a security check on it; it is used only to learn which of
+ * AWS's canonicalisation variants the client used (when the proxy knows the surrogate secret).
+ */
+
+export interface AwsResignOptions {
+  now: () => Date;
+  /** Most bytes buffered to hash a body the signature covers but the client did not hash into a header. */
+  maxDeferredBody: number;
+  /** Most bytes of one aws-chunked chunk held while its signature is computed. */
+  maxChunkBytes: number;
+  /** Receives what was signed, for DEBUG-level logging and for conformance tests. Never given a key. */
+  trace?: (trace: SigningTrace) => void;
+}
+
+export interface SigningTrace {
+  canonicalRequest: string;
+  stringToSign: string;
+  signature: string;
+  /** Whether the client's surrogate signature verified under the variant used; null if the proxy cannot tell. */
+  clientSignatureVerified: boolean | null;
+}
+
+const STREAMING_SIGNED = /^STREAMING-(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)-PAYLOAD(-TRAILER)?$/;
+const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+const SKEW_WARNING_MINUTES = 5;
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+
+const keyPairs = new Map<string, SigV4AKeyPair>();
+
+/** Derivation costs a few HMACs and an EC point multiplication; a run uses a handful of key pairs. */
+function sigv4aKeyPair(accessKeyId: string, secretAccessKey: string): SigV4AKeyPair {
+  const id = `${accessKeyId}\0${secretAccessKey}`;
+  let pair = keyPairs.get(id);
+  if (!pair) {
+    if (keyPairs.size > 64) keyPairs.clear();
+    pair = deriveSigV4AKey(accessKeyId, secretAccessKey);
+    keyPairs.set(id, pair);
+  }
+  return pair;
+}
+
+function headerValues(headers: ReadonlyArray<readonly [string, string]>, name: string): string[] {
+  return headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+}
+
+function inScope(host: string, credential: SigningCredential): boolean {
+  return credential.scopes.some((scope) => hostMatches(host, scope));
+}
+
+/** No Content-Length and no Transfer-Encoding means no body in HTTP/1.1 (RFC 9112 §6.3). */
+function bodyIsEmpty(head: RequestHead): boolean {
+  const length = headerValues(head.headers, 'content-length');
+  const encoding = headerValues(head.headers, 'transfer-encoding');
+  if (encoding.length > 0) return false;
+  return length.length === 0 || length.every((v) => v.trim() === '0');
+}
+
+function parseAmzDate(value: string): Date | null {
+  const m = AMZ_DATE.exec(value);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, s));
+}
+
+export function formatAmzDate(date: Date): string {
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
+}
+
+interface Detected {
+  mode: 'header' | 'query';
+  signature: AwsSignature;
+  amzDate: string;
+  credential: SigningCredential;
+}
+
+/** Which request this is, or null to leave it to the masked-secret pass (Airut items 123, 125). */
+function detect(head: RequestHead, credentials: readonly SigningCredential[]): Detected | null {
+  const authorization = headerValues(head.headers, 'authorization');
+  let mode: Detected['mode'];
+  let signature: AwsSignature | null;
+  let amzDate: string | undefined;
+  if (authorization.length > 0) {
+    mode = 'header';
+    signature = parseAuthorizationHeader(authorization[0]!);
+    amzDate = headerValues(head.headers, 'x-amz-date')[0]?.trim();
+  } else {
+    mode = 'query';
+    const presigned = parsePresignedQuery(parseRawQuery(splitTarget(head.target).query));
+    signature = presigned;
+    amzDate = presigned?.amzDate;
+  }
+  if (!signature) return null;
+  const credential = credentials.find((c) => c.surrogateAccessKeyId === signature.accessKeyId);
+  // A surrogate on a host outside the credential's scopes is forwarded as it is: useless there, and never real.
+  if (!credential || !inScope(head.host, credential)) return null;
+  return { mode, signature, amzDate: amzDate ?? '', credential };
+}
+
+/** Airut item 126: warn, never block and never rewrite the date — the client's clock is the client's problem. */
+function clockSkewEvent(amzDate: string, now: Date): string | null {
+  const signed = parseAmzDate(amzDate);
+  if (!signed) return null;
+  const drift = Math.trunc(Math.abs(now.getTime() - signed.getTime()) / 60_000);
+  if (drift <= SKEW_WARNING_MINUTES) return null;
+  return (
+    `WARNING: Container clock skew detected: x-amz-date=${amzDate}, proxy-time=${formatAmzDate(now)} ` +
+    `(drift=${drift}m). Upstream rejection likely.`
+  );
+}
+
+interface Variant {
+  pathStyle: PathStyle;
+  plusAsSpace: boolean;
+  sortDuplicates: boolean;
+  /** Presigned only: whether X-Amz-Security-Token was signed (AWS lets it be appended after signing). */
+  tokenSigned: boolean;
+  payloadHash: string;
+}
+
+interface RequestForm {
+  method: string;
+  path: string;
+  params: RawQueryParam[];
+  headers: ReadonlyArray<readonly [string, string]>;
+}
+
+function buildCanonical(form: RequestForm, detected: Detected, variant: Variant): string {
+  const { signature, mode } = detected;
+  const exclude = (name: string): boolean =>
+    mode === 'query' && (name === 'X-Amz-Signature' || (!variant.tokenSigned && name === 'X-Amz-Security-Token'));
+  return canonicalRequest({
+    method: form.method,
+    uri: canonicalUri(form.path, variant.pathStyle),
+    query: canonicalQuery(form.params, { plusAsSpace: variant.plusAsSpace, exclude }),
+    headers: canonicalHeaders(form.headers, signature.signedHeaders, { sortDuplicates: variant.sortDuplicates }),
+    signedHeaders: signature.signedHeaders,
+    payloadHash: variant.payloadHash,
+  });
+}
+
+/** Every variant worth trying, the most likely first: the first is what the proxy uses when it cannot verify. */
+function variants(form: RequestForm, detected: Detected, payloadHashes: string[]): Variant[] {
+  const s3 = detected.signature.service === 's3';
+  const pathStyles: PathStyle[] = s3
+    ? ['as-is', 'reencoded', 'double-normalized', 'double']
+    : ['double-normalized', 'double', 'as-is', 'reencoded'];
+  const plus = form.params.some((p) => p.name.includes('+') || p.value.includes('+')) ? [false, true] : [false];
+  const repeated = detected.signature.signedHeaders.some((name) => headerValues(form.headers, name).length > 1);
+  const sorts = repeated ? [false, true] : [false];
+  const tokenInQuery = detected.mode === 'query' && form.params.some((p) => p.name === 'X-Amz-Security-Token');
+  const tokens = tokenInQuery ? [true, false] : [true];
+  const out: Variant[] = [];
+  for (const payloadHash of payloadHashes)
+    for (const tokenSigned of tokens)
+      for (const sortDuplicates of sorts)
+        for (const plusAsSpace of plus)
+          for (const pathStyle of pathStyles)
+            out.push({ pathStyle, plusAsSpace, sortDuplicates, tokenSigned, payloadHash });
+  return out;
+}
+
+interface Signer {
+  verify(stringToSign: string, signature: string): boolean;
+}
+
+function surrogateVerifier(detected: Detected): Signer | null {
+  const { credential, signature } = detected;
+  const secret = credential.surrogateSecretAccessKey;
+  if (secret === undefined) return null;
+  if (signature.algorithm === SIGV4_ALGORITHM) {
+    const key = sigv4SigningKey(secret, signature.scopeParts);
+    return { verify: (sts, sig) => sigv4Verify(key, sts, sig) };
+  }
+  const pair = sigv4aKeyPair(credential.surrogateAccessKeyId, secret);
+  return { verify: (sts, sig) => sigv4aVerify(pair.publicKey, sts, sig) };
+}
+
+/** Signs with the real key; SigV4A retries (its signatures are randomised) until one fits the client's width. */
+function realSigner(detected: Detected): (stringToSign: string, width?: number) => string {
+  const { credential, signature } = detected;
+  if (signature.algorithm === SIGV4_ALGORITHM) {
+    const key = sigv4SigningKey(credential.secretAccessKey, signature.scopeParts);
+    return (sts) => sigv4Sign(key, sts);
+  }
+  const pair = sigv4aKeyPair(credential.accessKeyId, credential.secretAccessKey);
+  return (sts, width) => {
+    let sig = sigv4aSign(pair, sts);
+    for (let attempt = 0; width !== undefined && sig.length > width && attempt < 64; attempt++)
+      sig = sigv4aSign(pair, sts);
+    return sig;
+  };
+}
+
+/** The request as it will leave: real session token in headers, real credential and token in the query. */
+function rewrite(head: RequestHead, detected: Detected): { headers: Array<[string, string]>; params: RawQueryParam[] } {
+  const { credential, signature, mode } = detected;
+  const swapToken = credential.sessionToken !== undefined && credential.surrogateSessionToken !== undefined;
+  // Before canonicalising (fixes Airut D4): a signed token must be signed as the value AWS will receive.
+  const headers = head.headers.map(([name, value]): [string, string] =>
+    swapToken && name.toLowerCase() === 'x-amz-security-token' ? [name, credential.sessionToken!] : [name, value],
+  );
+  const params = parseRawQuery(splitTarget(head.target).query).map((p) => {
+    if (mode !== 'query') return p;
+    if (p.name === 'X-Amz-Credential')
+      return { ...p, value: awsUriEncode(`${credential.accessKeyId}/${signature.scope}`, false) };
+    if (p.name === 'X-Amz-Security-Token' && swapToken)
+      return { ...p, value: awsUriEncode(credential.sessionToken!, false) };
+    return p;
+  });
+  return { headers, params };
+}
+
+function serializeQuery(params: readonly RawQueryParam[]): string {
+  return params.map((p) => (p.hasEquals ? `${p.name}=${p.value}` : p.name)).join('&');
+}
+
+/** SigV4 scopes name the region; SigV4A requests carry their region set in a header or the query instead. */
+function regionAnnotation(
+  detected: Detected,
+  headers: ReadonlyArray<readonly [string, string]>,
+  params: readonly RawQueryParam[],
+): string | null {
+  if (detected.signature.region !== undefined) return `region: ${detected.signature.region}`;
+  const fromHeader = headerValues(headers, 'x-amz-region-set')[0];
+  const fromQuery = params.find((p) => p.name === 'X-Amz-Region-Set');
+  const regionSet = fromHeader ?? (fromQuery ? percentDecode(fromQuery.value).toString('utf8') : undefined);
+  return regionSet === undefined ? null : `region: ${regionSet.trim()}`;
+}
+
+function resign(
+  head: RequestHead,
+  detected: Detected,
+  payloadHashes: string[],
+  options: AwsResignOptions,
+): CredentialResult {
+  const { signature, credential, mode, amzDate } = detected;
+  const events: string[] = [];
+  const skew = clockSkewEvent(amzDate, options.now());
+  if (skew) events.push(skew);
+
+  const { path, query } = splitTarget(head.target);
+  const original: RequestForm = { method: head.method, path, params: parseRawQuery(query), headers: head.headers };
+  const rewritten = rewrite(head, detected);
+  const outgoing: RequestForm = { ...original, params: rewritten.params, headers: rewritten.headers };
+
+  const candidates = variants(original, detected, payloadHashes);
+  const verifier = surrogateVerifier(detected);
+  let chosen = candidates[0]!;
+  let verified: boolean | null = null;
+  if (verifier) {
+    verified = false;
+    const tried = new Set<string>();
+    for (const variant of candidates) {
+      const creq = buildCanonical(original, detected, variant);
+      if (tried.has(creq)) continue;
+      tried.add(creq);
+      if (verifier.verify(stringToSign(signature.algorithm, amzDate, signature.scope, creq), signature.signature)) {
+        chosen = variant;
+        verified = true;
+        break;
+      }
+    }
+    if (!verified) {
+      events.push(
+        `re-sign: the client's signature matches no canonical form the proxy knows for ${head.method} ${head.host}; ` +
+          `signed with the default for service '${signature.service}' (upstream may reject it)`,
+      );
+    }
+  }
+
+  const creq = buildCanonical(outgoing, detected, chosen);
+  const sts = stringToSign(signature.algorithm, amzDate, signature.scope, creq);
+  const sign = realSigner(detected);
+  const newSignature = sign(sts);
+  options.trace?.({
+    canonicalRequest: creq,
+    stringToSign: sts,
+    signature: newSignature,
+    clientSignatureVerified: verified,
+  });
+
+  let headers = rewritten.headers;
+  let target = head.target;
+  if (mode === 'header') {
+    const value = `${signature.algorithm} Credential=${credential.accessKeyId}/${signature.scope}, SignedHeaders=${signature.signedHeaders.join(';')}, Signature=${newSignature}`;
+    let seen = 0;
+    headers = headers.flatMap(([name, v]): Array<[string, string]> => {
+      if (name.toLowerCase() !== 'authorization') return [[name, v]];
+      seen++;
+      return seen === 1 ? [[name, value]] : [];
+    });
+    if (seen > 1) {
+      events.push(
+        `COLLAPSED ${seen} duplicate 'authorization' headers in ${head.method} ${head.host}${path} (duplicate credential headers removed)`,
+      );
+    }
+  } else {
+    const params = rewritten.params.map((p) => (p.name === 'X-Amz-Signature' ? { ...p, value: newSignature } : p));
+    target = `${path}?${serializeQuery(params)}`;
+  }
+
+  const annotations = ['resigned'];
+  const region = regionAnnotation(detected, headers, rewritten.params);
+  if (region) annotations.push(region);
+
+  const result: CredentialResult = { headers, target, annotations, events };
+  const streaming = mode === 'header' ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
+  if (streaming) {
+    const context: ChunkSigningContext = {
+      algorithm: signature.algorithm,
+      amzDate,
+      scope: signature.scope,
+      seedSignature: newSignature,
+      trailer: streaming[2] !== undefined,
+      sign: (chunkSts, width) => sign(chunkSts, width),
+    };
+    result.bodyTransform = () => new AwsChunkResigner(context, { maxChunkBytes: options.maxChunkBytes });
+  }
+  return result;
+}
+
+/** Fail open (Airut item 148): a request we cannot re-sign still carries only surrogates, useless upstream. */
+function unchanged(head: RequestHead, reason: string): CredentialResult {
+  return {
+    headers: head.headers,
+    target: head.target,
+    annotations: [],
+    events: [`re-sign failed for ${head.method} ${head.host}: ${reason}; forwarded unchanged`],
+  };
+}
+
+function safely(head: RequestHead, run: () => CredentialResult): CredentialResult {
+  try {
+    return run();
+  } catch (err) {
+    return unchanged(head, err instanceof Error ? err.message : String(err));
+  }
+}
+
+/**
+ * Re-signs a request signed with a known surrogate key id on a host in scope; null for every other request.
+ * A request whose signature covers a body hash the client did not put in a header asks for the body first.
+ */
+export function resignAwsRequest(
+  head: RequestHead,
+  credentials: readonly SigningCredential[],
+  options: AwsResignOptions,
+): CredentialOutcome | null {
+  const detected = detect(head, credentials);
+  if (!detected) return null;
+  if (!parseAmzDate(detected.amzDate)) {
+    return { kind: 'ready', result: unchanged(head, 'no valid X-Amz-Date') };
+  }
+  const { mode, signature } = detected;
+  const s3 = signature.service === 's3';
+  const params = parseRawQuery(splitTarget(head.target).query);
+
+  let fixed: string[] | null = null; // payload hashes known without the body
+  let wantsBody: 'only' | 'first' | null = null;
+  if (mode === 'header') {
+    const declared = headerValues(head.headers, 'x-amz-content-sha256')[0];
+    if (declared !== undefined) fixed = [declared.trim()];
+    else wantsBody = 'only';
+  } else {
+    const declared = params.find((p) => p.name === 'X-Amz-Content-Sha256');
+    if (declared) fixed = [percentDecode(declared.value).toString('utf8')];
+    // S3 presigned URLs sign UNSIGNED-PAYLOAD (uploads may be large); other services' presigners hash the body.
+    else if (s3) fixed = [UNSIGNED_PAYLOAD];
+    else wantsBody = 'first';
+  }
+  if (fixed) {
+    if (mode === 'query' && s3 && bodyIsEmpty(head)) fixed.push(EMPTY_SHA256);
+    const hashes = fixed;
+    return { kind: 'ready', result: safely(head, () => resign(head, detected, hashes, options)) };
+  }
+  const withBody = (bodyHash: string): string[] => (wantsBody === 'only' ? [bodyHash] : [bodyHash, UNSIGNED_PAYLOAD]);
+  if (bodyIsEmpty(head)) {
+    return { kind: 'ready', result: safely(head, () => resign(head, detected, withBody(EMPTY_SHA256), options)) };
+  }
+  return {
+    kind: 'needs-body',
+    maxBytes: options.maxDeferredBody,
+    complete: (body) => safely(head, () => resign(head, detected, withBody(sha256Hex(body)), options)),
+  };
+}
