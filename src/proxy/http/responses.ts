@@ -1,0 +1,87 @@
+import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Refusal } from './admission.js';
+
+/**
+ * The proxy's own answers. A denial is an answer the sandboxed program can act on: machine-readable code, the
+ * host and path as judged, a one-line reason and the allowlist entry that would permit it. None of them echoes a
+ * header value, so no credential can come back through them.
+ */
+
+export const DENY_HEADER = 'X-Airlock-Deny';
+
+export function refusalBody(refusal: Refusal, method: string): string {
+  return JSON.stringify({
+    error: refusal.status === 400 ? 'bad_request' : 'blocked_by_network_allowlist',
+    code: refusal.code,
+    method,
+    host: refusal.host,
+    path: refusal.path,
+    reason: refusal.reason,
+    hint: refusal.hint ?? null,
+  });
+}
+
+export interface ProxyErrorBody {
+  error: 'upstream_error' | 'request_body_too_large' | 'proxy_error';
+  method: string;
+  host: string;
+  path: string;
+  reason: string;
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  extra: Record<string, string>,
+  close: boolean,
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string | number> = {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+    ...extra,
+  };
+  if (close) headers['Connection'] = 'close';
+  res.shouldKeepAlive = res.shouldKeepAlive && !close;
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+export function sendRefusal(res: ServerResponse, refusal: Refusal, method: string, close: boolean): void {
+  sendJson(res, refusal.status, refusalBody(refusal, method), { [DENY_HEADER]: refusal.code }, close);
+}
+
+export function sendProxyError(
+  res: ServerResponse,
+  status: 413 | 500 | 502,
+  body: ProxyErrorBody,
+  close: boolean,
+): void {
+  sendJson(res, status, JSON.stringify(body), {}, close);
+}
+
+const REASON_PHRASES: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway' };
+
+/** The same answers on a raw socket, for CONNECT and refused WebSocket upgrades (no ServerResponse exists). */
+export function writeRawJson(socket: Duplex, status: number, body: string, extra: Record<string, string> = {}): void {
+  const head = [
+    `HTTP/1.1 ${status} ${REASON_PHRASES[status] ?? 'Error'}`,
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
+    '',
+    '',
+  ].join('\r\n');
+  if (socket.writable) socket.end(head + body);
+  else socket.destroy();
+}
+
+export function writeRawRefusal(socket: Duplex, refusal: Refusal, method: string): void {
+  writeRawJson(socket, refusal.status, refusalBody(refusal, method), { [DENY_HEADER]: refusal.code });
+}

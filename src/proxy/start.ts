@@ -1,0 +1,172 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Allowlist } from '../protocol/allowlist.js';
+import { passThrough, type CredentialProcessor } from './credentials/types.js';
+import { startDnsResponder, type DnsResponder } from './dns/responder.js';
+import type { HttpLimits } from './http/exchange.js';
+import { attachProxyHandlers } from './http/handler.js';
+import { silentLog, type NetworkLog } from './log/network-log.js';
+import { createLeafIssuer } from './tls/leaf-certs.js';
+import { createUpstreamConnector } from './upstream/connector.js';
+import { systemResolver } from './upstream/resolver.js';
+import { createUpstreamRouter, type UpstreamResolver } from './upstream/route.js';
+
+/**
+ * The proxy as one object: DNS responder, HTTP listener and HTTPS listener sharing one policy, one credential
+ * processor, one upstream pool and one log. Production (main.ts, in the proxy container) and the tests start
+ * the same thing; it takes everything as arguments and reads no file or environment variable.
+ */
+
+export interface ProxyOptions {
+  allowlist: Allowlist;
+  /** The per-run CA that signs interception leaves; its key stays in this process. */
+  ca: { certPem: string; keyPem: string };
+  /** The address every DNS A query is answered with: this proxy's address on the sandbox network. */
+  sandboxAddress: string;
+  /** Ports 0 pick free ports (tests); `addresses` reports what was bound. */
+  listen: { host: string; http: number; https: number; dns: number };
+  upstream: {
+    /** name → "IP" or "IP:PORT": fixed addresses that bypass DNS and the private-address guard. */
+    hosts?: Readonly<Record<string, string>>;
+    /** Extra PEM CAs trusted for upstream TLS on top of the system roots. */
+    caPem?: string;
+    /** Resolver for upstream names; default: `dns` servers, or the system resolver when none are given. */
+    resolve?: UpstreamResolver;
+    dns?: readonly string[];
+    /** TCP connect plus TLS handshake. Default 10 s. */
+    connectTimeoutMs?: number;
+    /** Silence from upstream while a request is in flight. Default 5 min. */
+    idleTimeoutMs?: number;
+  };
+  credentials?: CredentialProcessor;
+  log?: NetworkLog;
+  /** Written into the start line of the log. */
+  run?: { id: string; policySha256?: string; baseCommit?: string };
+  limits?: Partial<HttpLimits> & {
+    /** Interception certificates kept; least recently used dropped beyond. Default 1000. */
+    leafCacheSize?: number;
+  };
+  now?: () => Date;
+}
+
+export interface RunningProxy {
+  addresses: { http: number; https: number; dns: number };
+  /** Interception certificates cached and minted so far. */
+  stats(): { leafCacheSize: number; leavesMinted: number };
+  close(): Promise<void>;
+}
+
+async function listen(server: http.Server, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/** Client-side timeouts on our listeners: generous for long transfers, strict for slow headers. */
+const SERVER_TIMEOUTS = {
+  // Uploads of several GB must not hit a whole-request deadline.
+  requestTimeout: 0,
+  headersTimeout: 60_000,
+  keepAliveTimeout: 65_000,
+};
+
+export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
+  const now = options.now ?? (() => new Date());
+  const log = options.log ?? silentLog;
+  const issuer = createLeafIssuer(options.ca, { cacheSize: options.limits?.leafCacheSize ?? 1000, now });
+  const route = createUpstreamRouter({
+    hosts: options.upstream.hosts ?? {},
+    resolve: options.upstream.resolve ?? systemResolver(options.upstream.dns ?? []),
+  });
+  const connector = createUpstreamConnector({
+    caPem: options.upstream.caPem,
+    connectTimeoutMs: options.upstream.connectTimeoutMs ?? 10_000,
+    idleTimeoutMs: options.upstream.idleTimeoutMs ?? 300_000,
+  });
+  const ctx = {
+    allowlist: options.allowlist,
+    credentials: options.credentials ?? passThrough,
+    route,
+    connector,
+    log,
+    now,
+    limits: {
+      drainBytes: options.limits?.drainBytes ?? 8 * 1024 * 1024,
+      drainTimeoutMs: options.limits?.drainTimeoutMs ?? 10_000,
+    },
+  };
+
+  const httpServer = http.createServer({ ...SERVER_TIMEOUTS });
+  const httpsServer = https.createServer({
+    ...SERVER_TIMEOUTS,
+    ALPNProtocols: ['http/1.1'],
+    minVersion: 'TLSv1.2',
+    SNICallback: (servername, cb) => {
+      issuer.secureContextFor(servername).then(
+        (context) => cb(null, context),
+        (err: Error) => cb(err),
+      );
+    },
+  });
+  // Without SNI there is no name to mint for, so the handshake fails: no certificate is ever presented for an
+  // unnamed host, and a client cannot reach the request stage without committing to a name.
+  httpsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+    const servername = typeof socket.servername === 'string' && socket.servername !== '' ? socket.servername : null;
+    if (servername === null && err.code === 'ECONNRESET') return;
+    log.write({
+      event: 'tls',
+      ts: now(),
+      servername,
+      code: servername === null ? 'host_mismatch' : 'handshake_failed',
+      reason: servername === null ? 'the client sent no SNI' : (err.code ?? err.message),
+    });
+  });
+  attachProxyHandlers(httpServer, 'http', ctx);
+  attachProxyHandlers(httpsServer, 'https', ctx);
+
+  log.write({
+    event: 'start',
+    ts: now(),
+    runId: options.run?.id,
+    policySha256: options.run?.policySha256,
+    baseCommit: options.run?.baseCommit,
+  });
+  let dns: DnsResponder | undefined;
+  try {
+    const httpPort = await listen(httpServer, options.listen.host, options.listen.http);
+    const httpsPort = await listen(httpsServer, options.listen.host, options.listen.https);
+    dns = await startDnsResponder({
+      host: options.listen.host,
+      port: options.listen.dns,
+      answerAddress: options.sandboxAddress,
+      onQuery: (q) => log.write({ event: 'dns', ts: now(), ...q }),
+    });
+    const running = dns;
+    return {
+      addresses: { http: httpPort, https: httpsPort, dns: running.port },
+      stats: () => ({ leafCacheSize: issuer.size, leavesMinted: issuer.minted }),
+      async close() {
+        await Promise.all([closeServer(httpServer), closeServer(httpsServer), running.close()]);
+        connector.close();
+      },
+    };
+  } catch (err) {
+    await Promise.all([closeServer(httpServer), closeServer(httpsServer), dns?.close()]);
+    connector.close();
+    throw err;
+  }
+}

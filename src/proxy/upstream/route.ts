@@ -1,0 +1,82 @@
+import { isIPv4, isIPv6 } from '../../protocol/policy.js';
+import { forbiddenAddressReason } from './address-guard.js';
+
+/** Resolves a host name to its addresses. Injected so tests can play a hostile DNS. */
+export type UpstreamResolver = (name: string) => Promise<string[]>;
+
+export type UpstreamRoute =
+  | { kind: 'connect'; address: string; port: number; mapped: boolean }
+  /** The name resolves into address space the guard forbids: a 403, the request is never sent. */
+  | { kind: 'forbidden'; reason: string }
+  /** The name does not resolve: an upstream failure, a 502. */
+  | { kind: 'failed'; reason: string };
+
+export interface UpstreamRouterOptions {
+  /** name (lower-case) → "IP" or "IP:PORT" / "[v6]:PORT"; bypasses DNS and the address guard. */
+  hosts?: Readonly<Record<string, string>>;
+  resolve: UpstreamResolver;
+  /** How long a vetted answer is reused; 0 disables the cache. */
+  cacheTtlMs?: number;
+  now?: () => number;
+}
+
+/** Parse an `upstream_hosts` value into an address and an optional port. */
+export function parseHostsEntry(value: string): { address: string; port?: number } | null {
+  if (isIPv4(value) || isIPv6(value)) return { address: value };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(value);
+  if (!m) return null;
+  const address = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (!(isIPv4(address) || isIPv6(address)) || port < 1 || port > 65535) return null;
+  return { address, port };
+}
+
+const CACHE_LIMIT = 1024;
+
+/**
+ * Decides where a request for `host:port` goes. The address returned is the one vetted here and the one the
+ * caller connects to — there is no second lookup, so a rebinding DNS cannot swap in another address afterwards.
+ */
+export function createUpstreamRouter(
+  options: UpstreamRouterOptions,
+): (host: string, port: number) => Promise<UpstreamRoute> {
+  const hosts = new Map<string, { address: string; port?: number }>();
+  for (const [name, value] of Object.entries(options.hosts ?? {})) {
+    const entry = parseHostsEntry(value);
+    if (!entry) throw new Error(`upstream hosts: ${name}: expected IP or IP:PORT`);
+    hosts.set(name.toLowerCase().replace(/\.$/, ''), entry);
+  }
+  const ttl = options.cacheTtlMs ?? 10_000;
+  const now = options.now ?? Date.now;
+  const cache = new Map<string, { addresses: string[]; until: number }>();
+
+  async function lookup(host: string): Promise<string[]> {
+    const hit = cache.get(host);
+    if (hit && hit.until > now()) return hit.addresses;
+    const addresses = await options.resolve(host);
+    if (ttl > 0) {
+      if (cache.size >= CACHE_LIMIT) cache.clear();
+      cache.set(host, { addresses, until: now() + ttl });
+    }
+    return addresses;
+  }
+
+  return async (host, port) => {
+    const mapped = hosts.get(host);
+    if (mapped) return { kind: 'connect', address: mapped.address, port: mapped.port ?? port, mapped: true };
+    const literal = isIPv4(host) || isIPv6(host);
+    let addresses: string[];
+    try {
+      addresses = literal ? [host] : await lookup(host);
+    } catch (err) {
+      return { kind: 'failed', reason: `cannot resolve ${host}: ${(err as { code?: string }).code ?? String(err)}` };
+    }
+    if (addresses.length === 0) return { kind: 'failed', reason: `${host} has no addresses` };
+    // One internal answer taints the name: a public name has no business resolving into the private space.
+    for (const address of addresses) {
+      const problem = forbiddenAddressReason(address);
+      if (problem !== null) return { kind: 'forbidden', reason: `${host} resolves to ${address} (${problem})` };
+    }
+    return { kind: 'connect', address: addresses[0]!, port, mapped: false };
+  };
+}
