@@ -2,6 +2,7 @@
  * Which image a run uses, in order: `--image`, `image:` in sandbox.yaml, the repository's Dockerfile (built and
  * cached as `airlock-repo:<hash>`), else the embedded host-toolchain default.
  */
+import { createHash } from 'node:crypto';
 import { callEngine, mustCallEngine, type Engine } from '../engine/engine.js';
 import { EngineError } from '../errors.js';
 import type { BindMount } from '../engine/run-args.js';
@@ -45,38 +46,75 @@ async function ensurePrebuilt(engine: Engine, ref: string, log: Logger): Promise
   return 'build';
 }
 
-export async function prepareRunImage(request: RunImageRequest): Promise<RunImage> {
-  const { engine, policy, log } = request;
-  const prebuilt = request.imageFlag ?? policy.sandbox.image;
+/** What the run's image is, before touching the engine: `image hash` needs only this. */
+export interface ImagePlan {
+  source: ImageSource;
+  ref: string;
+  /** Content hash for CI cache keys (for a prebuilt image: of its reference). */
+  hash: string;
+  mounts: BindMount[];
+  ensure(engine: Engine, maxAgeHours: number, log: Logger): Promise<ImageAction>;
+}
+
+export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Promise<ImagePlan> {
+  const prebuilt = imageFlag ?? policy.sandbox.image;
   if (prebuilt !== undefined) {
-    const action = await ensurePrebuilt(engine, prebuilt, log);
-    return { ref: prebuilt, source: request.imageFlag ? 'flag' : 'config', mounts: [], action };
+    return {
+      source: imageFlag !== undefined ? 'flag' : 'config',
+      ref: prebuilt,
+      hash: createHash('sha256').update(`image:${prebuilt}`).digest('hex'),
+      mounts: [],
+      ensure: (engine, _maxAge, log) => ensurePrebuilt(engine, prebuilt, log),
+    };
   }
   if (policy.build) {
     const build = policy.build;
-    const tag = repoImageTag(await hashBuildInputs(build));
-    const ensured = await ensureImage({
-      engine,
-      tag,
-      maxAgeHours: request.maxAgeHours,
-      onWait: (pid) => log.info(`waiting for another airlock process (pid ${pid}) building ${tag}`),
-      build: (noCache) =>
-        buildImage({ engine, tag, dockerfile: build.dockerfile, contextDir: build.contextDir, noCache, log }),
-    });
-    log.info(`image ${tag}: ${ensured.action}`);
-    return { ref: tag, source: 'dockerfile', mounts: [], action: ensured.action };
+    const hash = await hashBuildInputs(build);
+    const tag = repoImageTag(hash);
+    return {
+      source: 'dockerfile',
+      ref: tag,
+      hash,
+      mounts: [],
+      ensure: async (engine, maxAgeHours, log) => {
+        const ensured = await ensureImage({
+          engine,
+          tag,
+          maxAgeHours,
+          onWait: (pid) => log.info(`waiting for another airlock process (pid ${pid}) building ${tag}`),
+          build: (noCache) =>
+            buildImage({ engine, tag, dockerfile: build.dockerfile, contextDir: build.contextDir, noCache, log }),
+        });
+        log.info(`image ${tag}: ${ensured.action}`);
+        return ensured.action;
+      },
+    };
   }
   const toolchain = await describeHostToolchain();
   const tag = defaultImageTag(toolchain.rootfs);
-  // The tag is a content hash of the rootfs, so an existing image is never stale: no age limit applies.
-  const ensured = await ensureImage({
-    engine,
-    tag,
-    maxAgeHours: Infinity,
-    build: () => importHostToolchain(engine, tag, toolchain.rootfs),
-  });
-  log.info(`embedded default image ${tag}: ${ensured.action}`);
-  return { ref: tag, source: 'embedded', mounts: toolchain.mounts, action: ensured.action };
+  return {
+    source: 'embedded',
+    ref: tag,
+    hash: tag.slice(tag.indexOf(':') + 1),
+    mounts: toolchain.mounts,
+    ensure: async (engine, _maxAge, log) => {
+      // The tag is a content hash of the rootfs, so an existing image is never stale: no age limit applies.
+      const ensured = await ensureImage({
+        engine,
+        tag,
+        maxAgeHours: Infinity,
+        build: () => importHostToolchain(engine, tag, toolchain.rootfs),
+      });
+      log.info(`embedded default image ${tag}: ${ensured.action}`);
+      return ensured.action;
+    },
+  };
+}
+
+export async function prepareRunImage(request: RunImageRequest): Promise<RunImage> {
+  const plan = await planRunImage(request.policy, request.imageFlag);
+  const action = await plan.ensure(request.engine, request.maxAgeHours, request.log);
+  return { ref: plan.ref, source: plan.source, mounts: plan.mounts, action };
 }
 
 /** Save an image to a tarball (replacing an existing file), for CI caches. */

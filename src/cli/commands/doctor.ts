@@ -1,0 +1,175 @@
+/**
+ * `airlock doctor`: is this machine able to run the sandbox? Checks the engine and its version, cgroups, the OCI
+ * runtime, ulimits, networking, and finally starts a real hardened container from the embedded default image —
+ * and for everything wrong says how to fix it. Exit 0 when nothing failed, else 125.
+ */
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { callEngine, findOnPath, resolveEngine, type Engine, type EngineResult } from '../engine/engine.js';
+import {
+  formatFinding,
+  judgeCgroups,
+  judgeRuntime,
+  judgeUlimits,
+  judgeVersion,
+  type Finding,
+} from '../engine/diagnose.js';
+import { parseHardLimit, readHostLimits } from '../engine/host-limits.js';
+import { DEFAULT_PIDS_LIMIT, buildRunArgs } from '../engine/run-args.js';
+import { EXIT } from '../errors.js';
+import { defaultImageTag, describeHostToolchain, importHostToolchain } from '../images/host-toolchain.js';
+import { ensureImage } from '../images/image-cache.js';
+import { newRunIdentity, resourceLabelArgs, resourceLabels, resourceName } from '../session/labels.js';
+import { readFileSync } from 'node:fs';
+import { engineFlag, ENGINE_OPTIONS } from './run.js';
+import type { Command } from './types.js';
+
+interface EngineFacts {
+  version: string;
+  cgroupVersion: string;
+  runtime: string;
+  rootless: boolean;
+}
+
+async function engineFacts(engine: Engine): Promise<{ facts: EngineFacts; raw: EngineResult }> {
+  if (engine.kind === 'podman') {
+    const raw = await callEngine(engine, [
+      'info',
+      '--format',
+      '{{.Version.Version}}|{{.Host.CgroupsVersion}}|{{.Host.OCIRuntime.Name}}|{{.Host.Security.Rootless}}',
+    ]);
+    const [version = '', cgroupVersion = '', runtime = '', rootless = ''] = raw.stdout.trim().split('|');
+    return { facts: { version, cgroupVersion, runtime, rootless: rootless === 'true' }, raw };
+  }
+  const raw = await callEngine(engine, [
+    'info',
+    '--format',
+    '{{.ServerVersion}}|{{.CgroupVersion}}|{{.DefaultRuntime}}|{{.SecurityOptions}}',
+  ]);
+  const [version = '', cgroupVersion = '', runtime = '', security = ''] = raw.stdout.trim().split('|');
+  return { facts: { version, cgroupVersion, runtime, rootless: security.includes('rootless') }, raw };
+}
+
+async function checkNetworking(engine: Engine): Promise<Finding> {
+  const identity = newRunIdentity();
+  const name = resourceName('doctor', identity);
+  const created = await callEngine(engine, ['network', 'create', '--internal', ...resourceLabelArgs(identity), name]);
+  if (created.code !== 0) {
+    return {
+      check: 'networking',
+      verdict: 'fail',
+      detail: `cannot create an internal network: ${created.stderr.trim()}`,
+      fix:
+        engine.kind === 'podman'
+          ? 'install netavark/aardvark-dns or CNI plugins (containernetworking-plugins) and check `podman network create`'
+          : 'check that dockerd runs with iptables enabled',
+    };
+  }
+  await callEngine(engine, ['network', 'rm', name]);
+  return { check: 'networking', verdict: 'ok', detail: 'internal networks can be created' };
+}
+
+/** Start a real container with the run's hardening flags: the definitive test of runtime, limits and init. */
+async function checkContainer(engine: Engine): Promise<Finding> {
+  const toolchain = await describeHostToolchain();
+  const tag = defaultImageTag(toolchain.rootfs);
+  await ensureImage({
+    engine,
+    tag,
+    maxAgeHours: Infinity,
+    build: () => importHostToolchain(engine, tag, toolchain.rootfs),
+  });
+  const identity = newRunIdentity();
+  const limits = readHostLimits();
+  const name = resourceName('doctor', identity);
+  const args = buildRunArgs({
+    engine: engine.kind,
+    name,
+    image: tag,
+    command: ['true'],
+    labels: resourceLabels(identity),
+    envNames: [],
+    mounts: toolchain.mounts,
+    workdir: '/',
+    limits: { pidsLimit: DEFAULT_PIDS_LIMIT, nofile: limits.nofile, nproc: limits.nproc, memory: '64m' },
+    interactive: false,
+    tty: false,
+    networkArgs: ['--network=none'],
+  });
+  const started = await callEngine(engine, args);
+  await callEngine(engine, ['rm', '--force', name]);
+  if (started.code === 0) {
+    return { check: 'container', verdict: 'ok', detail: 'a hardened container starts and exits cleanly' };
+  }
+  const message = started.stderr.trim().split('\n').pop() ?? '';
+  const fix = /rlimit/i.test(message)
+    ? 'a ulimit exceeds what this host allows: raise the hard limits or lower default_ulimits in containers.conf'
+    : /cgroup/i.test(message)
+      ? 'the runtime cannot manage cgroups here: use runc (runtime = "runc" in containers.conf) or cgroup v2'
+      : 'run the engine by hand with the failing flags shown by `airlock run --debug -- true`';
+  return { check: 'container', verdict: 'fail', detail: `starting a container failed: ${message}`, fix };
+}
+
+export const run: Command = async (argv, ctx) => {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...ENGINE_OPTIONS, help: { type: 'boolean', short: 'h', default: false } },
+    strict: true,
+  });
+  if (values.help) {
+    ctx.stdout.write('usage: airlock doctor [--engine podman|docker]\n');
+    return EXIT.ok;
+  }
+  const findings: Finding[] = [];
+  const report = (finding: Finding): void => {
+    findings.push(finding);
+    ctx.stdout.write(formatFinding(finding));
+  };
+  let engine: Engine;
+  try {
+    engine = await resolveEngine(engineFlag(values), ctx.env);
+  } catch (e) {
+    report({
+      check: 'engine',
+      verdict: 'fail',
+      detail: (e as Error).message,
+      fix: 'apt-get install podman runc (or docker.io), then run airlock doctor again',
+    });
+    return EXIT.airlock;
+  }
+  report({ check: 'engine', verdict: 'ok', detail: `${engine.kind} at ${engine.binary}` });
+  const { facts, raw } = await engineFacts(engine);
+  if (raw.code !== 0) {
+    report({
+      check: 'engine',
+      verdict: 'fail',
+      detail: `\`${engine.kind} info\` failed: ${raw.stderr.trim().split('\n').pop() ?? ''}`,
+      fix:
+        engine.kind === 'docker' ? 'start dockerd (or set DOCKER_HOST)' : 'run `podman info` and fix what it reports',
+    });
+    return EXIT.airlock;
+  }
+  report(judgeVersion(engine.kind, facts.version));
+  report({ check: 'mode', verdict: 'ok', detail: facts.rootless ? 'rootless' : 'rootful' });
+  report(
+    judgeCgroups({ version: facts.cgroupVersion, hybrid: existsSync('/sys/fs/cgroup/unified/cgroup.controllers') }),
+  );
+  report(
+    judgeRuntime({
+      engine: engine.kind,
+      runtime: facts.runtime,
+      cgroupVersion: facts.cgroupVersion,
+      runcInstalled: (await findOnPath('runc', ctx.env.PATH)) !== null,
+    }),
+  );
+  let limitsText = '';
+  try {
+    limitsText = readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    limitsText = '';
+  }
+  report(judgeUlimits({ hardNofile: parseHardLimit(limitsText, 'Max open files'), ...readHostLimits() }));
+  report(await checkNetworking(engine));
+  report(await checkContainer(engine));
+  return findings.some((f) => f.verdict === 'fail') ? EXIT.airlock : EXIT.ok;
+};

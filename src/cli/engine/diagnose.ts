@@ -1,0 +1,108 @@
+/**
+ * The judgements behind `airlock doctor`, as pure functions of facts gathered from the engine and the host, so each
+ * diagnosis (and its suggested fix) is unit-tested.
+ */
+import type { EngineKind } from './engine.js';
+
+export type Verdict = 'ok' | 'warn' | 'fail';
+
+export interface Finding {
+  check: string;
+  verdict: Verdict;
+  detail: string;
+  fix?: string;
+}
+
+export const MINIMUM_VERSION: Record<EngineKind, [number, number]> = { podman: [4, 3], docker: [20, 10] };
+
+export function parseVersion(text: string): [number, number] | null {
+  const m = /(\d+)\.(\d+)/.exec(text);
+  return m ? [Number(m[1]), Number(m[2])] : null;
+}
+
+export function judgeVersion(kind: EngineKind, text: string): Finding {
+  const version = parseVersion(text);
+  const [major, minor] = MINIMUM_VERSION[kind];
+  if (!version) {
+    return {
+      check: 'version',
+      verdict: 'fail',
+      detail: `could not read the ${kind} version (${text.trim() || 'no answer'})`,
+      fix:
+        kind === 'docker' ? 'start the Docker daemon (dockerd) and check `docker version`' : `run \`${kind} version\``,
+    };
+  }
+  const ok = version[0] > major || (version[0] === major && version[1] >= minor);
+  return {
+    check: 'version',
+    verdict: ok ? 'ok' : 'fail',
+    detail: `${kind} ${version.join('.')}`,
+    ...(ok ? {} : { fix: `upgrade ${kind} to ${major}.${minor} or later` }),
+  };
+}
+
+export interface CgroupFacts {
+  /** 'v1' or 'v2' as the engine reports it. */
+  version: string;
+  /** cgroup v1 with the v2 hierarchy mounted at /sys/fs/cgroup/unified. */
+  hybrid: boolean;
+}
+
+export function judgeCgroups(facts: CgroupFacts): Finding {
+  if (facts.version === 'v2' || facts.version === '2') {
+    return { check: 'cgroups', verdict: 'ok', detail: 'cgroup v2' };
+  }
+  return {
+    check: 'cgroups',
+    verdict: 'warn',
+    detail: `cgroup v1${facts.hybrid ? ' (hybrid)' : ''}: limits work with runc; crun and rootless limits may not`,
+    fix: 'boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2, or use the runc runtime',
+  };
+}
+
+export interface RuntimeFacts {
+  engine: EngineKind;
+  runtime: string;
+  cgroupVersion: string;
+  runcInstalled: boolean;
+}
+
+export function judgeRuntime(facts: RuntimeFacts): Finding {
+  const v1 = !(facts.cgroupVersion === 'v2' || facts.cgroupVersion === '2');
+  if (facts.engine === 'podman' && facts.runtime === 'crun' && v1) {
+    return {
+      check: 'runtime',
+      verdict: 'fail',
+      detail: 'podman uses crun, which fails on cgroup v1/hybrid hosts ("cgroups in hybrid mode")',
+      fix: facts.runcInstalled
+        ? 'set `runtime = "runc"` under [engine] in /etc/containers/containers.conf (or ~/.config/containers/containers.conf)'
+        : 'install runc (apt-get install runc) and set `runtime = "runc"` under [engine] in containers.conf',
+    };
+  }
+  return { check: 'runtime', verdict: 'ok', detail: `${facts.runtime || 'default runtime'}` };
+}
+
+export interface UlimitFacts {
+  hardNofile: number | null;
+  nofile: number;
+  nproc: number;
+}
+
+export function judgeUlimits(facts: UlimitFacts): Finding {
+  const detail = `containers get nofile=${facts.nofile} nproc=${facts.nproc} (clamped to this host's hard limits)`;
+  if (facts.hardNofile !== null && facts.hardNofile < 1024) {
+    return {
+      check: 'ulimits',
+      verdict: 'warn',
+      detail: `${detail}; the open-file hard limit ${facts.hardNofile} is low for builds`,
+      fix: 'raise the hard nofile limit (ulimit -Hn, LimitNOFILE= in the service unit, /etc/security/limits.conf)',
+    };
+  }
+  return { check: 'ulimits', verdict: 'ok', detail };
+}
+
+export function formatFinding(finding: Finding): string {
+  const mark = finding.verdict === 'ok' ? 'ok  ' : finding.verdict === 'warn' ? 'warn' : 'FAIL';
+  const fix = finding.fix && finding.verdict !== 'ok' ? `\n      fix: ${finding.fix}` : '';
+  return `${mark}  ${finding.check}: ${finding.detail}${fix}\n`;
+}
