@@ -108,7 +108,7 @@ export const SandboxConfigSchema = z
       .optional()
       .transform((v) => v ?? {})
       .describe(
-        'Fixed upstream addresses by name, like /etc/hosts for the proxy (also lifts the private-address guard for that exact name).',
+        'Fixed upstream addresses by name, like /etc/hosts for the proxy (also lifts the private-address guard for that exact name). `host-gateway[:PORT]` is the machine running airlock.',
       ),
     upstream_ca_file: z
       .string()
