@@ -59,11 +59,12 @@ export const ResourceLimitsSchema = z
   .describe('Container resource limits; each is optional.');
 
 const upstreamTarget = z.string().refine((v) => {
+  if (/^host-gateway(:\d{1,5})?$/.test(v)) return true;
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(v) ?? /^([0-9a-fA-F:]+)$/.exec(v);
   if (!m) return false;
   const ip = m[1]!.replace(/^\[|\]$/g, '');
   return isIPv4(ip) || isIPv6(ip);
-}, 'expected an IP address, optionally with a port: `10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`');
+}, 'expected an IP address, optionally with a port (`10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`), or `host-gateway[:PORT]` for the machine running airlock');
 
 export const SandboxConfigSchema = z
   .strictObject({
