@@ -9,9 +9,17 @@ import { loadPolicy } from '../config/load.js';
 import { callEngine, mustCallEngine, resolveEngine, type Engine } from '../engine/engine.js';
 import { EXIT, UsageError } from '../errors.js';
 import { planRunImage } from '../images/run-image.js';
-import { createLogger, type Logger } from '../session/log.js';
+import type { Logger } from '../session/log.js';
 import type { LoadedPolicy } from '../config/types.js';
-import { engineFlag, ENGINE_OPTIONS, LOG_OPTIONS, POLICY_OPTIONS, splitAtDoubleDash } from './run.js';
+import {
+  engineFlag,
+  ENGINE_OPTIONS,
+  LOG_OPTIONS,
+  loggerFor,
+  POLICY_OPTIONS,
+  policyLocation,
+  splitAtDoubleDash,
+} from './run.js';
 import type { Command } from './types.js';
 
 const OPTIONS = { ...POLICY_OPTIONS, ...ENGINE_OPTIONS, ...LOG_OPTIONS, image: { type: 'string' } } as const;
@@ -73,27 +81,10 @@ export const run: Command = async (argv, ctx) => {
   if (action === 'hash' ? dirArg !== undefined : dirArg === undefined || extra.length > 0) {
     throw new UsageError(action === 'hash' ? 'image hash takes no directory' : `image ${action} takes one DIR`);
   }
-  const log = createLogger({
-    verbose: values.verbose,
-    debug: values.debug,
-    file: values.log,
-    cwd: ctx.cwd,
-    stderr: ctx.stderr,
-    isTTY: ctx.isTTY,
-  });
+  const log = loggerFor(values, ctx);
   try {
     const policy = async (): Promise<LoadedPolicy> =>
-      loadPolicy(
-        {
-          cwd: ctx.cwd,
-          configDir: values['config-dir'],
-          config: values.config,
-          allowlist: values.allowlist,
-          dockerfile: values.dockerfile,
-          contextDir: values['context-dir'],
-        },
-        envForImageCommands(ctx.env),
-      );
+      loadPolicy(policyLocation(values, ctx.cwd), envForImageCommands(ctx.env));
     const proxy = await proxyImage();
     if (action === 'hash') {
       const plan = await planRunImage(await policy(), values.image);

@@ -18,7 +18,8 @@ import { resolveMounts, WORKSPACE } from '../session/mounts.js';
 import { openNetworkSession, type NetworkSession } from '../session/network-session.js';
 import { removeOrphans } from '../session/orphans.js';
 import { signalNumber } from '../engine/engine.js';
-import type { Command } from './types.js';
+import type { PolicyLocation } from '../config/types.js';
+import type { Command, CommandContext } from './types.js';
 
 /** Options every image-aware command shares (run, image save/load). */
 export const ENGINE_OPTIONS = {
@@ -68,6 +69,31 @@ const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
   --verbose | --debug     progress on stderr | also engine command lines
   --log FILE              write airlock's messages to FILE instead of stderr
 `;
+
+type PolicyFlags = { [K in keyof typeof POLICY_OPTIONS]?: string };
+type LogFlags = { verbose?: boolean; debug?: boolean; log?: string };
+
+export function policyLocation(values: PolicyFlags, cwd: string): PolicyLocation {
+  return {
+    cwd,
+    configDir: values['config-dir'],
+    config: values.config,
+    allowlist: values.allowlist,
+    dockerfile: values.dockerfile,
+    contextDir: values['context-dir'],
+  };
+}
+
+export function loggerFor(values: LogFlags, ctx: CommandContext): Logger {
+  return createLogger({
+    verbose: values.verbose,
+    debug: values.debug,
+    file: values.log,
+    cwd: ctx.cwd,
+    stderr: ctx.stderr,
+    isTTY: ctx.isTTY,
+  });
+}
 
 /** The command is everything after the first `--`, verbatim; options are what precedes it. */
 export function splitAtDoubleDash(argv: string[]): { options: string[]; command: string[] | null } {
@@ -149,27 +175,10 @@ export const run: Command = async (argv, ctx) => {
   const timeoutFlag = values.timeout === undefined ? undefined : parseWholeNumber('--timeout', values.timeout, 10);
   const requestedEngine = engineFlag(values);
 
-  const log = createLogger({
-    verbose: values.verbose,
-    debug: values.debug,
-    file: values.log,
-    cwd: ctx.cwd,
-    stderr: ctx.stderr,
-    isTTY: ctx.isTTY,
-  });
+  const log = loggerFor(values, ctx);
   let network: NetworkSession | null = null;
   try {
-    const policy = await loadPolicy(
-      {
-        cwd: ctx.cwd,
-        configDir: values['config-dir'],
-        config: values.config,
-        allowlist: values.allowlist,
-        dockerfile: values.dockerfile,
-        contextDir: values['context-dir'],
-      },
-      ctx.env,
-    );
+    const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
     const mounts = await resolveMounts(ctx.cwd, values.mount);
     const credentials = prepareCredentials(policy, ctx.env);
     for (const warning of credentials.warnings) log.warn(warning);

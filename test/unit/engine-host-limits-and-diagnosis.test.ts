@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { clampLimits, parseHardLimit } from '../../src/cli/engine/host-limits.js';
+import { judgeRuntime, judgeUlimits, judgeVersion, parseVersion } from '../../src/cli/engine/diagnose.js';
+
+const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
+Max processes             96364                96364                processes
+Max open files            1024                 20000                files
+Max locked memory         unlimited            unlimited            bytes
+`;
+
+describe('container ulimits follow the host', () => {
+  it('reads the hard limit, not the soft one', () => {
+    assert.equal(parseHardLimit(LIMITS, 'Max open files'), 20000);
+    assert.equal(parseHardLimit(LIMITS, 'Max processes'), 96364);
+    assert.equal(parseHardLimit(LIMITS, 'Max locked memory'), Infinity);
+    assert.equal(parseHardLimit(LIMITS, 'Max nonsense'), null);
+  });
+
+  it('never exceeds the hard limit, nr_open, pid_max or the engines’ own defaults', () => {
+    assert.deepEqual(clampLimits({ hardNofile: 20000, hardNproc: 96364, nrOpen: 1048576, pidMax: 32768 }), {
+      nofile: 20000,
+      nproc: 32768,
+    });
+    assert.deepEqual(clampLimits({ hardNofile: Infinity, hardNproc: Infinity, nrOpen: null, pidMax: null }), {
+      nofile: 1048576,
+      nproc: 4194304,
+    });
+    assert.deepEqual(clampLimits({ hardNofile: 5000000, hardNproc: 10, nrOpen: 65536, pidMax: 4194304 }), {
+      nofile: 65536,
+      nproc: 10,
+    });
+  });
+});
+
+describe('airlock doctor diagnoses', () => {
+  it('crun on cgroup v1 fails with the containers.conf fix', () => {
+    const finding = judgeRuntime({ engine: 'podman', runtime: 'crun', cgroupVersion: 'v1', runcInstalled: true });
+    assert.equal(finding.verdict, 'fail');
+    assert.match(finding.fix ?? '', /runtime = "runc"/);
+    const missing = judgeRuntime({ engine: 'podman', runtime: 'crun', cgroupVersion: 'v1', runcInstalled: false });
+    assert.match(missing.fix ?? '', /install runc/);
+  });
+
+  it('crun on cgroup v2 and runc anywhere are fine', () => {
+    assert.equal(
+      judgeRuntime({ engine: 'podman', runtime: 'crun', cgroupVersion: 'v2', runcInstalled: false }).verdict,
+      'ok',
+    );
+    assert.equal(
+      judgeRuntime({ engine: 'podman', runtime: 'runc', cgroupVersion: 'v1', runcInstalled: true }).verdict,
+      'ok',
+    );
+  });
+
+  it('versions below the minimum fail, unreadable versions fail with a fix', () => {
+    assert.deepEqual(parseVersion('4.9.3'), [4, 9]);
+    assert.equal(judgeVersion('podman', '4.3.1').verdict, 'ok');
+    assert.equal(judgeVersion('podman', '3.4.4').verdict, 'fail');
+    assert.equal(judgeVersion('docker', '20.10.7').verdict, 'ok');
+    assert.equal(judgeVersion('docker', '19.03.1').verdict, 'fail');
+    assert.match(judgeVersion('docker', '').fix ?? '', /dockerd/);
+  });
+
+  it('warns about a tiny open-file limit', () => {
+    assert.equal(judgeUlimits({ hardNofile: 256, nofile: 256, nproc: 100 }).verdict, 'warn');
+    assert.equal(judgeUlimits({ hardNofile: 20000, nofile: 20000, nproc: 100 }).verdict, 'ok');
+  });
+});
