@@ -152,3 +152,52 @@ export function clientSign(input: ClientSigningInput): ClientSignedRequest {
     scope,
   };
 }
+
+export interface ChunkedBodyInput {
+  version: 'v4' | 'v4a';
+  accessKeyId: string;
+  secretAccessKey: string;
+  amzDate: string;
+  scope: string;
+  seedSignature: string;
+  chunks: Buffer[];
+  /** Trailing headers; when given, the body ends in trailer form with x-amz-trailer-signature. */
+  trailers?: Array<[string, string]>;
+}
+
+/**
+ * An aws-chunked body as aws-c-auth frames it: every chunk, then the empty final chunk, signed in a chain from the
+ * request's seed signature; SigV4A signatures padded with `*` to 144 characters.
+ */
+export function clientChunkedBody(input: ChunkedBodyInput): { body: Buffer; signatures: string[] } {
+  const prefix = input.version === 'v4' ? 'AWS4-HMAC-SHA256' : 'AWS4-ECDSA-P256-SHA256';
+  const scopeParts = input.scope.split('/');
+  const pair = input.version === 'v4a' ? deriveSigV4AKey(input.accessKeyId, input.secretAccessKey) : null;
+  const sign = (sts: string): string =>
+    pair ? sigv4aSign(pair, sts) : sigv4Sign(sigv4SigningKey(input.secretAccessKey, scopeParts), sts);
+  const pad = (sig: string): string => (pair ? sig.padEnd(144, '*') : sig);
+  const empty = sha256Hex('');
+  let previous = input.seedSignature;
+  const parts: Buffer[] = [];
+  const signatures: string[] = [];
+  for (const data of [...input.chunks, Buffer.alloc(0)]) {
+    const sts = `${prefix}-PAYLOAD\n${input.amzDate}\n${input.scope}\n${previous}\n${empty}\n${sha256Hex(data)}`;
+    previous = sign(sts);
+    signatures.push(previous);
+    parts.push(Buffer.from(`${data.length.toString(16)};chunk-signature=${pad(previous)}\r\n`));
+    if (data.length > 0) parts.push(data, Buffer.from('\r\n'));
+  }
+  if (input.trailers) {
+    const block = input.trailers
+      .map(([n, v]) => `${n.toLowerCase()}:${v.trim()}\n`)
+      .sort()
+      .join('');
+    const sts = `${prefix}-TRAILER\n${input.amzDate}\n${input.scope}\n${previous}\n${sha256Hex(block)}`;
+    previous = sign(sts);
+    signatures.push(previous);
+    for (const [n, v] of input.trailers) parts.push(Buffer.from(`${n}:${v}\r\n`));
+    parts.push(Buffer.from(`x-amz-trailer-signature:${pad(previous)}\r\n`));
+  }
+  parts.push(Buffer.from('\r\n'));
+  return { body: Buffer.concat(parts), signatures };
+}

@@ -49,6 +49,12 @@ const STREAMING_SIGNED = /^STREAMING-(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)-P
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 const SKEW_WARNING_MINUTES = 5;
 const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+/**
+ * Longest validity a presigned URL gets once it carries a real signature. The sandbox uses the URL at once; a
+ * week-long (AWS's maximum) real-signed URL echoed back by an upstream (a redirect, an error page) would outlive
+ * the run as a bearer capability.
+ */
+export const MAX_PRESIGNED_EXPIRES_SECONDS = 3600;
 
 const keyPairs = new Map<string, SigV4AKeyPair>();
 
@@ -220,7 +226,11 @@ function realSigner(detected: Detected): (stringToSign: string, width?: number) 
 }
 
 /** The request as it will leave: real session token in headers, real credential and token in the query. */
-function rewrite(head: RequestHead, detected: Detected): { headers: Array<[string, string]>; params: RawQueryParam[] } {
+function rewrite(
+  head: RequestHead,
+  detected: Detected,
+  events: string[],
+): { headers: Array<[string, string]>; params: RawQueryParam[] } {
   const { credential, signature, mode } = detected;
   const swapToken = credential.sessionToken !== undefined && credential.surrogateSessionToken !== undefined;
   // Before canonicalising (fixes Airut D4): a signed token must be signed as the value AWS will receive.
@@ -233,6 +243,15 @@ function rewrite(head: RequestHead, detected: Detected): { headers: Array<[strin
       return { ...p, value: awsUriEncode(`${credential.accessKeyId}/${signature.scope}`, false) };
     if (p.name === 'X-Amz-Security-Token' && swapToken)
       return { ...p, value: awsUriEncode(credential.sessionToken!, false) };
+    if (p.name === 'X-Amz-Expires') {
+      const expires = Number(percentDecode(p.value).toString('utf8'));
+      if (!(expires <= MAX_PRESIGNED_EXPIRES_SECONDS)) {
+        events.push(
+          `re-sign: presigned X-Amz-Expires lowered to ${MAX_PRESIGNED_EXPIRES_SECONDS}s for ${head.method} ${head.host}`,
+        );
+        return { ...p, value: String(MAX_PRESIGNED_EXPIRES_SECONDS) };
+      }
+    }
     return p;
   });
   return { headers, params };
@@ -268,7 +287,7 @@ function resign(
 
   const { path, query } = splitTarget(head.target);
   const original: RequestForm = { method: head.method, path, params: parseRawQuery(query), headers: head.headers };
-  const rewritten = rewrite(head, detected);
+  const rewritten = rewrite(head, detected, events);
   const outgoing: RequestForm = { ...original, params: rewritten.params, headers: rewritten.headers };
 
   const candidates = variants(original, detected, payloadHashes);
