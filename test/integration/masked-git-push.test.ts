@@ -102,6 +102,21 @@ function git(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   });
 }
 
+/** git push as the sandbox runs it: to the proxy (standing in for the host's address), trusting the run CA. */
+function pushThroughProxy(local: string, remote: string, refspec: string) {
+  const port = proxy.addresses.https;
+  return git(local, [
+    '-c',
+    `http.sslCAInfo=${join(work, 'run-ca.pem')}`,
+    '-c',
+    `http.curloptResolve=${HOST}:${port}:127.0.0.1`,
+    'push',
+    '--quiet',
+    remote,
+    refspec,
+  ]);
+}
+
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'airlock-git-push-'));
   pki = await makeTestPki([HOST]);
@@ -160,16 +175,7 @@ void it('git push with the surrogate in the remote URL lands, and the server onl
   await git(local, ['commit', '--quiet', '-m', 'first']);
   const port = proxy.addresses.https;
   const remote = `https://x-access-token:${surrogate}@${HOST}:${port}/o/r.git`;
-  await git(local, [
-    '-c',
-    `http.sslCAInfo=${join(work, 'run-ca.pem')}`,
-    '-c',
-    `http.curloptResolve=${HOST}:${port}:127.0.0.1`,
-    'push',
-    '--quiet',
-    remote,
-    'main',
-  ]);
+  await pushThroughProxy(local, remote, 'main');
 
   const pushed = (await git(join(work, 'remote', 'o', 'r.git'), ['rev-parse', 'main'])).stdout.trim();
   const head = (await git(local, ['rev-parse', 'HEAD'])).stdout.trim();
@@ -191,18 +197,7 @@ void it('the same push with a token of its own is stripped and refused by the se
   const port = proxy.addresses.https;
   const own = `ghp_${randomString(36, 'abcdefghijklmnopqrstuvwxyz0123456789')}`;
   const before = front.authorizations.length;
-  await assert.rejects(
-    git(local, [
-      '-c',
-      `http.sslCAInfo=${join(work, 'run-ca.pem')}`,
-      '-c',
-      `http.curloptResolve=${HOST}:${port}:127.0.0.1`,
-      'push',
-      '--quiet',
-      `https://x-access-token:${own}@${HOST}:${port}/o/r.git`,
-      'main:other',
-    ]),
-  );
+  await assert.rejects(pushThroughProxy(local, `https://x-access-token:${own}@${HOST}:${port}/o/r.git`, 'main:other'));
   // The credential never reached the server: every retry arrived without Authorization and got the 401 again.
   assert.equal(front.authorizations.length, before);
   assert.ok(log.events.map(formatTextLine).some((l) => l.startsWith("STRIPPED header 'authorization'")));
