@@ -1,0 +1,179 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as core from '@actions/core';
+import type { Command, CommandContext } from '../cli/commands/types.js';
+import type { LoadedPolicy, PolicyLocation } from '../cli/config/types.js';
+import { AirlockError, EXIT } from '../cli/errors.js';
+import { authHeader, checkoutBase, fetchCommit, GitError, type Origin } from './git.js';
+import { syncImageCache } from './image-cache.js';
+import { InputError, readInputs } from './inputs.js';
+import { sandboxRunArgv } from './sandbox-command.js';
+import { secretValues } from './secrets.js';
+import { renderSummary, tallyNetworkLog } from './summary.js';
+import { resolveTarget, TargetError } from './target.js';
+
+/**
+ * The airlock GitHub Action. Everything before `run` happens on the host with trusted inputs only: the base branch's
+ * checkout (its .airlock/ is the policy), the PR commit as git objects, the images. The PR's code first executes
+ * inside the sandbox, and nothing of ours runs in the workspace afterwards — it is tainted from then on.
+ */
+
+/** The CLI pieces the action drives in-process (index.ts passes the real ones). */
+export interface ActionDeps {
+  run: Command;
+  image: Command;
+  loadPolicy: (location: PolicyLocation, env: NodeJS.ProcessEnv) => Promise<LoadedPolicy>;
+  /** Every real credential value the run will hand the proxy (prepareCredentials().secretValues). */
+  credentialValues: (policy: LoadedPolicy, env: NodeJS.ProcessEnv) => string[];
+}
+
+function required(env: NodeJS.ProcessEnv, name: string): string {
+  const v = env[name];
+  if (!v) throw new TargetError(`${name} is not set: the action must run on a GitHub Actions runner`);
+  return v;
+}
+
+/** Options of `airlock run` the action sets; one place, so a renamed flag is one edit. */
+const RUN_FLAGS = {
+  networkLog: '--network-log',
+  networkLogJson: '--network-log-json',
+  maxImageAge: '--max-image-age',
+  engine: '--engine',
+} as const;
+
+export async function main(deps: ActionDeps, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  try {
+    return await runAction(deps, env);
+  } catch (e) {
+    const known =
+      e instanceof AirlockError || e instanceof InputError || e instanceof TargetError || e instanceof GitError;
+    core.setFailed(known ? e.message : `internal error: ${(e as Error).stack ?? String(e)}`);
+    return e instanceof AirlockError ? e.exitCode : EXIT.airlock;
+  }
+}
+
+async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<number> {
+  const inputs = readInputs((name) => core.getInput(name));
+  // The token is masked before anything can print it; so is the header git derives from it.
+  if (inputs.token) {
+    core.setSecret(inputs.token);
+    core.setSecret(authHeader(inputs.token).replace(/^AUTHORIZATION: basic /, ''));
+  }
+
+  const eventName = required(env, 'GITHUB_EVENT_NAME');
+  const event = JSON.parse(await readFile(required(env, 'GITHUB_EVENT_PATH'), 'utf8')) as object;
+  const target = resolveTarget(eventName, event, env, inputs.prSha);
+  for (const w of target.warnings) core.warning(w);
+
+  const workspace = required(env, 'GITHUB_WORKSPACE');
+  const origin: Origin = {
+    url: `${required(env, 'GITHUB_SERVER_URL').replace(/\/+$/, '')}/${required(env, 'GITHUB_REPOSITORY')}`,
+    token: inputs.token || null,
+  };
+
+  core.startGroup(`airlock: check out the base branch '${target.baseRef}'`);
+  const { baseSha, droppedCredentials } = await checkoutBase(workspace, origin, target.baseRef);
+  core.endGroup();
+  for (const key of droppedCredentials) {
+    core.warning(`removed ${key} from .git/config: a credential there would be readable by the PR code in the sandbox`);
+  }
+
+  // The policy names the secrets; mask their values before any further output (git, image builds, the run itself).
+  const policy = await deps.loadPolicy({ cwd: workspace }, env);
+  for (const value of new Set([...secretValues(policy, env), ...deps.credentialValues(policy, env)])) {
+    core.setSecret(value);
+  }
+  core.info(
+    `Policy from ${target.baseRef} at ${baseSha}: ${policy.files.sandbox ?? '(no sandbox.yaml)'}, allowlist sha256 ${policy.allowlistSha256}`,
+  );
+
+  core.startGroup(`airlock: fetch the PR commit ${target.prSha}`);
+  await fetchCommit(workspace, origin, target.prSha);
+  core.endGroup();
+
+  const runnerTemp = env.RUNNER_TEMP ?? workspace;
+  const ctx: CommandContext = { cwd: workspace, env, stdout: process.stdout, stderr: process.stderr, isTTY: false };
+  const engineArgs: string[] = inputs.engine ? [RUN_FLAGS.engine, inputs.engine] : [];
+  const actionArgs = [...engineArgs];
+  if (inputs.cache) {
+    const outcome = await core.group('airlock: images from the Actions cache', () =>
+      syncImageCache({
+        image: deps.image,
+        ctx,
+        dir: join(runnerTemp, 'airlock-image-cache'),
+        version: inputs.cacheVersion,
+        imageArgs: engineArgs,
+      }),
+    );
+    if (outcome.status === 'done') {
+      core.info(`image cache: restored [${outcome.hits.join(', ')}], saved [${outcome.saved.join(', ')}]`);
+      actionArgs.push(RUN_FLAGS.maxImageAge, String(inputs.cacheMaxAge));
+    }
+  }
+
+  const networkLog = join(
+    runnerTemp,
+    `airlock-network-${env.GITHUB_RUN_ID ?? 'local'}-${env.GITHUB_RUN_ATTEMPT ?? '1'}.log`,
+  );
+  const networkLogJson = networkLog.replace(/\.log$/, '.jsonl');
+  if (policy.sandbox.network_sandbox) {
+    actionArgs.push(RUN_FLAGS.networkLog, networkLog, RUN_FLAGS.networkLogJson, networkLogJson);
+  }
+
+  const argv = sandboxRunArgv({
+    sandboxArgs: inputs.sandboxArgs,
+    actionArgs,
+    mode: inputs.merge ? 'merge' : 'checkout',
+    prSha: target.prSha,
+    command: inputs.command,
+  });
+  // The sandbox's output goes to the job log, where the runner obeys `::command::` lines; a random token that the
+  // sandbox never sees stops it from annotating, masking away evidence, or setting outputs.
+  const resumeToken = randomBytes(16).toString('hex');
+  core.info(`airlock: running the ${inputs.merge ? 'merged' : 'checked-out'} PR in the sandbox`);
+  process.stdout.write(`::stop-commands::${resumeToken}\n`);
+  let exitCode: number;
+  try {
+    exitCode = await deps.run(argv, ctx);
+  } finally {
+    process.stdout.write(`::${resumeToken}::\n`);
+  }
+
+  const jsonl = policy.sandbox.network_sandbox ? await readFile(networkLogJson, 'utf8').catch(() => null) : null;
+  const tally = jsonl === null ? null : tallyNetworkLog(jsonl);
+  for (const host of tally?.blockedHosts ?? []) {
+    core.warning(
+      `airlock blocked requests to ${host}; see the job summary for the allowlist entry that would permit them`,
+      {
+        title: 'airlock: blocked host',
+      },
+    );
+  }
+  const summaryFile = env.GITHUB_STEP_SUMMARY;
+  if (summaryFile) {
+    await core.summary
+      .addRaw(
+        renderSummary({
+          exitCode,
+          baseRef: target.baseRef,
+          baseSha,
+          prSha: target.prSha,
+          mode: inputs.merge ? 'merge' : 'checkout',
+          allowlistSha256: policy.allowlistSha256,
+          networkSandbox: policy.sandbox.network_sandbox,
+          tally,
+        }),
+      )
+      .write();
+  }
+  core.setOutput('exit-code', String(exitCode));
+  core.setOutput('base-sha', baseSha);
+  core.setOutput('allowlist-sha256', policy.allowlistSha256);
+  if (policy.sandbox.network_sandbox) {
+    core.setOutput('network-log', networkLog);
+    core.setOutput('network-log-json', networkLogJson);
+  }
+  if (exitCode !== 0) core.setFailed(`the command exited with ${exitCode} in the sandbox`);
+  return exitCode;
+}

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { LoadedPolicy } from '../../src/cli/config/types.js';
+import { SandboxConfigSchema } from '../../src/protocol/sandbox-config.js';
+import { secretValues } from '../../src/action/secrets.js';
+import { renderSummary, tallyNetworkLog } from '../../src/action/summary.js';
+
+const line = (o: object) => JSON.stringify({ v: 1, ts: '2026-01-01T00:00:00.000Z', ...o });
+const blocked = (host: string, path: string, extra: object = {}) =>
+  line({
+    event: 'request',
+    decision: 'blocked',
+    method: 'GET',
+    host,
+    path,
+    url: `https://${host}${path}`,
+    status: 403,
+    code: 'host_not_allowed',
+    ...extra,
+  });
+
+const facts = {
+  exitCode: 0,
+  baseRef: 'main',
+  baseSha: 'b'.repeat(40),
+  prSha: 'c'.repeat(40),
+  mode: 'merge' as const,
+  allowlistSha256: 'd'.repeat(64),
+  networkSandbox: true,
+};
+
+void describe('job summary from the JSONL network log', () => {
+  void it('counts decisions, groups blocked requests, and lists distinct blocked hosts once', () => {
+    const log = [
+      line({ event: 'start', policy_sha256: 'd'.repeat(64) }),
+      line({
+        event: 'request',
+        decision: 'allowed',
+        method: 'GET',
+        host: 'registry.npmjs.org',
+        path: '/x',
+        status: 200,
+        code: 'allowed',
+      }),
+      blocked('evil.example', '/a'),
+      blocked('evil.example', '/a'),
+      blocked('evil.example', '/b', { hint: 'url_prefixes: - {host: "evil.example", path: "/b", methods: [GET]}' }),
+      blocked('other.example', '/'),
+      line({ event: 'error', decision: 'error', method: 'GET', host: 'up.example', path: '/', reason: 'ECONNRESET' }),
+      line({ event: 'dns', name: 'x', type: 'A', answer: '10.0.0.1' }),
+      'not json',
+      '',
+    ].join('\n');
+    const t = tallyNetworkLog(log);
+    assert.deepEqual(
+      {
+        allowed: t.allowed,
+        blocked: t.blocked,
+        errors: t.errors,
+        unreadable: t.unreadableLines,
+        hosts: t.blockedHosts,
+      },
+      { allowed: 1, blocked: 4, errors: 1, unreadable: 1, hosts: ['evil.example', 'other.example'] },
+    );
+    assert.deepEqual(
+      t.blockedRequests.map((b) => [b.host, b.path, b.count]),
+      [
+        ['evil.example', '/a', 2],
+        ['evil.example', '/b', 1],
+        ['other.example', '/', 1],
+      ],
+    );
+    // A hint the log lacks is derived from the request, the way `airlock policy check` would suggest it.
+    assert.equal(t.blockedRequests[0]!.hint, 'url_prefixes: - {host: "evil.example", path: "/a", methods: [GET]}');
+
+    const md = renderSummary({ ...facts, tally: t });
+    assert.match(md, /^## airlock: sandboxed run passed/);
+    assert.match(md, new RegExp(`<code>${'b'.repeat(40)}</code>`));
+    assert.match(md, new RegExp(`Enforced allowlist sha256 \\| <code>${'d'.repeat(64)}</code>`));
+    assert.match(md, /1 allowed, 4 blocked, 1 upstream errors/);
+    assert.match(md, /\| 2 \| <code>GET<\/code> \| <code>evil\.example<\/code> \| <code>\/a<\/code> \|/);
+    assert.doesNotMatch(md, /differs/);
+  });
+
+  void it('text chosen by the sandbox cannot break out of its table cell or inject markup', () => {
+    const host = 'x.example|</code><img src=x onerror=alert(1)>`\n| forged | row |';
+    const t = tallyNetworkLog(blocked(host, '/p|q'));
+    const md = renderSummary({ ...facts, exitCode: 3, tally: t });
+    const rows = md.split('\n').filter((l) => l.startsWith('| 1 |'));
+    assert.equal(rows.length, 1);
+    const cells = rows[0]!.split(/(?<!\\)\|/).slice(1, -1);
+    assert.equal(cells.length, 6, rows[0]);
+    assert.doesNotMatch(md, /<img|<\/code><|\n\| forged/);
+    assert.match(md, /failed \(exit 3\)/);
+  });
+
+  void it('says so when the proxy enforced a different allowlist than the policy the action loaded', () => {
+    const t = tallyNetworkLog(line({ event: 'start', policy_sha256: 'e'.repeat(64) }));
+    assert.match(
+      renderSummary({ ...facts, tally: t }),
+      /Proxy reported allowlist sha256 \| <code>e{64}<\/code> \(differs\)/,
+    );
+  });
+
+  void it('with the network sandbox off, says that no allowlist was enforced', () => {
+    const md = renderSummary({ ...facts, networkSandbox: false, tally: null });
+    assert.match(md, /Network sandbox \| \*\*off\*\*/);
+    assert.doesNotMatch(md, /Blocked requests/);
+  });
+});
+
+void describe('values registered with log masking', () => {
+  void it('masked secrets, signing credentials and every !env value; not empty strings or plain config', () => {
+    const sandbox = SandboxConfigSchema.parse({
+      env: { REGION: 'eu-west-1', FROM_HOST: 'plain-but-from-env' },
+      masked_secrets: {
+        API_TOKEN: { value: 'tok-123456789', scopes: ['api.example.com'], headers: ['Authorization'] },
+        EMPTY: { value: '', scopes: ['x'], headers: ['y'] },
+      },
+      signing_credentials: {
+        aws: {
+          type: 'aws-sigv4',
+          access_key_id: 'AKIAREAL',
+          secret_access_key: 'real/secret',
+          session_token: 'sess',
+          scopes: ['*.amazonaws.com'],
+        },
+      },
+    });
+    const policy = {
+      configDir: null,
+      layout: 'airlock',
+      sandbox,
+      envRefs: new Map([['env.FROM_HOST', 'HOST_VAR']]),
+      allowlist: { domains: [], url_prefixes: [] },
+      allowlistSha256: '0'.repeat(64),
+      files: {},
+      build: null,
+    } satisfies LoadedPolicy;
+    assert.deepEqual(
+      new Set(secretValues(policy, { HOST_VAR: 'plain-but-from-env' })),
+      new Set(['tok-123456789', 'AKIAREAL', 'real/secret', 'sess', 'plain-but-from-env']),
+    );
+  });
+});
