@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { airlock, airlockContainers, ENGINE_SUITES, prepareEngine, runOn, sandboxYaml, workspace } from './harness.js';
+
+for (const { engine, skip } of ENGINE_SUITES) {
+  describe(`exit codes and streams on ${engine}`, { skip }, () => {
+    before(() => prepareEngine(engine));
+
+    it('passes the command’s exit code through', async () => {
+      const cwd = await workspace(sandboxYaml());
+      for (const code of [0, 3, 42]) {
+        const r = await airlock([...runOn(engine), '--', 'sh', '-c', `exit ${code}`], { cwd });
+        assert.equal(r.code, code, r.stderr);
+      }
+    });
+
+    it('passes stdout and stderr through byte for byte, including invalid UTF-8 and no final newline', async () => {
+      const cwd = await workspace(sandboxYaml());
+      const script = "printf '\\000\\377\\376ok\\r\\n\\342\\202'; printf 'to-stderr\\377' >&2";
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', script], { cwd });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.stdout, Buffer.from([0, 0xff, 0xfe, 0x6f, 0x6b, 0x0d, 0x0a, 0xe2, 0x82]));
+      assert.ok(r.stderr.includes('to-stderr'), r.stderr);
+    });
+
+    it('pipes stdin to the command and closes it at EOF', async () => {
+      const cwd = await workspace(sandboxYaml());
+      const input = Buffer.from('line one\nline two\n\u00e9\n');
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', 'cat; echo done'], { cwd, input });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), `${input.toString()}done\n`);
+    });
+
+    it('kills the container and exits 124 on --timeout', async () => {
+      const cwd = await workspace(sandboxYaml());
+      const started = Date.now();
+      const r = await airlock([...runOn(engine), '--timeout', '10', '--', 'sleep', '120'], { cwd });
+      assert.equal(r.code, 124, r.stderr);
+      assert.ok(Date.now() - started < 40000, 'the timeout did not fire in time');
+      assert.match(r.stderr, /timed out/);
+      assert.deepEqual(await airlockContainers(engine), []);
+    });
+
+    it('exits 137 with a hint when the command runs out of memory', async () => {
+      const cwd = await workspace(sandboxYaml('resource_limits:\n  memory: 64m\n'));
+      const hog = 'a = bytearray(512 * 1024 * 1024); print(len(a))';
+      const r = await airlock([...runOn(engine), '--', 'python3', '-c', hog], { cwd });
+      assert.equal(r.code, 137, r.stderr);
+      assert.match(r.stderr, /resource_limits\.memory/);
+    });
+
+    it('exits 125 for a bad configuration, a missing engine, or an image the engine cannot run', async () => {
+      const bad = await workspace('resource_limits:\n  memory: lots\n');
+      const config = await airlock([...runOn(engine), '--', 'true'], { cwd: bad });
+      assert.equal(config.code, 125, config.stderr);
+      assert.match(config.stderr, /memory/);
+
+      const cwd = await workspace(sandboxYaml());
+      const noEngine = await airlock([...runOn(engine), '--', 'true'], { cwd, env: { PATH: '/nonexistent' } });
+      assert.equal(noEngine.code, 125, noEngine.stderr);
+      assert.match(noEngine.stderr, /not installed/);
+
+      const missing = await workspace('network_sandbox: false\nimage: localhost/airlock-no-such-image:1\n');
+      const image = await airlock([...runOn(engine), '--', 'true'], { cwd: missing });
+      assert.equal(image.code, 125, image.stderr);
+    });
+
+    it('refuses network_sandbox: true (the default) with 125 rather than run unprotected', async () => {
+      const cwd = await workspace(`image: localhost/airlock-test-debian:bookworm\n`, { marker: 'x' });
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', 'echo ran'], { cwd });
+      assert.equal(r.code, 125);
+      assert.equal(r.stdout.length, 0);
+      assert.match(r.stderr, /network sandbox is not available/);
+      assert.match(r.stderr, /network_sandbox: false/);
+    });
+
+    it('removes its container on every path', async () => {
+      assert.deepEqual(await airlockContainers(engine), []);
+    });
+  });
+}
