@@ -11,6 +11,10 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { generateRunCa } from '../../src/cli/session/ca.js';
+import { AllowlistSchema } from '../../src/protocol/allowlist.js';
+import { memoryLog } from '../../src/proxy/log/network-log.js';
+import { startProxy, type ProxyOptions, type RunningProxy } from '../../src/proxy/start.js';
 import type { TestPki } from './tls-fixtures.js';
 
 export interface EchoReport {
@@ -315,4 +319,39 @@ export function rawExchange(port: number, bytes: string, settleMs = 1500): Promi
     });
     socket.on('error', reject);
   });
+}
+
+export interface ProxyFixture {
+  proxy: RunningProxy;
+  runCa: { certPem: string; keyPem: string };
+  log: ReturnType<typeof memoryLog>;
+  https(host: string, extra?: Partial<ProxyClientRequest>): Promise<Reply>;
+  http(host: string, extra?: Partial<ProxyClientRequest>): Promise<Reply>;
+  close(): Promise<void>;
+}
+
+/** The real proxy in-process on ephemeral ports with a fresh run CA and an in-memory log. */
+export async function startProxyFixture(
+  options: { allowlist: unknown } & Partial<Omit<ProxyOptions, 'allowlist'>>,
+): Promise<ProxyFixture> {
+  const runCa = await generateRunCa();
+  const log = memoryLog();
+  const proxy = await startProxy({
+    ca: runCa,
+    sandboxAddress: '10.199.1.100',
+    listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0 },
+    log,
+    ...options,
+    upstream: { resolve: () => Promise.reject(new Error('no DNS in tests')), ...options.upstream },
+    allowlist: AllowlistSchema.parse(options.allowlist),
+  });
+  return {
+    proxy,
+    runCa,
+    log,
+    https: (host, extra = {}) =>
+      requestViaProxy({ listener: 'https', port: proxy.addresses.https, host, ca: runCa.certPem, ...extra }),
+    http: (host, extra = {}) => requestViaProxy({ listener: 'http', port: proxy.addresses.http, host, ...extra }),
+    close: () => proxy.close(),
+  };
 }
