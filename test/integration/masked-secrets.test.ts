@@ -188,12 +188,13 @@ void describe('on the scoped host the real value arrives', () => {
   });
 
   void it('a WebSocket upgrade gets the same treatment', async () => {
-    const ws = new WebSocket(`wss://${SCOPED}/ws`, {
+    // ws hands TLS options such as servername through to tls.connect; its types only list the common ones.
+    const options: WebSocket.ClientOptions & { servername: string } = {
       ca: runCa.certPem,
-      headers: { Authorization: `Bearer ${surrogate}` },
-      createConnection: (options) =>
-        tls.connect({ ...options, host: '127.0.0.1', port: proxy.addresses.https, servername: SCOPED }),
-    });
+      servername: SCOPED,
+      headers: { Host: SCOPED, Authorization: `Bearer ${surrogate}` },
+    };
+    const ws = new WebSocket(`wss://127.0.0.1:${proxy.addresses.https}/ws`, options);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
