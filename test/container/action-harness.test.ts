@@ -1,0 +1,267 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  advanceBase,
+  createOrigin,
+  git,
+  type FileTree,
+  type FakeOrigin,
+} from '../integration/action-origin-fixture.js';
+import { ensureTestImage, TEST_IMAGE } from '../helpers/images.js';
+import { REPO } from './harness.js';
+
+/**
+ * The acceptance harness for the GitHub Action: the bundled action (scripts/bundle.mjs output, run with plain Node as
+ * the runner does) against a simulated runner — GITHUB_* variables, an event JSON, a local bare origin with a base
+ * branch and a PR commit, a summary file, RUNNER_TEMP — with real Podman underneath.
+ */
+
+const RUNNER_SECRETS = {
+  ACTIONS_RUNTIME_TOKEN: 'runtime-token-must-not-leak-1',
+  ACTIONS_CACHE_URL: '',
+  GITHUB_TOKEN: 'ghs_runner_token_must_not_leak_2',
+};
+const INPUT_TOKEN = 'ghs_input_token_must_not_leak_3';
+const HOST_VALUE = 'value-from-host-env-4';
+
+const basePolicy = (extra = '') =>
+  `network_sandbox: false\nimage: ${TEST_IMAGE}\nenv:\n  POLICY_SOURCE: base\n  FROM_HOST: !env HARNESS_HOST_VALUE\n${extra}`;
+
+let root: string;
+let bundle: string;
+
+void before(async () => {
+  await ensureTestImage('podman');
+  root = mkdtempSync(join(tmpdir(), 'airlock-action-harness-'));
+  const out = join(root, 'bundle');
+  const built = spawnSync(process.execPath, [join(REPO, 'scripts/bundle.mjs')], {
+    cwd: REPO,
+    env: { ...process.env, AIRLOCK_BUNDLE_OUT: out },
+    encoding: 'utf8',
+  });
+  assert.equal(built.status, 0, built.stderr);
+  // As in the repository, where package.json's "type": "module" makes dist/action/index.js an ES module.
+  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
+  bundle = join(out, 'action', 'index.js');
+});
+void after(() => rmSync(root, { recursive: true, force: true }));
+
+interface ActionRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** What the sandboxed command printed: the stdout between the action's stop-commands and resume lines. */
+  sandboxOutput: string;
+  summary: string;
+  outputs: Record<string, string>;
+  workspace: string;
+}
+
+let counter = 0;
+
+async function runAction(
+  origin: FakeOrigin,
+  inputs: Record<string, string>,
+  prepare?: (ws: string) => void,
+): Promise<ActionRun> {
+  const dir = join(root, `run-${++counter}`);
+  const workspace = join(dir, 'workspace');
+  const temp = join(dir, 'runner-temp');
+  mkdirSync(workspace, { recursive: true });
+  mkdirSync(temp, { recursive: true });
+  prepare?.(workspace);
+  const eventPath = join(dir, 'event.json');
+  writeFileSync(
+    eventPath,
+    JSON.stringify({
+      action: 'synchronize',
+      number: 1,
+      pull_request: {
+        number: 1,
+        title: 'A PR',
+        head: { sha: origin.prSha, ref: 'feature' },
+        base: { ref: origin.baseRef },
+      },
+    }),
+  );
+  const summaryFile = join(dir, 'summary.md');
+  const outputFile = join(dir, 'output.txt');
+  writeFileSync(summaryFile, '');
+  writeFileSync(outputFile, '');
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_EVENT_NAME: 'pull_request',
+    GITHUB_EVENT_PATH: eventPath,
+    GITHUB_WORKSPACE: workspace,
+    GITHUB_SERVER_URL: origin.serverUrl,
+    GITHUB_REPOSITORY: origin.repository,
+    GITHUB_REF: 'refs/pull/1/merge',
+    GITHUB_SHA: origin.prSha,
+    GITHUB_RUN_ID: String(counter),
+    GITHUB_STEP_SUMMARY: summaryFile,
+    GITHUB_OUTPUT: outputFile,
+    RUNNER_TEMP: temp,
+    HARNESS_HOST_VALUE: HOST_VALUE,
+    ...RUNNER_SECRETS,
+    INPUT_TOKEN,
+    INPUT_ENGINE: 'podman',
+    INPUT_MERGE: 'true',
+    INPUT_CACHE: 'true',
+    'INPUT_CACHE-MAX-AGE': '168',
+    'INPUT_SANDBOX-ARGS': '',
+    'INPUT_PR-SHA': '',
+  };
+  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  const child = spawn(process.execPath, [bundle], { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (c) => resolve(c));
+  });
+  const stop = /^::stop-commands::([0-9a-f]{32})$/m.exec(stdout);
+  let sandboxOutput = '';
+  if (stop) {
+    const start = stop.index + stop[0].length;
+    const end = stdout.indexOf(`::${stop[1]}::`, start);
+    sandboxOutput = stdout.slice(start, end < 0 ? undefined : end);
+  }
+  const outputs: Record<string, string> = {};
+  const outText = readFileSync(outputFile, 'utf8');
+  for (const m of outText.matchAll(/^([\w-]+)<<(\S+)\n([\s\S]*?)\n\2$/gm)) outputs[m[1]!] = m[3]!;
+  return { code, stdout, stderr, sandboxOutput, summary: readFileSync(summaryFile, 'utf8'), outputs, workspace };
+}
+
+function originWith(name: string, base: FileTree, pr: FileTree): FakeOrigin {
+  const dir = join(root, name);
+  mkdirSync(dir, { recursive: true });
+  return createOrigin(dir, base, pr);
+}
+
+void describe('the bundled action on a simulated runner with real Podman', { timeout: 600_000 }, () => {
+  void it('passing PR: base checked out, PR merged and tested in the sandbox, summary and outputs written, exit 0', async () => {
+    const dir = join(root, 'pass');
+    mkdirSync(dir, { recursive: true });
+    const origin = createOrigin(
+      dir,
+      { '.airlock/sandbox.yaml': basePolicy(), 'lib.txt': 'base\n' },
+      { 'test.sh': '#!/bin/sh\necho "tests see: $(cat lib.txt) $(cat feature.txt)"\n', 'feature.txt': 'feature\n' },
+    );
+    // The base moves on after the PR was cut, so the sandbox makes a real merge (what GitHub's merge ref tests).
+    advanceBase(dir, origin, { 'lib.txt': 'base v2\n' });
+    const r = await runAction(origin, { command: 'sh test.sh && git log --format=%s -n1' });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.sandboxOutput, /tests see: base v2 feature/);
+    assert.match(r.sandboxOutput, new RegExp(`^Merge commit '${origin.prSha}'`, 'm'));
+    assert.match(r.summary, /sandboxed run passed/);
+    assert.match(r.summary, new RegExp(`<code>main</code> at <code>${origin.baseSha}</code>`));
+    assert.match(r.summary, new RegExp(`<code>${origin.prSha}</code>`));
+    assert.equal(r.outputs['exit-code'], '0');
+    assert.equal(r.outputs['base-sha'], origin.baseSha);
+    assert.match(r.outputs['allowlist-sha256'] ?? '', /^[0-9a-f]{64}$/);
+    // The !env value was registered for masking before the sandbox ran.
+    const mask = r.stdout.indexOf(`::add-mask::${HOST_VALUE}`);
+    assert.ok(mask >= 0 && mask < r.stdout.indexOf('::stop-commands::'), 'host value not masked before the run');
+  });
+
+  void it("failing PR: the step's exit code is the command's", async () => {
+    const origin = originWith(
+      'fail',
+      { '.airlock/sandbox.yaml': basePolicy() },
+      { 'test.sh': '#!/bin/sh\necho failing\nexit 3\n' },
+    );
+    const r = await runAction(origin, { command: 'sh test.sh' });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.sandboxOutput, /failing/);
+    assert.match(r.summary, /failed \(exit 3\)/);
+    assert.equal(r.outputs['exit-code'], '3');
+    assert.match(r.stdout, /::error::the command exited with 3/);
+  });
+
+  void it("PR that rewrites .airlock/: the base branch's policy is the one enforced", async () => {
+    const origin = originWith(
+      'policy',
+      { '.airlock/sandbox.yaml': basePolicy() },
+      {
+        '.airlock/sandbox.yaml': `network_sandbox: false\nimage: ${TEST_IMAGE}\nenv:\n  POLICY_SOURCE: pr\npass_env: [ACTIONS_RUNTIME_TOKEN, GITHUB_TOKEN, INPUT_TOKEN]\n`,
+      },
+    );
+    const r = await runAction(origin, {
+      command: 'echo "policy=$POLICY_SOURCE"; grep -c "POLICY_SOURCE: pr" .airlock/sandbox.yaml; env',
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.sandboxOutput, /policy=base/);
+    assert.match(r.sandboxOutput, /^1$/m, 'the PR version of the file should be in the merged tree');
+    for (const secret of [...Object.values(RUNNER_SECRETS).filter(Boolean), INPUT_TOKEN]) {
+      assert.ok(!r.sandboxOutput.includes(secret), `a runner secret reached the sandbox through the PR's policy`);
+    }
+  });
+
+  void it('PR whose tests hunt for credentials in .git/config and the environment finds none', async () => {
+    const origin = originWith(
+      'creds',
+      { '.airlock/sandbox.yaml': basePolicy() },
+      {
+        'steal.sh':
+          '#!/bin/sh\necho "--- git config"; cat .git/config; git config --list --show-origin; echo "--- env"; env; cat /proc/1/environ | tr "\\0" "\\n"\n',
+      },
+    );
+    const r = await runAction(origin, { command: 'sh steal.sh' }, (ws) => {
+      // What an earlier actions/checkout with persist-credentials: true leaves in the workspace.
+      git(ws, 'init', '--quiet');
+      git(
+        ws,
+        'config',
+        '--local',
+        'http.https://github.com/.extraheader',
+        `AUTHORIZATION: basic ${Buffer.from(`x-access-token:${INPUT_TOKEN}`).toString('base64')}`,
+      );
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.sandboxOutput, /--- git config/);
+    assert.match(r.sandboxOutput, /--- env/);
+    assert.doesNotMatch(r.sandboxOutput, /extraheader|AUTHORIZATION/i);
+    const leaks = [
+      ...Object.values(RUNNER_SECRETS).filter(Boolean),
+      INPUT_TOKEN,
+      Buffer.from(`x-access-token:${INPUT_TOKEN}`).toString('base64'),
+    ];
+    for (const secret of leaks) assert.ok(!r.sandboxOutput.includes(secret), `leaked ${secret.slice(0, 12)}…`);
+    assert.doesNotMatch(r.sandboxOutput, /^(GITHUB_|ACTIONS_|INPUT_|RUNNER_)/m);
+    assert.match(r.stdout, /::warning::removed http\.https:\/\/github\.com\/\.extraheader from \.git\/config/);
+  });
+
+  void it('merge conflict: a clear failure, and the command never runs', async () => {
+    const dir = join(root, 'conflict');
+    mkdirSync(dir, { recursive: true });
+    const origin = createOrigin(dir, { '.airlock/sandbox.yaml': basePolicy(), 'a.txt': 'one\n' }, { 'a.txt': 'pr\n' });
+    advanceBase(dir, origin, { 'a.txt': 'base\n' });
+    const r = await runAction(origin, { command: 'echo COMMAND-RAN' });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout + r.stderr, /CONFLICT/);
+    assert.match(r.stderr, new RegExp(`airlock: could not merge ${origin.prSha} into the base branch`));
+    assert.doesNotMatch(r.sandboxOutput, /COMMAND-RAN/);
+    assert.match(r.summary, /failed \(exit 1\)/);
+  });
+
+  void it('sandboxed output cannot issue runner commands: they are stopped with a token it never sees', async () => {
+    const origin = originWith('commands', { '.airlock/sandbox.yaml': basePolicy() }, { 'x.txt': 'x\n' });
+    const r = await runAction(origin, {
+      command: 'echo "::add-mask::base"; echo "::set-output name=exit-code::0"; exit 5',
+    });
+    assert.equal(r.code, 5);
+    const stop = /^::stop-commands::([0-9a-f]{32})$/m.exec(r.stdout);
+    assert.ok(stop, 'no stop-commands line');
+    const resume = r.stdout.indexOf(`::${stop[1]}::`);
+    assert.ok(resume > r.stdout.indexOf('::add-mask::base'), 'commands resumed before the sandbox output');
+    assert.equal(r.outputs['exit-code'], '5');
+  });
+});
