@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import {
+  airlock,
+  airlockContainers,
+  collect,
+  ENGINE_SUITES,
+  exec,
+  prepareEngine,
+  runOn,
+  sandboxYaml,
+  startAirlock,
+  TEST_IMAGE,
+  waitFor,
+  workspace,
+} from './harness.js';
+
+/** The command traps SIGTERM, records it in the workspace and exits; "ready" tells the test it is running. */
+const TRAPPING = 'trap "echo got-term > /workspace/term; exit 0" TERM; echo ready; while :; do sleep 0.1; done';
+
+for (const { engine, skip } of ENGINE_SUITES) {
+  describe(`signals and orphan cleanup on ${engine}`, { skip }, () => {
+    before(() => prepareEngine(engine));
+
+    for (const [signal, code] of [
+      ['SIGTERM', 143],
+      ['SIGINT', 130],
+    ] as const) {
+      it(`${signal} stops the container (the command sees SIGTERM), removes it, and exits ${code}`, async () => {
+        const cwd = await workspace(sandboxYaml());
+        const child = startAirlock([...runOn(engine), '--', 'sh', '-c', TRAPPING], { cwd });
+        const result = collect(child);
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        await waitFor('the command to start', () => out.includes('ready'));
+        child.kill(signal);
+        const r = await result;
+        assert.equal(r.code, code, r.stderr);
+        assert.equal(readFileSync(join(cwd, 'term'), 'utf8'), 'got-term\n');
+        assert.deepEqual(await airlockContainers(engine), []);
+      });
+    }
+
+    it('kills a command that ignores SIGTERM after the 5 s grace', async () => {
+      const cwd = await workspace(sandboxYaml());
+      const stubborn = 'trap "" TERM; echo ready; while :; do sleep 0.1; done';
+      const child = startAirlock([...runOn(engine), '--', 'sh', '-c', stubborn], { cwd });
+      const result = collect(child);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor('the command to start', () => out.includes('ready'));
+      const stoppedAt = Date.now();
+      child.kill('SIGTERM');
+      const r = await result;
+      assert.equal(r.code, 143, r.stderr);
+      const took = Date.now() - stoppedAt;
+      assert.ok(took >= 4500 && took < 20000, `stop took ${took} ms`);
+      assert.deepEqual(await airlockContainers(engine), []);
+    });
+
+    it('removes the container of a run killed with SIGKILL on the next run, and nothing else', async () => {
+      const cwd = await workspace(sandboxYaml());
+      // A container that looks like a live airlock run's (this test process is alive) must survive,
+      // and so must a container that airlock did not create at all.
+      const live = `airlock-live-${process.pid}`;
+      const foreign = `not-airlock-${process.pid}`;
+      const start = readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]!;
+      await exec([engine, 'rm', '--force', live, foreign]);
+      const created = await exec([
+        engine,
+        'create',
+        '--name',
+        live,
+        '--label',
+        'io.airlock.run=livetest',
+        '--label',
+        `io.airlock.owner-pid=${process.pid}`,
+        '--label',
+        `io.airlock.owner-start=${start}`,
+        '--label',
+        `io.airlock.owner-host=${hostname()}`,
+        TEST_IMAGE,
+        'true',
+      ]);
+      assert.equal(created.code, 0, created.stderr);
+      assert.equal((await exec([engine, 'create', '--name', foreign, TEST_IMAGE, 'true'])).code, 0);
+      try {
+        const child = startAirlock([...runOn(engine), '--', 'sh', '-c', 'echo ready; sleep 300'], { cwd });
+        const result = collect(child);
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        await waitFor('the command to start', () => out.includes('ready'));
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+        // The killed run's engine client keeps running (it has its own process group), and so does its container.
+        // Another airlock process on this machine may remove it first; either way it must be gone after ours.
+        const orphan = (await airlockContainers(engine)).filter((n) => n.startsWith('airlock-run-'));
+
+        const next = await airlock([...runOn(engine), '--', 'true'], { cwd });
+        assert.equal(next.code, 0, next.stderr);
+        await result;
+        const remaining = await airlockContainers(engine);
+        for (const name of orphan) assert.ok(!remaining.includes(name), `orphan ${name} was not removed`);
+        assert.ok(remaining.includes(live), 'a live run’s container was removed');
+        const foreignStill = await exec([engine, 'container', 'inspect', '--format', '{{.Name}}', foreign]);
+        assert.equal(foreignStill.code, 0, 'a container airlock did not create was removed');
+      } finally {
+        await exec([engine, 'rm', '--force', live, foreign]);
+      }
+      assert.ok(!existsSync(join(cwd, 'term')));
+    });
+  });
+}
