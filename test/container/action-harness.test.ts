@@ -1,150 +1,41 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ensureTestImage, TEST_IMAGE } from '../helpers/images.js';
 import {
   advanceBase,
   createOrigin,
   git,
-  type FileTree,
   type FakeOrigin,
+  type FileTree,
 } from '../integration/action-origin-fixture.js';
-import { ensureTestImage, TEST_IMAGE } from '../helpers/images.js';
-import { REPO } from './harness.js';
+import * as runner from './action-runner.js';
+import { HOST_VALUE, INPUT_TOKEN, RUNNER_SECRETS } from './action-runner.js';
 
 /**
- * The acceptance harness for the GitHub Action: the bundled action (scripts/bundle.mjs output, run with plain Node as
- * the runner does) against a simulated runner — GITHUB_* variables, an event JSON, a local bare origin with a base
- * branch and a PR commit, a summary file, RUNNER_TEMP — with real Podman underneath.
+ * The acceptance harness for the GitHub Action: the bundled action, run with plain Node as the runner does, against
+ * a simulated runner (action-runner.ts) and a local bare origin with a base branch and a PR commit, on real Podman.
+ * The base policy turns the network sandbox off, so these cases prove the host-side steps and the sandboxed
+ * merge + command; action-network-summary.test.ts covers the proxy's log in the summary.
  */
-
-const RUNNER_SECRETS = {
-  ACTIONS_RUNTIME_TOKEN: 'runtime-token-must-not-leak-1',
-  ACTIONS_CACHE_URL: '',
-  GITHUB_TOKEN: 'ghs_runner_token_must_not_leak_2',
-};
-const INPUT_TOKEN = 'ghs_input_token_must_not_leak_3';
-const HOST_VALUE = 'value-from-host-env-4';
 
 const basePolicy = (extra = '') =>
   `network_sandbox: false\nimage: ${TEST_IMAGE}\nenv:\n  POLICY_SOURCE: base\n  FROM_HOST: !env HARNESS_HOST_VALUE\n${extra}`;
 
 let root: string;
 let bundle: string;
+const runAction = (origin: FakeOrigin, inputs: Record<string, string>, prepare?: (ws: string) => void) =>
+  runner.runAction(bundle, root, origin, inputs, prepare);
+const originWith = (name: string, base: FileTree, pr: FileTree) => runner.originWith(root, name, base, pr);
 
 void before(async () => {
   await ensureTestImage('podman');
   root = mkdtempSync(join(tmpdir(), 'airlock-action-harness-'));
-  const out = join(root, 'bundle');
-  const built = spawnSync(process.execPath, [join(REPO, 'scripts/bundle.mjs')], {
-    cwd: REPO,
-    env: { ...process.env, AIRLOCK_BUNDLE_OUT: out },
-    encoding: 'utf8',
-  });
-  assert.equal(built.status, 0, built.stderr);
-  // As in the repository, where package.json's "type": "module" makes dist/action/index.js an ES module.
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
-  bundle = join(out, 'action', 'index.js');
+  bundle = runner.buildBundle(root);
 });
 void after(() => rmSync(root, { recursive: true, force: true }));
-
-interface ActionRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** What the sandboxed command printed: the stdout between the action's stop-commands and resume lines. */
-  sandboxOutput: string;
-  summary: string;
-  outputs: Record<string, string>;
-  workspace: string;
-}
-
-let counter = 0;
-
-async function runAction(
-  origin: FakeOrigin,
-  inputs: Record<string, string>,
-  prepare?: (ws: string) => void,
-): Promise<ActionRun> {
-  const dir = join(root, `run-${++counter}`);
-  const workspace = join(dir, 'workspace');
-  const temp = join(dir, 'runner-temp');
-  mkdirSync(workspace, { recursive: true });
-  mkdirSync(temp, { recursive: true });
-  prepare?.(workspace);
-  const eventPath = join(dir, 'event.json');
-  writeFileSync(
-    eventPath,
-    JSON.stringify({
-      action: 'synchronize',
-      number: 1,
-      pull_request: {
-        number: 1,
-        title: 'A PR',
-        head: { sha: origin.prSha, ref: 'feature' },
-        base: { ref: origin.baseRef },
-      },
-    }),
-  );
-  const summaryFile = join(dir, 'summary.md');
-  const outputFile = join(dir, 'output.txt');
-  writeFileSync(summaryFile, '');
-  writeFileSync(outputFile, '');
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    GITHUB_ACTIONS: 'true',
-    GITHUB_EVENT_NAME: 'pull_request',
-    GITHUB_EVENT_PATH: eventPath,
-    GITHUB_WORKSPACE: workspace,
-    GITHUB_SERVER_URL: origin.serverUrl,
-    GITHUB_REPOSITORY: origin.repository,
-    GITHUB_REF: 'refs/pull/1/merge',
-    GITHUB_SHA: origin.prSha,
-    GITHUB_RUN_ID: String(counter),
-    GITHUB_STEP_SUMMARY: summaryFile,
-    GITHUB_OUTPUT: outputFile,
-    RUNNER_TEMP: temp,
-    HARNESS_HOST_VALUE: HOST_VALUE,
-    ...RUNNER_SECRETS,
-    INPUT_TOKEN,
-    INPUT_ENGINE: 'podman',
-    INPUT_MERGE: 'true',
-    INPUT_CACHE: 'true',
-    'INPUT_CACHE-MAX-AGE': '168',
-    'INPUT_SANDBOX-ARGS': '',
-    'INPUT_PR-SHA': '',
-  };
-  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-  const child = spawn(process.execPath, [bundle], { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (c) => resolve(c));
-  });
-  const stop = /^::stop-commands::([0-9a-f]{32})$/m.exec(stdout);
-  let sandboxOutput = '';
-  if (stop) {
-    const start = stop.index + stop[0].length;
-    const end = stdout.indexOf(`::${stop[1]}::`, start);
-    sandboxOutput = stdout.slice(start, end < 0 ? undefined : end);
-  }
-  const outputs: Record<string, string> = {};
-  const outText = readFileSync(outputFile, 'utf8');
-  for (const m of outText.matchAll(/^([\w-]+)<<(\S+)\n([\s\S]*?)\n\2$/gm)) outputs[m[1]!] = m[3]!;
-  return { code, stdout, stderr, sandboxOutput, summary: readFileSync(summaryFile, 'utf8'), outputs, workspace };
-}
-
-function originWith(name: string, base: FileTree, pr: FileTree): FakeOrigin {
-  const dir = join(root, name);
-  mkdirSync(dir, { recursive: true });
-  return createOrigin(dir, base, pr);
-}
 
 void describe('the bundled action on a simulated runner with real Podman', { timeout: 600_000 }, () => {
   void it('passing PR: base checked out, PR merged and tested in the sandbox, summary and outputs written, exit 0', async () => {

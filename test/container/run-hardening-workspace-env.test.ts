@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import {
+  airlock,
+  collect,
+  ENGINE_SUITES,
+  prepareEngine,
+  runOn,
+  sandboxYaml,
+  startAirlock,
+  waitFor,
+  workspace,
+} from './harness.js';
+
+/** CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) SETGID(6) SETUID(7): the only capabilities a sandboxed command holds. */
+const KEPT_MASK = (1n << 0n) | (1n << 1n) | (1n << 3n) | (1n << 6n) | (1n << 7n);
+
+function statusField(status: string, field: string): string {
+  const line = status.split('\n').find((l) => l.startsWith(`${field}:`));
+  assert.ok(line, `no ${field} in /proc/self/status`);
+  return line.slice(field.length + 1).trim();
+}
+
+/** Every process command line on the host, to prove no secret value reaches one. */
+async function hostCommandLines(): Promise<string[]> {
+  const lines: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      lines.push((await readFile(`/proc/${pid}/cmdline`)).toString().replace(/\0/g, ' '));
+    } catch {
+      // the process exited meanwhile
+    }
+  }
+  return lines;
+}
+
+for (const { engine, skip } of ENGINE_SUITES) {
+  describe(`container hardening, workspace and environment on ${engine}`, { skip }, () => {
+    before(() => prepareEngine(engine));
+
+    it('holds only the documented capabilities, no new privileges, and a pids limit', async () => {
+      const cwd = await workspace(sandboxYaml('resource_limits:\n  pids_limit: 77\n'));
+      const script =
+        'cat /proc/self/status; echo ---; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max';
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', script], { cwd });
+      assert.equal(r.code, 0, r.stderr);
+      const [status, pids] = r.stdout.toString().split('---\n') as [string, string];
+      for (const set of ['CapEff', 'CapPrm', 'CapBnd']) {
+        assert.equal(BigInt(`0x${statusField(status, set)}`), KEPT_MASK, set);
+      }
+      assert.equal(BigInt(`0x${statusField(status, 'CapInh')}`), 0n);
+      assert.equal(BigInt(`0x${statusField(status, 'CapAmb')}`), 0n);
+      assert.equal(statusField(status, 'NoNewPrivs'), '1');
+      assert.equal(pids.trim(), '77');
+    });
+
+    it('refuses what dropped capabilities guard: chroot, raw network config, mounts; and has no engine socket', async () => {
+      const cwd = await workspace(sandboxYaml());
+      const attacks = [
+        'chroot / true',
+        'ip link add airlockx type dummy',
+        'mount -t tmpfs none /mnt',
+        'test -e /run/podman/podman.sock',
+        'test -e /var/run/docker.sock',
+        'test -e /run/docker.sock',
+      ];
+      const script = attacks.map((a) => `if ${a} 2>/dev/null; then echo "ALLOWED: ${a}"; fi`).join('; ');
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', `${script}; echo checked`], { cwd });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), 'checked\n');
+    });
+
+    it('mounts the working directory read-write at /workspace and starts there', async () => {
+      const cwd = await workspace(sandboxYaml(), { 'input.txt': 'from host\n' });
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', 'pwd; cat input.txt; echo out > made.txt'], { cwd });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), '/workspace\nfrom host\n');
+      assert.equal(await readFile(join(cwd, 'made.txt'), 'utf8'), 'out\n');
+    });
+
+    it('adds --mount read-only, and a --mount on /workspace replaces the default', async () => {
+      const cwd = await workspace(sandboxYaml(), { 'input.txt': 'cwd\n' });
+      const data = await mkdtemp(join(tmpdir(), 'airlock-ct-data-'));
+      await writeFile(join(data, 'd.txt'), 'data\n');
+      const ro = await airlock(
+        [
+          ...runOn(engine),
+          '--mount',
+          `${data}:/data:ro`,
+          '--',
+          'sh',
+          '-c',
+          'cat /data/d.txt; touch /data/x || echo denied',
+        ],
+        { cwd },
+      );
+      assert.equal(ro.code, 0, ro.stderr);
+      assert.equal(ro.stdout.toString(), 'data\ndenied\n');
+
+      const replaced = await airlock(
+        [...runOn(engine), `--mount=${data}:/workspace:ro`, '--', 'sh', '-c', 'ls; touch y 2>/dev/null || echo denied'],
+        { cwd },
+      );
+      assert.equal(replaced.code, 0, replaced.stderr);
+      assert.equal(replaced.stdout.toString(), 'd.txt\ndenied\n');
+    });
+
+    it('sets env and pass_env, and nothing else from the host environment', async () => {
+      const cwd = await workspace(
+        sandboxYaml('env:\n  FROM_CONFIG: configured\npass_env:\n  - PASSED\n  - NOT_SET_ON_HOST\n'),
+      );
+      const r = await airlock([...runOn(engine), '--', 'env'], {
+        cwd,
+        env: { PASSED: 'passed value', HOST_ONLY: 'must not leak' },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const env = r.stdout.toString();
+      assert.match(env, /^FROM_CONFIG=configured$/m);
+      assert.match(env, /^PASSED=passed value$/m);
+      assert.doesNotMatch(env, /HOST_ONLY|NOT_SET_ON_HOST|must not leak/);
+    });
+
+    it('never puts a secret value on an engine command line', async () => {
+      const secret = `s3cr3t-${process.pid}-${Date.now()}`;
+      const cwd = await workspace(sandboxYaml('env:\n  TOKEN: !env HOST_SECRET\n'));
+      const child = startAirlock([...runOn(engine), '--', 'sh', '-c', 'echo "len=${#TOKEN}"; sleep 2'], {
+        cwd,
+        env: { HOST_SECRET: secret },
+      });
+      const result = collect(child);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor('the command to start', () => out.includes('len='));
+      const leaked = (await hostCommandLines()).filter((l) => l.includes(secret));
+      const r = await result;
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString().trim(), `len=${secret.length}`);
+      assert.deepEqual(leaked, []);
+    });
+  });
+}
