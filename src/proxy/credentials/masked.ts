@@ -1,4 +1,4 @@
-import { isGlob, fnmatchIgnoreCase } from '../../protocol/fnmatch.js';
+import { globToRegExp, isGlob } from '../../protocol/fnmatch.js';
 import { hostMatches } from '../../protocol/policy.js';
 import type { MaskedCredential } from '../../protocol/proxy-config.js';
 import type { CredentialResult, RequestHead } from './types.js';
@@ -92,28 +92,57 @@ function usable(secret: MaskedCredential): boolean {
   return secret.surrogate !== '' && secret.value !== '' && !HEADER_BREAKING.test(secret.value);
 }
 
-function stripsForeign(secret: MaskedCredential, lowerName: string): boolean {
-  return !secret.allowForeignCredentials && secret.headers.some((p) => !isGlob(p) && p.toLowerCase() === lowerName);
+/** A secret in scope for this request, its header patterns compiled once (lower-case, as fnmatchIgnoreCase does). */
+interface ScopedSecret {
+  secret: MaskedCredential;
+  usable: boolean;
+  exactNames: Set<string>;
+  globs: RegExp[];
+}
+
+function scoped(secret: MaskedCredential): ScopedSecret {
+  const lower = secret.headers.map((p) => p.toLowerCase());
+  return {
+    secret,
+    usable: usable(secret),
+    exactNames: new Set(lower.filter((p) => !isGlob(p))),
+    globs: lower.filter(isGlob).map(globToRegExp),
+  };
+}
+
+function namesHeader(s: ScopedSecret, lowerName: string): boolean {
+  return s.exactNames.has(lowerName) || s.globs.some((re) => re.test(lowerName));
+}
+
+/** Only an exact (non-glob) pattern makes a header the secret's own credential slot. */
+function stripsForeign(s: ScopedSecret, lowerName: string): boolean {
+  return !s.secret.allowForeignCredentials && s.exactNames.has(lowerName);
 }
 
 export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCredential[]): CredentialResult {
   const result: CredentialResult = { headers: head.headers, target: head.target, annotations: [], events: [] };
-  const inScope = secrets.filter((s) => s.scopes.some((pattern) => hostMatches(head.host, pattern)));
+  const inScope = secrets.filter((s) => s.scopes.some((pattern) => hostMatches(head.host, pattern))).map(scoped);
   if (inScope.length === 0) return result;
 
   const where = `${head.method} https://${head.host}${head.target}`;
   // Output slot per input header: the pair to forward (possibly rewritten), or null to drop it.
   const output: Array<[string, string] | null> = head.headers.map(([name, value]) => [name, value]);
-  const names = [...new Set(head.headers.map(([name]) => name.toLowerCase()))];
+  // Entry indexes per lower-case name, in wire order: case variants of one name are one header.
+  const byName = new Map<string, number[]>();
+  head.headers.forEach(([name], index) => {
+    const lower = name.toLowerCase();
+    const entries = byName.get(lower);
+    if (entries) entries.push(index);
+    else byName.set(lower, [index]);
+  });
   let masked = 0;
   let dropped = 0;
 
-  for (const lowerName of names) {
-    const applicable = inScope.filter((s) => s.headers.some((p) => fnmatchIgnoreCase(lowerName, p)));
+  for (const [lowerName, entries] of byName) {
+    const applicable = inScope.filter((s) => namesHeader(s, lowerName));
     if (applicable.length === 0) continue;
     // An unusable secret never injects, but still strips: a broken config must not open the host to foreign keys.
-    const injectable = applicable.filter(usable);
-    const entries = head.headers.flatMap(([name], index) => (name.toLowerCase() === lowerName ? [index] : []));
+    const injectable = applicable.filter((s) => s.usable).map((s) => s.secret);
 
     let kept: { index: number; replacement: Replacement } | undefined;
     for (const index of entries) {
