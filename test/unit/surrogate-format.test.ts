@@ -173,11 +173,11 @@ void describe('randomString rejection sampling', () => {
     const crypto = globalThis.crypto;
     const original = crypto.getRandomValues.bind(crypto);
     let next = 0;
-    crypto.getRandomValues = (<A extends ArrayBufferView | null>(array: A): A => {
+    crypto.getRandomValues = <A extends ArrayBufferView | null>(array: A): A => {
       const view = array as unknown as Uint32Array;
       for (let i = 0; i < view.length; i++) view[i] = feed[next++ % feed.length]!;
       return array;
-    });
+    };
     try {
       return body();
     } finally {
