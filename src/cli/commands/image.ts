@@ -9,7 +9,6 @@ import { loadPolicy } from '../config/load.js';
 import { callEngine, mustCallEngine, resolveEngine, type Engine } from '../engine/engine.js';
 import { EXIT, UsageError } from '../errors.js';
 import { planRunImage } from '../images/run-image.js';
-import type { Logger } from '../session/log.js';
 import type { LoadedPolicy } from '../config/types.js';
 import {
   engineFlag,
@@ -35,7 +34,7 @@ options: --config-dir --config --dockerfile --context-dir --image --engine --ver
 /** What the proxy image side provides (src/cli/session/proxy-image.ts, written with the network sandbox). */
 interface ProxyImageModule {
   proxyImageHash(): Promise<string>;
-  ensureProxyImage?(engine: Engine, log: Logger): Promise<string>;
+  ensureProxyImage?(engine: Engine, onBuild?: (tag: string) => void): Promise<string>;
 }
 
 async function proxyImage(): Promise<ProxyImageModule | null> {
@@ -107,7 +106,7 @@ export const run: Command = async (argv, ctx) => {
       await mustCallEngine(engine, ['save', '--output', repoTar, plan.ref], `saving ${plan.ref}`);
       log.info(`saved ${plan.ref} to ${repoTar}`);
       if (proxy?.ensureProxyImage) {
-        const proxyTag = await proxy.ensureProxyImage(engine, log);
+        const proxyTag = await proxy.ensureProxyImage(engine, (tag) => log.info(`building ${tag}`));
         const proxyTar = join(dir, 'proxy.tar');
         await rm(proxyTar, { force: true });
         await mustCallEngine(engine, ['save', '--output', proxyTar, proxyTag], `saving ${proxyTag}`);
