@@ -5,6 +5,7 @@ import * as core from '@actions/core';
 import type { Command, CommandContext } from '../cli/commands/types.js';
 import type { LoadedPolicy, PolicyLocation } from '../cli/config/types.js';
 import { AirlockError, EXIT } from '../cli/errors.js';
+import { reportError } from '../cli/main.js';
 import { authHeader, checkoutBase, fetchCommit, GitError, type Origin } from './git.js';
 import { syncImageCache } from './image-cache.js';
 import { InputError, readInputs } from './inputs.js';
@@ -26,6 +27,17 @@ export interface ActionDeps {
   loadPolicy: (location: PolicyLocation, env: NodeJS.ProcessEnv) => Promise<LoadedPolicy>;
   /** Every real credential value the run will hand the proxy (prepareCredentials().secretValues). */
   credentialValues: (policy: LoadedPolicy, env: NodeJS.ProcessEnv) => string[];
+}
+
+/** A CLI command in-process, with the CLI's own error-to-exit-code mapping (what `airlock …` would exit with). */
+function cli(command: Command): Command {
+  return async (argv, ctx) => {
+    try {
+      return await command(argv, ctx);
+    } catch (err) {
+      return reportError(err, ctx);
+    }
+  };
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
@@ -99,7 +111,7 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   if (inputs.cache) {
     const outcome = await core.group('airlock: images from the Actions cache', () =>
       syncImageCache({
-        image: deps.image,
+        image: cli(deps.image),
         ctx,
         dir: join(runnerTemp, 'airlock-image-cache'),
         version: inputs.cacheVersion,
@@ -135,7 +147,7 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   process.stdout.write(`::stop-commands::${resumeToken}\n`);
   let exitCode: number;
   try {
-    exitCode = await deps.run(argv, ctx);
+    exitCode = await cli(deps.run)(argv, ctx);
   } finally {
     process.stdout.write(`::${resumeToken}::\n`);
   }
