@@ -78,12 +78,14 @@ function inScope(host: string, credential: SigningCredential): boolean {
   return credential.scopes.some((scope) => hostMatches(host, scope));
 }
 
-/** No Content-Length and no Transfer-Encoding means no body in HTTP/1.1 (RFC 9112 §6.3). */
+/**
+ * Only `Content-Length: 0` proves there is no body: the HTTP layer strips Transfer-Encoding (hop by hop) before the
+ * credential pass, so a missing length may still mean a chunked body. Reading an absent body costs nothing.
+ */
 function bodyIsEmpty(head: RequestHead): boolean {
   const length = headerValues(head.headers, 'content-length');
   const encoding = headerValues(head.headers, 'transfer-encoding');
-  if (encoding.length > 0) return false;
-  return length.length === 0 || length.every((v) => v.trim() === '0');
+  return encoding.length === 0 && length.length > 0 && length.every((v) => v.trim() === '0');
 }
 
 function parseAmzDate(value: string): Date | null {
@@ -282,7 +284,8 @@ function resign(
 ): CredentialResult {
   const { signature, credential, mode, amzDate } = detected;
   const events: string[] = [];
-  const skew = clockSkewEvent(amzDate, options.now());
+  // A presigned URL may legitimately have been made a while ago; only a header-signed request says "now".
+  const skew = mode === 'header' ? clockSkewEvent(amzDate, options.now()) : null;
   if (skew) events.push(skew);
 
   const { path, query } = splitTarget(head.target);
