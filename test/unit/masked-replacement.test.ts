@@ -273,3 +273,46 @@ void describe('what stays as it was', () => {
     assert.deepEqual(out.events, []);
   });
 });
+
+void describe('clear-text requests (scheme http) never carry a real value', () => {
+  void it('the surrogate is recognised but forwarded as it is, with a NOT REPLACED line', () => {
+    const out = applyMaskedSecrets(head([['Authorization', `Bearer ${GH_SURROGATE}`]], { scheme: 'http' }), [secret()]);
+    assert.deepEqual(out.headers, [['Authorization', `Bearer ${GH_SURROGATE}`]]);
+    assert.deepEqual(out.annotations, []);
+    assert.deepEqual(out.events, [
+      "NOT REPLACED masked secret in 'authorization' for GET http://api.github.com/user (real values are only sent over HTTPS)",
+    ]);
+  });
+
+  void it('Basic credentials stay encoded surrogates too', () => {
+    const value = basic(`x-access-token:${GH_SURROGATE}`);
+    const out = applyMaskedSecrets(head([['Authorization', value]], { scheme: 'http' }), [secret()]);
+    assert.deepEqual(out.headers, [['Authorization', value]]);
+  });
+
+  void it('duplicates beside the surrogate still collapse, and foreign tokens are still stripped', () => {
+    const dup = applyMaskedSecrets(
+      head(
+        [
+          ['Authorization', 'Bearer attacker'],
+          ['Authorization', `Bearer ${GH_SURROGATE}`],
+        ],
+        { scheme: 'http' },
+      ),
+      [secret()],
+    );
+    assert.deepEqual(dup.headers, [['Authorization', `Bearer ${GH_SURROGATE}`]]);
+    const foreign = applyMaskedSecrets(head([['Authorization', 'Bearer attacker']], { scheme: 'http' }), [secret()]);
+    assert.deepEqual(foreign.headers, []);
+    assert.deepEqual(foreign.events, [
+      "STRIPPED header 'authorization' from GET http://api.github.com/user (foreign credential blocked)",
+    ]);
+  });
+
+  void it('an explicit https scheme behaves as the default', () => {
+    const out = applyMaskedSecrets(head([['Authorization', `Bearer ${GH_SURROGATE}`]], { scheme: 'https' }), [
+      secret(),
+    ]);
+    assert.deepEqual(out.headers, [['Authorization', `Bearer ${GH_REAL}`]]);
+  });
+});

@@ -124,7 +124,8 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
   const inScope = secrets.filter((s) => s.scopes.some((pattern) => hostMatches(head.host, pattern))).map(scoped);
   if (inScope.length === 0) return result;
 
-  const where = `${head.method} https://${head.host}${head.target}`;
+  const cleartext = head.scheme === 'http';
+  const where = `${head.method} ${cleartext ? 'http' : 'https'}://${head.host}${head.target}`;
   // Output slot per input header: the pair to forward (possibly rewritten), or null to drop it.
   const output: Array<[string, string] | null> = head.headers.map(([name, value]) => [name, value]);
   // Entry indexes per lower-case name, in wire order: case variants of one name are one header.
@@ -137,6 +138,7 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
   });
   let masked = 0;
   let dropped = 0;
+  let changed = false;
 
   for (const [lowerName, entries] of byName) {
     const applicable = inScope.filter((s) => namesHeader(s, lowerName));
@@ -154,12 +156,23 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
     }
 
     if (kept) {
-      masked += kept.replacement.used.size;
+      let forwarded = kept.replacement.value;
+      if (cleartext) {
+        // Recognised, so duplicates still collapse and nothing is stripped as foreign, but the real value would
+        // cross the network unencrypted: the surrogate travels on, useless.
+        forwarded = head.headers[kept.index]![1];
+        result.events.push(
+          `NOT REPLACED masked secret in '${lowerName}' for ${where} (real values are only sent over HTTPS)`,
+        );
+      } else {
+        masked += kept.replacement.used.size;
+      }
       // One credential per header name reaches the upstream: whichever entry carried a surrogate, every other
       // entry of that name (an attacker's token placed before or after it) is dropped, and the survivor sits where
       // the first entry was so ordering cannot be used to pick which value a server reads.
       for (const index of entries) output[index] = null;
-      output[entries[0]!] = [head.headers[kept.index]![0], kept.replacement.value];
+      output[entries[0]!] = [head.headers[kept.index]![0], forwarded];
+      changed = true;
       if (entries.length > 1) {
         result.events.push(
           `COLLAPSED ${entries.length} duplicate '${lowerName}' headers in ${where} (duplicate credential headers removed)`,
@@ -171,11 +184,12 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
     if (applicable.some((s) => stripsForeign(s, lowerName))) {
       for (const index of entries) output[index] = null;
       dropped += 1;
+      changed = true;
       result.events.push(`STRIPPED header '${lowerName}' from ${where} (foreign credential blocked)`);
     }
   }
 
-  if (masked === 0 && dropped === 0) return result;
+  if (!changed) return result;
   result.headers = output.filter((pair): pair is [string, string] => pair !== null);
   if (masked > 0) result.annotations.push(`masked: ${masked}`);
   if (dropped > 0) result.annotations.push(`dropped: ${dropped}`);

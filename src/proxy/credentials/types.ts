@@ -16,6 +16,11 @@ export interface RequestHead {
   /** Origin-form target: raw path plus optional `?query`. */
   target: string;
   headers: Array<[string, string]>;
+  /**
+   * `http` when the request arrived on the plain HTTP listener and will travel upstream in clear text; absent means
+   * `https`. Real secret values are never put into a clear-text request.
+   */
+  scheme?: 'http' | 'https';
 }
 
 export interface CredentialResult {
