@@ -48,7 +48,10 @@ describe('embedded default image rootfs', () => {
     await mkdir(join(host, 'usr/bin'), { recursive: true });
     await mkdir(join(host, 'etc/ssl/certs'), { recursive: true });
     await mkdir(join(host, 'etc/alternatives'), { recursive: true });
-    await mkdir(join(host, 'sbin'));
+    await mkdir(join(host, 'usr/sbin'), { recursive: true });
+    await writeFile(join(host, 'usr/sbin/ldconfig'), '');
+    await symlink('usr/sbin', join(host, 'sbin'));
+    await mkdir(join(host, 'lib64'));
     await symlink('usr/bin', join(host, 'bin'));
     await symlink('usr/lib', join(host, 'lib'));
     await symlink('/usr/bin/mawk', join(host, 'etc/alternatives/awk'));
@@ -81,14 +84,21 @@ describe('embedded default image rootfs', () => {
     const entries = readTar(rootfs);
     assert.equal(entries.get('bin')!.type, '2');
     assert.equal(entries.get('bin')!.target, 'usr/bin');
-    assert.equal(entries.get('sbin')!.type, '5');
+    assert.equal(entries.get('lib64')!.type, '5');
     assert.deepEqual(
       mounts.map((m) => [m.target, m.readOnly]),
       [
         ['/usr', true],
-        ['/sbin', true],
+        ['/lib64', true],
       ],
     );
+  });
+
+  it('makes /sbin a real directory of links, so an engine can mount its init at /sbin/docker-init', async () => {
+    const entries = readTar((await describeHostToolchain(host)).rootfs);
+    assert.equal(entries.get('sbin')!.type, '5');
+    assert.equal(entries.get('sbin/ldconfig')!.type, '2');
+    assert.equal(entries.get('sbin/ldconfig')!.target, '/usr/sbin/ldconfig');
   });
 
   it('is byte-for-byte deterministic, so the tag is a content hash', async () => {

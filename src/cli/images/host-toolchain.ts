@@ -62,7 +62,16 @@ export async function describeHostToolchain(hostRoot = '/'): Promise<HostToolcha
   dir('var/tmp', 0o1777);
   for (const name of USR_SIBLINGS) {
     const kind = await kindOf(host(name));
-    if (kind === 'symlink') {
+    if (kind === 'symlink' && name === 'sbin') {
+      // Docker's --init bind-mounts its init at /sbin/docker-init; through a /sbin → usr/sbin link that target
+      // would lie on the read-only host /usr and the container could not start. So /sbin is a real directory here
+      // whose entries link to the host's /usr/sbin programs.
+      dir(name);
+      const target = await readlink(host(name));
+      for (const program of (await readdir(host(name)).catch(() => [])).sort()) {
+        entries.push({ type: 'symlink', path: `${name}/${program}`, target: join('/', target, program) });
+      }
+    } else if (kind === 'symlink') {
       entries.push({ type: 'symlink', path: name, target: await readlink(host(name)) });
     } else if (kind === 'dir') {
       dir(name);
