@@ -55776,7 +55776,13 @@ async function describeHostToolchain(hostRoot = "/") {
   dir("var/tmp", 1023);
   for (const name of USR_SIBLINGS) {
     const kind = await kindOf(host(name));
-    if (kind === "symlink") {
+    if (kind === "symlink" && name === "sbin") {
+      dir(name);
+      const target = await readlink2(host(name));
+      for (const program of (await readdir2(host(name)).catch(() => [])).sort()) {
+        entries.push({ type: "symlink", path: `${name}/${program}`, target: join3("/", target, program) });
+      }
+    } else if (kind === "symlink") {
       entries.push({ type: "symlink", path: name, target: await readlink2(host(name)) });
     } else if (kind === "dir") {
       dir(name);
@@ -56867,7 +56873,7 @@ init_load();
 
 // src/action/main.ts
 import { randomBytes as randomBytes2 } from "node:crypto";
-import { readFile as readFile5 } from "node:fs/promises";
+import { readFile as readFile6 } from "node:fs/promises";
 import { join as join14 } from "node:path";
 
 // node_modules/@actions/core/lib/command.js
@@ -58930,7 +58936,7 @@ function reportError(err, ctx) {
 }
 
 // src/action/git.ts
-import { existsSync as existsSync2 } from "node:fs";
+import { mkdir as mkdir4, readdir as readdir4, readFile as readFile5, rm as rm3 } from "node:fs/promises";
 import { join as join8 } from "node:path";
 
 // src/action/target.ts
@@ -59019,45 +59025,37 @@ async function git(workspace, args, origin, opts = {}) {
   }
   return { code: out.exitCode, stdout: out.stdout, stderr: out.stderr };
 }
-async function dropPersistedCredentials(workspace) {
-  const listed = await git(
-    workspace,
-    ["config", "--local", "--name-only", "--get-regexp", "^http\\..*\\.extraheader$"],
-    null,
-    {
-      allowFailure: true,
-      silent: true
-    }
-  );
-  const keys = [
-    ...new Set(
-      listed.stdout.split("\n").map((l) => l.trim()).filter(Boolean)
-    )
-  ];
-  for (const key of keys) await git(workspace, ["config", "--local", "--unset-all", key], null, { silent: true });
-  return keys;
+async function persistedCredentialKeys(workspace) {
+  const config2 = await readFile5(join8(workspace, ".git", "config"), "utf8").catch(() => "");
+  const keys = [];
+  let section = "";
+  for (const line of config2.split("\n")) {
+    const header2 = /^\s*\[\s*([^\s\]"]+)(?:\s+"([^"]*)")?\s*\]/.exec(line);
+    if (header2) section = header2[2] === void 0 ? header2[1] : `${header2[1]}.${header2[2]}`;
+    else if (/^\s*extraheader\s*=/i.test(line) && /^http\b/i.test(section)) keys.push(`${section}.extraheader`);
+  }
+  return [...new Set(keys)];
 }
 async function checkoutBase(workspace, origin, baseRef) {
-  if (!existsSync2(join8(workspace, ".git"))) await git(workspace, ["init", "--quiet"], null);
-  const remotes = (await git(workspace, ["remote"], null, { silent: true })).stdout.split("\n");
-  if (remotes.includes("origin")) await git(workspace, ["remote", "set-url", "origin", origin.url], null);
-  else await git(workspace, ["remote", "add", "origin", origin.url], null);
-  const droppedCredentials = await dropPersistedCredentials(workspace);
-  const unshallow = existsSync2(join8(workspace, ".git", "shallow")) ? ["--unshallow"] : [];
+  const droppedCredentials = await persistedCredentialKeys(workspace);
+  await mkdir4(workspace, { recursive: true });
+  for (const entry of await readdir4(workspace)) {
+    await rm3(join8(workspace, entry), { recursive: true, force: true });
+  }
+  await git(workspace, ["init", "--quiet"], null);
+  await git(workspace, ["remote", "add", "origin", origin.url], null);
   await git(
     workspace,
     [
       "fetch",
       "--no-tags",
       "--no-recurse-submodules",
-      ...unshallow,
       "origin",
       `+refs/heads/${baseRef}:refs/remotes/origin/${baseRef}`
     ],
     origin
   );
   await git(workspace, ["checkout", "--quiet", "--force", "-B", baseRef, `refs/remotes/origin/${baseRef}`], null);
-  await git(workspace, ["clean", "-ffdxq"], null);
   const baseSha = (await git(workspace, ["rev-parse", "HEAD"], null, { silent: true })).stdout.trim();
   return { baseSha, droppedCredentials };
 }
@@ -59072,7 +59070,7 @@ async function fetchCommit(workspace, origin, sha) {
 }
 
 // src/action/image-cache.ts
-import { mkdir as mkdir4 } from "node:fs/promises";
+import { mkdir as mkdir5 } from "node:fs/promises";
 import { join as join13 } from "node:path";
 import { Writable } from "node:stream";
 
@@ -98249,7 +98247,7 @@ function internalCacheTwirpClient(options) {
 }
 
 // node_modules/@actions/cache/lib/internal/tar.js
-import { existsSync as existsSync4, writeFileSync as writeFileSync2 } from "fs";
+import { existsSync as existsSync3, writeFileSync as writeFileSync2 } from "fs";
 import * as path11 from "path";
 var __awaiter17 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
@@ -98287,7 +98285,7 @@ function getTarPath() {
         const systemTar = SystemTarPathOnWindows;
         if (gnuTar) {
           return { path: gnuTar, type: ArchiveToolType.GNU };
-        } else if (existsSync4(systemTar)) {
+        } else if (existsSync3(systemTar)) {
           return { path: systemTar, type: ArchiveToolType.BSD };
         }
         break;
@@ -98936,7 +98934,7 @@ async function syncImageCache(o) {
   const hashCode = await o.image(["hash", ...o.imageArgs], { ...o.ctx, stdout: out });
   if (hashCode !== 0) throw new Error(`'airlock image hash' failed (exit ${hashCode})`);
   const hashes = parseImageHashes(out.text());
-  await mkdir4(o.dir, { recursive: true });
+  await mkdir5(o.dir, { recursive: true });
   const hits = [];
   const misses = [];
   const kinds = IMAGE_KINDS.filter((k) => hashes[k] !== void 0);
@@ -99205,7 +99203,7 @@ async function runAction(deps, env) {
     setSecret(authHeader(inputs.token).replace(/^AUTHORIZATION: basic /, ""));
   }
   const eventName = required2(env, "GITHUB_EVENT_NAME");
-  const event = JSON.parse(await readFile5(required2(env, "GITHUB_EVENT_PATH"), "utf8"));
+  const event = JSON.parse(await readFile6(required2(env, "GITHUB_EVENT_PATH"), "utf8"));
   const target = resolveTarget(eventName, event, env, inputs.prSha);
   for (const w of target.warnings) warning(w);
   const workspace = required2(env, "GITHUB_WORKSPACE");
@@ -99217,7 +99215,9 @@ async function runAction(deps, env) {
   const { baseSha, droppedCredentials } = await checkoutBase(workspace, origin, target.baseRef);
   endGroup();
   for (const key of droppedCredentials) {
-    warning(`removed ${key} from .git/config: a credential there would be readable by the PR code in the sandbox`);
+    warning(
+      `discarded a .git/config holding ${key} (a persisted credential the PR code could have read); give actions/checkout persist-credentials: false, or drop that step: the action checks out by itself`
+    );
   }
   const policy = await deps.loadPolicy({ cwd: workspace }, env);
   for (const value of /* @__PURE__ */ new Set([...secretValues(policy, env), ...deps.credentialValues(policy, env)])) {
@@ -99275,7 +99275,7 @@ async function runAction(deps, env) {
     process.stdout.write(`::${resumeToken}::
 `);
   }
-  const jsonl = policy.sandbox.network_sandbox ? await readFile5(networkLogJson, "utf8").catch(() => null) : null;
+  const jsonl = policy.sandbox.network_sandbox ? await readFile6(networkLogJson, "utf8").catch(() => null) : null;
   const tally = jsonl === null ? null : tallyNetworkLog(jsonl);
   for (const host of tally?.blockedHosts ?? []) {
     warning(

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getExecOutput } from '@actions/exec';
 import { COMMIT_SHA } from './target.js';
@@ -58,59 +58,53 @@ async function git(
   return { code: out.exitCode, stdout: out.stdout, stderr: out.stderr };
 }
 
-/** Removes credentials an earlier step may have persisted (actions/checkout with persist-credentials: true). */
-async function dropPersistedCredentials(workspace: string): Promise<string[]> {
-  const listed = await git(
-    workspace,
-    ['config', '--local', '--name-only', '--get-regexp', '^http\\..*\\.extraheader$'],
-    null,
-    {
-      allowFailure: true,
-      silent: true,
-    },
-  );
-  const keys = [
-    ...new Set(
-      listed.stdout
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean),
-    ),
-  ];
-  for (const key of keys) await git(workspace, ['config', '--local', '--unset-all', key], null, { silent: true });
-  return keys;
+/**
+ * Credentials an earlier step persisted in .git/config (actions/checkout with persist-credentials: true). Read as
+ * text, never through git: the repository is about to be discarded and git must not run in it.
+ */
+async function persistedCredentialKeys(workspace: string): Promise<string[]> {
+  const config = await readFile(join(workspace, '.git', 'config'), 'utf8').catch(() => '');
+  const keys: string[] = [];
+  let section = '';
+  for (const line of config.split('\n')) {
+    const header = /^\s*\[\s*([^\s\]"]+)(?:\s+"([^"]*)")?\s*\]/.exec(line);
+    if (header) section = header[2] === undefined ? header[1]! : `${header[1]!}.${header[2]}`;
+    else if (/^\s*extraheader\s*=/i.test(line) && /^http\b/i.test(section)) keys.push(`${section}.extraheader`);
+  }
+  return [...new Set(keys)];
 }
 
 /**
- * Makes `workspace` a clean checkout of `baseRef` from `origin` and returns the base commit. Untracked files are
- * removed too: a leftover `.airlock/network-allowlist.yaml` must not stand in for a policy the base lacks.
+ * Makes `workspace` a fresh checkout of `baseRef` from `origin` and returns the base commit. Whatever was there is
+ * removed first, .git included, like actions/checkout does for a foreign directory: a workspace an earlier run left
+ * (self-hosted runners keep it) may hold hooks or `core.fsmonitor` that would run PR code on the host at our first
+ * git command, persisted tokens, or an untracked `.airlock/network-allowlist.yaml` standing in for the base's policy.
  */
 export async function checkoutBase(
   workspace: string,
   origin: Origin,
   baseRef: string,
 ): Promise<{ baseSha: string; droppedCredentials: string[] }> {
-  if (!existsSync(join(workspace, '.git'))) await git(workspace, ['init', '--quiet'], null);
-  const remotes = (await git(workspace, ['remote'], null, { silent: true })).stdout.split('\n');
-  if (remotes.includes('origin')) await git(workspace, ['remote', 'set-url', 'origin', origin.url], null);
-  else await git(workspace, ['remote', 'add', 'origin', origin.url], null);
-  const droppedCredentials = await dropPersistedCredentials(workspace);
-  // A shallow clone from an earlier step would leave `git merge` in the sandbox without a merge base.
-  const unshallow = existsSync(join(workspace, '.git', 'shallow')) ? ['--unshallow'] : [];
+  const droppedCredentials = await persistedCredentialKeys(workspace);
+  await mkdir(workspace, { recursive: true });
+  for (const entry of await readdir(workspace)) {
+    // rm does not follow symlinks: a link to somewhere else on the host removes the link only.
+    await rm(join(workspace, entry), { recursive: true, force: true });
+  }
+  await git(workspace, ['init', '--quiet'], null);
+  await git(workspace, ['remote', 'add', 'origin', origin.url], null);
   await git(
     workspace,
     [
       'fetch',
       '--no-tags',
       '--no-recurse-submodules',
-      ...unshallow,
       'origin',
       `+refs/heads/${baseRef}:refs/remotes/origin/${baseRef}`,
     ],
     origin,
   );
   await git(workspace, ['checkout', '--quiet', '--force', '-B', baseRef, `refs/remotes/origin/${baseRef}`], null);
-  await git(workspace, ['clean', '-ffdxq'], null);
   const baseSha = (await git(workspace, ['rev-parse', 'HEAD'], null, { silent: true })).stdout.trim();
   return { baseSha, droppedCredentials };
 }

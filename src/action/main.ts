@@ -88,7 +88,9 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   const { baseSha, droppedCredentials } = await checkoutBase(workspace, origin, target.baseRef);
   core.endGroup();
   for (const key of droppedCredentials) {
-    core.warning(`removed ${key} from .git/config: a credential there would be readable by the PR code in the sandbox`);
+    core.warning(
+      `discarded a .git/config holding ${key} (a persisted credential the PR code could have read); give actions/checkout persist-credentials: false, or drop that step: the action checks out by itself`,
+    );
   }
 
   // The policy names the secrets; mask their values before any further output (git, image builds, the run itself).

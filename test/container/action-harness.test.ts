@@ -127,7 +127,7 @@ void describe('the bundled action on a simulated runner with real Podman', { tim
     ];
     for (const secret of leaks) assert.ok(!r.sandboxOutput.includes(secret), `leaked ${secret.slice(0, 12)}…`);
     assert.doesNotMatch(r.sandboxOutput, /^(GITHUB_|ACTIONS_|INPUT_|RUNNER_)/m);
-    assert.match(r.stdout, /::warning::removed http\.https:\/\/github\.com\/\.extraheader from \.git\/config/);
+    assert.match(r.stdout, /::warning::discarded a \.git\/config holding http\.https:\/\/github\.com\/\.extraheader/);
   });
 
   void it('merge conflict: a clear failure, and the command never runs', async () => {

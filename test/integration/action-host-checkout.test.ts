@@ -40,20 +40,33 @@ void describe('the action checks out the base branch on the host', () => {
     assert.doesNotMatch(readFileSync(join(ws, '.git/config'), 'utf8'), /extraheader|token/i);
   });
 
-  void it('over a workspace a PR checkout left behind: persisted token removed, untracked policy files removed', async () => {
-    const ws = workspace('dirty');
+  void it('over a workspace an earlier run left tainted: no hook or fsmonitor runs, no token or stray policy survives', async () => {
+    const ws = workspace('tainted');
+    const ran = join(root, 'host-code-ran');
     git(ws, 'init', '--quiet');
     git(ws, 'remote', 'add', 'origin', 'https://github.com/acme/widget');
     git(ws, 'fetch', '--quiet', originOf(origin).url, origin.prSha);
     git(ws, 'checkout', '--quiet', '--detach', origin.prSha);
-    // What actions/checkout with persist-credentials: true leaves behind.
+    // What PR code in the sandbox could leave in a read-write .git (self-hosted runners keep the workspace) ...
+    for (const hook of ['post-checkout', 'reference-transaction', 'pre-auto-gc']) {
+      writeFileSync(join(ws, '.git/hooks', hook), `#!/bin/sh\necho ${hook} >> ${ran}\n`, { mode: 0o755 });
+    }
+    writeFileSync(join(ws, 'monitor.sh'), `#!/bin/sh\necho fsmonitor >> ${ran}\n`, { mode: 0o755 });
+    git(ws, 'config', '--local', 'core.fsmonitor', join(ws, 'monitor.sh'));
+    // ... and what actions/checkout with persist-credentials: true leaves behind.
     git(ws, 'config', '--local', 'http.https://github.com/.extraheader', 'AUTHORIZATION: basic c2VjcmV0');
     writeFileSync(join(ws, '.airlock/network-allowlist.yaml'), 'domains: ["*"]\n');
+    rmSync(ran, { force: true });
 
     const { baseSha, droppedCredentials } = await checkoutBase(ws, originOf(origin), 'main');
+    assert.equal(
+      existsSync(ran),
+      false,
+      `code from the old workspace ran on the host: ${existsSync(ran) ? readFileSync(ran, 'utf8') : ''}`,
+    );
     assert.equal(baseSha, origin.baseSha);
     assert.deepEqual(droppedCredentials, ['http.https://github.com/.extraheader']);
-    assert.doesNotMatch(readFileSync(join(ws, '.git/config'), 'utf8'), /extraheader|c2VjcmV0/);
+    assert.doesNotMatch(readFileSync(join(ws, '.git/config'), 'utf8'), /extraheader|c2VjcmV0|fsmonitor/);
     assert.equal(existsSync(join(ws, '.airlock/network-allowlist.yaml')), false, 'untracked allowlist survived');
     assert.equal(readFileSync(join(ws, '.airlock/sandbox.yaml'), 'utf8'), BASE_POLICY);
   });
