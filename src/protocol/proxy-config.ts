@@ -17,6 +17,11 @@ export interface ProxyConfig {
   credentials: CredentialConfig;
   /** Run metadata written into the log's start line. */
   run: { id: string; policySha256: string; baseCommit?: string };
+  /**
+   * Where the proxy writes its network log: files inside the proxy container, and/or `AIRLOCK-EVENT <json>\t<text>`
+   * lines on stdout for the host to collect. Absent: no log.
+   */
+  log?: { textPath?: string; jsonPath?: string; stdout?: boolean };
 }
 
 export interface ListenConfig {

@@ -1,11 +1,15 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
 import type { Allowlist } from '../protocol/allowlist.js';
+import { ProxyConfigError, parseProxyConfig } from './config.js';
+import { createCredentialProcessor } from './credentials/index.js';
 import { passThrough, type CredentialProcessor } from './credentials/types.js';
 import { startDnsResponder, type DnsResponder } from './dns/responder.js';
 import type { HttpLimits } from './http/exchange.js';
 import { attachProxyHandlers } from './http/handler.js';
+import { openProcessLog, type ProcessLog } from './log/file-sinks.js';
 import { silentLog, type NetworkLog } from './log/network-log.js';
 import { createLeafIssuer } from './tls/leaf-certs.js';
 import { createUpstreamConnector } from './upstream/connector.js';
@@ -169,4 +173,61 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     connector.close();
     throw err;
   }
+}
+
+export const READY_PREFIX = 'AIRLOCK-PROXY-READY ';
+
+export interface ProxyProcessIo {
+  stdin: NodeJS.ReadableStream;
+  stdout: { write(chunk: string): unknown };
+  stderr: { write(chunk: string): unknown };
+  /** Aborting it stops the proxy like EOF on stdin (SIGTERM in the container). */
+  signal?: AbortSignal;
+}
+
+/**
+ * The proxy container's program: one line of JSON config on stdin, `AIRLOCK-PROXY-READY {ports}` on stdout once
+ * every listener is bound, then serve until stdin reaches EOF — the host holds stdin open for the life of the run,
+ * so closing it (or the host dying) stops the proxy. Resolves to the exit code.
+ */
+export async function runProxyProcess(io: ProxyProcessIo): Promise<number> {
+  const lines = createInterface({ input: io.stdin, crlfDelay: Infinity });
+  io.signal?.addEventListener('abort', () => lines.close());
+  const iterator = lines[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done) {
+    io.stderr.write('airlock-proxy: no configuration on stdin\n');
+    return 1;
+  }
+  let proxy: RunningProxy;
+  let log: ProcessLog;
+  try {
+    const config = parseProxyConfig(first.value);
+    log = openProcessLog(config.log ?? {}, io.stdout);
+    proxy = await startProxy({
+      allowlist: config.allowlist,
+      ca: config.ca,
+      sandboxAddress: config.sandboxAddress,
+      listen: config.listen,
+      upstream: {
+        hosts: config.upstream.hosts,
+        dns: config.upstream.dns,
+        connectTimeoutMs: config.upstream.connectTimeoutMs,
+        ...(config.upstream.caPem ? { caPem: config.upstream.caPem } : {}),
+      },
+      credentials: createCredentialProcessor(config.credentials),
+      log,
+      run: config.run,
+    });
+  } catch (err) {
+    const message = err instanceof ProxyConfigError ? err.message : `cannot start: ${(err as Error).message}`;
+    io.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, ' ')}\n`);
+    return 1;
+  }
+  io.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}\n`);
+  // Anything after the config line is ignored; only EOF matters.
+  for (let next = await iterator.next(); !next.done; next = await iterator.next());
+  await proxy.close();
+  await log.close();
+  return 0;
 }
