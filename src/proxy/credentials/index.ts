@@ -33,6 +33,7 @@ export function createCredentialProcessor(
     now: opts.now ?? (() => new Date()),
     maxDeferredBody: opts.maxDeferredBody ?? DEFAULT_MAX_DEFERRED_BODY,
     maxChunkBytes: opts.maxChunkBytes ?? DEFAULT_MAX_CHUNK_BYTES,
+    keyCache: new Map(),
     ...(opts.onSigned ? { trace: opts.onSigned } : {}),
   };
   return (head) => {

@@ -33,6 +33,7 @@ export interface AwsResignOptions {
   maxDeferredBody: number;
   /** Most bytes of one aws-chunked chunk held while its signature is computed. */
   maxChunkBytes: number;
+  keyCache: SigV4AKeyCache;
   /** Receives what was signed, for DEBUG-level logging and for conformance tests. Never given a key. */
   trace?: (trace: SigningTrace) => void;
 }
@@ -56,10 +57,11 @@ const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
  */
 export const MAX_PRESIGNED_EXPIRES_SECONDS = 3600;
 
-const keyPairs = new Map<string, SigV4AKeyPair>();
+/** SigV4A key pairs by key id and secret, one cache per credential processor. */
+export type SigV4AKeyCache = Map<string, SigV4AKeyPair>;
 
 /** Derivation costs a few HMACs and an EC point multiplication; a run uses a handful of key pairs. */
-function sigv4aKeyPair(accessKeyId: string, secretAccessKey: string): SigV4AKeyPair {
+function sigv4aKeyPair(keyPairs: SigV4AKeyCache, accessKeyId: string, secretAccessKey: string): SigV4AKeyPair {
   const id = `${accessKeyId}\0${secretAccessKey}`;
   let pair = keyPairs.get(id);
   if (!pair) {
@@ -199,7 +201,7 @@ interface Signer {
   verify(stringToSign: string, signature: string): boolean;
 }
 
-function surrogateVerifier(detected: Detected): Signer | null {
+function surrogateVerifier(detected: Detected, keyCache: SigV4AKeyCache): Signer | null {
   const { credential, signature } = detected;
   const secret = credential.surrogateSecretAccessKey;
   if (secret === undefined) return null;
@@ -207,18 +209,18 @@ function surrogateVerifier(detected: Detected): Signer | null {
     const key = sigv4SigningKey(secret, signature.scopeParts);
     return { verify: (sts, sig) => sigv4Verify(key, sts, sig) };
   }
-  const pair = sigv4aKeyPair(credential.surrogateAccessKeyId, secret);
+  const pair = sigv4aKeyPair(keyCache, credential.surrogateAccessKeyId, secret);
   return { verify: (sts, sig) => sigv4aVerify(pair.publicKey, sts, sig) };
 }
 
 /** Signs with the real key; SigV4A retries (its signatures are randomised) until one fits the client's width. */
-function realSigner(detected: Detected): (stringToSign: string, width?: number) => string {
+function realSigner(detected: Detected, keyCache: SigV4AKeyCache): (stringToSign: string, width?: number) => string {
   const { credential, signature } = detected;
   if (signature.algorithm === SIGV4_ALGORITHM) {
     const key = sigv4SigningKey(credential.secretAccessKey, signature.scopeParts);
     return (sts) => sigv4Sign(key, sts);
   }
-  const pair = sigv4aKeyPair(credential.accessKeyId, credential.secretAccessKey);
+  const pair = sigv4aKeyPair(keyCache, credential.accessKeyId, credential.secretAccessKey);
   return (sts, width) => {
     let sig = sigv4aSign(pair, sts);
     for (let attempt = 0; width !== undefined && sig.length > width && attempt < 64; attempt++)
@@ -294,7 +296,7 @@ function resign(
   const outgoing: RequestForm = { ...original, params: rewritten.params, headers: rewritten.headers };
 
   const candidates = variants(original, detected, payloadHashes);
-  const verifier = surrogateVerifier(detected);
+  const verifier = surrogateVerifier(detected, options.keyCache);
   let chosen = candidates[0]!;
   let verified: boolean | null = null;
   if (verifier) {
@@ -320,7 +322,7 @@ function resign(
 
   const creq = buildCanonical(outgoing, detected, chosen);
   const sts = stringToSign(signature.algorithm, amzDate, signature.scope, creq);
-  const sign = realSigner(detected);
+  const sign = realSigner(detected, options.keyCache);
   const newSignature = sign(sts);
   options.trace?.({
     canonicalRequest: creq,
