@@ -136,6 +136,8 @@ export function prepareCredentials(policy: LoadedPolicy, _env: NodeJS.ProcessEnv
       name,
       type: 'aws-sigv4',
       surrogateAccessKeyId: keyId,
+      // The sandbox holds this surrogate anyway; the proxy uses it to learn which canonicalisation the client used.
+      surrogateSecretAccessKey: secretKey,
       accessKeyId: cred.access_key_id,
       secretAccessKey: cred.secret_access_key,
       scopes: [...cred.scopes],
