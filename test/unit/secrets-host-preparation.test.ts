@@ -149,6 +149,7 @@ void describe('signing credentials', () => {
         name: 'aws',
         type: 'aws-sigv4',
         surrogateAccessKeyId: env.AWS_ACCESS_KEY_ID,
+        surrogateSecretAccessKey: env.AWS_SECRET_ACCESS_KEY,
         accessKeyId: AWS.access_key_id,
         secretAccessKey: AWS.secret_access_key,
         surrogateSessionToken: env.AWS_SESSION_TOKEN,
