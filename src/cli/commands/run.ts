@@ -177,6 +177,7 @@ export const run: Command = async (argv, ctx) => {
 
   const log = loggerFor(values, ctx);
   let network: NetworkSession | null = null;
+  let orphanSweep: Promise<void> = Promise.resolve();
   try {
     const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
     const mounts = await resolveMounts(ctx.cwd, values.mount);
@@ -185,10 +186,14 @@ export const run: Command = async (argv, ctx) => {
     const engine = await resolveEngine(requestedEngine, ctx.env);
     log.debug(`engine: ${engine.kind} (${engine.binary})`);
 
-    const orphans = await removeOrphans(engine);
-    if (orphans.containers.length + orphans.networks.length > 0) {
-      log.info(`removed resources of dead airlock runs: ${[...orphans.containers, ...orphans.networks].join(', ')}`);
-    }
+    // The sweep only removes resources of dead owners, never this run's, so it runs alongside the start-up.
+    orphanSweep = removeOrphans(engine).then(
+      (orphans) => {
+        const removed = [...orphans.containers, ...orphans.networks];
+        if (removed.length > 0) log.info(`removed resources of dead airlock runs: ${removed.join(', ')}`);
+      },
+      (e: unknown) => log.warn(`orphan cleanup failed: ${e instanceof Error ? e.message : String(e)}`),
+    );
 
     const identity = newRunIdentity();
     network = await openNetworkSession({ engine, identity, policy, credentials, log, flags: {} });
@@ -237,6 +242,7 @@ export const run: Command = async (argv, ctx) => {
   } finally {
     try {
       await network?.close();
+      await orphanSweep;
     } finally {
       await log.close();
     }

@@ -35,6 +35,9 @@ export interface ContainerRun {
   stopGraceSeconds?: number;
 }
 
+/** Exit codes with which `podman run`/`docker run` report their own failure to create or start the container. */
+const ENGINE_FAILURE_CODES = new Set([125, 126, 127]);
+
 /** Engines print Go's zero time for a container that never started. */
 function neverStarted(startedAt: string): boolean {
   return startedAt.trim() === '' || startedAt.startsWith('0001-01-01');
@@ -128,6 +131,15 @@ export async function runContainer(run: ContainerRun): Promise<ContainerOutcome>
     const { code, signal } = first;
     if (timer) clearTimeout(timer);
 
+    if (stoppedBy !== null) return { kind: 'signal', signal: stoppedBy };
+    if (timedOut) return { kind: 'timeout', seconds: run.timeoutSeconds ?? 0 };
+    if (failureReason !== null) return { kind: 'sandbox-failure', reason: failureReason };
+    const clientCode = code ?? 128 + signalNumber(signal);
+    // Only these codes are ambiguous: the engine's own failures (125-127, which a command may also return) and 137
+    // (OOM or another SIGKILL). Anything else is the command's code, relayed by the client; skip the inspect call.
+    if (code !== null && !ENGINE_FAILURE_CODES.has(code) && code !== 137) {
+      return { kind: 'exited', code, oomKilled: false };
+    }
     const state = await callEngine(engine, [
       'container',
       'inspect',
@@ -135,10 +147,6 @@ export async function runContainer(run: ContainerRun): Promise<ContainerOutcome>
       '{{.State.OOMKilled}}|{{.State.ExitCode}}|{{.State.StartedAt}}',
       spec.name,
     ]);
-    if (stoppedBy !== null) return { kind: 'signal', signal: stoppedBy };
-    if (timedOut) return { kind: 'timeout', seconds: run.timeoutSeconds ?? 0 };
-    if (failureReason !== null) return { kind: 'sandbox-failure', reason: failureReason };
-    const clientCode = code ?? 128 + signalNumber(signal);
     if (state.code !== 0) return { kind: 'not-started', code: clientCode };
     const [oom, exitText, startedAt] = state.stdout.trim().split('|');
     if (neverStarted(startedAt ?? '')) return { kind: 'not-started', code: clientCode };

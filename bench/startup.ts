@@ -1,0 +1,122 @@
+/**
+ * Start-up overhead of `airlock run -- true` against a bare `podman run --rm <same image> true`, both with warm
+ * images, interleaved in the same session so machine noise hits both. Prints a table and writes it into the
+ * "Startup" section of docs/benchmarks.md (other sections are left alone).
+ *
+ *   npm run bench:startup [-- --runs N --engine podman|docker]
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
+import { readHostLimits } from '../src/cli/engine/host-limits.js';
+import { ensureTestImage, TEST_IMAGE } from '../test/helpers/images.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '10' }, engine: { type: 'string', default: 'podman' } },
+});
+const RUNS = Number(values.runs);
+const ENGINE = values.engine === 'docker' ? 'docker' : 'podman';
+
+function timed(argv: string[], cwd: string): Promise<number> {
+  return new Promise((done, fail) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => {
+      if (code !== 0) fail(new Error(`${argv.join(' ')} exited ${code}: ${err}`));
+      else done(Number(process.hrtime.bigint() - started) / 1e6);
+    });
+  });
+}
+
+/** The shipped CLI when it dispatches `run`; otherwise the same sources bundled (no tsx compile cost either way). */
+async function airlockEntry(): Promise<{ argv: string[]; label: string }> {
+  const built = join(ROOT, 'dist/cli/main.js');
+  if (existsSync(built) && readFileSync(built, 'utf8').includes('commands/run.js')) {
+    return { argv: [process.execPath, join(ROOT, 'dist/cli/bin.js')], label: 'dist/cli/bin.js' };
+  }
+  const out = join(await mkdtemp(join(tmpdir(), 'airlock-bench-')), 'airlock.mjs');
+  await build({
+    entryPoints: [join(ROOT, 'test/container/cli-entry.ts')],
+    outfile: out,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'warning',
+    banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
+  });
+  return { argv: [process.execPath, out], label: 'CLI sources bundled with esbuild' };
+}
+
+const stats = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return { median, mean: xs.reduce((a, b) => a + b, 0) / xs.length, min: s[0]!, max: s[s.length - 1]! };
+};
+
+await ensureTestImage(ENGINE);
+const work = await mkdtemp(join(tmpdir(), 'airlock-bench-ws-'));
+await mkdir(join(work, '.airlock'));
+await writeFile(join(work, '.airlock/sandbox.yaml'), `network_sandbox: false\nimage: ${TEST_IMAGE}\n`);
+const entry = await airlockEntry();
+const airlockArgv = [...entry.argv, 'run', '--engine', ENGINE, '--', 'true'];
+// The engine's default ulimits exceed this kind of host's hard limits (see src/cli/engine/host-limits.ts), so the
+// bare baseline gets the same two --ulimit flags airlock passes; it is otherwise a plain `run --rm`.
+const limits = readHostLimits();
+const ulimits = [`--ulimit=nofile=${limits.nofile}:${limits.nofile}`, `--ulimit=nproc=${limits.nproc}:${limits.nproc}`];
+const bareArgv = [ENGINE, 'run', '--rm', ...ulimits, TEST_IMAGE, 'true'];
+
+await timed(bareArgv, work);
+await timed(airlockArgv, work);
+const bare: number[] = [];
+const airlock: number[] = [];
+for (let i = 0; i < RUNS; i++) {
+  bare.push(await timed(bareArgv, work));
+  airlock.push(await timed(airlockArgv, work));
+}
+const b = stats(bare);
+const a = stats(airlock);
+const ms = (x: number) => x.toFixed(0);
+const table = [
+  `| command (${RUNS} runs each, interleaved) | median ms | mean ms | min ms | max ms |`,
+  '| --- | ---: | ---: | ---: | ---: |',
+  `| \`${ENGINE} run --rm --ulimit … <image> true\` | ${ms(b.median)} | ${ms(b.mean)} | ${ms(b.min)} | ${ms(b.max)} |`,
+  `| \`airlock run -- true\` | ${ms(a.median)} | ${ms(a.mean)} | ${ms(a.min)} | ${ms(a.max)} |`,
+  '',
+  `Ratio of medians (airlock / bare): **${(a.median / b.median).toFixed(2)}×**, overhead ${ms(a.median - b.median)} ms.`,
+].join('\n');
+process.stdout.write(`${table}\n`);
+
+const section = `## Startup
+
+\`npm run bench:startup\` — ${new Date().toISOString().slice(0, 10)}, ${ENGINE}, ${cpus().length} CPUs, Node ${process.version},
+image \`${TEST_IMAGE}\` (warm), airlock entry: ${entry.label}, \`network_sandbox: false\` (no proxy: this measures
+the container half only).
+
+${table}
+
+airlock's extra work per run: Node start-up and config loading, the orphan sweep (\`ps\` + \`network ls\` with a
+label filter, concurrent with the rest), \`image inspect\`, the hardened \`run\` itself, then \`rm\` because the
+container is not started with \`--rm\` (and \`container inspect\` only after the ambiguous codes 125-127 and 137).
+`;
+const docPath = join(ROOT, 'docs/benchmarks.md');
+const doc = existsSync(docPath) ? readFileSync(docPath, 'utf8') : '# Benchmarks\n';
+const start = doc.search(/^## Startup\s*$/m);
+let updated: string;
+if (start < 0) {
+  updated = `${doc.trimEnd()}\n\n${section}`;
+} else {
+  const rest = doc.slice(start + 1);
+  const next = rest.search(/^## /m);
+  updated = doc.slice(0, start) + section + (next < 0 ? '' : `\n${rest.slice(next)}`);
+}
+writeFileSync(docPath, updated.endsWith('\n') ? updated : `${updated}\n`);
+process.stdout.write(`wrote the Startup section of ${docPath}\n`);
