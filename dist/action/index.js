@@ -56299,6 +56299,8 @@ function prepareCredentials(policy, _env) {
       name,
       type: "aws-sigv4",
       surrogateAccessKeyId: keyId,
+      // The sandbox holds this surrogate anyway; the proxy uses it to learn which canonicalisation the client used.
+      surrogateSecretAccessKey: secretKey,
       accessKeyId: cred.access_key_id,
       secretAccessKey: cred.secret_access_key,
       scopes: [...cred.scopes]
@@ -56325,6 +56327,7 @@ function prepareCredentials(policy, _env) {
 
 // src/cli/session/container.ts
 import { spawn as spawn2 } from "node:child_process";
+var ENGINE_FAILURE_CODES = /* @__PURE__ */ new Set([125, 126, 127]);
 function neverStarted(startedAt) {
   return startedAt.trim() === "" || startedAt.startsWith("0001-01-01");
 }
@@ -56405,6 +56408,13 @@ async function runContainer(run3) {
     }
     const { code, signal } = first;
     if (timer) clearTimeout(timer);
+    if (stoppedBy !== null) return { kind: "signal", signal: stoppedBy };
+    if (timedOut) return { kind: "timeout", seconds: run3.timeoutSeconds ?? 0 };
+    if (failureReason !== null) return { kind: "sandbox-failure", reason: failureReason };
+    const clientCode = code ?? 128 + signalNumber(signal);
+    if (code !== null && !ENGINE_FAILURE_CODES.has(code) && code !== 137) {
+      return { kind: "exited", code, oomKilled: false };
+    }
     const state3 = await callEngine(engine, [
       "container",
       "inspect",
@@ -56412,10 +56422,6 @@ async function runContainer(run3) {
       "{{.State.OOMKilled}}|{{.State.ExitCode}}|{{.State.StartedAt}}",
       spec.name
     ]);
-    if (stoppedBy !== null) return { kind: "signal", signal: stoppedBy };
-    if (timedOut) return { kind: "timeout", seconds: run3.timeoutSeconds ?? 0 };
-    if (failureReason !== null) return { kind: "sandbox-failure", reason: failureReason };
-    const clientCode = code ?? 128 + signalNumber(signal);
     if (state3.code !== 0) return { kind: "not-started", code: clientCode };
     const [oom, exitText, startedAt] = state3.stdout.trim().split("|");
     if (neverStarted(startedAt ?? "")) return { kind: "not-started", code: clientCode };
@@ -56706,6 +56712,7 @@ ${USAGE}`);
   const requestedEngine = engineFlag(values);
   const log2 = loggerFor(values, ctx);
   let network = null;
+  let orphanSweep = Promise.resolve();
   try {
     const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
     const mounts = await resolveMounts(ctx.cwd, values.mount);
@@ -56713,10 +56720,13 @@ ${USAGE}`);
     for (const warning2 of credentials.warnings) log2.warn(warning2);
     const engine = await resolveEngine(requestedEngine, ctx.env);
     log2.debug(`engine: ${engine.kind} (${engine.binary})`);
-    const orphans = await removeOrphans(engine);
-    if (orphans.containers.length + orphans.networks.length > 0) {
-      log2.info(`removed resources of dead airlock runs: ${[...orphans.containers, ...orphans.networks].join(", ")}`);
-    }
+    orphanSweep = removeOrphans(engine).then(
+      (orphans) => {
+        const removed = [...orphans.containers, ...orphans.networks];
+        if (removed.length > 0) log2.info(`removed resources of dead airlock runs: ${removed.join(", ")}`);
+      },
+      (e) => log2.warn(`orphan cleanup failed: ${e instanceof Error ? e.message : String(e)}`)
+    );
     const identity = newRunIdentity();
     network = await openNetworkSession({ engine, identity, policy, credentials, log: log2, flags: {} });
     const image = await prepareRunImage({ engine, policy, imageFlag: values.image, maxAgeHours, log: log2 });
@@ -56763,6 +56773,7 @@ ${USAGE}`);
   } finally {
     try {
       await network?.close();
+      await orphanSweep;
     } finally {
       await log2.close();
     }
@@ -98950,8 +98961,8 @@ async function syncImageCache(o) {
   const saved = [];
   for (const kind of misses) {
     try {
-      await saveCache2([join13(o.dir, `${kind}.tar`)], imageCacheKey(kind, hashes[kind], o.version));
-      saved.push(kind);
+      const id = await saveCache2([join13(o.dir, `${kind}.tar`)], imageCacheKey(kind, hashes[kind], o.version));
+      if (id !== -1) saved.push(kind);
     } catch (e) {
       warning(`could not save the ${kind} image to the cache: ${e.message}`);
     }

@@ -83,10 +83,10 @@ export async function syncImageCache(o: ImageCacheOptions): Promise<ImageCacheOu
   const saved: ImageKind[] = [];
   for (const kind of misses) {
     try {
-      await cache.saveCache([join(o.dir, `${kind}.tar`)], imageCacheKey(kind, hashes[kind]!, o.version));
-      saved.push(kind);
+      // -1: the service refused (another job reserved the same immutable key first); the image is built either way.
+      const id = await cache.saveCache([join(o.dir, `${kind}.tar`)], imageCacheKey(kind, hashes[kind]!, o.version));
+      if (id !== -1) saved.push(kind);
     } catch (e) {
-      // Another job may have saved the same immutable key first; the image is built either way.
       core.warning(`could not save the ${kind} image to the cache: ${(e as Error).message}`);
     }
   }

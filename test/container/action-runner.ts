@@ -51,6 +51,7 @@ export async function runAction(
   origin: FakeOrigin,
   inputs: Record<string, string>,
   prepare?: (ws: string) => void,
+  runnerEnv: Record<string, string> = {},
 ): Promise<ActionRun> {
   const dir = join(root, `run-${++counter}`);
   const workspace = join(dir, 'workspace');
@@ -101,6 +102,7 @@ export async function runAction(
     'INPUT_SANDBOX-ARGS': '',
     'INPUT_PR-SHA': '',
   };
+  Object.assign(env, runnerEnv);
   for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
   const child = spawn(process.execPath, [bundle], { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
