@@ -19,6 +19,7 @@ void describe('check-workflow flags each broken requirement at its line', () => 
       [5, 'pr-trigger-unprotected'],
     ]);
     assert.deepEqual(findingsOf('bad-trigger-list.yml'), [[1, 'pr-trigger-unprotected']]);
+    assert.deepEqual(findingsOf('bad-trigger-exclusions.yml'), [[2, 'pr-trigger-unprotected']]);
   });
 
   void it('every step after the airlock step, whatever it is', () => {

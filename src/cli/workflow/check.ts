@@ -279,6 +279,15 @@ export function checkWorkflow(source: string, file: string): Finding[] {
           severity: 'error',
           message: `\`${trigger.event}\` branch filter '${wildcard}' matches every branch; list protected branches only`,
         });
+      } else if (trigger.branches.every((b) => b.trim().startsWith('!'))) {
+        // Only exclusions: every other branch, including ones a PR author can create, still triggers.
+        findings.push({
+          file,
+          line: trigger.line,
+          rule: 'pr-trigger-unprotected',
+          severity: 'error',
+          message: `\`${trigger.event}\` branch filter only excludes branches, so PRs into every other branch run; list protected branches only`,
+        });
       }
     }
   }
