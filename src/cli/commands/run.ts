@@ -196,7 +196,13 @@ export const run: Command = async (argv, ctx) => {
     );
 
     const identity = newRunIdentity();
-    network = await openNetworkSession({ engine, identity, policy, credentials, log, flags: {} });
+    const flags = Object.fromEntries(
+      Object.keys(NETWORK_OPTIONS).map((name) => [
+        name,
+        (values as Record<string, unknown>)[name] as string | boolean | undefined,
+      ]),
+    );
+    network = await openNetworkSession({ engine, identity, policy, credentials, log, flags });
     const image = await prepareRunImage({ engine, policy, imageFlag: values.image, maxAgeHours, log });
 
     const limits = policy.sandbox.resource_limits;
