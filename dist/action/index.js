@@ -56728,7 +56728,13 @@ ${USAGE}`);
       (e) => log2.warn(`orphan cleanup failed: ${e instanceof Error ? e.message : String(e)}`)
     );
     const identity = newRunIdentity();
-    network = await openNetworkSession({ engine, identity, policy, credentials, log: log2, flags: {} });
+    const flags = Object.fromEntries(
+      Object.keys(NETWORK_OPTIONS).map((name) => [
+        name,
+        values[name]
+      ])
+    );
+    network = await openNetworkSession({ engine, identity, policy, credentials, log: log2, flags });
     const image = await prepareRunImage({ engine, policy, imageFlag: values.image, maxAgeHours, log: log2 });
     const limits = policy.sandbox.resource_limits;
     const host = readHostLimits();
@@ -56885,6 +56891,7 @@ init_load();
 // src/action/main.ts
 import { randomBytes as randomBytes2 } from "node:crypto";
 import { readFile as readFile6 } from "node:fs/promises";
+import { tmpdir as tmpdir2 } from "node:os";
 import { join as join14 } from "node:path";
 
 // node_modules/@actions/core/lib/command.js
@@ -99240,7 +99247,7 @@ async function runAction(deps, env) {
   startGroup(`airlock: fetch the PR commit ${target.prSha}`);
   await fetchCommit(workspace, origin, target.prSha);
   endGroup();
-  const runnerTemp = env.RUNNER_TEMP ?? workspace;
+  const runnerTemp = env.RUNNER_TEMP || tmpdir2();
   const ctx = { cwd: workspace, env, stdout: process.stdout, stderr: process.stderr, isTTY: false };
   const engineArgs = inputs.engine ? [RUN_FLAGS.engine, inputs.engine] : [];
   const actionArgs = [...engineArgs];

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as core from '@actions/core';
 import type { Command, CommandContext } from '../cli/commands/types.js';
@@ -106,7 +107,8 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   await fetchCommit(workspace, origin, target.prSha);
   core.endGroup();
 
-  const runnerTemp = env.RUNNER_TEMP ?? workspace;
+  // Never under the workspace: the sandbox mounts it read-write and could rewrite the log the summary is made from.
+  const runnerTemp = env.RUNNER_TEMP || tmpdir();
   const ctx: CommandContext = { cwd: workspace, env, stdout: process.stdout, stderr: process.stderr, isTTY: false };
   const engineArgs: string[] = inputs.engine ? [RUN_FLAGS.engine, inputs.engine] : [];
   const actionArgs = [...engineArgs];
