@@ -65,6 +65,18 @@ for (const { engine, skip } of ENGINE_SUITES) {
       assert.equal(image.code, 125, image.stderr);
     });
 
+    it('tells an engine failure to start the container (125) from a command that itself exits 125-127', async () => {
+      const cwd = await workspace(sandboxYaml(), { 'file.txt': 'a file, not a directory\n' });
+      const broken = await airlock([...runOn(engine), '--mount', 'file.txt:/usr:ro', '--', 'true'], { cwd });
+      assert.equal(broken.code, 125, broken.stderr);
+      assert.match(broken.stderr, /could not start the container/);
+      for (const code of [125, 126, 127]) {
+        const own = await airlock([...runOn(engine), '--', 'sh', '-c', `exit ${code}`], { cwd });
+        assert.equal(own.code, code, own.stderr);
+        assert.doesNotMatch(own.stderr, /could not start/);
+      }
+    });
+
     it('refuses network_sandbox: true (the default) with 125 rather than run unprotected', async () => {
       const cwd = await workspace(`image: localhost/airlock-test-debian:bookworm\n`, { marker: 'x' });
       const r = await airlock([...runOn(engine), '--', 'sh', '-c', 'echo ran'], { cwd });
