@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { MaskedCredential } from '../../src/protocol/proxy-config.js';
 import { applyMaskedSecrets } from '../../src/proxy/credentials/masked.js';
-import type { RequestHead } from '../../src/proxy/credentials/types.js';
+import type { CredentialResult, RequestHead } from '../../src/proxy/credentials/types.js';
 
 /**
  * The sandbox is the attacker: it knows its surrogates and holds tokens of its own. On a scoped host, the only
@@ -32,14 +32,36 @@ const npm: MaskedCredential = {
   allowForeignCredentials: false,
 };
 
-function head(headers: Array<[string, string]>, host = 'api.github.com'): RequestHead {
-  return { method: 'POST', host, hostHeader: host, target: '/repos/o/r/git/refs', headers };
+const HOST = 'api.github.com';
+const WHERE = `POST https://${HOST}/repos/o/r/git/refs`;
+
+function head(headers: Array<[string, string]>, host = HOST, scheme?: 'http' | 'https'): RequestHead {
+  return {
+    method: 'POST',
+    host,
+    hostHeader: host,
+    target: '/repos/o/r/git/refs',
+    headers,
+    ...(scheme ? { scheme } : {}),
+  };
 }
 
 const basic = (userPass: string): string => `Basic ${Buffer.from(userPass, 'utf8').toString('base64')}`;
 
-function authValues(out: { headers: Array<[string, string]> }): string[] {
-  return out.headers.filter(([n]) => n.toLowerCase() === 'authorization').map(([, v]) => v);
+function valuesOf(out: CredentialResult, name: string): string[] {
+  return out.headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+}
+
+function authValues(out: CredentialResult): string[] {
+  return valuesOf(out, 'authorization');
+}
+
+function assertNothingLeaked(out: CredentialResult): void {
+  for (const [, value] of out.headers) assert.ok(!value.includes(REAL), 'a real value was forwarded');
+  for (const line of [...out.events, ...out.annotations]) {
+    for (const secretish of [REAL, SURROGATE, ATTACKER])
+      assert.ok(!line.includes(secretish), `logged a value: ${line}`);
+  }
 }
 
 void describe('a foreign credential on a scoped host is stripped', () => {
@@ -284,6 +306,291 @@ void describe('no value is ever logged', () => {
         }
       }),
       { numRuns: 3000 },
+    );
+  });
+});
+
+/*
+ * The sandbox chooses every byte around the surrogate. A surrogate is only swapped when the header value is exactly
+ * one credential; anything it is dressed up with (a list, a second scheme, a second token) would ride to the
+ * upstream beside the real value, so on the secret's own header such a value is stripped, never partially replaced.
+ */
+
+const MIXED_STRIPPED = `STRIPPED header 'authorization' from ${WHERE} (foreign credential blocked: surrogate with other content)`;
+
+void describe('a surrogate with other content in an exact-name header is stripped, never partially replaced', () => {
+  const attacks: Array<[string, string]> = [
+    ['attacker first in a comma list', `Bearer ${ATTACKER}, Bearer ${SURROGATE}`],
+    ['attacker last in a comma list', `Bearer ${SURROGATE}, Bearer ${ATTACKER}`],
+    ['bare surrogate, then the attacker', `${SURROGATE}, ${ATTACKER}`],
+    ['bare attacker token, then the surrogate', `${ATTACKER} ${SURROGATE}`],
+    ['a second scheme after the surrogate', `Bearer ${SURROGATE} Bearer ${ATTACKER}`],
+    ['a tab and a trailing token', `Bearer ${SURROGATE}\tX`],
+    ['the surrogate twice, spaced', `${SURROGATE} ${SURROGATE}`],
+    ['the surrogate twice after a scheme', `Bearer ${SURROGATE} ${SURROGATE}`],
+    ['the surrogate twice, joined', `${SURROGATE}${SURROGATE}`],
+    ['the surrogate twice, joined, after a scheme', `Bearer ${SURROGATE}${SURROGATE}`],
+    ['token lists without spaces', `token ${SURROGATE},token ${ATTACKER}`],
+    ['the surrogate inside a longer string', `Bearer xx${SURROGATE}yy`],
+    ['a trailing comma', `Bearer ${SURROGATE},`],
+    ['a scheme word ending in a comma', `Bearer, ${SURROGATE}`],
+    ['a non-breaking space instead of a space', `Bearer\u00a0${SURROGATE}`],
+    ['two scheme words', `Bearer token ${SURROGATE}`],
+    ['a scheme word that looks like a token (underscore)', `my_key ${SURROGATE}`],
+    ['a scheme word that starts with a digit', `4ttacker ${SURROGATE}`],
+    ['a scheme word longer than any real scheme', `${'A'.repeat(33)} ${SURROGATE}`],
+    ['mixed-case schemes in a list', `BEARER ${ATTACKER}, bearer ${SURROGATE}`],
+    ['Basic whose decoded password is a comma list', basic(`x-access-token:${SURROGATE},${ATTACKER}`)],
+    ['Basic whose decoded password has a second token', basic(`x-access-token:${SURROGATE} ${ATTACKER}`)],
+    ['Basic whose decoded password holds the surrogate twice', basic(`x:${SURROGATE}${SURROGATE}`)],
+    ['Basic with the surrogate inside the user name', basic(`x${SURROGATE}:${SURROGATE}`)],
+    ['Basic with a colon-joined password', basic(`x:${SURROGATE}:${ATTACKER}`)],
+    ['Basic with the surrogate as user and the attacker as password', basic(`${SURROGATE}:${ATTACKER}`)],
+    ['Basic holding the bare surrogate (no colon)', basic(SURROGATE)],
+    ['Basic holding a comma list (no colon)', basic(`${ATTACKER},${SURROGATE}`)],
+  ];
+  for (const [what, value] of attacks) {
+    void it(what, () => {
+      const out = applyMaskedSecrets(head([['Authorization', value]]), [gh]);
+      assert.deepEqual(valuesOf(out, 'authorization'), []);
+      assert.deepEqual(out.annotations, ['dropped: 1']);
+      assert.deepEqual(out.events, [MIXED_STRIPPED]);
+      assertNothingLeaked(out);
+    });
+  }
+
+  void it('a Basic credential followed by a list entry (not decodable as one) is stripped too', () => {
+    const out = applyMaskedSecrets(head([['Authorization', `${basic(`x:${SURROGATE}`)}, Bearer ${ATTACKER}`]]), [gh]);
+    assert.deepEqual(valuesOf(out, 'authorization'), []);
+    assert.deepEqual(out.annotations, ['dropped: 1']);
+    assertNothingLeaked(out);
+  });
+
+  void it('one smuggling entry takes every entry of the name with it, whatever the order and case', () => {
+    for (const headers of [
+      [
+        ['Authorization', `Bearer ${SURROGATE}`],
+        ['authorization', `Bearer ${ATTACKER}, Bearer ${SURROGATE}`],
+      ],
+      [
+        ['AUTHORIZATION', `token ${SURROGATE},token ${ATTACKER}`],
+        ['Accept', '*/*'],
+        ['Authorization', `Bearer ${SURROGATE}`],
+      ],
+    ] as Array<Array<[string, string]>>) {
+      const out = applyMaskedSecrets(head(headers), [gh]);
+      assert.deepEqual(valuesOf(out, 'authorization'), []);
+      assert.deepEqual(out.annotations, ['dropped: 1']);
+      assert.deepEqual(out.events, [MIXED_STRIPPED]);
+      assertNothingLeaked(out);
+    }
+  });
+
+  void it('the same holds over clear-text HTTP', () => {
+    const out = applyMaskedSecrets(head([['Authorization', `Bearer ${ATTACKER}, Bearer ${SURROGATE}`]], HOST, 'http'), [
+      gh,
+    ]);
+    assert.deepEqual(valuesOf(out, 'authorization'), []);
+    assert.deepEqual(out.annotations, ['dropped: 1']);
+  });
+
+  void it("a surrogate of another secret beside this secret's surrogate does not make a credential", () => {
+    const both = { ...npm, scopes: [HOST], headers: ['X-Npm'] };
+    const out = applyMaskedSecrets(head([['Authorization', `${npm.surrogate} ${SURROGATE}`]]), [gh, both]);
+    assert.deepEqual(valuesOf(out, 'authorization'), []);
+    assert.deepEqual(out.annotations, ['dropped: 1']);
+  });
+
+  void it('a scheme word made of letters that is a surrogate does not count as a scheme', () => {
+    const letters = { ...gh, surrogate: 'qwertyuiopasdfgh', value: 'realrealrealreal' };
+    const out = applyMaskedSecrets(head([['Authorization', 'qwertyuiopasdfgh qwertyuiopasdfgh']]), [letters]);
+    assert.deepEqual(valuesOf(out, 'authorization'), []);
+  });
+});
+
+void describe('where stripping does not apply, a surrogate with other content is left as it is', () => {
+  const notReplaced = (name: string): string =>
+    `NOT REPLACED masked secret in '${name}' for ${WHERE} (surrogate with other content; only a single credential is replaced)`;
+
+  void it('a glob-matched header keeps its value and its useless surrogate, with a NOT REPLACED line', () => {
+    const globbed = { ...gh, headers: ['X-*'] };
+    for (const value of [
+      `${SURROGATE}, ${ATTACKER}`,
+      `Bearer ${ATTACKER}, Bearer ${SURROGATE}`,
+      basic(`x:${SURROGATE},${ATTACKER}`),
+    ]) {
+      const out = applyMaskedSecrets(head([['X-Api-Key', value]]), [globbed]);
+      assert.deepEqual(out.headers, [['X-Api-Key', value]]);
+      assert.deepEqual(out.annotations, []);
+      assert.deepEqual(out.events, [notReplaced('x-api-key')]);
+    }
+  });
+
+  void it('a glob-matched header that is exactly one credential is still swapped', () => {
+    const out = applyMaskedSecrets(head([['X-Api-Key', ` ${SURROGATE} `]]), [{ ...gh, headers: ['X-*'] }]);
+    assert.deepEqual(out.headers, [['X-Api-Key', REAL]]);
+    assert.deepEqual(out.annotations, ['masked: 1']);
+  });
+
+  void it('duplicates of a glob-matched header collapse to the one clean credential', () => {
+    const out = applyMaskedSecrets(
+      head([
+        ['X-Api-Key', `${SURROGATE}, ${ATTACKER}`],
+        ['x-api-key', SURROGATE],
+      ]),
+      [{ ...gh, headers: ['X-*'] }],
+    );
+    // The survivor keeps its own name spelling, in the first entry's place.
+    assert.deepEqual(out.headers, [['x-api-key', REAL]]);
+    assert.deepEqual(out.annotations, ['masked: 1']);
+  });
+
+  void it('allow_foreign_credentials keeps the value as sent, unreplaced', () => {
+    const value = `Bearer ${ATTACKER}, Bearer ${SURROGATE}`;
+    const out = applyMaskedSecrets(head([['Authorization', value]]), [{ ...gh, allowForeignCredentials: true }]);
+    assert.deepEqual(out.headers, [['Authorization', value]]);
+    assert.deepEqual(out.annotations, []);
+    assert.deepEqual(out.events, [notReplaced('authorization')]);
+  });
+
+  void it('out of scope nothing is read at all', () => {
+    const headers: Array<[string, string]> = [['Authorization', `Bearer ${ATTACKER}, Bearer ${SURROGATE}`]];
+    const out = applyMaskedSecrets(head(headers, 'evil.example'), [gh]);
+    assert.deepEqual(out.headers, headers);
+    assert.deepEqual(out.events, []);
+  });
+});
+
+void describe('the single-credential forms that are swapped', () => {
+  const forms: Array<[string, string, string]> = [
+    ['bare', SURROGATE, REAL],
+    ['Bearer', `Bearer ${SURROGATE}`, `Bearer ${REAL}`],
+    ['token, any case', `TOKEN ${SURROGATE}`, `TOKEN ${REAL}`],
+    ['surrounding whitespace', `\t Bearer  ${SURROGATE} \t`, `Bearer ${REAL}`],
+    ["git's Basic x-access-token", basic(`x-access-token:${SURROGATE}`), basic(`x-access-token:${REAL}`)],
+    ['Basic with a login as user name', basic(`octocat:${SURROGATE}`), basic(`octocat:${REAL}`)],
+    ['Basic with the token as user name and no password', basic(`${SURROGATE}:`), basic(`${REAL}:`)],
+    ['Basic with the x-oauth-basic placeholder', basic(`${SURROGATE}:x-oauth-basic`), basic(`${REAL}:x-oauth-basic`)],
+    ['Basic, mixed-case scheme, padded with spaces', ` bAsIc ${basic(`x:${SURROGATE}`).slice(6)} `, basic(`x:${REAL}`)],
+  ];
+  for (const [what, sent, forwarded] of forms) {
+    void it(what, () => {
+      const out = applyMaskedSecrets(head([['Authorization', sent]]), [gh]);
+      assert.deepEqual(out.headers, [['Authorization', forwarded]]);
+      assert.deepEqual(out.annotations, ['masked: 1']);
+    });
+  }
+});
+
+/** Is `value` exactly the real credential in one of the forms the pass emits? */
+function isAllowedForm(value: string, real: string): boolean {
+  if (value === real) return true;
+  const scheme = /^([A-Za-z]+(?:-[A-Za-z0-9]+)*) (.*)$/.exec(value);
+  if (scheme && scheme[2] === real && scheme[1]!.length <= 32) return true;
+  const b64 = /^Basic ([A-Za-z0-9+/]+={0,2})$/.exec(value);
+  if (!b64) return false;
+  const decoded = Buffer.from(b64[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return false;
+  const [user, pass] = [decoded.slice(0, colon), decoded.slice(colon + 1)];
+  return pass === real || (user === real && (pass === '' || pass.toLowerCase() === 'x-oauth-basic'));
+}
+
+void describe('properties', () => {
+  // Fragments an attacker would combine: surrogates, foreign tokens, scheme words, separators, whitespace.
+  const fragment = fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom(SURROGATE, npm.surrogate, ATTACKER) },
+    { weight: 3, arbitrary: fc.constantFrom('Bearer', 'bearer', 'token', 'Basic', 'x-access-token', 'x-oauth-basic') },
+    { weight: 3, arbitrary: fc.constantFrom(' ', '\t', ',', ', ', ':', ';', '=', '"', '\u00a0') },
+    { weight: 1, arbitrary: fc.string({ maxLength: 6 }) },
+  );
+  const joined = fc.array(fragment, { minLength: 1, maxLength: 7 }).map((parts) => parts.join(''));
+  const headerValue = fc.oneof(
+    joined,
+    joined.map((text) => `Basic ${Buffer.from(text, 'utf8').toString('base64')}`),
+  );
+  const headerName = fc.constantFrom('Authorization', 'authorization', 'AUTHORIZATION', 'X-Api-Key', 'Accept');
+  const request = fc.record({
+    host: fc.constantFrom(HOST, 'github.com', 'registry.npmjs.org', 'evil.example'),
+    scheme: fc.constantFrom<'http' | 'https'>('http', 'https'),
+    headers: fc.array(fc.tuple(headerName, headerValue), { maxLength: 5 }),
+  });
+  const secrets = [gh, npm, { ...gh, name: 'GH_GLOB', headers: ['X-*'] }];
+
+  void it('on a scoped host the exact-name header is absent or exactly the real credential in an allowed form', () => {
+    fc.assert(
+      fc.property(request, ({ host, scheme, headers }) => {
+        const out = applyMaskedSecrets(head(headers, host, scheme), secrets);
+        if (host === 'evil.example') {
+          assert.deepEqual(out.headers, headers);
+          return;
+        }
+        const real = host === 'registry.npmjs.org' ? npm.value : REAL;
+        const surrogate = host === 'registry.npmjs.org' ? npm.surrogate : SURROGATE;
+        const values = valuesOf(out, 'authorization');
+        assert.ok(values.length <= 1, 'more than one Authorization reached the upstream');
+        for (const value of values) {
+          if (scheme === 'http') {
+            // Over clear text a recognised single credential travels on as sent, surrogate and all.
+            assert.ok(!value.includes(real), 'a real value went out in clear text');
+            assert.ok(headers.some(([, v]) => v === value));
+            const canonical = value.replace(/^[ \t]+|[ \t]+$/g, '').replace(/^(\S+)[ \t]+/, '$1 ');
+            assert.ok(isAllowedForm(canonical, surrogate), `forwarded a value that is not one credential: ${value}`);
+            continue;
+          }
+          assert.ok(isAllowedForm(value, real), `forwarded a value that is not one credential: ${value}`);
+          assert.ok(!value.includes(ATTACKER), 'the attacker token rode along');
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  void it('a glob-matched header either carries one real credential or is forwarded exactly as sent', () => {
+    fc.assert(
+      fc.property(request, ({ headers }) => {
+        const out = applyMaskedSecrets(head(headers), secrets);
+        const sent = headers.filter(([n]) => n.toLowerCase() === 'x-api-key').map(([, v]) => v);
+        const forwarded = valuesOf(out, 'x-api-key');
+        const swapped = forwarded.filter((v) => v.includes(REAL) || (v.startsWith('Basic ') && !sent.includes(v)));
+        if (swapped.length > 0) {
+          assert.equal(forwarded.length, 1);
+          assert.ok(isAllowedForm(forwarded[0]!, REAL), `glob header partially replaced: ${forwarded[0]}`);
+        } else {
+          assert.deepEqual(forwarded, sent);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  void it('whitespace and a scheme word around the surrogate yield `<scheme> REAL`', () => {
+    const ows = fc.array(fc.constantFrom(' ', '\t'), { maxLength: 3 }).map((a) => a.join(''));
+    const gap = fc.array(fc.constantFrom(' ', '\t'), { minLength: 1, maxLength: 3 }).map((a) => a.join(''));
+    const word = fc.stringMatching(/^[A-Za-z]{1,12}(-[A-Za-z0-9]{1,6})?$/);
+    fc.assert(
+      fc.property(ows, word, gap, ows, (before, scheme, between, after) => {
+        const out = applyMaskedSecrets(head([['Authorization', `${before}${scheme}${between}${SURROGATE}${after}`]]), [
+          gh,
+        ]);
+        assert.deepEqual(out.headers, [['Authorization', `${scheme} ${REAL}`]]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  void it('a surrogate next to any foreign token is never forwarded with the real value', () => {
+    const separator = fc.constantFrom(' ', ',', ', ', '\t', ';', ' Bearer ', ',token ');
+    fc.assert(
+      fc.property(fc.boolean(), separator, fc.constantFrom('', 'Bearer ', 'token '), (first, sep, scheme) => {
+        const value = first ? `${scheme}${SURROGATE}${sep}${ATTACKER}` : `${scheme}${ATTACKER}${sep}${SURROGATE}`;
+        for (const wrapped of [value, basic(`x-access-token:${value}`)]) {
+          const out = applyMaskedSecrets(head([['Authorization', wrapped]]), [gh]);
+          assert.deepEqual(valuesOf(out, 'authorization'), []);
+          assertNothingLeaked(out);
+        }
+      }),
+      { numRuns: 500 },
     );
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MaskedCredential } from '../../src/protocol/proxy-config.js';
-import { applyMaskedSecrets, replaceInHeaderValue } from '../../src/proxy/credentials/masked.js';
+import { applyMaskedSecrets, readCredential } from '../../src/proxy/credentials/masked.js';
 import type { RequestHead } from '../../src/proxy/credentials/types.js';
 
 /** Fixtures: random-looking values, none of them a real credential. */
@@ -82,8 +82,10 @@ void describe('where the surrogate is replaced', () => {
     ['bare token', GH_SURROGATE, GH_REAL],
     ['after `token`', `token ${GH_SURROGATE}`, `token ${GH_REAL}`],
     ['after `Bearer`', `Bearer ${GH_SURROGATE}`, `Bearer ${GH_REAL}`],
-    ['inside a longer string', `Bearer xx${GH_SURROGATE}yy`, `Bearer xx${GH_REAL}yy`],
-    ['twice in one value', `${GH_SURROGATE} ${GH_SURROGATE}`, `${GH_REAL} ${GH_REAL}`],
+    ['after a lower-case scheme', `bearer ${GH_SURROGATE}`, `bearer ${GH_REAL}`],
+    ['after a hyphenated scheme word', `SCRAM-SHA-256 ${GH_SURROGATE}`, `SCRAM-SHA-256 ${GH_REAL}`],
+    ['with surrounding whitespace (forwarded trimmed)', ` \tBearer ${GH_SURROGATE} \t`, `Bearer ${GH_REAL}`],
+    ['with tabs and spaces after the scheme (one space forwarded)', `token \t ${GH_SURROGATE}`, `token ${GH_REAL}`],
   ];
   for (const [what, sent, forwarded] of cases) {
     void it(what, () => {
@@ -109,6 +111,13 @@ void describe('where the surrogate is replaced', () => {
     const encoded = Buffer.from(`x-access-token:${GH_SURROGATE}`).toString('base64');
     const out = applyMaskedSecrets(head([['Authorization', `basic  ${encoded}`]]), [secret()]);
     assert.deepEqual(out.headers, [['Authorization', basic(`x-access-token:${GH_REAL}`)]]);
+  });
+
+  void it('after `Basic` when the real value is itself base64 (npm `_auth`)', () => {
+    const s = secret({ value: Buffer.from('me:npm-password').toString('base64'), surrogate: 'SurrogateForNpmAuth12' });
+    const out = applyMaskedSecrets(head([['Authorization', 'Basic SurrogateForNpmAuth12']]), [s]);
+    assert.deepEqual(out.headers, [['Authorization', `Basic ${s.value}`]]);
+    assert.deepEqual(out.annotations, ['masked: 1']);
   });
 
   void it('in unpadded base64 (re-encoded padded)', () => {
@@ -235,7 +244,7 @@ void describe('where the surrogate is never replaced', () => {
   void it('with no secrets, or a secret whose surrogate is empty (which would otherwise match every value)', () => {
     const headers: Array<[string, string]> = [['Authorization', 'Bearer anything']];
     assert.deepEqual(applyMaskedSecrets(head(headers), []).headers, headers);
-    assert.equal(replaceInHeaderValue('Bearer anything', [secret({ surrogate: '' })]), null);
+    assert.equal(readCredential('Bearer anything', [secret({ surrogate: '' })]).kind, 'none');
   });
 
   void it('a secret whose value could split a header line is never injected (and still strips)', () => {

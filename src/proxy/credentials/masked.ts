@@ -8,6 +8,12 @@ import type { CredentialResult, RequestHead } from './types.js';
  * surrogate is swapped for the real value in the headers the secret names; an exact-name credential header that
  * carries no surrogate is stripped so the sandbox cannot use a key of its own on that host. Targets and bodies are
  * never touched, and no header value ever reaches an event or annotation.
+ *
+ * A surrogate is only swapped when the header value is exactly one credential — the surrogate alone,
+ * `<scheme> <surrogate>`, or Basic credentials whose password (or, beside a placeholder password, user name) is the
+ * surrogate. Substring replacement would keep whatever the sandbox wrote around the surrogate, so
+ * `Bearer ATTACKER, Bearer S` would reach the upstream as `Bearer ATTACKER, Bearer REAL` and a server that reads the
+ * first credential of a list would authenticate the attacker.
  */
 
 /**
@@ -19,7 +25,18 @@ const PLACEHOLDER_PASSWORDS = new Set(['', 'x-oauth-basic']);
 /** Bytes a header value cannot carry without splitting or truncating the request head. */
 const HEADER_BREAKING = /[\r\n\0]/;
 
-const BASIC = /^basic[ \t]+([A-Za-z0-9+/]+={0,2})[ \t]*$/i;
+/**
+ * An auth-scheme word as clients send one (`Bearer`, `token`, `Basic`, `Bot`, `SCRAM-SHA-256`): letters, then
+ * optional hyphen-joined alphanumeric parts. Narrower than RFC 9110's token on purpose: a word with `_`, `.`, `/`,
+ * `=` or a leading digit looks like a credential, and a credential in the scheme position is a second credential.
+ */
+const SCHEME_WORD = /^[A-Za-z]+(?:-[A-Za-z0-9]+)*$/;
+const MAX_SCHEME_LENGTH = 32;
+
+/** HTTP's optional whitespace: spaces and tabs, nothing else. */
+const OWS_RUN = /[ \t]+/;
+
+const BASIC = /^basic[ \t]+([A-Za-z0-9+/]+={0,2})$/i;
 
 interface Replacement {
   value: string;
@@ -27,22 +44,47 @@ interface Replacement {
   used: Set<MaskedCredential>;
 }
 
-/** Swap every occurrence of every surrogate in one pass, so one secret's real value is never rescanned. */
-function substitute(text: string, secrets: readonly MaskedCredential[]): Replacement {
-  const used = new Set<MaskedCredential>();
-  const present = secrets.filter((s) => s.surrogate !== '' && text.includes(s.surrogate));
-  if (present.length === 0) return { value: text, used };
-  // Longest first, so a surrogate that happens to contain a shorter one is taken whole.
-  present.sort((a, b) => b.surrogate.length - a.surrogate.length);
-  const bySurrogate = new Map(present.map((s) => [s.surrogate, s]));
-  const pattern = new RegExp(present.map((s) => s.surrogate.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|'), 'g');
-  // A replacer function, not a string: real values may contain `$&`, `$1`, … which String.replace would expand.
-  const value = text.replace(pattern, (match) => {
-    const secret = bySurrogate.get(match)!;
-    used.add(secret);
-    return secret.value;
-  });
-  return { value, used };
+/** What one header entry holds, as far as the masked pass is concerned. */
+export type CredentialReading =
+  /** Exactly one credential, made of surrogates: forwarded with the real values, in canonical form. */
+  | { kind: 'single'; replacement: Replacement }
+  /** A surrogate with anything else beside it: never partially replaced. */
+  | { kind: 'mixed' }
+  /** No surrogate of the secrets that may be swapped here. */
+  | { kind: 'none' };
+
+function trimOws(value: string): string {
+  return value.replace(/^[ \t]+|[ \t]+$/g, '');
+}
+
+function secretWithSurrogate(text: string, secrets: readonly MaskedCredential[]): MaskedCredential | undefined {
+  return secrets.find((s) => s.surrogate !== '' && s.surrogate === text);
+}
+
+function holdsSurrogate(text: string, secrets: readonly MaskedCredential[]): boolean {
+  return secrets.some((s) => s.surrogate !== '' && text.includes(s.surrogate));
+}
+
+function isSchemeWord(word: string, every: readonly MaskedCredential[]): boolean {
+  // A surrogate as the scheme (`S S`) is the surrogate twice, not a scheme.
+  return word.length <= MAX_SCHEME_LENGTH && SCHEME_WORD.test(word) && !holdsSurrogate(word, every);
+}
+
+/** The surrogate alone, or `<scheme> <surrogate>`, with only whitespace around them; re-emitted canonically. */
+function readDirect(
+  value: string,
+  injectable: readonly MaskedCredential[],
+  every: readonly MaskedCredential[],
+): Replacement | null {
+  const trimmed = trimOws(value);
+  const bare = secretWithSurrogate(trimmed, injectable);
+  if (bare) return { value: bare.value, used: new Set([bare]) };
+  const gap = OWS_RUN.exec(trimmed);
+  if (!gap) return null;
+  const scheme = trimmed.slice(0, gap.index);
+  const secret = secretWithSurrogate(trimmed.slice(gap.index + gap[0].length), injectable);
+  if (!secret || !isSchemeWord(scheme, every)) return null;
+  return { value: `${scheme} ${secret.value}`, used: new Set([secret]) };
 }
 
 /** Strict standard base64 → UTF-8, or null. Lenient decoders let two parsers disagree about what was sent. */
@@ -60,31 +102,47 @@ function decodeBase64Utf8(encoded: string): string | null {
 }
 
 /**
- * Replacement inside `Basic base64(user:pass)`, re-encoded as padded standard base64 — the upstream sees exactly
- * what we decoded. A surrogate only in the username with a real-looking password is refused: servers such as
- * GitHub authenticate with the password, so `SURROGATE:ATTACKER_TOKEN` would smuggle the attacker's token.
+ * `Basic base64(user:pass)`, re-encoded as padded standard base64 so the upstream decodes exactly what we checked;
+ * null when the value is not decodable Basic credentials. The password must be a surrogate in full, or — for
+ * GitHub's `TOKEN:x-oauth-basic` form — the user name must be and the password a placeholder. A surrogate only in
+ * the user name beside a real-looking password is refused: servers such as GitHub authenticate with the password,
+ * so `SURROGATE:ATTACKER_TOKEN` would smuggle the attacker's token.
  */
-function replaceInBasic(value: string, secrets: readonly MaskedCredential[]): Replacement | null {
-  const match = BASIC.exec(value);
+function readBasic(value: string, injectable: readonly MaskedCredential[]): CredentialReading | null {
+  const match = BASIC.exec(trimOws(value));
   if (!match) return null;
   const decoded = decodeBase64Utf8(match[1]!);
   if (decoded === null) return null;
   const colon = decoded.indexOf(':');
-  if (colon < 0) return null;
-  const user = substitute(decoded.slice(0, colon), secrets);
-  const pass = substitute(decoded.slice(colon + 1), secrets);
-  if (user.used.size === 0 && pass.used.size === 0) return null;
-  if (pass.used.size === 0 && !PLACEHOLDER_PASSWORDS.has(pass.value.toLowerCase())) return null;
-  const used = new Set([...user.used, ...pass.used]);
-  const encoded = Buffer.from(`${user.value}:${pass.value}`, 'utf8').toString('base64');
-  return { value: `Basic ${encoded}`, used };
+  if (colon < 0) return holdsSurrogate(decoded, injectable) ? { kind: 'mixed' } : null;
+  const user = decoded.slice(0, colon);
+  const pass = decoded.slice(colon + 1);
+  const userSecret = secretWithSurrogate(user, injectable);
+  const passSecret = secretWithSurrogate(pass, injectable);
+  if ((!userSecret && holdsSurrogate(user, injectable)) || (!passSecret && holdsSurrogate(pass, injectable))) {
+    return { kind: 'mixed' };
+  }
+  if (!userSecret && !passSecret) return null;
+  if (!passSecret && !PLACEHOLDER_PASSWORDS.has(pass.toLowerCase())) return { kind: 'mixed' };
+  const used = new Set([userSecret, passSecret].filter((s): s is MaskedCredential => s !== undefined));
+  const userPass = `${userSecret?.value ?? user}:${passSecret?.value ?? pass}`;
+  return { kind: 'single', replacement: { value: `Basic ${Buffer.from(userPass, 'utf8').toString('base64')}`, used } };
 }
 
-/** Direct substring replacement first (Bearer, `token`, bare, or anywhere), then Basic credentials. */
-export function replaceInHeaderValue(value: string, secrets: readonly MaskedCredential[]): Replacement | null {
-  const direct = substitute(value, secrets);
-  if (direct.used.size > 0) return direct;
-  return replaceInBasic(value, secrets);
+/**
+ * Classify one header value against the secrets that may be swapped into it (`injectable`). `every` is every
+ * configured secret: none of their surrogates may stand in the scheme position.
+ */
+export function readCredential(
+  value: string,
+  injectable: readonly MaskedCredential[],
+  every: readonly MaskedCredential[] = injectable,
+): CredentialReading {
+  const direct = readDirect(value, injectable, every);
+  if (direct) return { kind: 'single', replacement: direct };
+  const basic = readBasic(value, injectable);
+  if (basic) return basic;
+  return holdsSurrogate(value, injectable) ? { kind: 'mixed' } : { kind: 'none' };
 }
 
 function usable(secret: MaskedCredential): boolean {
@@ -140,27 +198,45 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
   let dropped = 0;
   let changed = false;
 
+  const strip = (lowerName: string, entries: readonly number[], reason: string): void => {
+    for (const index of entries) output[index] = null;
+    dropped += 1;
+    changed = true;
+    result.events.push(`STRIPPED header '${lowerName}' from ${where} (${reason})`);
+  };
+
   for (const [lowerName, entries] of byName) {
     const applicable = inScope.filter((s) => namesHeader(s, lowerName));
     if (applicable.length === 0) continue;
     // An unusable secret never injects, but still strips: a broken config must not open the host to foreign keys.
     const injectable = applicable.filter((s) => s.usable).map((s) => s.secret);
+    const strips = applicable.some((s) => stripsForeign(s, lowerName));
+    const readings = entries.map((index) => readCredential(head.headers[index]![1], injectable, secrets));
 
-    let kept: { index: number; replacement: Replacement } | undefined;
-    for (const index of entries) {
-      const replacement = replaceInHeaderValue(head.headers[index]![1], injectable);
-      if (replacement) {
-        kept = { index, replacement };
-        break;
+    if (readings.some((r) => r.kind === 'mixed')) {
+      // An entry that dresses the surrogate up with other content is an attempt to smuggle a second credential:
+      // on the secret's own header nothing of that name goes through, even beside a clean entry.
+      if (strips) {
+        strip(lowerName, entries, 'foreign credential blocked: surrogate with other content');
+        continue;
+      }
+      if (!readings.some((r) => r.kind === 'single')) {
+        result.events.push(
+          `NOT REPLACED masked secret in '${lowerName}' for ${where} (surrogate with other content; only a single credential is replaced)`,
+        );
+        continue;
       }
     }
 
-    if (kept) {
+    const keptAt = readings.findIndex((r) => r.kind === 'single');
+    const kept = readings[keptAt];
+    if (kept?.kind === 'single') {
+      const index = entries[keptAt]!;
       let forwarded = kept.replacement.value;
       if (cleartext) {
         // Recognised, so duplicates still collapse and nothing is stripped as foreign, but the real value would
         // cross the network unencrypted: the surrogate travels on, useless.
-        forwarded = head.headers[kept.index]![1];
+        forwarded = head.headers[index]![1];
         result.events.push(
           `NOT REPLACED masked secret in '${lowerName}' for ${where} (real values are only sent over HTTPS)`,
         );
@@ -170,8 +246,8 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
       // One credential per header name reaches the upstream: whichever entry carried a surrogate, every other
       // entry of that name (an attacker's token placed before or after it) is dropped, and the survivor sits where
       // the first entry was so ordering cannot be used to pick which value a server reads.
-      for (const index of entries) output[index] = null;
-      output[entries[0]!] = [head.headers[kept.index]![0], forwarded];
+      for (const other of entries) output[other] = null;
+      output[entries[0]!] = [head.headers[index]![0], forwarded];
       changed = true;
       if (entries.length > 1) {
         result.events.push(
@@ -181,12 +257,7 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
       continue;
     }
 
-    if (applicable.some((s) => stripsForeign(s, lowerName))) {
-      for (const index of entries) output[index] = null;
-      dropped += 1;
-      changed = true;
-      result.events.push(`STRIPPED header '${lowerName}' from ${where} (foreign credential blocked)`);
-    }
+    if (strips) strip(lowerName, entries, 'foreign credential blocked');
   }
 
   if (!changed) return result;
