@@ -33,7 +33,7 @@ describe('repo image input hash', () => {
 
   it('changes with the Dockerfile, a nested file, a rename or the executable bit', async () => {
     const base = await hashBuildInputs(await tree({ Dockerfile: 'FROM x\n', 'sub/b.txt': 'b' }));
-    const variants = [
+    const variants: Array<Record<string, string>> = [
       { Dockerfile: 'FROM y\n', 'sub/b.txt': 'b' },
       { Dockerfile: 'FROM x\n', 'sub/b.txt': 'c' },
       { Dockerfile: 'FROM x\n', 'sub/c.txt': 'b' },
