@@ -256,6 +256,40 @@ void describe('foreign and smuggled credentials on the scoped host', () => {
   });
 });
 
+void describe('a surrogate dressed up with other content never carries the real value', () => {
+  // The proxy swaps only a header that is exactly one credential; anything beside the surrogate (a comma list, a
+  // second scheme, a second token) could be what a lenient server reads, so the whole header is stripped.
+  const smuggling: Array<[string, () => string[]]> = [
+    ['comma list, attacker first', () => ['Authorization', `Bearer ${ATTACKER}, Bearer ${surrogate}`]],
+    ['bare list', () => ['Authorization', `${surrogate}, ${ATTACKER}`]],
+    ['second scheme', () => ['Authorization', `Bearer ${surrogate} Bearer ${ATTACKER}`]],
+    ['tab and a trailing token', () => ['Authorization', `Bearer ${surrogate}\tX`]],
+    ['surrogate twice', () => ['Authorization', `${surrogate} ${surrogate}`]],
+    ['token list without spaces', () => ['Authorization', `token ${surrogate},token ${ATTACKER}`]],
+    ['Basic password list', () => ['Authorization', basic(`x-access-token:${surrogate},${ATTACKER}`)]],
+    [
+      'a clean entry beside a smuggling one, mixed case',
+      () => ['authorization', `Bearer ${surrogate}`, 'AUTHORIZATION', `bearer ${ATTACKER}, BEARER ${surrogate}`],
+    ],
+  ];
+  for (const [what, headers] of smuggling) {
+    void it(what, async () => {
+      const path = `/smuggle?${encodeURIComponent(what)}`;
+      const echo = await echoFrom(SCOPED, headers(), { path });
+      assert.deepEqual(received(echo, 'authorization'), []);
+      assert.ok(!echo.rawHeaders.some((v) => v.includes(REAL) || v.includes(ATTACKER)));
+      const lines = logLinesFor(path);
+      assert.ok(
+        lines.includes(
+          `STRIPPED header 'authorization' from GET https://${SCOPED}${path} (foreign credential blocked: surrogate with other content)`,
+        ),
+        lines.join('\n'),
+      );
+      assert.ok(lines.includes(`ALLOWED GET https://${SCOPED}${path} -> 200 [dropped: 1]`), lines.join('\n'));
+    });
+  }
+});
+
 void describe('outside the scope the surrogate stays a surrogate', () => {
   void it('an allowed, out-of-scope host receives the surrogate unchanged and nothing is stripped', async () => {
     const reply = await viaProxy(OUT_OF_SCOPE, ['Authorization', `Bearer ${surrogate}`], { path: '/collect?plain' });
