@@ -99325,7 +99325,11 @@ async function runAction(deps, env) {
     setOutput("network-log", networkLog);
     setOutput("network-log-json", networkLogJson);
   }
-  if (exitCode !== 0) setFailed(`the command exited with ${exitCode} in the sandbox`);
+  if (exitCode === EXIT.airlock) {
+    setFailed(
+      `airlock run exited with ${exitCode}: airlock's own failure (see its message above) or the command's`
+    );
+  } else if (exitCode !== 0) setFailed(`the command exited with ${exitCode} in the sandbox`);
   return exitCode;
 }
 

@@ -190,6 +190,10 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
     core.setOutput('network-log', networkLog);
     core.setOutput('network-log-json', networkLogJson);
   }
-  if (exitCode !== 0) core.setFailed(`the command exited with ${exitCode} in the sandbox`);
+  if (exitCode === EXIT.airlock) {
+    core.setFailed(
+      `airlock run exited with ${exitCode}: airlock's own failure (see its message above) or the command's`,
+    );
+  } else if (exitCode !== 0) core.setFailed(`the command exited with ${exitCode} in the sandbox`);
   return exitCode;
 }

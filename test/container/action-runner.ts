@@ -18,18 +18,21 @@ export const RUNNER_SECRETS = {
 export const INPUT_TOKEN = 'ghs_input_token_must_not_leak_3';
 export const HOST_VALUE = 'value-from-host-env-4';
 
-/** Builds the action bundle into `<root>/bundle` and returns the path of its entry. */
+/**
+ * Builds the bundles into `<root>/pkg/dist` beside a package.json named airlock — the layout of the action's
+ * checkout on a runner, where the CLI code finds dist/proxy/ from the package root — and returns the action entry.
+ */
 export function buildBundle(root: string): string {
-  const out = join(root, 'bundle');
+  const pkg = join(root, 'pkg');
   const built = spawnSync(process.execPath, [join(REPO, 'scripts/bundle.mjs')], {
     cwd: REPO,
-    env: { ...process.env, AIRLOCK_BUNDLE_OUT: out },
+    env: { ...process.env, AIRLOCK_BUNDLE_OUT: join(pkg, 'dist') },
     encoding: 'utf8',
   });
   assert.equal(built.status, 0, built.stderr);
-  // As in the repository, where package.json's "type": "module" makes dist/action/index.js an ES module.
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
-  return join(out, 'action', 'index.js');
+  // As in the repository, where "type": "module" makes dist/action/index.js an ES module.
+  writeFileSync(join(pkg, 'package.json'), '{"name":"airlock","type":"module"}\n');
+  return join(pkg, 'dist', 'action', 'index.js');
 }
 
 export interface ActionRun {
