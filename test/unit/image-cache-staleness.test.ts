@@ -61,14 +61,14 @@ describe('build lock', () => {
       // pid 2^22+1 is above any pid_max, so it is never a running process
       await writeFile(file, '4194305 1\n');
       let ran = false;
-      await withBuildLock('k', async () => void (ran = true), { dir, pollMs: 5 });
+      await withBuildLock('k', () => Promise.resolve(void (ran = true)), { dir, pollMs: 5 });
       assert.equal(ran, true);
       await assert.rejects(
         withBuildLock('k', () => Promise.reject(new Error('boom')), { dir, pollMs: 5 }),
         /boom/,
       );
       let again = false;
-      await withBuildLock('k', async () => void (again = true), { dir, pollMs: 5 });
+      await withBuildLock('k', () => Promise.resolve(void (again = true)), { dir, pollMs: 5 });
       assert.equal(again, true);
     } finally {
       await rm(dir, { recursive: true, force: true });
