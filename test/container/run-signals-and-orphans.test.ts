@@ -61,6 +61,37 @@ for (const { engine, skip } of ENGINE_SUITES) {
       assert.deepEqual(await airlockContainers(engine), []);
     });
 
+    it('SIGTERM during an image build aborts the build, runs nothing, and exits 143', async () => {
+      // A base image of its own, so the build container Podman leaves behind when a build is aborted (its RUN step
+      // keeps going; Podman 4.3) has a name only this test uses and can be removed afterwards.
+      const base = `localhost/airlock-abort-base-${process.pid}:latest`;
+      assert.equal((await exec([engine, 'tag', TEST_IMAGE, base])).code, 0);
+      const cwd = await workspace('network_sandbox: false\n', {
+        '.airlock/container/Dockerfile': `FROM ${base}\nRUN echo ${Date.now()} && sleep 20\n`,
+      });
+      try {
+        const child = startAirlock([...runOn(engine), '--verbose', '--', 'sh', '-c', 'echo the-command-ran'], { cwd });
+        const result = collect(child);
+        let err = '';
+        child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+        await waitFor('the build to reach its slow step', () => /sleep 20/.test(err), 60000);
+        const stoppedAt = Date.now();
+        child.kill('SIGTERM');
+        const r = await result;
+        assert.equal(r.code, 143, r.stderr);
+        assert.ok(Date.now() - stoppedAt < 15000, 'the build was not aborted');
+        assert.doesNotMatch(r.stdout.toString(), /the-command-ran/);
+        assert.deepEqual(await airlockContainers(engine), []);
+      } finally {
+        if (engine === 'podman') {
+          const leftovers = await exec(['podman', 'ps', '--all', '--external', '--format', '{{.Names}}']);
+          const ours = leftovers.stdout.split('\n').filter((n) => n.startsWith(`airlock-abort-base-${process.pid}-`));
+          if (ours.length > 0) await exec(['podman', 'rm', '--force', ...ours]);
+        }
+        await exec([engine, 'rmi', base]);
+      }
+    });
+
     it('removes the container of a run killed with SIGKILL on the next run, and nothing else', async () => {
       const cwd = await workspace(sandboxYaml());
       // A container that looks like a live airlock run's (this test process is alive) must survive,

@@ -15,6 +15,7 @@ import { runContainer, type ContainerOutcome } from '../session/container.js';
 import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.js';
 import { createLogger, type Logger } from '../session/log.js';
 import { resolveMounts, WORKSPACE } from '../session/mounts.js';
+import { Interruption } from '../session/interruption.js';
 import { openNetworkSession, type NetworkSession } from '../session/network-session.js';
 import { removeOrphans } from '../session/orphans.js';
 import { signalNumber } from '../engine/engine.js';
@@ -178,6 +179,7 @@ export const run: Command = async (argv, ctx) => {
   const log = loggerFor(values, ctx);
   let network: NetworkSession | null = null;
   let orphanSweep: Promise<void> = Promise.resolve();
+  const interruption = new Interruption();
   try {
     const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
     const mounts = await resolveMounts(ctx.cwd, values.mount);
@@ -202,8 +204,23 @@ export const run: Command = async (argv, ctx) => {
         (values as Record<string, unknown>)[name] as string | boolean | undefined,
       ]),
     );
-    network = await openNetworkSession({ engine, identity, policy, credentials, log, flags });
-    const image = await prepareRunImage({ engine, policy, imageFlag: values.image, maxAgeHours, log });
+    network = await openNetworkSession({
+      engine,
+      identity,
+      policy,
+      credentials,
+      log,
+      flags,
+      signal: interruption.signal,
+    });
+    const image = await prepareRunImage({
+      engine,
+      policy,
+      imageFlag: values.image,
+      maxAgeHours,
+      log,
+      signal: interruption.signal,
+    });
 
     const limits = policy.sandbox.resource_limits;
     const host = readHostLimits();
@@ -234,6 +251,8 @@ export const run: Command = async (argv, ctx) => {
       tty: ctx.isTTY,
       networkArgs: network.runArgs,
     };
+    interruption.check();
+    interruption.dispose();
     const outcome = await runContainer({
       engine,
       spec,
@@ -245,7 +264,14 @@ export const run: Command = async (argv, ctx) => {
       log,
     });
     return exitCodeFor(outcome, limits.memory !== undefined, log);
+  } catch (e) {
+    // A signal during preparation aborts it; whatever failed because of the abort, the answer is 128+signal.
+    const interrupted = interruption.exitCode();
+    if (interrupted === null) throw e;
+    log.info(`${interruption.received} received before the command started: nothing was run`);
+    return interrupted;
   } finally {
+    interruption.dispose();
     try {
       await network?.close();
       await orphanSweep;

@@ -25,6 +25,8 @@ export interface BuildRequest {
   contextDir: string;
   noCache: boolean;
   log: Logger;
+  /** Aborting kills the engine's build process (Ctrl-C during a long build). */
+  signal?: AbortSignal;
 }
 
 const TAIL_LINES = 30;
@@ -51,6 +53,7 @@ export async function buildImage(request: BuildRequest): Promise<void> {
   if (progress) draw();
   try {
     const result = await callEngine(engine, args, {
+      signal: request.signal,
       onOutput: (chunk) => {
         log.stream(chunk);
         partial += chunk.toString('utf8');

@@ -55,6 +55,7 @@ export interface LockOptions {
   dir?: string;
   pollMs?: number;
   onWait?: (ownerPid: number) => void;
+  signal?: AbortSignal;
 }
 
 function lockDirectory(): string {
@@ -80,6 +81,7 @@ export async function withBuildLock<T>(key: string, body: () => Promise<T>, opti
   const path = join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.lock`);
   let warned = false;
   for (;;) {
+    options.signal?.throwIfAborted();
     try {
       const handle = await open(path, 'wx', 0o600);
       await handle.writeFile(`${process.pid} ${processStartTime(process.pid) ?? ''}\n`);
@@ -116,6 +118,7 @@ export interface EnsureImageOptions {
   build: (noCache: boolean) => Promise<void>;
   onWait?: (ownerPid: number) => void;
   lockDir?: string;
+  signal?: AbortSignal;
 }
 
 export interface EnsuredImage {
@@ -141,6 +144,6 @@ export async function ensureImage(options: EnsureImageOptions): Promise<EnsuredI
       await options.build(action === 'rebuild');
       return { tag: options.tag, action };
     },
-    { dir: options.lockDir, onWait: options.onWait },
+    { dir: options.lockDir, onWait: options.onWait, signal: options.signal },
   );
 }

@@ -29,6 +29,7 @@ export interface RunImageRequest {
   imageFlag?: string;
   maxAgeHours: number;
   log: Logger;
+  signal?: AbortSignal;
 }
 
 /** A prebuilt image is used as is; airlock pulls it only when the engine does not have it yet. */
@@ -53,7 +54,7 @@ export interface ImagePlan {
   /** Content hash for CI cache keys (for a prebuilt image: of its reference). */
   hash: string;
   mounts: BindMount[];
-  ensure(engine: Engine, maxAgeHours: number, log: Logger): Promise<ImageAction>;
+  ensure(engine: Engine, maxAgeHours: number, log: Logger, signal?: AbortSignal): Promise<ImageAction>;
 }
 
 export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Promise<ImagePlan> {
@@ -76,14 +77,23 @@ export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Pr
       ref: tag,
       hash,
       mounts: [],
-      ensure: async (engine, maxAgeHours, log) => {
+      ensure: async (engine, maxAgeHours, log, signal) => {
         const ensured = await ensureImage({
           engine,
           tag,
           maxAgeHours,
+          signal,
           onWait: (pid) => log.info(`waiting for another airlock process (pid ${pid}) building ${tag}`),
           build: (noCache) =>
-            buildImage({ engine, tag, dockerfile: build.dockerfile, contextDir: build.contextDir, noCache, log }),
+            buildImage({
+              engine,
+              tag,
+              dockerfile: build.dockerfile,
+              contextDir: build.contextDir,
+              noCache,
+              log,
+              signal,
+            }),
         });
         log.info(`image ${tag}: ${ensured.action}`);
         return ensured.action;
@@ -113,7 +123,7 @@ export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Pr
 
 export async function prepareRunImage(request: RunImageRequest): Promise<RunImage> {
   const plan = await planRunImage(request.policy, request.imageFlag);
-  const action = await plan.ensure(request.engine, request.maxAgeHours, request.log);
+  const action = await plan.ensure(request.engine, request.maxAgeHours, request.log, request.signal);
   return { ref: plan.ref, source: plan.source, mounts: plan.mounts, action };
 }
 

@@ -9,7 +9,9 @@ import { callEngine, engineEnvironment, signalNumber, type Engine } from '../eng
 import { buildRunArgs, type ContainerSpec } from '../engine/run-args.js';
 import type { Logger } from './log.js';
 
-export type StopSignal = 'SIGINT' | 'SIGTERM';
+import type { StopSignal } from './interruption.js';
+
+export type { StopSignal };
 
 export type ContainerOutcome =
   /** The command ran and exited with `code` (which may be 137 after an OOM kill). */

@@ -32,6 +32,8 @@ export interface NetworkSessionRequest {
   log: Logger;
   /** Parsed values of the network flags (`--network-log`, …), passed through from the command line. */
   flags: Record<string, string | boolean | undefined>;
+  /** Aborted on SIGINT/SIGTERM before the command starts: stop starting the proxy. */
+  signal?: AbortSignal;
 }
 
 const never = new Promise<string>(() => undefined);
