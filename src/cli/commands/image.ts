@@ -6,9 +6,9 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadPolicy } from '../config/load.js';
-import { callEngine, mustCallEngine, resolveEngine, type Engine } from '../engine/engine.js';
+import { callEngine, resolveEngine, type Engine } from '../engine/engine.js';
 import { EXIT, UsageError } from '../errors.js';
-import { planRunImage } from '../images/run-image.js';
+import { planRunImage, saveImage } from '../images/run-image.js';
 import type { LoadedPolicy } from '../config/types.js';
 import {
   engineFlag,
@@ -103,13 +103,13 @@ export const run: Command = async (argv, ctx) => {
       await plan.ensure(engine, Infinity, log);
       const repoTar = join(dir, 'repo.tar');
       await rm(repoTar, { force: true });
-      await mustCallEngine(engine, ['save', '--output', repoTar, plan.ref], `saving ${plan.ref}`);
+      await saveImage(engine, plan.ref, repoTar);
       log.info(`saved ${plan.ref} to ${repoTar}`);
       if (proxy?.ensureProxyImage) {
         const proxyTag = await proxy.ensureProxyImage(engine, (tag) => log.info(`building ${tag}`));
         const proxyTar = join(dir, 'proxy.tar');
         await rm(proxyTar, { force: true });
-        await mustCallEngine(engine, ['save', '--output', proxyTar, proxyTag], `saving ${proxyTag}`);
+        await saveImage(engine, proxyTag, proxyTar);
         log.info(`saved ${proxyTag} to ${proxyTar}`);
       }
       return EXIT.ok;
