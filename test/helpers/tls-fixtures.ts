@@ -100,7 +100,7 @@ function duplexPair(): [Duplex, Duplex] {
 
 export interface HandshakeResult {
   /** The error the client saw, or null when it accepted the server. */
-  error: Error | null;
+  error: NodeJS.ErrnoException | null;
   /** With its issuer chain, as the client received it. */
   peerCertificate: tls.DetailedPeerCertificate | null;
 }
