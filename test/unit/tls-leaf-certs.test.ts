@@ -163,6 +163,7 @@ void test('names that cannot be a certificate subject are rejected without minti
     '[10.0.0.1]',
     'ex/ample.com',
     'exämple.com',
+    '\u212Aelvin.example.com',
     'x'.repeat(300),
   ];
   for (const name of bad) {

@@ -53,6 +53,8 @@ type LeafName = { type: 'dns' | 'ip'; value: string };
 /** The certificate name for an SNI value, or null when it is not a plain DNS name or IP literal. */
 export function leafNameFor(servername: string): LeafName | null {
   if (typeof servername !== 'string' || servername.length === 0 || servername.length > 255) return null;
+  // Checked before lower-casing: 'K' (U+212A KELVIN SIGN) lower-cases to an ASCII 'k'.
+  if (!/^[\x21-\x7e]+$/.test(servername)) return null;
   if (servername.startsWith('[') && servername.endsWith(']')) {
     const inner = servername.slice(1, -1).toLowerCase();
     return isIPv6(inner) ? { type: 'ip', value: inner } : null;
