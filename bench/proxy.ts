@@ -1,0 +1,418 @@
+/**
+ * `npm run bench:proxy`: airlock's proxy against a direct connection and against mitmproxy (what Airut runs), on
+ * loopback, same upstream, same client, one run. Each server is its own process so the load generator, the
+ * upstream and the proxy do not share an event loop. Prints a markdown table and writes it into
+ * docs/benchmarks.md ("Proxy" section).
+ *
+ * The mitmproxy column is bare mitmdump in reverse mode (no addon): Airut's real proxy also runs its Python
+ * filter on every request, so this comparison flatters mitmproxy.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { build } from 'esbuild';
+import { generateRunCa } from '../src/cli/session/ca.js';
+import type { ProxyConfig } from '../src/protocol/proxy-config.js';
+import { makeTestPki } from '../test/helpers/tls-fixtures.js';
+import { patternStream } from '../test/helpers/upstream.js';
+
+const MB = 1024 * 1024;
+const HOSTS = Array.from({ length: 64 }, (_, i) => `h${i}.bench.test`);
+const SMALL_BODY = Buffer.alloc(64, 'x');
+const DOWNLOAD_BYTES = 512 * MB;
+const KEEPALIVE_CONCURRENCY = 32;
+const NEWCONN_CONCURRENCY = 16;
+const RSS_CONCURRENCY = 200;
+const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 5000);
+/** Node flags for the proxy process, to try GC settings: BENCH_PROXY_NODE_FLAGS="--max-semi-space-size=2". */
+const PROXY_NODE_FLAGS = (process.env.BENCH_PROXY_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+/** BENCH_ONLY=airlock measures one target and leaves docs/benchmarks.md alone (for tuning). */
+const ONLY = process.env.BENCH_ONLY;
+
+interface Target {
+  name: string;
+  port: number;
+  ca: string;
+  pid?: number;
+}
+
+interface Figures {
+  keepAliveRps: number;
+  p50: number;
+  p99: number;
+  newConnPerSec: number;
+  downloadMBps: number;
+  firstConnectionMs: number;
+  peakRssMB?: number;
+}
+
+// ---------- the upstream, as its own process ----------
+
+async function runUpstream(): Promise<void> {
+  const input = createInterface({ input: process.stdin });
+  const { certPem, keyPem } = JSON.parse((await input[Symbol.asyncIterator]().next()).value as string) as {
+    certPem: string;
+    keyPem: string;
+  };
+  const server = https.createServer({ cert: certPem, key: keyPem, keepAliveTimeout: 60_000 }, (req, res) => {
+    const bytes = /^\/bytes\/(\d+)/.exec(req.url ?? '');
+    req.resume();
+    if (bytes) {
+      res.writeHead(200, { 'Content-Length': bytes[1], 'Content-Type': 'application/octet-stream' });
+      patternStream(Number(bytes[1])).pipe(res);
+      return;
+    }
+    res.writeHead(200, { 'Content-Length': SMALL_BODY.length, 'Content-Type': 'text/plain' });
+    res.end(SMALL_BODY);
+  });
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${(server.address() as net.AddressInfo).port}\n`);
+  });
+  process.stdin.on('end', () => process.exit(0));
+}
+
+// ---------- the client ----------
+
+function once(target: Target, host: string, path: string, agent: https.Agent | false): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = https.request(
+      { host: '127.0.0.1', port: target.port, servername: host, ca: target.ca, path, agent, headers: { Host: host } },
+      (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.on('end', () => (res.statusCode === 200 ? resolve(bytes) : reject(new Error(`status ${res.statusCode}`))));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+    void started;
+  });
+}
+
+async function closedLoop(
+  target: Target,
+  concurrency: number,
+  durationMs: number,
+  keepAlive: boolean,
+  onTick?: () => void,
+): Promise<{ count: number; latencies: number[]; errors: number }> {
+  const agent = keepAlive ? new https.Agent({ keepAlive: true, maxSockets: concurrency }) : false;
+  const latencies: number[] = [];
+  let errors = 0;
+  const deadline = performance.now() + durationMs;
+  const ticker = onTick ? setInterval(onTick, 50) : undefined;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, worker) => {
+      const host = HOSTS[worker % 4]!;
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        try {
+          await once(target, host, '/small', agent);
+          latencies.push(performance.now() - t0);
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  if (ticker) clearInterval(ticker);
+  if (agent) agent.destroy();
+  return { count: latencies.length, latencies, errors };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+function rssMB(pid: number): number {
+  try {
+    const status = spawnSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' }).stdout;
+    const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
+    return kb ? Number(kb) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+async function measure(target: Target, firstHosts: string[]): Promise<Figures> {
+  process.stderr.write(`bench: ${target.name}: warm-up\n`);
+  await closedLoop(target, 8, 1000, true);
+
+  process.stderr.write(`bench: ${target.name}: keep-alive requests\n`);
+  const ka = await closedLoop(target, KEEPALIVE_CONCURRENCY, PHASE_MS, true);
+  const sorted = [...ka.latencies].sort((a, b) => a - b);
+
+  process.stderr.write(`bench: ${target.name}: new TLS connections\n`);
+  const nc = await closedLoop(target, NEWCONN_CONCURRENCY, Math.min(PHASE_MS, 4000), false);
+
+  process.stderr.write(`bench: ${target.name}: large download\n`);
+  const t0 = performance.now();
+  const got = await once(target, HOSTS[0]!, `/bytes/${DOWNLOAD_BYTES}`, false);
+  const downloadMBps = got / MB / ((performance.now() - t0) / 1000);
+
+  process.stderr.write(`bench: ${target.name}: first connection to new hosts\n`);
+  const firsts: number[] = [];
+  for (const host of firstHosts) {
+    const t = performance.now();
+    await once(target, host, '/small', false);
+    firsts.push(performance.now() - t);
+  }
+  firsts.sort((a, b) => a - b);
+
+  let peakRssMB: number | undefined;
+  if (target.pid !== undefined) {
+    process.stderr.write(`bench: ${target.name}: ${RSS_CONCURRENCY} concurrent connections\n`);
+    const pid = target.pid;
+    peakRssMB = rssMB(pid);
+    await closedLoop(target, RSS_CONCURRENCY, 3000, true, () => {
+      peakRssMB = Math.max(peakRssMB ?? 0, rssMB(pid));
+    });
+  }
+  return {
+    keepAliveRps: ka.count / (PHASE_MS / 1000),
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    newConnPerSec: nc.count / (Math.min(PHASE_MS, 4000) / 1000),
+    downloadMBps,
+    firstConnectionMs: percentile(firsts, 50),
+    ...(peakRssMB !== undefined ? { peakRssMB } : {}),
+  };
+}
+
+// ---------- the servers ----------
+
+function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve();
+      });
+      s.on('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`nothing listening on ${port}`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+async function firstLine(child: ChildProcess, prefix = ''): Promise<string> {
+  const lines = createInterface({ input: child.stdout! });
+  for await (const line of lines) if (line.startsWith(prefix)) return line;
+  throw new Error('the child closed stdout without answering');
+}
+
+function ensureMitmproxy(): string | null {
+  const found = spawnSync('sh', ['-c', 'command -v mitmdump'], { encoding: 'utf8' }).stdout.trim();
+  if (found) return found;
+  process.stderr.write('bench: installing mitmproxy (apt-get install -y mitmproxy)\n');
+  spawnSync('apt-get', ['install', '-y', '-qq', 'mitmproxy'], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  return spawnSync('sh', ['-c', 'command -v mitmdump'], { encoding: 'utf8' }).stdout.trim() || null;
+}
+
+function mitmVersion(mitmdump: string): string {
+  const out = spawnSync(mitmdump, ['--version'], { encoding: 'utf8' }).stdout;
+  return /Mitmproxy:\s*(\S+)/.exec(out)?.[1] ?? 'unknown';
+}
+
+// ---------- the run ----------
+
+function fmt(n: number | undefined, digits = 0): string {
+  return n === undefined || Number.isNaN(n) ? '–' : n.toFixed(digits);
+}
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a === undefined || b === undefined || !b ? '–' : `${(a / b).toFixed(2)}×`;
+}
+
+function table(direct: Figures, airlock: Figures, mitm: Figures | null, meta: string): string {
+  const rows: Array<[string, keyof Figures, number]> = [
+    [`keep-alive requests/s (${KEEPALIVE_CONCURRENCY} connections)`, 'keepAliveRps', 0],
+    ['p50 latency, ms (keep-alive)', 'p50', 2],
+    ['p99 latency, ms (keep-alive)', 'p99', 2],
+    [`new TLS connections/s (${NEWCONN_CONCURRENCY} at a time)`, 'newConnPerSec', 0],
+    [`large download, MB/s (${DOWNLOAD_BYTES / MB} MB, one connection)`, 'downloadMBps', 0],
+    ['first request to a new host, ms (median of 16)', 'firstConnectionMs', 2],
+    [`proxy peak RSS, MB (${RSS_CONCURRENCY} connections)`, 'peakRssMB', 0],
+  ];
+  const lines = [
+    '| metric | direct | airlock | mitmproxy | airlock / direct | airlock / mitmproxy |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const [label, key, digits] of rows) {
+    lines.push(
+      `| ${label} | ${fmt(direct[key], digits)} | ${fmt(airlock[key], digits)} | ${fmt(mitm?.[key], digits)} | ${ratio(airlock[key], direct[key])} | ${ratio(airlock[key], mitm?.[key])} |`,
+    );
+  }
+  const added = airlock.firstConnectionMs - direct.firstConnectionMs;
+  const check = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const targets = [
+    `- ≥ 5× mitmproxy requests/s: ${mitm ? `${(airlock.keepAliveRps / mitm.keepAliveRps).toFixed(1)}× — ${check(airlock.keepAliveRps >= 5 * mitm.keepAliveRps)}` : 'mitmproxy unavailable'}`,
+    `- ≥ 50% of direct requests/s: ${((100 * airlock.keepAliveRps) / direct.keepAliveRps).toFixed(0)}% — ${check(airlock.keepAliveRps >= 0.5 * direct.keepAliveRps)}`,
+    `- ≥ 50% of direct MB/s: ${((100 * airlock.downloadMBps) / direct.downloadMBps).toFixed(0)}% — ${check(airlock.downloadMBps >= 0.5 * direct.downloadMBps)}`,
+    `- < 5 ms added to a first connection to a new host: ${added.toFixed(2)} ms — ${check(added < 5)}`,
+    `- < 100 MB RSS at ${RSS_CONCURRENCY} connections: ${fmt(airlock.peakRssMB)} MB — ${check((airlock.peakRssMB ?? Infinity) < 100)}`,
+  ];
+  return [meta, '', ...lines, '', 'Targets:', '', ...targets, ''].join('\n');
+}
+
+async function writeSection(markdown: string): Promise<void> {
+  const file = join(import.meta.dirname, '..', 'docs', 'benchmarks.md');
+  const existing = existsSync(file) ? await readFile(file, 'utf8') : '# Benchmarks\n';
+  const section = `## Proxy\n\n${markdown}`;
+  const start = existing.indexOf('\n## Proxy\n');
+  let next: string;
+  if (start < 0) next = existing.trimEnd() + '\n\n' + section;
+  else {
+    const after = existing.indexOf('\n## ', start + 1);
+    next = existing.slice(0, start + 1) + section + (after < 0 ? '' : '\n' + existing.slice(after + 1));
+  }
+  await writeFile(file, next.trimEnd() + '\n');
+}
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'airlock-bench-'));
+  const children: ChildProcess[] = [];
+  try {
+    const pki = await makeTestPki(['*.bench.test', '127.0.0.1']);
+    const upstream = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, 'upstream'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    children.push(upstream);
+    upstream.stdin.write(JSON.stringify({ certPem: pki.certPem, keyPem: pki.keyPem }) + '\n');
+    const upstreamPort = Number(await firstLine(upstream));
+
+    // airlock's proxy as the container runs it: the esbuild bundle under plain node.
+    const bundle = join(work, 'airlock-proxy.mjs');
+    await build({
+      entryPoints: [join(import.meta.dirname, '..', 'src', 'proxy', 'main.ts')],
+      outfile: bundle,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
+      logLevel: 'error',
+    });
+    const runCa = await generateRunCa();
+    const config: ProxyConfig = {
+      version: 1,
+      allowlist: { domains: ['*.bench.test'], url_prefixes: [] },
+      ca: runCa,
+      sandboxAddress: '127.0.0.1',
+      listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0 },
+      upstream: {
+        dns: [],
+        hosts: Object.fromEntries(HOSTS.map((h) => [h, `127.0.0.1:${upstreamPort}`])),
+        caPem: pki.caPem,
+        connectTimeoutMs: 10_000,
+      },
+      credentials: { masked: [], signing: [] },
+      run: { id: 'bench', policySha256: '' },
+    };
+    const proxy = spawn(process.execPath, [...PROXY_NODE_FLAGS, bundle], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(proxy);
+    proxy.stdin.write(JSON.stringify(config) + '\n');
+    const ready = await firstLine(proxy, 'AIRLOCK-PROXY-READY ');
+    const proxyPorts = JSON.parse(ready.slice('AIRLOCK-PROXY-READY '.length)) as { https: number };
+
+    const direct: Target = { name: 'direct', port: upstreamPort, ca: pki.caPem };
+    const airlock: Target = { name: 'airlock', port: proxyPorts.https, ca: runCa.certPem, pid: proxy.pid! };
+
+    let mitm: Target | null = null;
+    let mitmLabel = 'mitmproxy: not available';
+    const mitmdump = ONLY ? null : ensureMitmproxy();
+    if (mitmdump) {
+      const confdir = join(work, 'mitm');
+      await writeFile(join(work, 'upstream-ca.pem'), pki.caPem);
+      const port = await freePort();
+      const child = spawn(
+        mitmdump,
+        [
+          '--mode',
+          `reverse:https://127.0.0.1:${upstreamPort}`,
+          '--listen-host',
+          '127.0.0.1',
+          '--listen-port',
+          String(port),
+          '--set',
+          `confdir=${confdir}`,
+          '--set',
+          `ssl_verify_upstream_trusted_ca=${join(work, 'upstream-ca.pem')}`,
+          '--set',
+          'keep_host_header=true',
+          '--set',
+          'connection_strategy=lazy',
+          '--set',
+          'termlog_verbosity=error',
+          '--set',
+          'flow_detail=0',
+          // Without this mitmproxy holds whole bodies in memory; Airut's deployment streams large ones too.
+          '--set',
+          'stream_large_bodies=1m',
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+      children.push(child);
+      await waitForPort(port, 30_000);
+      const caFile = join(confdir, 'mitmproxy-ca-cert.pem');
+      mitm = { name: 'mitmproxy', port, ca: await readFile(caFile, 'utf8'), pid: child.pid! };
+      mitmLabel = `mitmproxy ${mitmVersion(mitmdump)} (mitmdump, reverse mode, no addon)`;
+    }
+
+    const fresh = (offset: number) => HOSTS.slice(offset, offset + 16);
+    if (ONLY) {
+      process.stdout.write(JSON.stringify(await measure(ONLY === 'direct' ? direct : airlock, fresh(20))) + '\n');
+      return;
+    }
+    const directFigures = await measure(direct, fresh(4));
+    const airlockFigures = await measure(airlock, fresh(20));
+    const mitmFigures = mitm ? await measure(mitm, fresh(40)) : null;
+
+    const cpu = spawnSync('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], {
+      encoding: 'utf8',
+    }).stdout.trim();
+    const meta = [
+      `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench:proxy\` on loopback: ${cpu || 'unknown CPU'}, ` +
+        `Node ${process.version}, ${mitmLabel}. Upstream: a Node HTTPS server in its own process (64-byte body; ` +
+        `large download streamed). Client: Node's https in the bench process, TLS verified everywhere.`,
+      `Each phase runs ${PHASE_MS / 1000} s; "first request to a new host" is a new TLS connection to a host name the ` +
+        `proxy has not seen (airlock mints a leaf certificate for it).`,
+    ].join(' ');
+    const markdown = table(directFigures, airlockFigures, mitmFigures, meta);
+    process.stdout.write(markdown + '\n');
+    await writeSection(markdown);
+    process.stderr.write('bench: written to docs/benchmarks.md\n');
+  } finally {
+    for (const child of children) {
+      child.stdin?.end();
+      child.kill('SIGTERM');
+    }
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === 'upstream') await runUpstream();
+else await main();
