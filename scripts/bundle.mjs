@@ -9,16 +9,13 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outRoot = process.env.AIRLOCK_BUNDLE_OUT ?? path.join(root, 'dist');
 
 const targets = [
-  { entry: 'src/proxy/main.ts', out: 'proxy/airlock-proxy.mjs' },
+  { entry: 'src/proxy/main.ts', out: 'proxy-bundle/airlock-proxy.mjs' },
   { entry: 'src/action/index.ts', out: 'action/index.js' },
 ];
 
 for (const t of targets) {
   const entry = path.join(root, t.entry);
-  if (!existsSync(entry)) {
-    console.error(`bundle: ${t.entry} does not exist yet; skipped`);
-    continue;
-  }
+  if (!existsSync(entry)) throw new Error(`bundle: ${t.entry} is missing`);
   await build({
     entryPoints: [entry],
     outfile: path.join(outRoot, t.out),

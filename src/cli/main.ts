@@ -20,6 +20,10 @@ Run 'airlock COMMAND --help' for a command's options. Docs: docs/ in the airlock
 const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
   policy: () => import('./commands/policy.js'),
   config: () => import('./commands/config.js'),
+  run: () => import('./commands/run.js'),
+  image: () => import('./commands/image.js'),
+  doctor: () => import('./commands/doctor.js'),
+  'check-workflow': () => import('./commands/check-workflow.js'),
 };
 
 export function registerCommand(name: string, load: () => Promise<{ run: Command }>): void {

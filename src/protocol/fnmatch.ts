@@ -1,68 +1,153 @@
 /**
  * Python `fnmatch` semantics, which Airut's allowlists are written against (airut-behaviour.md §1d items 31-32):
- * anchored; `*` matches anything including `.` and `/`; `?` one character; `[seq]` / `[!seq]` classes. A pattern
- * without `*` or `?` is compared literally — `[` alone does not make a glob, as in Airut.
+ * anchored; `*` matches anything including `.` and `/`; `?` one character; `[seq]` / `[!seq]` classes (a reversed
+ * range such as `z-a` matches nothing, as in CPython). A pattern without `*` or `?` is compared literally — `[`
+ * alone does not make a glob, as in Airut.
+ *
+ * Matching is a linear-space, O(pattern × value) two-pointer walk instead of a backtracking regular expression:
+ * the sandbox chooses the value, and `/a/*\/b/*\/c/*` against a long path must not stall the proxy.
  */
 
 export function isGlob(pattern: string): boolean {
   return pattern.includes('*') || pattern.includes('?');
 }
 
-const cache = new Map<string, RegExp>();
+type Token =
+  | { kind: 'char'; cp: number }
+  | { kind: 'any' }
+  | { kind: 'star' }
+  | { kind: 'class'; negate: boolean; singles: Set<number>; ranges: Array<[number, number]> };
+
+const cache = new Map<string, Token[]>();
 const CACHE_LIMIT = 4096;
 
-/** Translate a glob to an anchored RegExp exactly as CPython's fnmatch.translate does (minus its caching). */
-export function globToRegExp(pattern: string): RegExp {
-  const hit = cache.get(pattern);
-  if (hit) return hit;
-  let out = '';
-  let i = 0;
-  const n = pattern.length;
-  while (i < n) {
-    const c = pattern[i++]!;
-    if (c === '*') {
-      // Collapse runs of '*' — they mean the same and a run would only slow the regex.
-      while (pattern[i] === '*') i++;
-      out += '[\\s\\S]*';
-    } else if (c === '?') {
-      out += '[\\s\\S]';
-    } else if (c === '[') {
-      let j = i;
-      if (pattern[j] === '!') j++;
-      if (pattern[j] === ']') j++;
-      while (j < n && pattern[j] !== ']') j++;
-      if (j >= n) {
-        out += '\\[';
-      } else {
-        let body = pattern.slice(i, j);
-        i = j + 1;
-        let negate = false;
-        if (body.startsWith('!')) {
-          negate = true;
-          body = body.slice(1);
-        }
-        // Escape everything regex-special inside the class except the range dash.
-        const escaped = body.replace(/[\\\]^[]/g, (m) => '\\' + m);
-        if (escaped === '') out += negate ? '[\\s\\S]' : '(?!)';
-        else out += (negate ? '[^' : '[') + escaped + ']';
-      }
+function codePoints(s: string): number[] {
+  const out: number[] = [];
+  for (const ch of s) out.push(ch.codePointAt(0)!);
+  return out;
+}
+
+/** Parse a class body (between `[` and `]`, after an optional `!`) into single characters and ranges. */
+function parseClass(body: number[], negate: boolean): Token {
+  const singles = new Set<number>();
+  const ranges: Array<[number, number]> = [];
+  const DASH = 0x2d;
+  for (let i = 0; i < body.length; i++) {
+    const lo = body[i]!;
+    if (body[i + 1] === DASH && i + 2 < body.length) {
+      const hi = body[i + 2]!;
+      if (lo <= hi) ranges.push([lo, hi]);
+      i += 2;
     } else {
-      out += c.replace(/[.*+?^${}()|[\]\\/]/g, (m) => '\\' + m);
+      singles.add(lo);
     }
   }
-  const re = new RegExp('^' + out + '$', 'u');
+  return { kind: 'class', negate, singles, ranges };
+}
+
+export function compileGlob(pattern: string): Token[] {
+  const hit = cache.get(pattern);
+  if (hit) return hit;
+  const p = codePoints(pattern);
+  const tokens: Token[] = [];
+  const [STAR, QUESTION, OPEN, CLOSE, BANG] = [0x2a, 0x3f, 0x5b, 0x5d, 0x21];
+  for (let i = 0; i < p.length;) {
+    const c = p[i++]!;
+    if (c === STAR) {
+      // A run of stars means the same as one.
+      if (tokens[tokens.length - 1]?.kind !== 'star') tokens.push({ kind: 'star' });
+    } else if (c === QUESTION) {
+      tokens.push({ kind: 'any' });
+    } else if (c === OPEN) {
+      let j = i;
+      if (p[j] === BANG) j++;
+      if (p[j] === CLOSE) j++;
+      while (j < p.length && p[j] !== CLOSE) j++;
+      if (j >= p.length) {
+        tokens.push({ kind: 'char', cp: OPEN });
+      } else {
+        const negate = p[i] === BANG;
+        tokens.push(parseClass(p.slice(negate ? i + 1 : i, j), negate));
+        i = j + 1;
+      }
+    } else {
+      tokens.push({ kind: 'char', cp: c });
+    }
+  }
   if (cache.size >= CACHE_LIMIT) cache.clear();
-  cache.set(pattern, re);
-  return re;
+  cache.set(pattern, tokens);
+  return tokens;
+}
+
+function matchesOne(t: Token, cp: number): boolean {
+  switch (t.kind) {
+    case 'char':
+      return t.cp === cp;
+    case 'any':
+      return true;
+    case 'class': {
+      const inClass = t.singles.has(cp) || t.ranges.some(([lo, hi]) => cp >= lo && cp <= hi);
+      return inClass !== t.negate;
+    }
+    case 'star':
+      return false;
+  }
+}
+
+/**
+ * Classic wildcard matching: on a mismatch, resume after the most recent star with one more character consumed
+ * by it. Every token except a star consumes exactly one character, so this is exact and never exponential.
+ */
+export function globMatch(value: string, pattern: string): boolean {
+  return globWalk(value, pattern).matched;
+}
+
+/** The walk itself, with the number of steps it took (tests bound it: the work must stay O(pattern × value)). */
+export function globWalk(value: string, pattern: string): { matched: boolean; steps: number } {
+  const tokens = compileGlob(pattern);
+  const v = codePoints(value);
+  let ti = 0;
+  let vi = 0;
+  let starTi = -1;
+  let starVi = 0;
+  let steps = 0;
+  while (vi < v.length) {
+    steps++;
+    const t = tokens[ti];
+    if (t !== undefined && t.kind === 'star') {
+      starTi = ti++;
+      starVi = vi;
+    } else if (t !== undefined && matchesOne(t, v[vi]!)) {
+      ti++;
+      vi++;
+    } else if (starTi >= 0) {
+      ti = starTi + 1;
+      vi = ++starVi;
+    } else {
+      return { matched: false, steps };
+    }
+  }
+  while (tokens[ti]?.kind === 'star') ti++;
+  return { matched: ti === tokens.length, steps };
 }
 
 /** Case-sensitive match: glob when the pattern has `*`/`?`, else exact equality. */
 export function fnmatchCase(value: string, pattern: string): boolean {
   if (!isGlob(pattern)) return value === pattern;
-  return globToRegExp(pattern).test(value);
+  return globMatch(value, pattern);
 }
 
 /** Case-insensitive variant used for hosts and header names (both sides lower-cased, as Airut does). */
 export function fnmatchIgnoreCase(value: string, pattern: string): boolean {
   return fnmatchCase(value.toLowerCase(), pattern.toLowerCase());
+}
+
+export interface GlobMatcher {
+  test(value: string): boolean;
+}
+
+/** A reusable matcher for one glob (compiled once; matching as `globMatch`). */
+export function globMatcher(pattern: string): GlobMatcher {
+  compileGlob(pattern);
+  return { test: (value) => globMatch(value, pattern) };
 }

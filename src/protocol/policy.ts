@@ -27,6 +27,8 @@ const DNS_LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
 /** Lower-cased host without port and trailing dot, or null when it is not a DNS name or IP literal. */
 export function normalizeHost(raw: string): string | null {
   let host = raw.trim();
+  // Checked before lower-casing: U+212A (Kelvin sign) lower-cases to an ASCII "k".
+  if (!/^[\x21-\x7e]*$/.test(host)) return null;
   if (host.startsWith('[')) {
     const end = host.indexOf(']');
     if (end < 0) return null;
@@ -141,8 +143,9 @@ export function hostMatches(host: string, pattern: string): boolean {
   return fnmatchIgnoreCase(host, p);
 }
 
+/** Both sides are normalised the same way, so a rule written with `%7e` matches a request that says `~`. */
 function pathMatches(target: string, pattern: string): boolean {
-  return pattern === '' || fnmatchCase(target, pattern);
+  return pattern === '' || fnmatchCase(target, normalizeTarget(pattern));
 }
 
 function methodMatches(method: string, methods: readonly string[]): boolean {

@@ -197,6 +197,7 @@ export async function startGitHttpsServer(
   pki: Pick<TestPki, 'certPem' | 'keyPem'>,
   projectRoot: string,
   backend = '/usr/lib/git-core/git-http-backend',
+  host = '127.0.0.1',
 ): Promise<RawServer> {
   const server = https.createServer({ cert: pki.certPem, key: pki.keyPem }, (req, res) => {
     const [path = '/', query = ''] = (req.url ?? '/').split('?');
@@ -242,7 +243,7 @@ export async function startGitHttpsServer(
     cgi.stdout.on('end', () => res.end());
     cgi.on('error', () => res.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return {
     port: (server.address() as AddressInfo).port,
     close: () =>

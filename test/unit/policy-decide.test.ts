@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AllowlistSchema, type Allowlist } from '../../src/protocol/allowlist.js';
-import { globToRegExp, fnmatchCase } from '../../src/protocol/fnmatch.js';
+import { fnmatchCase, globMatch, globWalk } from '../../src/protocol/fnmatch.js';
 import { decide, normalizeHost, pathProblem, percentDecode } from '../../src/protocol/policy.js';
 
 const allowlist = (raw: unknown): Allowlist => AllowlistSchema.parse(raw);
@@ -160,6 +160,18 @@ describe('percent-encoding normalisation', () => {
     assert.equal(allowed(al, 'GET', 'h.example', '/%61pi/x'), true);
     assert.equal(allowed(al, 'GET', 'h.example', '/api/%7Euser'), true);
   });
+  it('rule paths are normalised like request targets', () => {
+    const al2 = allowlist({
+      url_prefixes: [
+        { host: 'h.example', path: '/%7euser/*' },
+        { host: 'h.example', path: '/a%2fb' },
+      ],
+    });
+    assert.equal(allowed(al2, 'GET', 'h.example', '/~user/x'), true);
+    assert.equal(allowed(al2, 'GET', 'h.example', '/%7Euser/x'), true);
+    assert.equal(allowed(al2, 'GET', 'h.example', '/a%2Fb'), true);
+    assert.equal(allowed(al2, 'GET', 'h.example', '/a/b'), false);
+  });
   it('an escaped slash is not a slash', () => {
     const exact = allowlist({ url_prefixes: [{ host: 'h.example', path: '/a/b' }] });
     assert.equal(allowed(exact, 'GET', 'h.example', '/a%2fb'), false);
@@ -178,6 +190,7 @@ describe('hosts: validity, IDN, IP literals', () => {
     assert.equal(normalizeHost(''), null);
     assert.equal(normalizeHost('a b'), null);
     assert.equal(normalizeHost('host:99999x'), null);
+    assert.equal(normalizeHost('\u212Aey.example'), null, 'the Kelvin sign is not an ASCII k');
   });
   it('accepts IPv4 and IPv6 literals and rejects malformed ones', () => {
     assert.equal(normalizeHost('10.0.0.1'), '10.0.0.1');
@@ -237,6 +250,21 @@ describe('fnmatch translation', () => {
     assert.equal(fnmatchCase('a[b', 'a[b*'), true);
   });
   it('is anchored at both ends', () => {
-    assert.equal(globToRegExp('abc*').test('xabc'), false);
+    assert.equal(globMatch('xabc', 'abc*'), false);
+    assert.equal(globMatch('abcx', '*abc'), false);
+  });
+  it('a reversed range matches nothing instead of throwing (CPython drops it)', () => {
+    assert.equal(fnmatchCase('m.example', '[z-a]*'), false);
+    assert.equal(fnmatchCase('a1', '[z-ab]*'), false);
+    assert.equal(fnmatchCase('b1', '[z-ab]*'), true);
+  });
+  it('does at most pattern × value work with many stars against a long value (no exponential backtracking)', () => {
+    const value = '/ab/' + 'x/'.repeat(4000) + 'nope';
+    const pattern = '/ab/*/cd/*/ef/*/end';
+    const { matched, steps } = globWalk(value, pattern);
+    assert.equal(matched, false);
+    // A backtracking regex needed ~n^3 steps here (3.6 s); the walk is bounded by (|value|+1) × (|pattern|+1).
+    assert.ok(steps <= (value.length + 1) * (pattern.length + 1), `${steps} steps`);
+    assert.ok(steps < value.length * 4, `${steps} steps: a single star resume per character`);
   });
 });

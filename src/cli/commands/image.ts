@@ -38,13 +38,7 @@ interface ProxyImageModule {
 }
 
 async function proxyImage(): Promise<ProxyImageModule | null> {
-  // Loaded by name so this command works (printing only repo=) in builds without the network sandbox.
-  const specifier = '../session/proxy-image.js';
-  try {
-    return (await import(specifier)) as ProxyImageModule;
-  } catch {
-    return null;
-  }
+  return (await import('../session/proxy-image.js')) as ProxyImageModule;
 }
 
 /**

@@ -44,7 +44,11 @@ export const LOG_OPTIONS = {
 } as const;
 
 /** The network sandbox's flags; parsed here and handed to the network session untouched. */
-export const NETWORK_OPTIONS = {} as const;
+export const NETWORK_OPTIONS = {
+  'network-log': { type: 'string' },
+  'network-log-json': { type: 'string' },
+  'network-log-live': { type: 'boolean', default: false },
+} as const;
 
 const RUN_OPTIONS = {
   ...POLICY_OPTIONS,
@@ -55,6 +59,7 @@ const RUN_OPTIONS = {
   'max-image-age': { type: 'string' },
   timeout: { type: 'string' },
   mount: { type: 'string', multiple: true, default: [] as string[] },
+  'fail-on-block': { type: 'boolean', default: false },
 } as const;
 
 const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
@@ -67,6 +72,10 @@ const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
   --max-image-age HOURS   rebuild the repo image when older (default 24, 0 = always)
   --timeout SECONDS       kill the container after this long (exit 124; at least 10)
   --mount SRC:DST[:ro]    extra bind mount (repeatable; DST /workspace replaces the default)
+  --network-log FILE      append the network log (text) to FILE
+  --network-log-json FILE append the network log (JSONL, docs/network-log.md) to FILE
+  --network-log-live      print each network log line to stderr as [net] ... as it happens
+  --fail-on-block         exit 3 when the command succeeded but a request was blocked
   --verbose | --debug     progress on stderr | also engine command lines
   --log FILE              write airlock's messages to FILE instead of stderr
 `;
@@ -204,7 +213,8 @@ export const run: Command = async (argv, ctx) => {
         (values as Record<string, unknown>)[name] as string | boolean | undefined,
       ]),
     );
-    network = await openNetworkSession({
+    // The proxy and the image do not depend on each other: start both at once.
+    const networkOpening = openNetworkSession({
       engine,
       identity,
       policy,
@@ -212,8 +222,10 @@ export const run: Command = async (argv, ctx) => {
       log,
       flags,
       signal: interruption.signal,
+      cwd: ctx.cwd,
+      stderr: ctx.stderr,
     });
-    const image = await prepareRunImage({
+    const imagePreparing = prepareRunImage({
       engine,
       policy,
       imageFlag: values.image,
@@ -221,6 +233,15 @@ export const run: Command = async (argv, ctx) => {
       log,
       signal: interruption.signal,
     });
+    const [opened, prepared] = await Promise.allSettled([networkOpening, imagePreparing]);
+    if (opened.status === 'rejected') {
+      if (prepared.status === 'rejected') log.debug(`image preparation also failed: ${String(prepared.reason)}`);
+      throw opened.reason;
+    }
+    const session: NetworkSession = opened.value;
+    network = session;
+    if (prepared.status === 'rejected') throw prepared.reason;
+    const image = prepared.value;
 
     const limits = policy.sandbox.resource_limits;
     const host = readHostLimits();
@@ -229,7 +250,7 @@ export const run: Command = async (argv, ctx) => {
       policy.sandbox.pass_env,
       ctx.env,
       credentials.containerEnv,
-      network.env,
+      session.env,
     );
     const spec: ContainerSpec = {
       engine: engine.kind,
@@ -238,7 +259,7 @@ export const run: Command = async (argv, ctx) => {
       command,
       labels: resourceLabels(identity),
       envNames: Object.keys(env),
-      mounts: [...image.mounts, ...mounts, ...network.mounts],
+      mounts: [...image.mounts, ...mounts, ...session.mounts],
       workdir: WORKSPACE,
       limits: {
         memory: limits.memory,
@@ -249,7 +270,7 @@ export const run: Command = async (argv, ctx) => {
       },
       interactive: true,
       tty: ctx.isTTY,
-      networkArgs: network.runArgs,
+      networkArgs: session.runArgs,
     };
     interruption.check();
     interruption.dispose();
@@ -260,10 +281,23 @@ export const run: Command = async (argv, ctx) => {
       stdout: ctx.stdout,
       stderr: ctx.stderr,
       timeoutSeconds: timeoutFlag ?? limits.timeout,
-      failure: network.failure,
+      failure: session.failure,
       log,
     });
-    return exitCodeFor(outcome, limits.memory !== undefined, log);
+    const code = exitCodeFor(outcome, limits.memory !== undefined, log);
+    // Closing flushes the proxy's last log lines, so the counts below are complete.
+    network = null;
+    await session.close();
+    const counts = session.counts?.();
+    if (counts && counts.blocked > 0) {
+      const where = counts.logPath ? `; see ${counts.logPath}` : '';
+      log.warn(
+        `${counts.blocked} request${counts.blocked === 1 ? ' was' : 's were'} blocked by the network allowlist ` +
+          `(${counts.allowed} allowed)${where}`,
+      );
+      if (values['fail-on-block'] && code === EXIT.ok) return EXIT.blockedRequests;
+    }
+    return code;
   } catch (e) {
     // A signal during preparation aborts it; whatever failed because of the abort, the answer is 128+signal.
     const interrupted = interruption.exitCode();

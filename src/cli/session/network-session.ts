@@ -4,13 +4,13 @@
  * sandbox (internal network + proxy container + CA trust) plugs in here as another implementation of
  * `NetworkSession`; until it exists, `network_sandbox: true` refuses to run rather than run unprotected.
  */
-import { SandboxError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
 import type { BindMount } from '../engine/run-args.js';
 import type { LoadedPolicy } from '../config/types.js';
 import type { PreparedCredentials } from '../secrets/prepare.js';
 import type { RunIdentity } from './labels.js';
 import type { Logger } from './log.js';
+import { openProxyNetwork } from './proxy-network.js';
 
 export interface NetworkSession {
   /** Placed before the image in `<engine> run` (`--network …`, `--dns …`). Never a secret value. */
@@ -22,6 +22,16 @@ export interface NetworkSession {
   failure: Promise<string>;
   /** Removes everything the session created; safe to call once in `finally`. */
   close(): Promise<void>;
+  /** What the proxy saw, complete once `close()` has resolved (absent without a proxy). */
+  counts?(): NetworkCounts;
+}
+
+export interface NetworkCounts {
+  allowed: number;
+  blocked: number;
+  errors: number;
+  /** The text network log's path, when one is kept. */
+  logPath?: string;
 }
 
 export interface NetworkSessionRequest {
@@ -34,6 +44,10 @@ export interface NetworkSessionRequest {
   flags: Record<string, string | boolean | undefined>;
   /** Aborted on SIGINT/SIGTERM before the command starts: stop starting the proxy. */
   signal?: AbortSignal;
+  /** Relative log paths resolve against this. */
+  cwd: string;
+  /** Where `--network-log-live` lines go. */
+  stderr: NodeJS.WritableStream;
 }
 
 const never = new Promise<string>(() => undefined);
@@ -46,16 +60,15 @@ export function unrestrictedNetwork(log: Logger): NetworkSession {
 
 export type NetworkSessionFactory = (request: NetworkSessionRequest) => Promise<NetworkSession>;
 
-/** The sandboxed network; replaced by the proxy-backed session when the network sandbox lands. */
-export const openSandboxedNetwork: NetworkSessionFactory = () =>
-  Promise.reject(
-    new SandboxError(
-      'the network sandbox is not available in this build of airlock, so the command was not run. ' +
-        'Set `network_sandbox: false` in sandbox.yaml to run it with unrestricted network access instead.',
-    ),
-  );
-
 export async function openNetworkSession(request: NetworkSessionRequest): Promise<NetworkSession> {
-  if (!request.policy.sandbox.network_sandbox) return unrestrictedNetwork(request.log);
-  return openSandboxedNetwork(request);
+  if (!request.policy.sandbox.network_sandbox) {
+    const given = Object.entries(request.flags).filter(([, v]) => v !== undefined && v !== false);
+    if (given.length > 0) {
+      request.log.warn(
+        `network_sandbox is false: ${given.map(([k]) => `--${k}`).join(', ')} ignored (there is no proxy to log)`,
+      );
+    }
+    return unrestrictedNetwork(request.log);
+  }
+  return openProxyNetwork(request);
 }

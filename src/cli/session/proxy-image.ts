@@ -44,7 +44,7 @@ export function packageRoot(from: string = fileURLToPath(import.meta.url)): stri
 }
 
 export function proxyBundlePath(): string {
-  return path.join(packageRoot(), 'dist', 'proxy', 'airlock-proxy.mjs');
+  return path.join(packageRoot(), 'dist', 'proxy-bundle', 'airlock-proxy.mjs');
 }
 
 export interface ProxyImageInputs {
