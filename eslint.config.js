@@ -44,7 +44,10 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:*', 'fs', 'net', 'child_process', 'os', 'dgram', 'tls', 'http', 'https', 'crypto'], message: 'protocol is pure: no I/O modules' },
+            {
+              group: ['node:*', 'fs', 'net', 'child_process', 'os', 'dgram', 'tls', 'http', 'https', 'crypto'],
+              message: 'protocol is pure: no I/O modules',
+            },
           ],
         },
       ],
@@ -67,6 +70,20 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-argument': 'off',
       '@typescript-eslint/no-unsafe-call': 'off',
       '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/require-await': 'off',
+      // node:test's describe/it/before/after return promises the runner itself awaits.
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            {
+              from: 'package',
+              package: 'node:test',
+              name: ['describe', 'it', 'test', 'before', 'after', 'beforeEach', 'afterEach', 'suite'],
+            },
+          ],
+        },
+      ],
       'import-x/no-restricted-paths': 'off',
     },
   },

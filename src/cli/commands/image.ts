@@ -38,7 +38,7 @@ interface ProxyImageModule {
 }
 
 async function proxyImage(): Promise<ProxyImageModule | null> {
-  return (await import('../session/proxy-image.js')) as ProxyImageModule;
+  return (await import('../session/proxy-image.js'));
 }
 
 /**
