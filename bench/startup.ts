@@ -1,6 +1,8 @@
 /**
- * Start-up overhead of `airlock run -- true` against a bare `podman run --rm <same image> true`, both with warm
- * images, interleaved in the same session so machine noise hits both. Prints a table and writes it into the
+ * Start-up overhead of `airlock run -- true` against a bare `podman run --rm <same image> true`, all with warm
+ * images, interleaved in the same session so machine noise hits each alike: the bare baseline, airlock with
+ * `network_sandbox: false` (the container half only) and airlock with the network sandbox (proxy container,
+ * per-run networks and CA — the product as shipped). Prints a table and writes it into the
  * "Startup" section of docs/benchmarks.md (other sections are left alone).
  *
  *   npm run bench:startup [-- --runs N --engine podman|docker]
@@ -8,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
@@ -66,6 +68,9 @@ await ensureTestImage(ENGINE);
 const work = await mkdtemp(join(tmpdir(), 'airlock-bench-ws-'));
 await mkdir(join(work, '.airlock'));
 await writeFile(join(work, '.airlock/sandbox.yaml'), `network_sandbox: false\nimage: ${TEST_IMAGE}\n`);
+const sandboxed = await mkdtemp(join(tmpdir(), 'airlock-bench-net-'));
+await mkdir(join(sandboxed, '.airlock'));
+await writeFile(join(sandboxed, '.airlock/sandbox.yaml'), `image: ${TEST_IMAGE}\n`);
 const entry = await airlockEntry();
 const airlockArgv = [...entry.argv, 'run', '--engine', ENGINE, '--', 'true'];
 // The engine's default ulimits exceed this kind of host's hard limits (see src/cli/engine/host-limits.ts), so the
@@ -76,32 +81,42 @@ const bareArgv = [ENGINE, 'run', '--rm', ...ulimits, TEST_IMAGE, 'true'];
 
 await timed(bareArgv, work);
 await timed(airlockArgv, work);
+await timed(airlockArgv, sandboxed);
 const bare: number[] = [];
 const airlock: number[] = [];
+const network: number[] = [];
 for (let i = 0; i < RUNS; i++) {
   bare.push(await timed(bareArgv, work));
   airlock.push(await timed(airlockArgv, work));
+  network.push(await timed(airlockArgv, sandboxed));
 }
 const b = stats(bare);
 const a = stats(airlock);
+const n = stats(network);
 const ms = (x: number) => x.toFixed(0);
 const table = [
   `| command (${RUNS} runs each, interleaved) | median ms | mean ms | min ms | max ms |`,
   '| --- | ---: | ---: | ---: | ---: |',
   `| \`${ENGINE} run --rm --ulimit … <image> true\` | ${ms(b.median)} | ${ms(b.mean)} | ${ms(b.min)} | ${ms(b.max)} |`,
-  `| \`airlock run -- true\` | ${ms(a.median)} | ${ms(a.mean)} | ${ms(a.min)} | ${ms(a.max)} |`,
+  `| \`airlock run -- true\`, \`network_sandbox: false\` | ${ms(a.median)} | ${ms(a.mean)} | ${ms(a.min)} | ${ms(a.max)} |`,
+  `| \`airlock run -- true\`, network sandbox (default) | ${ms(n.median)} | ${ms(n.mean)} | ${ms(n.min)} | ${ms(n.max)} |`,
   '',
-  `Ratio of medians (airlock / bare): **${(a.median / b.median).toFixed(2)}×**, overhead ${ms(a.median - b.median)} ms.`,
+  `Ratio of medians, container half only (airlock / bare): **${(a.median / b.median).toFixed(2)}×**, overhead ${ms(a.median - b.median)} ms.`,
+  '',
+  `Ratio of medians, with the network sandbox (airlock / bare): **${(n.median / b.median).toFixed(2)}×**, added time ${ms(n.median - b.median)} ms (target: under 1500 ms).`,
 ].join('\n');
 process.stdout.write(`${table}\n`);
 
 const section = `## Startup
 
 \`npm run bench:startup\` — ${new Date().toISOString().slice(0, 10)}, ${ENGINE}, ${cpus().length} CPUs, Node ${process.version},
-image \`${TEST_IMAGE}\` (warm), airlock entry: ${entry.label}, \`network_sandbox: false\` (no proxy: this measures
-the container half only).
+image \`${TEST_IMAGE}\` (warm), airlock entry: ${entry.label}. Load average at the start: ${loadavg()[0]!.toFixed(2)}.
 
 ${table}
+
+With the network sandbox, airlock also creates two networks, starts the proxy container (Node start-up in the
+container, listeners bound, ready line) and removes it all afterwards; network creation, the per-run CA and the
+image check run side by side.
 
 airlock's extra work per run: Node start-up and config loading, the orphan sweep (\`ps\` + \`network ls\` with a
 label filter, concurrent with the rest), \`image inspect\`, the hardened \`run\` itself, then \`rm\` because the
