@@ -200,6 +200,8 @@ function send(
 export async function startFakeS3(
   pki: Pick<TestPki, 'certPem' | 'keyPem'>,
   credentials: FakeS3Credentials,
+  /** Where to listen: 127.0.0.1 for in-process proxies, 0.0.0.0 for a proxy container reaching it via host-gateway. */
+  host = '127.0.0.1',
 ): Promise<FakeS3> {
   const objects = new Map<string, Buffer>();
   const requests: FakeS3Request[] = [];
@@ -253,7 +255,7 @@ export async function startFakeS3(
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return {
     port: (server.address() as AddressInfo).port,
     objects,
