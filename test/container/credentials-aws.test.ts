@@ -7,17 +7,20 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { randomString } from '../../src/protocol/surrogate.js';
 import { startFakeS3, type FakeS3 } from '../helpers/fake-s3.js';
 import {
+  allOutput,
+  allOutputFlags,
   canaryDumpScript,
   ENGINES,
   findLeaks,
   makeWorkspace,
+  networkLogText,
   readCanaryDump,
   REPO,
   runInSandbox,
@@ -164,17 +167,7 @@ for (const engine of ENGINES) {
           AWS_SECRET_ACCESS_KEY: REAL.secretAccessKey,
           AWS_SESSION_TOKEN: REAL.sessionToken,
         },
-        extra: [
-          '--mount',
-          `${path.join(REPO, 'node_modules')}:/deps:ro`,
-          '--debug',
-          '--log',
-          path.join(logDir, 'airlock.log'),
-          '--network-log',
-          path.join(logDir, 'net.log'),
-          '--network-log-json',
-          path.join(logDir, 'net.jsonl'),
-        ],
+        extra: ['--mount', `${path.join(REPO, 'node_modules')}:/deps:ro`, ...allOutputFlags(logDir)],
       }).done;
     });
 
@@ -243,11 +236,8 @@ for (const engine of ENGINES) {
       assert.ok(dump.proc.includes(`AWS_ACCESS_KEY_ID=${akid}`));
       const secrets = { ...REAL };
       assert.deepEqual(findLeaks(dump.all, secrets), []);
-      const ours = Buffer.concat(
-        await Promise.all(['airlock.log', 'net.log', 'net.jsonl'].map((f) => readFile(path.join(logDir, f)))),
-      );
-      assert.deepEqual(findLeaks(Buffer.concat([ours, Buffer.from(run.stderr), Buffer.from(run.stdout)]), secrets), []);
-      const netLog = await readFile(path.join(logDir, 'net.log'), 'utf8');
+      assert.deepEqual(findLeaks(await allOutput(logDir, run), secrets), []);
+      const netLog = await networkLogText(logDir);
       assert.match(
         netLog,
         new RegExp(

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { randomString } from '../../src/protocol/surrogate.js';
 import {
+  allOutput,
+  allOutputFlags,
   canaryDumpScript,
   ENGINES,
   findLeaks,
@@ -26,6 +28,7 @@ import {
   hostCommandLines,
   inspectRunResources,
   makeWorkspace,
+  networkLogText,
   readCanaryDump,
   runInSandbox,
   startRecordingUpstream,
@@ -252,15 +255,7 @@ for (const engine of ENGINES) {
       work.push(logDir);
       const started = runInSandbox(engine, workspace, PROBES, {
         env: { TEST_GH_TOKEN: REAL },
-        extra: [
-          '--debug',
-          '--log',
-          path.join(logDir, 'airlock.log'),
-          '--network-log',
-          path.join(logDir, 'net.log'),
-          '--network-log-json',
-          path.join(logDir, 'net.jsonl'),
-        ],
+        extra: [...allOutputFlags(logDir)],
       });
       // While the command waits, look at the run the way anyone with engine access or `ps` on this machine can.
       const deadline = Date.now() + 120_000;
@@ -330,7 +325,7 @@ for (const engine of ENGINES) {
       assert.ok(!scoped.includes(ATTACKER), 'the attacker token never reached the scoped host in any header');
       assert.ok(!api.wire().includes(ATTACKER), 'nor anywhere in the bytes it received');
       // The duplicates really were sent as two headers: the proxy collapsed them.
-      const netLog = await readFile(path.join(logDir, 'net.log'), 'utf8');
+      const netLog = await networkLogText(logDir);
       for (const probe of ['dup-attacker-first', 'dup-surrogate-first', 'raw/case_attacker_first']) {
         assert.match(
           netLog,
@@ -376,14 +371,8 @@ for (const engine of ENGINES) {
       assert.deepEqual(findLeaks(Buffer.from(engineView), { REAL }), []);
       assert.ok(hostArgv.length > 0);
       assert.deepEqual(findLeaks(hostArgv, { REAL }), []);
-      const ours = Buffer.concat(
-        await Promise.all(['airlock.log', 'net.log', 'net.jsonl'].map((f) => readFile(path.join(logDir, f)))),
-      );
-      assert.deepEqual(
-        findLeaks(Buffer.concat([ours, Buffer.from(run.stderr), Buffer.from(run.stdout)]), { REAL }),
-        [],
-      );
-      const netLog = (await readFile(path.join(logDir, 'net.log'), 'utf8')).split('\n');
+      assert.deepEqual(findLeaks(await allOutput(logDir, run), { REAL }), []);
+      const netLog = (await networkLogText(logDir)).split('\n');
       assert.ok(netLog.some((l) => l.startsWith(`ALLOWED GET https://${API}/bearer`) && l.includes('[masked: 1]')));
       assert.ok(netLog.some((l) => l.startsWith("STRIPPED header 'authorization'")));
     });

@@ -279,3 +279,31 @@ export async function hostCommandLines(): Promise<Buffer> {
   }
   return Buffer.concat(lines);
 }
+
+const OUTPUT_FILES = { log: 'airlock.log', text: 'net.log', json: 'net.jsonl' } as const;
+
+/**
+ * Flags that send every kind of airlock output to files in `dir` — its own messages with engine command lines
+ * (`--debug --log`), and both network logs — so a test can search all of it.
+ */
+export function allOutputFlags(dir: string): string[] {
+  return [
+    '--debug',
+    '--log',
+    path.join(dir, OUTPUT_FILES.log),
+    '--network-log',
+    path.join(dir, OUTPUT_FILES.text),
+    '--network-log-json',
+    path.join(dir, OUTPUT_FILES.json),
+  ];
+}
+
+/** Everything airlock wrote for a run started with `allOutputFlags(dir)`, with its stdout and stderr. */
+export async function allOutput(dir: string, run: SandboxRun): Promise<Buffer> {
+  const files = await Promise.all(Object.values(OUTPUT_FILES).map((f) => readFile(path.join(dir, f))));
+  return Buffer.concat([...files, Buffer.from(run.stdout), Buffer.from(run.stderr)]);
+}
+
+export function networkLogText(dir: string): Promise<string> {
+  return readFile(path.join(dir, OUTPUT_FILES.text), 'utf8');
+}
