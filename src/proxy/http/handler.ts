@@ -113,6 +113,8 @@ async function handleRequest(
     host: admission.host,
     hostHeader: admission.hostHeader,
     target: admission.target,
+    // The masked pass never puts a real value into a request that travels upstream in clear text.
+    scheme: listener,
     // Expect is answered hop by hop here (100 relayed from upstream), so it travels on.
     headers: withoutHopByHop(pairs),
   };

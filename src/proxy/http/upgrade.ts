@@ -72,6 +72,8 @@ export function forwardUpgrade(
       host: admission.host,
       hostHeader: admission.hostHeader,
       target: admission.target,
+      // The masked pass never puts a real value into a request that travels upstream in clear text.
+      scheme: listener,
       headers: withoutHopByHop(pairs),
     };
     const prepared = await prepareCredentials(ctx, requestHead, () => Promise.resolve(Buffer.alloc(0)));
