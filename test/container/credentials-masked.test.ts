@@ -33,6 +33,7 @@ import {
   runInSandbox,
   startRecordingUpstream,
   type RecordingUpstream,
+  type UpstreamHandler,
   type SandboxRun,
 } from '../helpers/sandbox-fixture.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
@@ -49,6 +50,8 @@ const REAL_BASIC = basic('x-access-token', REAL);
 const API = 'api.github.test';
 const GIT = 'github.test';
 const OTHER = 'other.test';
+// In scope, but reached over plain HTTP: the real value must not cross the network in cleartext.
+const PLAIN = 'plain.github.test';
 
 /** What the scoped upstream says about the Authorization values it got; never the values themselves. */
 function describeAuthorization(values: string[]): string {
@@ -67,6 +70,13 @@ function describeAuthorization(values: string[]): string {
   });
   return `n${values.length}:${kinds.join('+') || 'none'}`;
 }
+
+/** The scoped upstreams answer with describeAuthorization, so the sandbox learns what arrived but not the value. */
+const answerAuthorization: UpstreamHandler = (req, res) => {
+  const body = `${describeAuthorization(headerValues(req.rawHeaders, 'authorization'))}\n`;
+  res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+};
 
 interface GitFront {
   port: number;
@@ -149,6 +159,7 @@ send('surrogate_twice', ['Authorization: Bearer ' + tok + ' ' + tok])
 let pki: TestPki;
 let api: RecordingUpstream;
 let other: RecordingUpstream;
+let plain: RecordingUpstream;
 let gitBackend: { port: number; close(): Promise<void> };
 let gitFront: GitFront;
 let repos: string;
@@ -157,15 +168,12 @@ const work: string[] = [];
 
 before(async () => {
   pki = await makeTestPki([API, GIT, OTHER]);
-  api = await startRecordingUpstream(pki, (req, res) => {
-    const body = `${describeAuthorization(headerValues(req.rawHeaders, 'authorization'))}\n`;
-    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
-    res.end(body);
-  });
+  api = await startRecordingUpstream(pki, answerAuthorization);
   other = await startRecordingUpstream(pki, (_req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': 3 });
     res.end('ok\n');
   });
+  plain = await startRecordingUpstream(null, answerAuthorization);
   repos = await mkdtemp(path.join(tmpdir(), 'airlock-cred-git-'));
   work.push(repos);
   const bare = path.join(repos, 'o/r.git');
@@ -182,14 +190,15 @@ before(async () => {
       `  ${API}: host-gateway:${api.port}`,
       `  ${GIT}: host-gateway:${gitFront.port}`,
       `  ${OTHER}: host-gateway:${other.port}`,
+      `  ${PLAIN}: host-gateway:${plain.port}`,
       'masked_secrets:',
       '  GH_TOKEN:',
       '    value: !env TEST_GH_TOKEN',
-      `    scopes: [${API}, ${GIT}]`,
+      `    scopes: [${API}, ${GIT}, ${PLAIN}]`,
       '    headers: [Authorization]',
       '',
     ].join('\n'),
-    '.airlock/network-allowlist.yaml': `domains: [${API}, ${GIT}, ${OTHER}]\n`,
+    '.airlock/network-allowlist.yaml': `domains: [${API}, ${GIT}, ${OTHER}, ${PLAIN}]\n`,
     'raw_headers.py': RAW_HEADER_PROBE,
   });
   work.push(workspace);
@@ -198,6 +207,7 @@ before(async () => {
 after(async () => {
   await api?.close();
   await other?.close();
+  await plain?.close();
   await gitFront?.close();
   await gitBackend?.close();
   for (const dir of work) await rm(dir, { recursive: true, force: true });
@@ -218,6 +228,8 @@ function probes(branch: string): string {
     `echo dup_surrogate_first=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" -H "Authorization: Bearer ${ATTACKER}" https://${API}/dup-surrogate-first)`,
     `echo body_query=$(curl -sS "https://${API}/body?t=$GH_TOKEN" --data-binary "token=$GH_TOKEN")`,
     `python3 /workspace/raw_headers.py ${ATTACKER}`,
+    `echo cleartext=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" http://${PLAIN}/cleartext)`,
+    `echo cleartext_foreign=$(curl -sS -H "Authorization: Bearer ${ATTACKER}" http://${PLAIN}/cleartext-foreign)`,
     `echo oos_bearer=$(curl -sS -H "Authorization: Bearer $GH_TOKEN" https://${OTHER}/oos-bearer)`,
     `echo oos_basic=$(curl -sS -u "x-access-token:$GH_TOKEN" "https://${OTHER}/oos-basic?t=$GH_TOKEN" --data-binary "$GH_TOKEN")`,
     // git: the surrogate from a credential helper (after the 401 challenge), then as a preset Basic header the way
@@ -229,6 +241,8 @@ function probes(branch: string): string {
     `git -c credential.helper=$HOME/cred.sh push -q https://${GIT}/o/r.git main:refs/heads/${branch} && echo push_helper=ok || echo push_helper=failed`,
     `git -c http.extraHeader="Authorization: Basic $(printf x-access-token:%s "$GH_TOKEN" | base64 -w0)" push -q https://${GIT}/o/r.git HEAD:refs/heads/${branch}-extra && echo push_header=ok || echo push_header=failed`,
     `git push -q https://x-access-token:${ATTACKER}@${GIT}/o/r.git HEAD:refs/heads/${branch}-attacker 2>/dev/null && echo push_attacker=ok || echo push_attacker=refused`,
+    // Positive control for the canary search: the surrogate base64-encoded at each alignment, in a file.
+    'for p in "" a ab; do printf "%sx:%s" "$p" "$GH_TOKEN" | base64 -w0; echo; done > $HOME/planted.b64',
     'cd /',
     canaryDumpScript(),
     'touch /workspace/.canary-waiting',
@@ -346,6 +360,20 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('over plain HTTP the surrogate travels on useless: the real value never crosses the network in cleartext', async () => {
+      assert.equal(run.results.get('cleartext'), 'n1:other');
+      assert.equal(run.results.get('cleartext_foreign'), 'n0:none', 'a foreign token is stripped over HTTP too');
+      const req = byPath(plain, '/cleartext').find((r) => r.url === '/cleartext')!;
+      assert.deepEqual(headerValues(req.rawHeaders, 'authorization'), [`Bearer ${surrogate}`]);
+      assert.ok(plain.wire().includes(`Bearer ${surrogate}`), 'positive control: the tap saw the cleartext request');
+      assert.deepEqual(findLeaks(plain.wire(), { REAL }), []);
+      assert.ok(!plain.wire().includes(ATTACKER));
+      assert.match(
+        await networkLogText(logDir),
+        /^NOT REPLACED masked secret in 'authorization' for GET http:\/\/plain\.github\.test\/cleartext /m,
+      );
+    });
+
     it('bodies and query strings are never rewritten, even on a scoped host', () => {
       const req = byPath(api, '/body').slice(-1)[0]!;
       assert.equal(req.url, `/body?t=${surrogate}`);
@@ -374,6 +402,11 @@ for (const engine of ENGINES) {
       assert.ok(dump.proc.includes(`GH_TOKEN=${surrogate}`));
       assert.ok(dump.fs.includes('password=$GH_TOKEN'), 'files written during the run are in the tarball');
       assert.ok(dump.fs.includes('[core]'), 'the pushed repository is in the tarball');
+      assert.deepEqual(
+        findLeaks(dump.fs, { surrogate }).filter((f) => f.includes('base64')),
+        [0, 1, 2].map((a) => `surrogate (base64, alignment ${a})`),
+        'the search finds a value base64-encoded at any alignment',
+      );
       assert.deepEqual(findLeaks(dump.all, { REAL }), []);
     });
 

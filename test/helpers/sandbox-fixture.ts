@@ -6,7 +6,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
@@ -97,7 +97,7 @@ export interface RecordedRequest {
 export interface RecordingUpstream {
   port: number;
   requests: RecordedRequest[];
-  /** Every decrypted byte received on every connection, request lines and bodies included. */
+  /** Every byte received on every connection (decrypted), request lines and bodies included. */
   wire(): Buffer;
   close(): Promise<void>;
 }
@@ -105,17 +105,18 @@ export interface RecordingUpstream {
 export type UpstreamHandler = (req: RecordedRequest, res: http.ServerResponse) => void;
 
 /**
- * An HTTPS server on 0.0.0.0 (so the proxy container reaches it through host-gateway) that keeps every decrypted
- * byte it is sent, so `wire()` is what the upstream received, not what a parser made of it. node's HTTP server reads
- * a TLS socket's handle directly (no 'data' events), so the parser gets a plain Duplex fed by the tap.
+ * An HTTPS (or plain HTTP) server on 0.0.0.0, so the proxy container reaches it through host-gateway, that keeps
+ * every byte it is sent after TLS, so `wire()` is what the upstream received, not what a parser made of it. node's
+ * HTTP server reads a socket's handle directly (no 'data' events), so the parser gets a Duplex fed by the tap.
  */
 export async function startRecordingUpstream(
-  pki: Pick<TestPki, 'certPem' | 'keyPem'>,
+  /** The server certificate, or null for plain HTTP (to see what crosses the network in cleartext). */
+  pki: Pick<TestPki, 'certPem' | 'keyPem'> | null,
   handler: UpstreamHandler,
 ): Promise<RecordingUpstream> {
   const requests: RecordedRequest[] = [];
   const received: Buffer[] = [];
-  const sockets = new Set<tls.TLSSocket>();
+  const sockets = new Set<net.Socket>();
   const parser = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -131,7 +132,7 @@ export async function startRecordingUpstream(
       handler(recorded, res);
     });
   });
-  const server = tls.createServer({ cert: pki.certPem, key: pki.keyPem }, (socket) => {
+  const onSocket = (socket: net.Socket): void => {
     sockets.add(socket);
     const tapped = new Duplex({
       read() {},
@@ -158,7 +159,8 @@ export async function startRecordingUpstream(
       tapped.destroy();
     });
     parser.emit('connection', tapped);
-  });
+  };
+  const server = pki ? tls.createServer({ cert: pki.certPem, key: pki.keyPem }, onSocket) : net.createServer(onSocket);
   await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
   return {
     port: (server.address() as AddressInfo).port,
