@@ -24,6 +24,8 @@ import {
   readCanaryDump,
   REPO,
   runInSandbox,
+  startRecordingUpstream,
+  type RecordingUpstream,
   type SandboxRun,
 } from '../helpers/sandbox-fixture.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
@@ -40,6 +42,8 @@ const S3 = 's3.test';
 const VHOST_BUCKET = 'vhost';
 // Allowed, served by the same fake S3, but outside the signing scopes: the surrogate signature arrives as it is.
 const OUT_OF_SCOPE = 'storage.test';
+// Also out of scope, served by a recorder that keeps every byte it receives, for the canary.
+const OUT_OF_SCOPE_TAP = 'tap.storage.test';
 
 const BIG_BUFFER = 5 * 1024 * 1024 + 7;
 const BIG_STREAM = 6 * 1024 * 1024 + 123;
@@ -101,6 +105,11 @@ function chunks(data) {
   const foreign = client({ credentials: { accessKeyId: 'AKIAFOREIGNFOREIGN00', secretAccessKey: 'ForeignSecretForeignSecretForeignSecret0' } });
   await attempt('foreign_key', () => roundTrip(foreign, 'bucket', 'foreign.txt', small));
   await attempt('out_of_scope', () => roundTrip(client({ endpoint: 'https://${OUT_OF_SCOPE}' }), 'bucket', 'oos.txt', small));
+  await attempt('out_of_scope_tap', async () => {
+    const tap = client({ endpoint: 'https://${OUT_OF_SCOPE_TAP}' });
+    await tap.send(new PutObjectCommand({ Bucket: 'bucket', Key: 'tap.bin', Body: pattern(100000, 11) }));
+    return 'sent';
+  });
 })();
 `;
 
@@ -113,12 +122,17 @@ const PROBES = [
 ].join('\n');
 
 let fake: FakeS3;
+let tap: RecordingUpstream;
 let workspace: string;
 const work: string[] = [];
 
 before(async () => {
-  const pki = await makeTestPki([S3, `${VHOST_BUCKET}.${S3}`, OUT_OF_SCOPE]);
+  const pki = await makeTestPki([S3, `${VHOST_BUCKET}.${S3}`, OUT_OF_SCOPE, OUT_OF_SCOPE_TAP]);
   fake = await startFakeS3(pki, REAL, '0.0.0.0');
+  tap = await startRecordingUpstream(pki, (_req, res) => {
+    res.writeHead(200, { 'Content-Length': 0 });
+    res.end();
+  });
   workspace = await makeWorkspace({
     '.airlock/upstream-ca.pem': pki.caPem,
     '.airlock/sandbox.yaml': [
@@ -127,6 +141,7 @@ before(async () => {
       `  ${S3}: host-gateway:${fake.port}`,
       `  ${VHOST_BUCKET}.${S3}: host-gateway:${fake.port}`,
       `  ${OUT_OF_SCOPE}: host-gateway:${fake.port}`,
+      `  ${OUT_OF_SCOPE_TAP}: host-gateway:${tap.port}`,
       'env:',
       '  AWS_REGION: us-east-1',
       '  AWS_EC2_METADATA_DISABLED: "true"',
@@ -140,7 +155,7 @@ before(async () => {
       `    scopes: ["*.${S3}", "${S3}"]`,
       '',
     ].join('\n'),
-    '.airlock/network-allowlist.yaml': `domains: [${S3}, "*.${S3}", ${OUT_OF_SCOPE}]\n`,
+    '.airlock/network-allowlist.yaml': `domains: [${S3}, "*.${S3}", ${OUT_OF_SCOPE}, ${OUT_OF_SCOPE_TAP}]\n`,
     's3-client.cjs': S3_CLIENT,
   });
   work.push(workspace);
@@ -148,6 +163,7 @@ before(async () => {
 
 after(async () => {
   await fake?.close();
+  await tap?.close();
   for (const dir of work) await rm(dir, { recursive: true, force: true });
 });
 
@@ -227,6 +243,15 @@ for (const engine of ENGINES) {
       const accepted = fake.requests.slice(firstRequest).filter((r) => r.accepted);
       // small, big buffer, stream and vhost (PUT + GET each), then the presigned PUT and GET
       assert.equal(accepted.length, 10, JSON.stringify(fake.requests.slice(firstRequest)));
+    });
+
+    it('canary: an out-of-scope host receives the surrogate signature and no byte of the real credentials', () => {
+      assert.equal(run.results.get('out_of_scope_tap'), 'sent');
+      const wire = tap.wire();
+      const akid = run.results.get('akid')!;
+      assert.ok(wire.includes(`Credential=${akid}/`), 'positive control: the surrogate key id arrived as sent');
+      assert.ok(wire.length > 100000, 'the body was received too');
+      assert.deepEqual(findLeaks(wire, { ...REAL }), []);
     });
 
     it('canary: the real key id, secret and session token are nowhere in the sandbox or airlock output', async () => {
