@@ -86,7 +86,7 @@ let git: { port: number; close(): Promise<void> };
 const engines = ['podman', ...(process.env.AIRLOCK_TEST_DOCKER === '1' ? ['docker'] : [])];
 
 before(async () => {
-  const pki = await makeTestPki(['allowed.test', 'blocked.test', 'git.test']);
+  const pki = await makeTestPki(['allowed.test', 'blocked.test', 'git.test', 'pypi.test', 'npm.test', 'deb.test']);
   upstream = await startUpstream(pki);
   const repos = await mkdtemp(path.join(tmpdir(), 'airlock-git-'));
   execFileSync('git', ['init', '-q', '--bare', path.join(repos, 'app.git')]);
@@ -108,12 +108,14 @@ before(async () => {
       `  allowed.test: host-gateway:${upstream.port}`,
       `  blocked.test: host-gateway:${upstream.port}`,
       `  git.test: host-gateway:${git.port}`,
+      ...['pypi.test', 'npm.test', 'deb.test'].map((h) => `  ${h}: host-gateway:${upstream.port}`),
       '',
     ].join('\n'),
   );
   await writeFile(
     path.join(workspace, '.airlock/network-allowlist.yaml'),
     [
+      'domains: [pypi.test, npm.test, deb.test]',
       'url_prefixes:',
       '  - {host: allowed.test, path: /ok, methods: [GET]}',
       '  - {host: allowed.test, path: /redirect, methods: [GET]}',
@@ -227,6 +229,39 @@ for (const engine of engines) {
       assert.equal(r.results.get('udp'), 'none');
       assert.equal(r.results.get('ipv6'), '1');
       assert.equal(r.results.get('v6addr'), '0');
+    });
+
+    it('pip, npm and apt trust the per-run CA with no configuration', async () => {
+      const before = upstream.received.length;
+      const r = await probe(
+        engine,
+        [
+          'pip3 download --no-deps --no-cache-dir -q --index-url https://pypi.test/simple/ demo-pkg -d /tmp/p > /tmp/pip.out 2>&1',
+          'echo pip_tls=$(grep -ciE "certificate|ssl" /tmp/pip.out)',
+          'HOME=/tmp npm view demo-pkg --registry https://npm.test/ > /tmp/npm.out 2>&1',
+          'echo npm_tls=$(grep -ciE "certificate|self.signed|UNABLE_TO" /tmp/npm.out)',
+          'mkdir -p /tmp/apt/lists/partial /tmp/apt/cache/archives/partial',
+          'echo "deb [trusted=yes] https://deb.test/debian stable main" > /tmp/apt/sources.list',
+          'apt-get -q -o Dir::Etc::SourceList=/tmp/apt/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=/tmp/apt/lists -o Dir::Cache=/tmp/apt/cache -o Debug::NoLocking=1 -o APT::Sandbox::User=root update > /tmp/apt.out 2>&1',
+          'echo apt_tls=$(grep -ciE "certificate|handshake" /tmp/apt.out)',
+        ].join('\n'),
+      );
+      assert.equal(r.code, 0, r.stderr);
+      for (const tool of ['pip', 'npm', 'apt'])
+        assert.equal(r.results.get(`${tool}_tls`), '0', `${tool} reported a TLS problem`);
+      const reached = upstream.received.slice(before);
+      assert.ok(
+        reached.some((q) => q.host.startsWith('pypi.test') && q.url.startsWith('/simple/demo-pkg')),
+        'pip reached its index',
+      );
+      assert.ok(
+        reached.some((q) => q.host.startsWith('npm.test') && q.url.startsWith('/demo-pkg')),
+        'npm reached its registry',
+      );
+      assert.ok(
+        reached.some((q) => q.host.startsWith('deb.test') && q.url.startsWith('/debian/dists/stable/')),
+        'apt reached its mirror',
+      );
     });
 
     it('the CA key is nowhere in the sandbox; the CA certificate is trusted through every bundle path', async () => {
