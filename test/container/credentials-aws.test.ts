@@ -26,6 +26,7 @@ import {
   runInSandbox,
   startRecordingUpstream,
   type RecordingUpstream,
+  type UpstreamHandler,
   type SandboxRun,
 } from '../helpers/sandbox-fixture.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
@@ -44,6 +45,8 @@ const VHOST_BUCKET = 'vhost';
 const OUT_OF_SCOPE = 'storage.test';
 // Also out of scope, served by a recorder that keeps every byte it receives, for the canary.
 const OUT_OF_SCOPE_TAP = 'tap.storage.test';
+// In scope, but plain HTTP: whatever the proxy sends there crosses the network in clear text.
+const CLEARTEXT = 'cleartext.s3.test';
 
 const BIG_BUFFER = 5 * 1024 * 1024 + 7;
 const BIG_STREAM = 6 * 1024 * 1024 + 123;
@@ -105,6 +108,11 @@ function chunks(data) {
   const foreign = client({ credentials: { accessKeyId: 'AKIAFOREIGNFOREIGN00', secretAccessKey: 'ForeignSecretForeignSecretForeignSecret0' } });
   await attempt('foreign_key', () => roundTrip(foreign, 'bucket', 'foreign.txt', small));
   await attempt('out_of_scope', () => roundTrip(client({ endpoint: 'https://${OUT_OF_SCOPE}' }), 'bucket', 'oos.txt', small));
+  await attempt('cleartext', async () => {
+    const plain = client({ endpoint: 'http://${CLEARTEXT}', forcePathStyle: true });
+    await plain.send(new PutObjectCommand({ Bucket: 'bucket', Key: 'clear.txt', Body: small }));
+    return 'sent';
+  });
   await attempt('out_of_scope_tap', async () => {
     const tap = client({ endpoint: 'https://${OUT_OF_SCOPE_TAP}' });
     await tap.send(new PutObjectCommand({ Bucket: 'bucket', Key: 'tap.bin', Body: pattern(100000, 11) }));
@@ -123,16 +131,19 @@ const PROBES = [
 
 let fake: FakeS3;
 let tap: RecordingUpstream;
+let cleartext: RecordingUpstream;
 let workspace: string;
 const work: string[] = [];
 
 before(async () => {
   const pki = await makeTestPki([S3, `${VHOST_BUCKET}.${S3}`, OUT_OF_SCOPE, OUT_OF_SCOPE_TAP]);
   fake = await startFakeS3(pki, REAL, '0.0.0.0');
-  tap = await startRecordingUpstream(pki, (_req, res) => {
+  const accept: UpstreamHandler = (_req, res) => {
     res.writeHead(200, { 'Content-Length': 0 });
     res.end();
-  });
+  };
+  tap = await startRecordingUpstream(pki, accept);
+  cleartext = await startRecordingUpstream(null, accept);
   workspace = await makeWorkspace({
     '.airlock/upstream-ca.pem': pki.caPem,
     '.airlock/sandbox.yaml': [
@@ -142,6 +153,7 @@ before(async () => {
       `  ${VHOST_BUCKET}.${S3}: host-gateway:${fake.port}`,
       `  ${OUT_OF_SCOPE}: host-gateway:${fake.port}`,
       `  ${OUT_OF_SCOPE_TAP}: host-gateway:${tap.port}`,
+      `  ${CLEARTEXT}: host-gateway:${cleartext.port}`,
       'env:',
       '  AWS_REGION: us-east-1',
       '  AWS_EC2_METADATA_DISABLED: "true"',
@@ -164,6 +176,7 @@ before(async () => {
 after(async () => {
   await fake?.close();
   await tap?.close();
+  await cleartext?.close();
   for (const dir of work) await rm(dir, { recursive: true, force: true });
 });
 
@@ -243,6 +256,15 @@ for (const engine of ENGINES) {
       const accepted = fake.requests.slice(firstRequest).filter((r) => r.accepted);
       // small, big buffer, stream and vhost (PUT + GET each), then the presigned PUT and GET
       assert.equal(accepted.length, 10, JSON.stringify(fake.requests.slice(firstRequest)));
+    });
+
+    it('over plain HTTP to a host in scope, the secret access key never crosses the network', () => {
+      assert.equal(run.results.get('cleartext'), 'sent');
+      const wire = cleartext.wire();
+      assert.ok(wire.includes('PUT /bucket/clear.txt'), 'positive control: the tap saw the cleartext request');
+      // Unlike masked secrets, a re-signed request over plain HTTP carries the real key id and session token (as
+      // Airut's does): neither can sign without the secret, which is what must never leave the proxy.
+      assert.deepEqual(findLeaks(wire, { secretAccessKey: REAL.secretAccessKey }), []);
     });
 
     it('canary: an out-of-scope host receives the surrogate signature and no byte of the real credentials', () => {
