@@ -1,18 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
-import { generateRunCa } from '../../src/cli/session/ca.js';
-import { AllowlistSchema } from '../../src/protocol/allowlist.js';
-import { formatTextLine, memoryLog } from '../../src/proxy/log/network-log.js';
-import { startProxy, type RunningProxy } from '../../src/proxy/start.js';
+import { formatTextLine } from '../../src/proxy/log/network-log.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
 import {
   rawExchange,
-  requestViaProxy,
   startHttpUpstream,
   startHttpsUpstream,
+  startProxyFixture,
   type EchoReport,
   type FakeUpstream,
+  type ProxyFixture,
 } from '../helpers/upstream.js';
 
 /**
@@ -21,30 +19,22 @@ import {
  * upstream, so each refusal also asserts the fake upstream saw nothing.
  */
 
-const log = memoryLog();
-let proxy: RunningProxy;
+let fx: ProxyFixture;
 let secure: FakeUpstream;
 let plain: FakeUpstream;
-let runCa: { certPem: string; keyPem: string };
-
-const HOSTS = ['api.test', 'paths.test', 'other.test'];
 
 before(async () => {
-  const pki = await makeTestPki(HOSTS);
-  runCa = await generateRunCa();
+  const pki = await makeTestPki(['api.test', 'paths.test', 'other.test']);
   secure = await startHttpsUpstream(pki);
   plain = await startHttpUpstream();
-  proxy = await startProxy({
-    allowlist: AllowlistSchema.parse({
+  fx = await startProxyFixture({
+    allowlist: {
       domains: ['api.test', 'plain.test'],
       url_prefixes: [
         { host: 'paths.test', path: '/v1/*', methods: ['GET'] },
         { host: 'paths.test', path: '/v2/upload', methods: ['POST'] },
       ],
-    }),
-    ca: runCa,
-    sandboxAddress: '10.199.1.100',
-    listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0 },
+    },
     upstream: {
       caPem: pki.caPem,
       hosts: {
@@ -53,25 +43,18 @@ before(async () => {
         'other.test': `127.0.0.1:${secure.port}`,
         'plain.test': `127.0.0.1:${plain.port}`,
       },
-      resolve: () => Promise.reject(new Error('tests resolve nothing')),
     },
-    log,
   });
 });
 
 after(async () => {
-  await proxy.close();
+  await fx.close();
   await secure.close();
   await plain.close();
 });
 
-function https(host: string, extra: Partial<Parameters<typeof requestViaProxy>[0]> = {}) {
-  return requestViaProxy({ listener: 'https', port: proxy.addresses.https, host, ca: runCa.certPem, ...extra });
-}
-
-function http(host: string, extra: Partial<Parameters<typeof requestViaProxy>[0]> = {}) {
-  return requestViaProxy({ listener: 'http', port: proxy.addresses.http, host, ...extra });
-}
+const https: ProxyFixture['https'] = (host, extra) => fx.https(host, extra);
+const http: ProxyFixture['http'] = (host, extra) => fx.http(host, extra);
 
 /** Runs a request and returns what the upstreams received meanwhile. */
 async function upstreamSeen<T>(run: () => Promise<T>): Promise<{ result: T; seen: number }> {
@@ -109,7 +92,7 @@ void describe('allowed requests', () => {
       1,
     );
     assert.ok(echo.rawHeaders.includes('api.test'));
-    const line = log.events.map(formatTextLine).find((l) => l.startsWith('ALLOWED POST https://api.test/x/y?q=1'));
+    const line = fx.log.events.map(formatTextLine).find((l) => l.startsWith('ALLOWED POST https://api.test/x/y?q=1'));
     assert.equal(line, 'ALLOWED POST https://api.test/x/y?q=1 -> 200');
   });
 
@@ -166,7 +149,7 @@ void describe('allowlist refusals', () => {
     assert.equal(body.path, '/data?x=1');
     assert.equal(body.method, 'GET');
     assert.equal(body.hint, 'url_prefixes: - {host: "other.test", path: "/data[?]*", methods: [GET]}');
-    const line = log.events.map(formatTextLine).find((l) => l.startsWith('BLOCKED GET https://other.test/data'));
+    const line = fx.log.events.map(formatTextLine).find((l) => l.startsWith('BLOCKED GET https://other.test/data'));
     assert.equal(line, 'BLOCKED GET https://other.test/data?x=1 -> 403 (host_not_allowed)');
   });
 
@@ -193,12 +176,12 @@ void describe('allowlist refusals', () => {
 void describe('checks before the allowlist, in order', () => {
   void test('CONNECT is refused with 403 connect_not_allowed, even to an allowed host', async () => {
     const reply = await rawExchange(
-      proxy.addresses.http,
+      fx.proxy.addresses.http,
       'CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n',
     );
     assert.match(reply, /^HTTP\/1\.1 403 /);
     assert.match(reply, /X-Airlock-Deny: connect_not_allowed/);
-    assert.ok(log.events.map(formatTextLine).includes('BLOCKED CONNECT api.test:443 -> 403 (connect_not_allowed)'));
+    assert.ok(fx.log.events.map(formatTextLine).includes('BLOCKED CONNECT api.test:443 -> 403 (connect_not_allowed)'));
   });
 
   void test('TRACE is refused even to an allowed host (it echoes credentials back)', async () => {
@@ -208,7 +191,7 @@ void describe('checks before the allowlist, in order', () => {
 
   void test('TRACK never gets through: Node’s strict parser rejects the unknown method with a 400', async () => {
     const { result, seen } = await upstreamSeen(() =>
-      rawExchange(proxy.addresses.http, 'TRACK / HTTP/1.1\r\nHost: plain.test\r\n\r\n'),
+      rawExchange(fx.proxy.addresses.http, 'TRACK / HTTP/1.1\r\nHost: plain.test\r\n\r\n'),
     );
     assert.match(result, /^HTTP\/1\.1 400 /);
     assert.equal(seen, 0);
@@ -255,7 +238,7 @@ void describe('checks before the allowlist, in order', () => {
 
   void test('a TLS handshake without SNI is refused and logged', async () => {
     const error = await new Promise<Error | null>((resolve) => {
-      const socket = tls.connect({ host: '127.0.0.1', port: proxy.addresses.https, ca: runCa.certPem });
+      const socket = tls.connect({ host: '127.0.0.1', port: fx.proxy.addresses.https, ca: fx.runCa.certPem });
       socket.on('secureConnect', () => {
         socket.destroy();
         resolve(null);
@@ -265,21 +248,21 @@ void describe('checks before the allowlist, in order', () => {
     assert.ok(error, 'the handshake must fail');
     await new Promise((r) => setTimeout(r, 50));
     assert.ok(
-      log.events.some((e) => e.event === 'tls' && e.code === 'host_mismatch' && e.servername === null),
+      fx.log.events.some((e) => e.event === 'tls' && e.code === 'host_mismatch' && e.servername === null),
       'the refusal is logged',
     );
   });
 
   void test('two Host headers are a 400', async () => {
     const reply = await rawExchange(
-      proxy.addresses.http,
+      fx.proxy.addresses.http,
       'GET / HTTP/1.1\r\nHost: plain.test\r\nHost: api.test\r\nConnection: close\r\n\r\n',
     );
     assert.match(reply, /^HTTP\/1\.1 400 /);
   });
 
   void test('HTTP/1.0 without Host is refused as missing_host', async () => {
-    const reply = await rawExchange(proxy.addresses.http, 'GET / HTTP/1.0\r\n\r\n');
+    const reply = await rawExchange(fx.proxy.addresses.http, 'GET / HTTP/1.0\r\n\r\n');
     assert.match(reply, /^HTTP\/1\.1 403 /);
     assert.match(reply, /X-Airlock-Deny: missing_host/);
   });
@@ -287,7 +270,7 @@ void describe('checks before the allowlist, in order', () => {
   void test('Content-Length together with Transfer-Encoding is a 400 and nothing is forwarded', async () => {
     const { result, seen } = await upstreamSeen(() =>
       rawExchange(
-        proxy.addresses.http,
+        fx.proxy.addresses.http,
         'POST / HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: plain.test\r\n\r\n',
       ),
     );
@@ -301,7 +284,7 @@ void describe('checks before the allowlist, in order', () => {
     const { result, seen } = await upstreamSeen(() => https('other.test', { method: 'PUT', path: '/big', body }));
     const denied = assertDenied(result, 'host_not_allowed', seen);
     assert.equal(denied.method, 'PUT');
-    const event = log.events.find((e) => e.event === 'request' && e.url === 'https://other.test/big');
+    const event = fx.log.events.find((e) => e.event === 'request' && e.url === 'https://other.test/big');
     assert.equal(event?.event === 'request' && event.bytesIn, body.length);
   });
 });

@@ -1,5 +1,5 @@
 import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { pipeline, type Duplex, type Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { CredentialResult, RequestHead } from '../credentials/types.js';
 import { describeUpstreamError } from '../upstream/connector.js';
 import type { UpstreamRoute } from '../upstream/route.js';
@@ -217,14 +217,26 @@ function forward(
     upstreamRes.on('data', (chunk: Buffer) => {
       bytesOut += chunk.length;
     });
-    pipeline(upstreamRes, res, (err) => {
+    // pipe rather than pipeline: pipeline builds an AbortController per call, a measurable cost per request.
+    let settled = false;
+    const settle = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
       finished = true;
       if (err) {
+        upstreamRes.destroy();
+        res.destroy();
         logUpstreamError(ctx, x, `response interrupted after ${bytesOut} bytes: ${describeUpstreamError(err)}`);
         return;
       }
       logAllowed(ctx, x, admission, { status, bytesIn, bytesOut, annotations: result.annotations });
+    };
+    upstreamRes.on('error', settle);
+    res.on('finish', () => settle(null));
+    res.on('close', () => {
+      if (!res.writableFinished) settle(new Error('the client closed the connection'));
     });
+    upstreamRes.pipe(res);
   };
 
   let current = dispatch(true);
