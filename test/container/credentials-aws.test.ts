@@ -17,6 +17,7 @@ import {
   allOutput,
   allOutputFlags,
   canaryDumpScript,
+  clearCanaryDump,
   ENGINES,
   findLeaks,
   makeWorkspace,
@@ -188,6 +189,7 @@ for (const engine of ENGINES) {
 
     before(async () => {
       firstRequest = fake.requests.length;
+      await clearCanaryDump(workspace);
       logDir = await mkdtemp(path.join(tmpdir(), 'airlock-aws-log-'));
       work.push(logDir);
       run = await runInSandbox(engine, workspace, PROBES, {

@@ -22,6 +22,7 @@ import {
   allOutput,
   allOutputFlags,
   canaryDumpScript,
+  clearCanaryDump,
   ENGINES,
   findLeaks,
   headerValues,
@@ -274,6 +275,7 @@ for (const engine of ENGINES) {
       otherBefore.n = other.requests.length;
       gitBefore.n = gitFront.authorizations.length;
       for (const f of ['.canary-waiting', '.canary-go']) await rm(path.join(workspace, f), { force: true });
+      await clearCanaryDump(workspace);
       logDir = await mkdtemp(path.join(tmpdir(), 'airlock-cred-log-'));
       work.push(logDir);
       const started = runInSandbox(engine, workspace, probes(engine), {
@@ -425,7 +427,7 @@ for (const engine of ENGINES) {
       assert.ok(engineView.includes('"Id"'), 'the run was inspected while it was live');
       assert.ok(engineView.includes(surrogate), 'the sandbox container (positive control) shows its surrogate');
       assert.deepEqual(findLeaks(Buffer.from(engineView), { REAL }), []);
-      assert.ok(hostArgv.length > 0);
+      assert.ok(hostArgv.includes('dist/cli/bin.js'), 'the live airlock process was among the command lines read');
       assert.deepEqual(findLeaks(hostArgv, { REAL }), []);
       assert.deepEqual(findLeaks(await allOutput(logDir, run), { REAL }), []);
       const netLog = (await networkLogText(logDir)).split('\n');

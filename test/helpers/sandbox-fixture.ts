@@ -4,7 +4,7 @@
  * keep every decrypted byte they were sent, and the encodings a leaked secret could take.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -240,6 +240,11 @@ export interface CanaryDump {
   env: Buffer;
   proc: Buffer;
   all: Buffer;
+}
+
+/** Removes an earlier run's dump, so a run that fails to write its own cannot pass on stale files. */
+export function clearCanaryDump(workspace: string): Promise<void> {
+  return rm(path.join(workspace, CANARY_DIR), { recursive: true, force: true });
 }
 
 export async function readCanaryDump(workspace: string): Promise<CanaryDump> {
