@@ -3,6 +3,8 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Allowlist } from '../protocol/allowlist.js';
+import { isGlob } from '../protocol/fnmatch.js';
+import { isIPv4, isIPv6, normalizeHost } from '../protocol/policy.js';
 import { ProxyConfigError, parseProxyConfig } from './config.js';
 import { createCredentialProcessor } from './credentials/index.js';
 import { passThrough, type CredentialProcessor } from './credentials/types.js';
@@ -59,6 +61,17 @@ export interface RunningProxy {
   /** Interception certificates cached and minted so far. */
   stats(): { leafCacheSize: number; leavesMinted: number };
   close(): Promise<void>;
+}
+
+/** Host names the allowlist names exactly (no glob, no IP literal), at most `limit` of them. */
+export function premintNames(allowlist: Allowlist, limit: number): string[] {
+  const names = new Set<string>();
+  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
+    const host = normalizeHost(pattern);
+    if (host === null || isGlob(pattern) || isIPv4(host) || isIPv6(host)) continue;
+    names.add(host);
+  }
+  return [...names].slice(0, Math.max(0, limit));
 }
 
 async function listen(server: http.Server, host: string, port: number): Promise<number> {
@@ -160,6 +173,12 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       onQuery: (q) => log.write({ event: 'dns', ts: now(), ...q }),
     });
     const running = dns;
+    // Leaves for the hosts the allowlist names exactly are minted now, in the background, so the first request
+    // to a listed host does not wait for one. Wildcard-matched hosts are still minted on first use.
+    const cacheSize = options.limits?.leafCacheSize ?? 1000;
+    for (const name of premintNames(options.allowlist, Math.floor(cacheSize / 2))) {
+      issuer.secureContextFor(name).catch(() => undefined);
+    }
     return {
       addresses: { http: httpPort, https: httpsPort, dns: running.port },
       stats: () => ({ leafCacheSize: issuer.size, leavesMinted: issuer.minted }),

@@ -162,3 +162,19 @@ void test('startProxy rejects (instead of half-starting) when a port is taken', 
     blocker.close();
   }
 });
+
+void test('leaves for hosts the allowlist names exactly are minted at startup; wildcards and IPs are not', async () => {
+  const listed = await startProxyFixture({
+    allowlist: {
+      domains: ['a.test', '*.wild.test', '10.1.2.3', 'A.test.'],
+      url_prefixes: [{ host: 'b.test', path: '/x' }, { host: 'api-?.test' }],
+    },
+  });
+  try {
+    const deadline = Date.now() + 5000;
+    while (listed.proxy.stats().leavesMinted < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(listed.proxy.stats(), { leafCacheSize: 2, leavesMinted: 2 });
+  } finally {
+    await listed.close();
+  }
+});

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { AllowlistSchema } from '../../src/protocol/allowlist.js';
 import { admit, splitAbsoluteForm, type AdmissionRequest } from '../../src/proxy/http/admission.js';
+import { premintNames } from '../../src/proxy/start.js';
 
 /** The order of checks before anything leaves the proxy, one branch at a time (pure; no sockets). */
 
@@ -119,4 +120,16 @@ void test('property: an admitted request always has SNI, Host and any absolute-f
       },
     ),
   );
+});
+
+void test('premintNames: exact names from domains and url_prefixes, normalised, deduplicated, bounded', () => {
+  const names = premintNames(
+    AllowlistSchema.parse({
+      domains: ['GitHub.com.', '*.github.com', '140.82.112.3', 'github.com', '[::1]'],
+      url_prefixes: [{ host: 'api.github.com', path: '/x' }, { host: 'uploads-?.example' }],
+    }),
+    10,
+  );
+  assert.deepEqual(names, ['github.com', 'api.github.com']);
+  assert.deepEqual(premintNames(AllowlistSchema.parse({ domains: ['a.test', 'b.test'] }), 1), ['a.test']);
 });
