@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import dnsPacket from 'dns-packet';
 import http from 'node:http';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
@@ -216,9 +217,38 @@ export interface RawListeners {
   udpPort: number;
   /** The address a DNS listener is bound to on port 53, or null when port 53 was taken. */
   dnsAddress: string | null;
-  /** Every datagram or connection received, with what it carried. */
-  received: Array<{ at: number; where: string; bytes: Buffer }>;
+  /** Every datagram or connection received, with what it carried (and the name asked, for DNS over UDP). */
+  received: Array<{ at: number; where: string; bytes: Buffer; name?: string }>;
   close(): Promise<void>;
+}
+
+/**
+ * Names the recording resolver answers, as an attacker who owns an allowed name's DNS would: each points at an
+ * address the proxy must refuse to connect to (its own loopback and "this host"), so a guard failure would still
+ * only ever loop back into the proxy.
+ */
+export const HOSTILE_DNS: Readonly<Record<string, string>> = {
+  'rebind-loopback.test': '127.0.0.1',
+  'rebind-zero.test': '0.0.0.0',
+};
+
+function dnsAnswer(query: Buffer): { name: string; reply: Buffer | null } {
+  try {
+    const packet = dnsPacket.decode(query);
+    const question = packet.questions?.[0];
+    const name = question?.name.toLowerCase() ?? '';
+    const address = question?.type === 'A' ? HOSTILE_DNS[name] : undefined;
+    const reply = dnsPacket.encode({
+      id: packet.id,
+      type: 'response',
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+      questions: packet.questions,
+      answers: address ? [{ type: 'A', name: question!.name, ttl: 60, data: address }] : [],
+    });
+    return { name, reply };
+  } catch {
+    return { name: '', reply: null };
+  }
 }
 
 export async function startRawListeners(dnsAddress: string | null): Promise<RawListeners> {
@@ -242,7 +272,12 @@ export async function startRawListeners(dnsAddress: string | null): Promise<RawL
   };
   const udpListener = async (host: string, port: number, where: string): Promise<number> => {
     const socket = dgram.createSocket('udp4');
-    socket.on('message', (bytes) => received.push({ at: Date.now(), where, bytes }));
+    socket.on('message', (bytes, from) => {
+      if (where !== 'dns-udp') return void received.push({ at: Date.now(), where, bytes });
+      const { name, reply } = dnsAnswer(bytes);
+      received.push({ at: Date.now(), where, bytes, name });
+      if (reply) socket.send(reply, from.port, from.address);
+    });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(port, host, resolve);
@@ -370,6 +405,7 @@ export async function startEscapeFixture(extraSandboxYaml: string[] = []): Promi
     'domains:',
     '  - exfil.test',
     '  - s3.aws.test',
+    ...Object.keys(HOSTILE_DNS).map((name) => `  - ${name}`),
     'url_prefixes:',
     '  - {host: allowed.test, path: /api/*}',
     '',
@@ -466,7 +502,11 @@ export function listenerViolations(fixture: EscapeFixture): Violation[] {
   for (const r of [recorders.blocked, recorders.attacker]) {
     for (const at of r.connections) out.push({ at, what: `a connection reached ${r.name}` });
   }
-  for (const x of raw.received) out.push({ at: x.at, what: `${x.where} listener received ${x.bytes.length} bytes` });
+  for (const x of raw.received) {
+    // The proxy asking its resolver about an allowed, unmapped name is its job; anything else came from the sandbox.
+    if (x.where === 'dns-udp' && x.name !== undefined && x.name in HOSTILE_DNS) continue;
+    out.push({ at: x.at, what: `${x.where} listener received ${x.bytes.length} bytes${x.name ? ` (${x.name})` : ''}` });
+  }
   for (const r of Object.values(recorders)) {
     for (const c of r.chunks) {
       if (containsSecret(c.bytes, canaries.awsSecret)) out.push({ at: c.at, what: `real AWS secret at ${r.name}` });

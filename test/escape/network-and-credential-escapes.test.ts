@@ -43,6 +43,11 @@ const VECTORS: VectorTable = {
   raw_socket: { expect: 'denied', why: 'NET_RAW dropped' },
   packet_socket: { expect: 'denied', why: 'NET_RAW dropped' },
   ipv6: { expect: 'disable_ipv6=1:unreachable', why: 'IPv6 disabled in the sandbox' },
+  rebind_to_loopback: {
+    expect: '403:upstream_address_not_allowed',
+    why: 'an allowed name resolving to loopback is refused (SSRF / DNS rebinding guard)',
+  },
+  rebind_to_zero: { expect: '403:upstream_address_not_allowed', why: 'likewise 0.0.0.0' },
   connect_http: { expect: '403:connect_not_allowed', why: 'no tunnels' },
   connect_https: { expect: '403:connect_not_allowed', why: 'no tunnels, inside TLS either' },
   absolute_form_https: { expect: '403:host_mismatch', why: 'target authority must equal Host' },

@@ -292,6 +292,15 @@ def v_ipv6():
     return f'disable_ipv6={v6}:' + ('unreachable' if not reached else 'reached:' + ','.join(reached))
 
 
+def v_rebind_to_loopback():
+    # An allowed name whose (attacker-run) DNS answers 127.0.0.1: the proxy must not connect to its own loopback.
+    return curl('https://rebind-loopback.test/')
+
+
+def v_rebind_to_zero():
+    return curl('https://rebind-zero.test/')
+
+
 # --- HTTP tricks --------------------------------------------------------------------------------------------------
 
 def v_connect_http():
