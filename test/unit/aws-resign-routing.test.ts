@@ -351,3 +351,39 @@ void describe('AWS re-signing: failures and warnings', () => {
     }
   });
 });
+
+void describe('AWS re-signing: never over plain HTTP', () => {
+  const secretsIn = (result: CredentialResult) =>
+    JSON.stringify([result.headers, result.target, result.events, result.annotations]);
+
+  void it('a surrogate-signed request to an in-scope host over http:// is forwarded with its surrogates, not re-signed', () => {
+    const signed = sign(s3Put, 'surrogate');
+    const result = ready(processor()({ ...head(signed), scheme: 'http' }));
+    assert.equal(authorization(result), authorization(signed), 'the surrogate signature is left as it was');
+    for (const real of [REAL.keyId, REAL.token, REAL.secret]) assert.ok(!secretsIn(result).includes(real));
+    assert.ok(!result.annotations.includes('resigned'));
+    assert.match(
+      result.events[0] ?? '',
+      /^NOT RESIGNED AWS request with surrogate key AKIA… for PUT http:\/\/bucket\.s3\.us-west-2\.amazonaws\.com\/bucket\//,
+    );
+  });
+
+  void it('a presigned URL over http:// keeps the surrogate credential in its query', () => {
+    const signed = sign(s3PresignedGet, 'surrogate');
+    const result = ready(processor()({ ...head(signed), scheme: 'http' }));
+    assert.equal(result.target, signed.target);
+    for (const real of [REAL.keyId, REAL.token]) assert.ok(!secretsIn(result).includes(real));
+    assert.match(result.events[0] ?? '', /^NOT RESIGNED/);
+  });
+
+  void it('the same request over https:// is re-signed (the control)', () => {
+    const result = ready(processor()({ ...head(sign(s3Put, 'surrogate')), scheme: 'https' }));
+    assert.equal(authorization(result), authorization(sign(s3Put, 'real')));
+  });
+
+  void it('a malformed escape in an http:// target neither throws nor re-signs', () => {
+    const signed = sign(s3PresignedGet, 'surrogate');
+    const result = ready(processor()({ ...head(signed), target: `${signed.target}&x=%E0%A4%A`, scheme: 'http' }));
+    assert.ok(!secretsIn(result).includes(REAL.keyId));
+  });
+});

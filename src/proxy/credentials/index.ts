@@ -1,7 +1,7 @@
 import type { CredentialConfig } from '../../protocol/proxy-config.js';
 import { resignAwsRequest, type SigningTrace } from './aws/resign.js';
 import { applyMaskedSecrets } from './masked.js';
-import type { CredentialProcessor } from './types.js';
+import type { CredentialProcessor, RequestHead } from './types.js';
 
 export type { SigningTrace } from './aws/resign.js';
 
@@ -37,7 +37,41 @@ export function createCredentialProcessor(
     ...(opts.onSigned ? { trace: opts.onSigned } : {}),
   };
   return (head) => {
+    if (head.scheme === 'http' && config.signing.length > 0) {
+      // A re-signed request carries the real key id (and session token) in clear: never over plain HTTP, as for
+      // masked secrets. The surrogate-signed request goes on unchanged and the upstream refuses it.
+      const key = surrogateKeyIn(head, config);
+      if (key !== null) {
+        const masked = applyMaskedSecrets(head, config.masked);
+        const path = head.target.split('?')[0] ?? '/';
+        masked.events.unshift(
+          `NOT RESIGNED AWS request with surrogate key ${key.slice(0, 4)}… for ${head.method} http://${head.host}${path} (real credentials are only sent over HTTPS)`,
+        );
+        return { kind: 'ready', result: masked };
+      }
+    }
     const aws = config.signing.length > 0 ? resignAwsRequest(head, config.signing, options) : null;
     return aws ?? { kind: 'ready', result: applyMaskedSecrets(head, config.masked) };
   };
+}
+
+/** The surrogate key id a request is signed with (Authorization header or presigned query), if it is one of ours. */
+function surrogateKeyIn(head: RequestHead, config: CredentialConfig): string | null {
+  const authorization = head.headers.filter(([n]) => n.toLowerCase() === 'authorization').map(([, v]) => v);
+  const haystacks = [
+    ...authorization.filter((v) => /^\s*AWS4-/i.test(v)),
+    ...(/x-amz-credential=/i.test(head.target) ? [safeDecode(head.target)] : []),
+  ];
+  for (const cred of config.signing) {
+    if (haystacks.some((h) => h.includes(cred.surrogateAccessKeyId))) return cred.surrogateAccessKeyId;
+  }
+  return null;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
