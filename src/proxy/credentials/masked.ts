@@ -1,4 +1,4 @@
-import { globToRegExp, isGlob } from '../../protocol/fnmatch.js';
+import { globMatcher, isGlob, type GlobMatcher } from '../../protocol/fnmatch.js';
 import { hostMatches } from '../../protocol/policy.js';
 import type { MaskedCredential } from '../../protocol/proxy-config.js';
 import type { CredentialResult, RequestHead } from './types.js';
@@ -155,7 +155,7 @@ interface ScopedSecret {
   secret: MaskedCredential;
   usable: boolean;
   exactNames: Set<string>;
-  globs: RegExp[];
+  globs: GlobMatcher[];
 }
 
 function scoped(secret: MaskedCredential): ScopedSecret {
@@ -164,7 +164,7 @@ function scoped(secret: MaskedCredential): ScopedSecret {
     secret,
     usable: usable(secret),
     exactNames: new Set(lower.filter((p) => !isGlob(p))),
-    globs: lower.filter(isGlob).map(globToRegExp),
+    globs: lower.filter(isGlob).map(globMatcher),
   };
 }
 
