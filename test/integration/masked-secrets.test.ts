@@ -14,7 +14,13 @@ import { createCredentialProcessor } from '../../src/proxy/credentials/index.js'
 import { formatJsonLine, formatTextLine, memoryLog } from '../../src/proxy/log/network-log.js';
 import { startProxy, type RunningProxy } from '../../src/proxy/start.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
-import { requestViaProxy, startHttpsUpstream, type EchoReport, type FakeUpstream } from '../helpers/upstream.js';
+import {
+  requestViaProxy,
+  startHttpUpstream,
+  startHttpsUpstream,
+  type EchoReport,
+  type FakeUpstream,
+} from '../helpers/upstream.js';
 
 /**
  * Masked secrets end to end over real TLS: the host prepares credentials exactly as `airlock run` does, the proxy
@@ -25,6 +31,8 @@ import { requestViaProxy, startHttpsUpstream, type EchoReport, type FakeUpstream
 const SCOPED = 'api.github.test';
 const SCOPED_APEX = 'github.test';
 const OUT_OF_SCOPE = 'other.test';
+/** In scope, but reached over the plain HTTP listener: a clear-text upstream. */
+const SCOPED_PLAIN = 'plain.github.test';
 
 /** A fresh "real" token per test run, so nothing in the repository could make the canary pass by accident. */
 const REAL = `ghp_${randomString(36, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789')}`;
@@ -33,6 +41,7 @@ const ATTACKER = `ghp_${randomString(36, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 const log = memoryLog();
 let proxy: RunningProxy;
 let scoped: FakeUpstream;
+let plain: FakeUpstream;
 let recorder: RecordingUpstream;
 let runCa: { certPem: string; keyPem: string };
 let prepared: PreparedCredentials;
@@ -88,7 +97,7 @@ function loadedPolicy(): LoadedPolicy {
     layout: 'none',
     sandbox: SandboxConfigSchema.parse({
       masked_secrets: {
-        GH_TOKEN: { value: REAL, scopes: [SCOPED, SCOPED_APEX], headers: ['Authorization'] },
+        GH_TOKEN: { value: REAL, scopes: [SCOPED, SCOPED_APEX, SCOPED_PLAIN], headers: ['Authorization'] },
       },
     }),
     envRefs: new Map(),
@@ -103,11 +112,12 @@ before(async () => {
   const pki = await makeTestPki([SCOPED, SCOPED_APEX, OUT_OF_SCOPE]);
   runCa = await generateRunCa();
   scoped = await startHttpsUpstream(pki);
+  plain = await startHttpUpstream();
   recorder = await startRecordingUpstream(pki.certPem, pki.keyPem);
   prepared = prepareCredentials(loadedPolicy(), {});
   surrogate = prepared.containerEnv.GH_TOKEN!;
   proxy = await startProxy({
-    allowlist: AllowlistSchema.parse({ domains: [SCOPED, SCOPED_APEX, OUT_OF_SCOPE] }),
+    allowlist: AllowlistSchema.parse({ domains: [SCOPED, SCOPED_APEX, SCOPED_PLAIN, OUT_OF_SCOPE] }),
     ca: runCa,
     sandboxAddress: '10.199.1.100',
     listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0 },
@@ -117,6 +127,7 @@ before(async () => {
         [SCOPED]: `127.0.0.1:${scoped.port}`,
         [SCOPED_APEX]: `127.0.0.1:${scoped.port}`,
         [OUT_OF_SCOPE]: `127.0.0.1:${recorder.port}`,
+        [SCOPED_PLAIN]: `127.0.0.1:${plain.port}`,
       },
       resolve: () => Promise.reject(new Error('tests resolve nothing')),
     },
@@ -128,6 +139,7 @@ before(async () => {
 after(async () => {
   await proxy.close();
   await scoped.close();
+  await plain.close();
   await recorder.close();
 });
 
@@ -288,6 +300,41 @@ void describe('a surrogate dressed up with other content never carries the real 
       assert.ok(lines.includes(`ALLOWED GET https://${SCOPED}${path} -> 200 [dropped: 1]`), lines.join('\n'));
     });
   }
+});
+
+void describe('clear text never carries the real value', () => {
+  void it('a plain-HTTP request to a scoped host forwards the surrogate, never the real value', async () => {
+    const path = '/user?cleartext';
+    const reply = await requestViaProxy({
+      listener: 'http',
+      port: proxy.addresses.http,
+      host: SCOPED_PLAIN,
+      path,
+      headers: ['Host', SCOPED_PLAIN, 'Authorization', `Bearer ${surrogate}`],
+    });
+    assert.equal(reply.status, 200, reply.body);
+    const echo = JSON.parse(reply.body) as EchoReport;
+    assert.deepEqual(received(echo, 'authorization'), [`Bearer ${surrogate}`]);
+    assert.ok(
+      logLinesFor(path).includes(
+        `NOT REPLACED masked secret in 'authorization' for GET http://${SCOPED_PLAIN}${path} (real values are only sent over HTTPS)`,
+      ),
+      logLinesFor(path).join('\n'),
+    );
+  });
+  void it('a plain ws:// upgrade to a scoped host forwards the surrogate too', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${proxy.addresses.http}/ws`, {
+      headers: { Host: SCOPED_PLAIN, Authorization: `Bearer ${surrogate}` },
+    });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    ws.close();
+    const upgrade = plain.received.findLast((r) => r.url === '/ws')!;
+    const auth = upgrade.rawHeaders.filter((_, i) => upgrade.rawHeaders[i - 1]?.toLowerCase() === 'authorization');
+    assert.deepEqual(auth, [`Bearer ${surrogate}`]);
+  });
 });
 
 void describe('outside the scope the surrogate stays a surrogate', () => {
