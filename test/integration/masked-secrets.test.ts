@@ -173,6 +173,22 @@ async function echoFrom(
   return JSON.parse(reply.body) as EchoReport;
 }
 
+/** Open a WebSocket through the proxy and return the Authorization values the upstream saw on the upgrade. */
+async function authorizationOnUpgrade(
+  url: string,
+  options: WebSocket.ClientOptions,
+  upstream: FakeUpstream,
+): Promise<string[]> {
+  const ws = new WebSocket(url, options);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  ws.close();
+  const upgrade = upstream.received.findLast((r) => r.url === new URL(url).pathname)!;
+  return upgrade.rawHeaders.filter((_, i) => upgrade.rawHeaders[i - 1]?.toLowerCase() === 'authorization');
+}
+
 const basic = (userPass: string): string => `Basic ${Buffer.from(userPass).toString('base64')}`;
 
 function logLinesFor(path: string): string[] {
@@ -206,14 +222,7 @@ void describe('on the scoped host the real value arrives', () => {
       servername: SCOPED,
       headers: { Host: SCOPED, Authorization: `Bearer ${surrogate}` },
     };
-    const ws = new WebSocket(`wss://127.0.0.1:${proxy.addresses.https}/ws`, options);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    ws.close();
-    const upgrade = scoped.received.findLast((r) => r.url === '/ws')!;
-    const auth = upgrade.rawHeaders.filter((_, i) => upgrade.rawHeaders[i - 1]?.toLowerCase() === 'authorization');
+    const auth = await authorizationOnUpgrade(`wss://127.0.0.1:${proxy.addresses.https}/ws`, options, scoped);
     assert.deepEqual(auth, [`Bearer ${REAL}`]);
   });
 
@@ -322,17 +331,13 @@ void describe('clear text never carries the real value', () => {
       logLinesFor(path).join('\n'),
     );
   });
+
   void it('a plain ws:// upgrade to a scoped host forwards the surrogate too', async () => {
-    const ws = new WebSocket(`ws://127.0.0.1:${proxy.addresses.http}/ws`, {
-      headers: { Host: SCOPED_PLAIN, Authorization: `Bearer ${surrogate}` },
-    });
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    ws.close();
-    const upgrade = plain.received.findLast((r) => r.url === '/ws')!;
-    const auth = upgrade.rawHeaders.filter((_, i) => upgrade.rawHeaders[i - 1]?.toLowerCase() === 'authorization');
+    const auth = await authorizationOnUpgrade(
+      `ws://127.0.0.1:${proxy.addresses.http}/ws`,
+      { headers: { Host: SCOPED_PLAIN, Authorization: `Bearer ${surrogate}` } },
+      plain,
+    );
     assert.deepEqual(auth, [`Bearer ${surrogate}`]);
   });
 });
