@@ -16,7 +16,6 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { build } from 'esbuild';
 import { generateRunCa } from '../src/cli/session/ca.js';
 import type { ProxyConfig } from '../src/protocol/proxy-config.js';
 import { makeTestPki } from '../test/helpers/tls-fixtures.js';
@@ -348,17 +347,12 @@ async function main(): Promise<void> {
     const upstreamPort = Number(await firstLine(upstream));
 
     // airlock's proxy as the container runs it: the esbuild bundle under plain node.
-    const bundle = join(work, 'airlock-proxy.mjs');
-    await build({
-      entryPoints: [join(import.meta.dirname, '..', 'src', 'proxy', 'main.ts')],
-      outfile: bundle,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'esm',
-      banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
-      logLevel: 'error',
+    const built = spawnSync(process.execPath, [join(import.meta.dirname, '..', 'scripts', 'bundle.mjs')], {
+      env: { ...process.env, AIRLOCK_BUNDLE_OUT: work },
+      stdio: ['ignore', 'inherit', 'inherit'],
     });
+    if (built.status !== 0) throw new Error('bundling the proxy failed');
+    const bundle = join(work, 'proxy-bundle', 'airlock-proxy.mjs');
     const runCa = await generateRunCa();
     const config: ProxyConfig = {
       version: 1,

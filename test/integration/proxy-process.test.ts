@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
-import { build } from 'esbuild';
 import { generateRunCa } from '../../src/cli/session/ca.js';
 import type { ProxyConfig } from '../../src/protocol/proxy-config.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
 import { requestViaProxy, startHttpsUpstream, type FakeUpstream } from '../helpers/upstream.js';
 
 /**
- * The proxy container's program, bundled by esbuild and run as plain `node bundle.mjs` (no node_modules, no tsx):
+ * The proxy container's program, bundled by scripts/bundle.mjs and run as plain `node bundle.mjs` (no node_modules, no tsx):
  * config on stdin, READY line once listening, event lines and log files while serving, exit 0 on stdin EOF,
  * exit 1 with one line on stderr for a bad config. The real credential processor is wired in.
  */
@@ -26,17 +25,13 @@ const SURROGATE = 'ghp_SURRsurrSURRsurrSURRsurrSURRsurr1111';
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'airlock-proxy-process-'));
-  bundle = join(work, 'airlock-proxy.mjs');
-  await build({
-    entryPoints: ['src/proxy/main.ts'],
-    outfile: bundle,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
-    logLevel: 'error',
+  // The project's own bundling script, so what runs here is what goes into the proxy image.
+  const built = spawnSync(process.execPath, ['scripts/bundle.mjs'], {
+    env: { ...process.env, AIRLOCK_BUNDLE_OUT: work },
+    encoding: 'utf8',
   });
+  assert.equal(built.status, 0, built.stderr);
+  bundle = join(work, 'proxy-bundle', 'airlock-proxy.mjs');
   const pki = await makeTestPki(['api.test']);
   upstreamCa = pki.caPem;
   upstream = await startHttpsUpstream(pki);

@@ -7,7 +7,7 @@ import type { NetworkLog } from '../log/network-log.js';
 import type { UpstreamConnector } from '../upstream/connector.js';
 import type { UpstreamRoute } from '../upstream/route.js';
 import { admit, FIXED_HINTS, type Admission, type Listener, type Refusal } from './admission.js';
-import { headerValues, pairsFromRaw } from './headers.js';
+import { headerValues, pairsFromRaw, withoutHopByHop } from './headers.js';
 
 /**
  * What the request path and the upgrade path share: the context they run in, how an exchange is described in
@@ -112,6 +112,24 @@ export function admitIncoming(listener: Listener, req: IncomingMessage, allowlis
     },
     allowlist,
   );
+}
+
+/** The request as the credential passes see it: hop-by-hop headers gone, wire order and case kept. */
+export function credentialHead(
+  listener: Listener,
+  req: IncomingMessage,
+  x: Exchange,
+  admission: Admission,
+): RequestHead {
+  return {
+    method: x.method,
+    host: admission.host,
+    hostHeader: admission.hostHeader,
+    target: admission.target,
+    // The masked pass never puts a real value into a request that travels upstream in clear text.
+    scheme: listener,
+    headers: withoutHopByHop(pairsFromRaw(req.rawHeaders)),
+  };
 }
 
 export function addressRefusal(admission: Admission, reason: string): Refusal {

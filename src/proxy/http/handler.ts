@@ -1,12 +1,13 @@
 import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
-import type { CredentialResult, RequestHead } from '../credentials/types.js';
+import type { CredentialResult } from '../credentials/types.js';
 import { describeUpstreamError } from '../upstream/connector.js';
 import type { UpstreamRoute } from '../upstream/route.js';
 import type { Admission, Listener, Refusal } from './admission.js';
 import {
   addressRefusal,
   admitIncoming,
+  credentialHead,
   exchangeFor,
   logAllowed,
   logCredentialEvents,
@@ -107,17 +108,8 @@ async function handleRequest(
     sendProxyError(res, 502, upstreamErrorBody(x, route.reason), !req.complete);
     return;
   }
-  const pairs = pairsFromRaw(req.rawHeaders);
-  const head: RequestHead = {
-    method: x.method,
-    host: admission.host,
-    hostHeader: admission.hostHeader,
-    target: admission.target,
-    // The masked pass never puts a real value into a request that travels upstream in clear text.
-    scheme: listener,
-    // Expect is answered hop by hop here (100 relayed from upstream), so it travels on.
-    headers: withoutHopByHop(pairs),
-  };
+  // Expect is answered hop by hop here (100 relayed from upstream), so it travels on.
+  const head = credentialHead(listener, req, x, admission);
   const prepared = await prepareCredentials(ctx, head, (maxBytes) => {
     if (expectContinue) res.writeContinue();
     return readBounded(req, maxBytes);

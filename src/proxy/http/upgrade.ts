@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { RequestHead } from '../credentials/types.js';
 import { describeUpstreamError } from '../upstream/connector.js';
 import type { Listener, Refusal } from './admission.js';
 import {
   addressRefusal,
   admitIncoming,
+  credentialHead,
   exchangeFor,
   logAllowed,
   logCredentialEvents,
@@ -66,20 +66,12 @@ export function forwardUpgrade(
     const route = await ctx.route(admission.host, admission.port);
     if (route.kind === 'forbidden') return deny(addressRefusal(admission, route.reason));
     if (route.kind === 'failed') return upstreamError(route.reason);
-    const pairs = pairsFromRaw(req.rawHeaders);
-    const requestHead: RequestHead = {
-      method: x.method,
-      host: admission.host,
-      hostHeader: admission.hostHeader,
-      target: admission.target,
-      // The masked pass never puts a real value into a request that travels upstream in clear text.
-      scheme: listener,
-      headers: withoutHopByHop(pairs),
-    };
+    const requestHead = credentialHead(listener, req, x, admission);
+
     const prepared = await prepareCredentials(ctx, requestHead, () => Promise.resolve(Buffer.alloc(0)));
     if (prepared.kind === 'failed') return upstreamError(prepared.reason);
     logCredentialEvents(ctx, prepared.result);
-    const upgradeTo = headerValues(pairs, 'upgrade')[0] ?? 'websocket';
+    const upgradeTo = headerValues(pairsFromRaw(req.rawHeaders), 'upgrade')[0] ?? 'websocket';
     const headers: HeaderPairs = [...prepared.result.headers, ['Connection', 'Upgrade'], ['Upgrade', upgradeTo]];
     const upstream = ctx.connector.request({
       tls: listener === 'https',
