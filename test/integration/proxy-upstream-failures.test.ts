@@ -58,6 +58,7 @@ before(async () => {
         'good.test': `127.0.0.1:${good.port}`,
         'mapped-private.test': `127.0.0.1:${good.port}`,
         'untrusted.test': `127.0.0.1:${untrusted.port}`,
+        'wrong-name.test': `127.0.0.1:${good.port}`,
         'refused.test': `127.0.0.1:${refusedPort}`,
         'reset.test': `127.0.0.1:${reset.port}`,
         'silent.test': `127.0.0.1:${silent.port}`,
@@ -87,6 +88,8 @@ void describe('upstream failures answer 502 and the proxy keeps serving', () => 
     ['reset.test', /reset|closed|ECONNRESET|socket/i],
     ['silent.test', /timed out/],
     ['untrusted.test', /bad certificate/],
+    // A certificate from a trusted CA, but for other names: the name the request asked for is what must match.
+    ['wrong-name.test', /bad certificate \(ERR_TLS_CERT_ALTNAME_INVALID\)/],
   ];
   for (const [host, reason] of cases) {
     void test(`${host.split('.')[0]}: 502 upstream_error and an ERROR line`, async () => {
