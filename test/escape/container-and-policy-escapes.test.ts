@@ -12,6 +12,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  ESCAPE_ENGINES,
   canariesIn,
   containsSecret,
   dumpScript,
@@ -69,63 +70,65 @@ const VECTORS: VectorTable = {
   after_bomb: { expect: 'alive=yes', why: 'the sandbox (and the host) carry on after the bomb' },
 };
 
-let fixture: EscapeFixture;
-let run: SandboxRun;
-let nextRun: SandboxRun;
-let tamperedAllowlist: string;
-const dumpDir = '.escape-dump-container';
+for (const engine of ESCAPE_ENGINES) {
+  describe(`escape vectors: container, proxy secrets and policy (${engine})`, () => {
+    let fixture: EscapeFixture;
+    let run: SandboxRun;
+    let nextRun: SandboxRun;
+    let tamperedAllowlist: string;
+    const dumpDir = '.escape-dump-container';
 
-before(async () => {
-  fixture = await startEscapeFixture([
-    `  HOST_TEST_PID: "${process.pid}"`,
-    'resource_limits:',
-    `  pids_limit: ${PIDS_LIMIT}`,
-  ]);
-  const names = Object.keys(VECTORS);
-  const bomb = names.indexOf('fork_bomb');
-  const script = [
-    `bash probes/container_vectors.sh ${names.slice(0, bomb).join(' ')}`,
-    dumpScript(dumpDir),
-    `bash probes/container_vectors.sh ${names.slice(bomb).join(' ')}`,
-  ].join('\n');
-  run = await runInSandbox(fixture, script);
-  tamperedAllowlist = await readFile(path.join(fixture.workspace, '.airlock/network-allowlist.yaml'), 'utf8');
-  // On CI the next job starts from a fresh base checkout; here the test puts the trusted policy back itself.
-  await writeFile(path.join(fixture.workspace, '.airlock/network-allowlist.yaml'), fixture.allowlistYaml);
-  await writeFile(path.join(fixture.workspace, '.airlock/sandbox.yaml'), fixture.sandboxYaml);
-  nextRun = await runInSandbox(
-    fixture,
-    'echo leftover=$(test -e /var/tmp/escape-fill && echo present || echo absent); echo pids_max=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)',
-  );
-});
+    before(async () => {
+      fixture = await startEscapeFixture(engine, [
+        `  HOST_TEST_PID: "${process.pid}"`,
+        'resource_limits:',
+        `  pids_limit: ${PIDS_LIMIT}`,
+      ]);
+      const names = Object.keys(VECTORS);
+      const bomb = names.indexOf('fork_bomb');
+      const script = [
+        `bash probes/container_vectors.sh ${names.slice(0, bomb).join(' ')}`,
+        dumpScript(dumpDir),
+        `bash probes/container_vectors.sh ${names.slice(bomb).join(' ')}`,
+      ].join('\n');
+      run = await runInSandbox(fixture, script);
+      tamperedAllowlist = await readFile(path.join(fixture.workspace, '.airlock/network-allowlist.yaml'), 'utf8');
+      // On CI the next job starts from a fresh base checkout; here the test puts the trusted policy back itself.
+      await writeFile(path.join(fixture.workspace, '.airlock/network-allowlist.yaml'), fixture.allowlistYaml);
+      await writeFile(path.join(fixture.workspace, '.airlock/sandbox.yaml'), fixture.sandboxYaml);
+      nextRun = await runInSandbox(
+        fixture,
+        'echo leftover=$(test -e /var/tmp/escape-fill && echo present || echo absent); echo pids_max=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)',
+      );
+    });
 
-after(() => removeEscapeFixture(fixture));
+    after(() => removeEscapeFixture(fixture));
 
-describe('escape vectors: container, proxy secrets and policy (podman)', () => {
-  vectorTests(VECTORS, () => ({ fixture, run }));
+    vectorTests(VECTORS, () => ({ fixture, run }));
 
-  it('airlock_tamper really rewrote the workspace policy (the attempt happened, and had no effect)', () => {
-    assert.match(tamperedAllowlist, /blocked\.test/);
-    assert.ok(!fixture.recorders.blocked.connections.length, 'blocked.test was never contacted');
+    it('airlock_tamper really rewrote the workspace policy (the attempt happened, and had no effect)', () => {
+      assert.match(tamperedAllowlist, /blocked\.test/);
+      assert.ok(!fixture.recorders.blocked.connections.length, 'blocked.test was never contacted');
+    });
+
+    it('fork_bomb: the number of processes stayed under the pids limit', () => {
+      const forked = Number(/forked=(\d+)/.exec(run.results.get('fork_bomb') ?? '')?.[1] ?? NaN);
+      assert.ok(forked > 0 && forked < PIDS_LIMIT, `forked ${forked}`);
+    });
+
+    it('the next run starts from a fresh container: nothing the last one wrote outside the workspace is left', () => {
+      assert.equal(nextRun.code, 0, nextRun.stderr);
+      assert.equal(nextRun.results.get('leftover'), 'absent');
+      assert.equal(nextRun.results.get('pids_max'), String(PIDS_LIMIT));
+    });
+
+    it('nothing reached blocked.test, attacker.test or the raw listeners', () => {
+      assert.deepEqual(listenerViolations(fixture), []);
+    });
+
+    it('no canary anywhere in the sandbox: env, every process environ/cmdline, root file system, output', async () => {
+      for (const secret of Object.values(fixture.canaries)) assert.ok(!containsSecret(run.stdout, secret));
+      assert.deepEqual(await canariesIn(path.join(fixture.workspace, dumpDir), fixture.canaries), []);
+    });
   });
-
-  it('fork_bomb: the number of processes stayed under the pids limit', () => {
-    const forked = Number(/forked=(\d+)/.exec(run.results.get('fork_bomb') ?? '')?.[1] ?? NaN);
-    assert.ok(forked > 0 && forked < PIDS_LIMIT, `forked ${forked}`);
-  });
-
-  it('the next run starts from a fresh container: nothing the last one wrote outside the workspace is left', () => {
-    assert.equal(nextRun.code, 0, nextRun.stderr);
-    assert.equal(nextRun.results.get('leftover'), 'absent');
-    assert.equal(nextRun.results.get('pids_max'), String(PIDS_LIMIT));
-  });
-
-  it('nothing reached blocked.test, attacker.test or the raw listeners', () => {
-    assert.deepEqual(listenerViolations(fixture), []);
-  });
-
-  it('no canary anywhere in the sandbox: env, every process environ/cmdline, root file system, output', async () => {
-    for (const secret of Object.values(fixture.canaries)) assert.ok(!containsSecret(run.stdout, secret));
-    assert.deepEqual(await canariesIn(path.join(fixture.workspace, dumpDir), fixture.canaries), []);
-  });
-});
+}

