@@ -79,6 +79,10 @@ const VECTORS: VectorTable = {
     expect: '200,403:host_mismatch,403:path_not_allowed',
     why: 'each pipelined request on one connection is judged on its own',
   },
+  h2_prior_knowledge: { expect: /^(400(:bad_request)?|no_response)$/, why: 'HTTP/2 without negotiation is not spoken' },
+  h2_alpn: { expect: /^(alpn=None|handshake_failed)$/, why: 'only http/1.1 is offered in ALPN' },
+  h2c_upgrade_blocked: { expect: '403:host_not_allowed', why: 'an h2c upgrade is admitted like a request' },
+  nul_in_host: { expect: /^400(:bad_request)?$/, why: 'a NUL byte in a header is malformed' },
   trace_echo: { expect: '403:trace_not_allowed', why: 'TRACE would echo the real credential' },
   track_echo: {
     expect: /^(403:trace_not_allowed|400:bad_request)$/,

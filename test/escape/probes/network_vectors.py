@@ -405,6 +405,32 @@ def v_pipelined_second_host():
     return outcome(over_tls('allowed.test', raw))
 
 
+def v_h2_prior_knowledge():
+    # HTTP/2 without negotiation (the connection preface) to get past an HTTP/1.1-only inspector.
+    preface = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + bytes.fromhex('000000040000000000')
+    return outcome(over_http(preface))
+
+
+def v_h2_alpn():
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.set_alpn_protocols(['h2'])
+    with socket.create_connection((PROXY, 443), timeout=5) as sock:
+        try:
+            with ctx.wrap_socket(sock, server_hostname='allowed.test') as tls:
+                return f'alpn={tls.selected_alpn_protocol()}'
+        except ssl.SSLError:
+            return 'handshake_failed'
+
+
+def v_h2c_upgrade_blocked():
+    extra = 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n'
+    return outcome(over_http(f'GET / HTTP/1.1\r\nHost: blocked.test\r\n{extra}\r\n'.encode()))
+
+
+def v_nul_in_host():
+    return outcome(over_tls('allowed.test', b'GET /api/x HTTP/1.1\r\nHost: allowed.test\x00.blocked.test\r\nConnection: close\r\n\r\n'))
+
+
 def v_trace_echo():
     return outcome(over_tls('allowed.test', request('TRACE', '/api/trace', 'allowed.test', f'Authorization: Bearer {SURROGATE}\r\n')))
 
