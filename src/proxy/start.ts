@@ -14,7 +14,7 @@ import { attachProxyHandlers } from './http/handler.js';
 import { openProcessLog, type ProcessLog } from './log/file-sinks.js';
 import { silentLog, type NetworkLog } from './log/network-log.js';
 import { createLeafIssuer } from './tls/leaf-certs.js';
-import { createUpstreamConnector } from './upstream/connector.js';
+import { createUpstreamConnector, MAX_HEADER_BYTES } from './upstream/connector.js';
 import { systemResolver } from './upstream/resolver.js';
 import { createUpstreamRouter, type UpstreamResolver } from './upstream/route.js';
 
@@ -99,6 +99,7 @@ const SERVER_TIMEOUTS = {
   requestTimeout: 0,
   headersTimeout: 60_000,
   keepAliveTimeout: 65_000,
+  maxHeaderSize: MAX_HEADER_BYTES,
 };
 
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {

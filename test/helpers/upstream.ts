@@ -53,7 +53,7 @@ export function patternStream(total: number, chunkSize = 64 * 1024): Readable {
 }
 
 /**
- * Routes: `/bytes/N` streams N bytes; `/status/N` answers N; `/ws` is a WebSocket echo; `/expect` answers 100
+ * Routes: `/bytes/N` streams N bytes; `/status/N` answers N; `/header/N` sends an N-byte header; `/ws` is a WebSocket echo; `/expect` answers 100
  * Continue only after checking the head; anything else echoes an EchoReport as JSON after reading the body.
  */
 function route(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -64,6 +64,13 @@ function route(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': total });
     patternStream(total).pipe(res);
     req.resume();
+    return;
+  }
+  const bigHeader = /^\/header\/(\d+)/.exec(url);
+  if (bigHeader) {
+    req.resume();
+    res.writeHead(200, { 'X-Big': 'b'.repeat(Number(bigHeader[1])), 'Content-Length': 2 });
+    res.end('ok');
     return;
   }
   const status = /^\/status\/(\d+)/.exec(url);
@@ -139,11 +146,13 @@ async function serve(server: http.Server): Promise<FakeUpstream> {
 }
 
 export function startHttpUpstream(): Promise<FakeUpstream> {
-  return serve(http.createServer({ keepAliveTimeout: 30_000 }));
+  return serve(http.createServer({ keepAliveTimeout: 30_000, maxHeaderSize: 128 * 1024 }));
 }
 
 export function startHttpsUpstream(pki: Pick<TestPki, 'certPem' | 'keyPem'>): Promise<FakeUpstream> {
-  return serve(https.createServer({ cert: pki.certPem, key: pki.keyPem, keepAliveTimeout: 30_000 }));
+  return serve(
+    https.createServer({ cert: pki.certPem, key: pki.keyPem, keepAliveTimeout: 30_000, maxHeaderSize: 128 * 1024 }),
+  );
 }
 
 interface RawServer {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { request as httpsRequest } from 'node:https';
 import tls from 'node:tls';
 import { formatTextLine } from '../../src/proxy/log/network-log.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
@@ -138,6 +139,31 @@ void describe('allowed requests', () => {
     for (const hop of ['x-hop-secret', 'proxy-authorization', 'keep-alive', 'te']) assert.ok(!names.includes(hop), hop);
     assert.ok(names.includes('x-end-to-end'));
   });
+});
+
+void test('request and response headers up to 64 KiB pass in both directions (Node’s default is 16 KiB)', async () => {
+  const big = 'a'.repeat(40 * 1024);
+  const reply = await new Promise<{ status: number; header: string }>((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port: fx.proxy.addresses.https,
+        servername: 'api.test',
+        ca: fx.runCa.certPem,
+        path: '/header/40000',
+        headers: { Host: 'api.test', 'X-Client-Big': big },
+        maxHeaderSize: 128 * 1024,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, header: String(res.headers['x-big']) }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(reply.status, 200);
+  assert.equal(reply.header.length, 40000);
 });
 
 void describe('allowlist refusals', () => {

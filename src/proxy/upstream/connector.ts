@@ -40,7 +40,20 @@ export class UpstreamTimeoutError extends Error {
   readonly code = 'UPSTREAM_TIMEOUT';
 }
 
-const POOL = { keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 256, scheduling: 'lifo' as const };
+/**
+ * Idle upstream connections are kept for reuse, but bounded: at most 64 per upstream name, each closed after 30 s
+ * unused, so a burst or a walk over many hosts does not leave connections (and their TLS buffers) behind.
+ */
+const POOL = {
+  keepAlive: true,
+  keepAliveMsecs: 1000,
+  maxFreeSockets: 64,
+  timeout: 30_000,
+  scheduling: 'lifo' as const,
+};
+
+/** Real services send large cookies and CSP headers; Node's 16 KiB default would turn those into 502s. */
+export const MAX_HEADER_BYTES = 64 * 1024;
 
 export function createUpstreamConnector(options: UpstreamConnectorOptions): UpstreamConnector {
   // A SecureContext, not `ca`: the agent folds `ca` into every pool key, which is a 200 kB string per request.
@@ -59,6 +72,7 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Upst
       path: spec.target,
       headers: spec.headers,
       setHost: false,
+      maxHeaderSize: MAX_HEADER_BYTES,
     };
     const req = spec.tls
       ? https.request({
