@@ -53,7 +53,7 @@ export function patternStream(total: number, chunkSize = 64 * 1024): Readable {
 }
 
 /**
- * Routes: `/bytes/N` streams N bytes; `/status/N` answers N; `/header/N` sends an N-byte header; `/ws` is a WebSocket echo; `/expect` answers 100
+ * Routes: `/bytes/N` streams N bytes; `/status/N` answers N; `/header/N` sends an N-byte header; `/stall` never answers; `/ws` is a WebSocket echo; `/expect` answers 100
  * Continue only after checking the head; anything else echoes an EchoReport as JSON after reading the body.
  */
 function route(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -63,6 +63,10 @@ function route(req: http.IncomingMessage, res: http.ServerResponse): void {
     const total = Number(bytes[1]);
     res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': total });
     patternStream(total).pipe(res);
+    req.resume();
+    return;
+  }
+  if (url.startsWith('/stall')) {
     req.resume();
     return;
   }

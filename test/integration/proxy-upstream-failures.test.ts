@@ -54,6 +54,7 @@ before(async () => {
     upstream: {
       caPem: pki.caPem,
       connectTimeoutMs: 400,
+      idleTimeoutMs: 600,
       hosts: {
         'good.test': `127.0.0.1:${good.port}`,
         'mapped-private.test': `127.0.0.1:${good.port}`,
@@ -109,6 +110,15 @@ void describe('upstream failures answer 502 and the proxy keeps serving', () => 
       await assertStillServing();
     });
   }
+
+  void test('an upstream that accepts the request and then falls silent times out with 502', async () => {
+    const started = Date.now();
+    const reply = await fx.https('good.test', { path: '/stall' });
+    assert.equal(reply.status, 502);
+    assert.match((JSON.parse(reply.body) as { reason: string }).reason, /timed out: upstream silent for 600 ms/);
+    assert.ok(Date.now() - started < 5000);
+    await assertStillServing();
+  });
 
   void test('an untrusted upstream certificate is never accepted, whatever the client trusts', async () => {
     const reply = await fx.https('untrusted.test', { path: '/x' });
