@@ -16,6 +16,10 @@ const V4_FORBIDDEN: V4Range[] = [
   [ipv4ToInt('169.254.0.0'), 16, 'link-local (cloud metadata)'],
   [ipv4ToInt('172.16.0.0'), 12, 'private'],
   [ipv4ToInt('192.0.0.0'), 24, 'IETF protocol assignments'],
+  // Documentation ranges (RFC 5737) are never a real upstream, but a machine may hold one (labs, test rigs).
+  [ipv4ToInt('192.0.2.0'), 24, 'documentation (TEST-NET-1)'],
+  [ipv4ToInt('198.51.100.0'), 24, 'documentation (TEST-NET-2)'],
+  [ipv4ToInt('203.0.113.0'), 24, 'documentation (TEST-NET-3)'],
   [ipv4ToInt('192.168.0.0'), 16, 'private'],
   [ipv4ToInt('198.18.0.0'), 15, 'benchmarking'],
   [ipv4ToInt('224.0.0.0'), 4, 'multicast'],
