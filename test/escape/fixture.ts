@@ -227,9 +227,11 @@ export interface RawListeners {
  * address the proxy must refuse to connect to (its own loopback and "this host"), so a guard failure would still
  * only ever loop back into the proxy.
  */
-export const HOSTILE_DNS: Readonly<Record<string, string>> = {
+export const HOSTILE_DNS: Record<string, string> = {
   'rebind-loopback.test': '127.0.0.1',
   'rebind-zero.test': '0.0.0.0',
+  // This machine's own address (set when the fixture starts): a guard failure reaches the raw TCP listener.
+  'rebind-host.test': '127.0.0.1',
 };
 
 function dnsAnswer(query: Buffer): { name: string; reply: Buffer | null } {
@@ -374,6 +376,7 @@ export async function startEscapeFixture(
     attacker: await startRecorder('attacker.test', pki, serve('attacker')),
   };
   const raw = await startRawListeners(hostIps[0] ?? null);
+  if (hostIps[0]) HOSTILE_DNS['rebind-host.test'] = hostIps[0];
   const workspace = await mkdtemp(path.join(tmpdir(), 'airlock-escape-'));
   await mkdir(path.join(workspace, '.airlock'));
   await mkdir(path.join(workspace, 'probes'));
@@ -559,7 +562,9 @@ export function listenerViolations(fixture: EscapeFixture): Violation[] {
 export function violationsDuring(run: SandboxRun, vector: string, violations: Violation[]): Violation[] {
   const w = run.windows.get(vector);
   if (!w) return [];
-  const end = Number.isFinite(w[1]) ? w[1] + 250 : Number.POSITIVE_INFINITY;
+  // Slack for the proxy's last bytes, but never into the next vector's time.
+  const nextBegin = Math.min(...[...run.windows.values()].map(([b]) => b).filter((b) => b > w[0]));
+  const end = Math.min(Number.isFinite(w[1]) ? w[1] + 250 : Number.POSITIVE_INFINITY, nextBegin);
   return violations.filter((v) => v.at >= w[0] - 50 && v.at <= end);
 }
 

@@ -52,6 +52,10 @@ const VECTORS: VectorTable = {
     expect: '403:upstream_address_not_allowed',
     why: 'an allowed name resolving to loopback is refused (SSRF / DNS rebinding guard)',
   },
+  rebind_to_host: {
+    expect: '403:upstream_address_not_allowed',
+    why: "an allowed name resolving to the runner's own address is refused",
+  },
   rebind_to_zero: { expect: '403:upstream_address_not_allowed', why: 'likewise 0.0.0.0' },
   connect_http: { expect: '403:connect_not_allowed', why: 'no tunnels' },
   connect_https: { expect: '403:connect_not_allowed', why: 'no tunnels, inside TLS either' },

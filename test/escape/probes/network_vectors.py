@@ -304,6 +304,11 @@ def v_rebind_to_loopback():
     return curl('https://rebind-loopback.test/')
 
 
+def v_rebind_to_host():
+    # This machine's own address, on the port of a listener there: the runner itself is not an upstream.
+    return curl(f'https://rebind-host.test:{TCP_PORT}/', '--connect-to', f'rebind-host.test:{TCP_PORT}:rebind-host.test:443')
+
+
 def v_rebind_to_zero():
     return curl('https://rebind-zero.test/')
 
