@@ -22,6 +22,11 @@ const RECIPE = 'airlock-proxy-image/1';
 /** The unprivileged user the proxy runs as (no capabilities; low ports come from a namespaced sysctl). */
 export const PROXY_UID = 65532;
 export const PROXY_NODE = '/airlock/node';
+/**
+ * V8 flags for the proxy: a small young generation and earlier major collections keep the proxy's RSS near its
+ * live heap (≈100 MB instead of ≈150 MB at 200 connections, bench:proxy) for a small throughput cost.
+ */
+export const PROXY_NODE_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=10'];
 export const PROXY_PROGRAM = '/airlock/airlock-proxy.mjs';
 
 /** The package root: the nearest directory above this file whose package.json names airlock. */
@@ -98,6 +103,7 @@ export async function proxyImageInputs(nodeBinary: string = process.execPath): P
 export async function proxyImageHash(inputs?: ProxyImageInputs): Promise<string> {
   const i = inputs ?? (await proxyImageInputs());
   const h = createHash('sha256').update(RECIPE).update('\0').update(process.version).update('\0');
+  h.update(PROXY_NODE_FLAGS.join(' ')).update('\0');
   for (const file of [i.node, ...i.libraries]) {
     const s = await stat(file);
     h.update(`${file}\0${s.size}\0${Math.trunc(s.mtimeMs)}\0`);
@@ -165,7 +171,7 @@ export async function ensureProxyImage(engine: Engine, onBuild?: (tag: string) =
         '--change',
         'ENV NODE_ENV=production',
         '--change',
-        `ENTRYPOINT ["${PROXY_NODE}", "${PROXY_PROGRAM}"]`,
+        `ENTRYPOINT ${JSON.stringify([PROXY_NODE, ...PROXY_NODE_FLAGS, PROXY_PROGRAM])}`,
         '--change',
         'WORKDIR /airlock',
         '-',
