@@ -8,6 +8,7 @@
  * Run after `npm run build`: node --import tsx --test --test-concurrency=1 test/escape/container-and-policy-escapes.test.ts
  */
 import assert from 'node:assert/strict';
+import { readlinkSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,6 +26,20 @@ import {
   type SandboxRun,
   type VectorTable,
 } from './fixture.js';
+
+/** This test process's namespace ids: the host's, for the sandbox to compare its own with. */
+function hostNamespaces(): string {
+  return ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']
+    .map((ns) => {
+      try {
+        return readlinkSync(`/proc/self/ns/${ns}`);
+      } catch {
+        return '';
+      }
+    })
+    .filter(Boolean)
+    .join(' ');
+}
 
 /** A small limit so the fork bomb meets it quickly and cheaply on a 2-core machine. */
 const PIDS_LIMIT = 256;
@@ -49,6 +64,12 @@ const VECTORS: VectorTable = {
   pid_namespace: {
     expect: /^foreign=0,init=\/(run\/podman-init|sbin\/docker-init|dev\/init)$/,
     why: 'only the container’s own processes',
+  },
+  host_namespaces: {
+    // A rootful engine keeps the host's user namespace (root here is uid 0 there, held in check by the dropped
+    // capabilities, seccomp and no_new_privs); time is not namespaced; cgroup v1 hosts share the cgroup namespace.
+    expect: /^shared=((cgroup|time|user),?)*$/,
+    why: 'own pid, network, mount, IPC and UTS namespaces',
   },
   engine_sockets: { expect: 'none', why: 'no engine socket is mounted' },
   sys_class_net: { expect: 'eth0,lo', why: 'one interface on the internal network' },
@@ -81,6 +102,7 @@ for (const engine of ESCAPE_ENGINES) {
     before(async () => {
       fixture = await startEscapeFixture(engine, [
         `  HOST_TEST_PID: "${process.pid}"`,
+        `  HOST_NAMESPACES: "${hostNamespaces()}"`,
         'resource_limits:',
         `  pids_limit: ${PIDS_LIMIT}`,
       ]);

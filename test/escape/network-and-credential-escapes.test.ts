@@ -87,6 +87,10 @@ const VECTORS: VectorTable = {
   h2_alpn: { expect: /^(alpn=None|handshake_failed)$/, why: 'only http/1.1 is offered in ALPN' },
   h2c_upgrade_blocked: { expect: '403:host_not_allowed', why: 'an h2c upgrade is admitted like a request' },
   nul_in_host: { expect: /^400(:bad_request)?$/, why: 'a NUL byte in a header is malformed' },
+  pipelined_http_hosts: {
+    expect: '200,200,403:host_not_allowed',
+    why: 'plain HTTP, three hosts on one connection: each routed to its own upstream and judged alone',
+  },
   trace_echo: { expect: '403:trace_not_allowed', why: 'TRACE would echo the real credential' },
   track_echo: {
     expect: /^(403:trace_not_allowed|400:bad_request)$/,

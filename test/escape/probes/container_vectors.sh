@@ -32,6 +32,16 @@ v_pid_namespace() {
   done
   echo "foreign=$foreign,init=$(tr '\0' '\n' </proc/1/cmdline | head -1)"
 }
+v_host_namespaces() {
+  # HOST_NAMESPACES holds the test process's own namespace ids on the host ("net:[4026531833] pid:[…] …").
+  local shared=""
+  for ns in cgroup ipc mnt net pid time user uts; do
+    local mine
+    mine=$(readlink "/proc/self/ns/$ns" 2>/dev/null) || continue
+    case " $HOST_NAMESPACES " in *" $mine "*) shared="$shared$ns," ;; esac
+  done
+  echo "shared=${shared%,}"
+}
 v_engine_sockets() {
   local found
   found=$(find / -xdev \( -path /proc -o -path /sys -o -path /usr \) -prune -o -type s -print 2>/dev/null | tr '\n' ,)

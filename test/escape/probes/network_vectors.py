@@ -436,6 +436,14 @@ def v_nul_in_host():
     return outcome(over_tls('allowed.test', b'GET /api/x HTTP/1.1\r\nHost: allowed.test\x00.blocked.test\r\nConnection: close\r\n\r\n'))
 
 
+def v_pipelined_http_hosts():
+    # Plain HTTP lets each request name its own host: three hosts on one connection, each routed and judged alone.
+    raw = (request('GET', '/api/p1', 'allowed.test', close=False)
+           + request('GET', '/p2', 'exfil.test', close=False)
+           + request('GET', '/p3', 'blocked.test'))
+    return outcome(over_http(raw))
+
+
 def v_trace_echo():
     return outcome(over_tls('allowed.test', request('TRACE', '/api/trace', 'allowed.test', f'Authorization: Bearer {SURROGATE}\r\n')))
 
