@@ -39,6 +39,8 @@ export interface UpstreamConfig {
   /** Extra PEM CAs trusted for upstream TLS, on top of the system roots. */
   caPem?: string;
   connectTimeoutMs: number;
+  /** Addresses of the machine running airlock; refused as upstream addresses unless mapped in `hosts`. */
+  hostAddresses?: string[];
 }
 
 export interface MaskedCredential {

@@ -54,6 +54,7 @@ export const ProxyConfigSchema = z.strictObject({
       z.string().refine((v) => parseHostsEntry(v) !== null, 'expected IP, IP:PORT or [IPv6]:PORT'),
     ),
     caPem: pem('upstream.caPem').optional(),
+    hostAddresses: z.array(z.string().refine((a) => isIPv4(a) || isIPv6(a), 'an IP address')).optional(),
     connectTimeoutMs: z.number().int().positive(),
   }),
   credentials: z.strictObject({

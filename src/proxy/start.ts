@@ -40,6 +40,8 @@ export interface ProxyOptions {
     /** Resolver for upstream names; default: `dns` servers, or the system resolver when none are given. */
     resolve?: UpstreamResolver;
     dns?: readonly string[];
+    /** Addresses of the machine running airlock, refused as upstream addresses (see UpstreamRouterOptions). */
+    hostAddresses?: readonly string[];
     /** TCP connect plus TLS handshake. Default 10 s. */
     connectTimeoutMs?: number;
     /** Silence from upstream while a request is in flight. Default 5 min. */
@@ -109,6 +111,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const route = createUpstreamRouter({
     hosts: options.upstream.hosts ?? {},
     resolve: options.upstream.resolve ?? systemResolver(options.upstream.dns ?? []),
+    ...(options.upstream.hostAddresses ? { hostAddresses: options.upstream.hostAddresses } : {}),
   });
   const connector = createUpstreamConnector({
     caPem: options.upstream.caPem,
@@ -234,6 +237,7 @@ export async function runProxyProcess(io: ProxyProcessIo): Promise<number> {
         dns: config.upstream.dns,
         connectTimeoutMs: config.upstream.connectTimeoutMs,
         ...(config.upstream.caPem ? { caPem: config.upstream.caPem } : {}),
+        ...(config.upstream.hostAddresses ? { hostAddresses: config.upstream.hostAddresses } : {}),
       },
       credentials: createCredentialProcessor(config.credentials),
       log,

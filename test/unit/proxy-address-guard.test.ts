@@ -108,6 +108,28 @@ void describe('routing', () => {
     assert.equal((await route('mixed.test', 443)).kind, 'forbidden');
   });
 
+  void test('a name that resolves to an address of the machine running airlock is refused, public or not', async () => {
+    const own = ['1.2.3.4', '2001:4860::7'];
+    const route = createUpstreamRouter({
+      resolve: (n) =>
+        Promise.resolve([n === 'v6.test' ? '2001:4860::7' : n === 'mapped.test' ? '::ffff:1.2.3.4' : '1.2.3.4']),
+      hostAddresses: own,
+    });
+    for (const name of ['evil.test', 'v6.test', 'mapped.test']) {
+      const r = await route(name, 22);
+      assert.equal(r.kind, 'forbidden', name);
+      assert.match(r.kind === 'forbidden' ? r.reason : '', /machine running airlock/);
+    }
+    const other = createUpstreamRouter({ resolve: () => Promise.resolve(['1.2.3.5']), hostAddresses: own });
+    assert.equal((await other('fine.test', 443)).kind, 'connect', 'a neighbouring public address is fine');
+    const mappedByConfig = createUpstreamRouter({
+      hosts: { 'ci.test': '1.2.3.4:8080' },
+      resolve: () => Promise.resolve([]),
+      hostAddresses: own,
+    });
+    assert.equal((await mappedByConfig('ci.test', 443)).kind, 'connect', 'upstream_hosts is an explicit decision');
+  });
+
   void test('resolution failures and empty answers are failures (502), not refusals', async () => {
     const failing = createUpstreamRouter({
       resolve: () => Promise.reject(Object.assign(new Error(), { code: 'ENOTFOUND' })),

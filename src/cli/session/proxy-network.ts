@@ -12,7 +12,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ProxyConfig } from '../../protocol/proxy-config.js';
@@ -97,6 +97,18 @@ export function resolveUpstreamHosts(
     out[name.toLowerCase()] = m[1] ? `${hostGateway}:${m[1]}` : hostGateway;
   }
   return out;
+}
+
+/**
+ * Every address of this machine (public ones included, loopback excluded: the guard refuses loopback anyway). An
+ * allowed name whose DNS answers one of them would otherwise let the sandbox reach any port on the runner.
+ */
+export function hostAddresses(): string[] {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal) out.add(a.address.replace(/%.*$/, ''));
+  }
+  return [...out];
 }
 
 interface NetworkEndpoint {
@@ -278,6 +290,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
         dns: policy.sandbox.upstream_dns,
         hosts: resolveUpstreamHosts(policy.sandbox.upstream_hosts, hostGateway),
         connectTimeoutMs: 10_000,
+        hostAddresses: hostAddresses(),
       },
       credentials: credentials.proxyCredentials,
       run: { id: identity.runId, policySha256: policy.allowlistSha256 },

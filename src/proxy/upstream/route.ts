@@ -17,6 +17,11 @@ export interface UpstreamRouterOptions {
   resolve: UpstreamResolver;
   /** How long a vetted answer is reused; 0 disables the cache. */
   cacheTtlMs?: number;
+  /**
+   * Addresses of the machine running airlock (its public ones too): an allowed name whose DNS answers one of them
+   * would let the sandbox reach any port on its own host. Refused like private space, unless mapped in `hosts`.
+   */
+  hostAddresses?: readonly string[];
   now?: () => number;
 }
 
@@ -46,6 +51,7 @@ export function createUpstreamRouter(
     if (!entry) throw new Error(`upstream hosts: ${name}: expected IP or IP:PORT`);
     hosts.set(name.toLowerCase().replace(/\.$/, ''), entry);
   }
+  const ownHost = new Set((options.hostAddresses ?? []).map(canonicalAddress));
   const ttl = options.cacheTtlMs ?? 10_000;
   const now = options.now ?? Date.now;
   const cache = new Map<string, { addresses: string[]; until: number }>();
@@ -74,9 +80,18 @@ export function createUpstreamRouter(
     if (addresses.length === 0) return { kind: 'failed', reason: `${host} has no addresses` };
     // One internal answer taints the name: a public name has no business resolving into the private space.
     for (const address of addresses) {
-      const problem = forbiddenAddressReason(address);
+      const problem = ownHost.has(canonicalAddress(address))
+        ? 'an address of the machine running airlock'
+        : forbiddenAddressReason(address);
       if (problem !== null) return { kind: 'forbidden', reason: `${host} resolves to ${address} (${problem})` };
     }
     return { kind: 'connect', address: addresses[0]!, port, mapped: false };
   };
+}
+
+/** One spelling per address: lower-case, IPv4-mapped IPv6 reduced to its IPv4 form. */
+function canonicalAddress(address: string): string {
+  const lower = address.toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  return mapped ? mapped[1]! : lower;
 }
