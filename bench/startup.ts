@@ -13,7 +13,6 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
 import { readHostLimits } from '../src/cli/engine/host-limits.js';
 import { ensureTestImage, TEST_IMAGE } from '../test/helpers/images.js';
 
@@ -38,24 +37,11 @@ function timed(argv: string[], cwd: string): Promise<number> {
   });
 }
 
-/** The shipped CLI when it dispatches `run`; otherwise the same sources bundled (no tsx compile cost either way). */
-async function airlockEntry(): Promise<{ argv: string[]; label: string }> {
-  const built = join(ROOT, 'dist/cli/main.js');
-  if (existsSync(built) && readFileSync(built, 'utf8').includes('commands/run.js')) {
-    return { argv: [process.execPath, join(ROOT, 'dist/cli/bin.js')], label: 'dist/cli/bin.js' };
-  }
-  const out = join(await mkdtemp(join(tmpdir(), 'airlock-bench-')), 'airlock.mjs');
-  await build({
-    entryPoints: [join(ROOT, 'test/container/cli-entry.ts')],
-    outfile: out,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    logLevel: 'warning',
-    banner: { js: "import { createRequire as __r } from 'node:module'; const require = __r(import.meta.url);" },
-  });
-  return { argv: [process.execPath, out], label: 'CLI sources bundled with esbuild' };
+/** The shipped CLI, as users run it (built by `npm run build`). */
+function airlockEntry(): { argv: string[]; label: string } {
+  const built = join(ROOT, 'dist/cli/bin.js');
+  if (!existsSync(built)) throw new Error('dist/cli/bin.js is missing: run `npm run build` first');
+  return { argv: [process.execPath, built], label: 'dist/cli/bin.js' };
 }
 
 const stats = (xs: number[]) => {
@@ -71,7 +57,7 @@ await writeFile(join(work, '.airlock/sandbox.yaml'), `network_sandbox: false\nim
 const sandboxed = await mkdtemp(join(tmpdir(), 'airlock-bench-net-'));
 await mkdir(join(sandboxed, '.airlock'));
 await writeFile(join(sandboxed, '.airlock/sandbox.yaml'), `image: ${TEST_IMAGE}\n`);
-const entry = await airlockEntry();
+const entry = airlockEntry();
 const airlockArgv = [...entry.argv, 'run', '--engine', ENGINE, '--', 'true'];
 // The engine's default ulimits exceed this kind of host's hard limits (see src/cli/engine/host-limits.ts), so the
 // bare baseline gets the same two --ulimit flags airlock passes; it is otherwise a plain `run --rm`.

@@ -14,7 +14,7 @@ export { TEST_IMAGE, exec };
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const REPO = resolve(HERE, '../..');
-const ENTRY = join(HERE, 'cli-entry.ts');
+const ENTRY = join(HERE, '../../src/cli/bin.ts');
 const TSX = join(REPO, 'node_modules/tsx/dist/esm/index.mjs');
 
 export type EngineName = 'podman' | 'docker';

@@ -14,7 +14,7 @@ function onTerminal(argv: string[], cwd: string, typed: string): Promise<{ code:
     process.execPath,
     '--import',
     join(REPO, 'node_modules/tsx/dist/esm/index.mjs'),
-    join(REPO, 'test/container/cli-entry.ts'),
+    join(REPO, 'src/cli/bin.ts'),
     ...argv,
   ]
     .map(quote)
