@@ -206,6 +206,8 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
   try {
     // Independent start-up steps run side by side: start-up time is a feature.
     const networks = createNetworks(engine, req);
+    // Awaited below; until then a failure must not count as unhandled (it would crash airlock with exit 1).
+    networks.catch(() => undefined);
     const [image, ca] = await Promise.all([
       ensureProxyImage(engine, (tag) => log.info(`building the proxy image ${tag}`)),
       generateRunCa(),
