@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
+import { proxyBundlePath } from '../../src/cli/session/proxy-image.js';
 import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { airlock, ENGINE_SUITES, exec, prepareEngine, REPO, runOn, TEST_IMAGE, workspace } from './harness.js';
+import { airlock, ENGINE_SUITES, exec, prepareEngine, runOn, TEST_IMAGE, workspace } from './harness.js';
 
 /** `image hash` and `image save` cover the proxy image too, whose input is the built proxy bundle. */
 function requireProxyBundle(): void {
-  if (!existsSync(join(REPO, 'dist/proxy/airlock-proxy.mjs'))) {
-    throw new Error('dist/proxy/airlock-proxy.mjs is missing: run `npm run build` before the container suite');
+  if (!existsSync(proxyBundlePath())) {
+    throw new Error(`${proxyBundlePath()} is missing: run \`npm run build\` before the container suite`);
   }
 }
 

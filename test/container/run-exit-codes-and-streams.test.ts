@@ -77,13 +77,18 @@ for (const { engine, skip } of ENGINE_SUITES) {
       }
     });
 
-    it('refuses network_sandbox: true (the default) with 125 rather than run unprotected', async () => {
+    it('network_sandbox: true (the default) runs the command behind the proxy, never on an open network', async () => {
       const cwd = await workspace(`image: localhost/airlock-test-debian:bookworm\n`, { marker: 'x' });
-      const r = await airlock([...runOn(engine), '--', 'sh', '-c', 'echo ran'], { cwd });
-      assert.equal(r.code, 125);
-      assert.equal(r.stdout.length, 0);
-      assert.match(r.stderr, /network sandbox is not available/);
-      assert.match(r.stderr, /network_sandbox: false/);
+      const script =
+        'echo ran; echo one=$(getent hosts one.example | cut -d" " -f1); echo two=$(getent hosts two.example | cut -d" " -f1)';
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', script], { cwd });
+      assert.equal(r.code, 0, r.stderr.toString());
+      const out = r.stdout.toString();
+      assert.match(out, /^ran$/m);
+      const one = /^one=(\d+\.\d+\.\d+\.\d+)$/m.exec(out)?.[1];
+      assert.ok(one, `names resolve: ${out}`);
+      // Made-up names resolving at all, and to one address, is the proxy's catch-all responder answering.
+      assert.match(out, new RegExp(`^two=${one.replace(/\./g, '\\.')}$`, 'm'));
     });
 
     it('removes its container on every path', async () => {
