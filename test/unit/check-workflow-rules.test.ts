@@ -93,6 +93,15 @@ void describe('check-workflow passes workflows that keep the requirements', () =
       assert.deepEqual(findings.map(formatFinding), []);
     });
   }
+  // The workflows quoted in README.md itself: what users copy first must pass too.
+  const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((b) => /^\s*on:/m.test(b));
+  void it('README.md quotes at least one workflow', () => assert.ok(blocks.length >= 1));
+  for (const [i, block] of blocks.entries()) {
+    void it(`README.md workflow ${i + 1}`, () => {
+      assert.deepEqual(checkWorkflow(block, `README.md#${i + 1}`).map(formatFinding), []);
+    });
+  }
 });
 
 void describe('recognising the airlock step', () => {
