@@ -12,8 +12,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -38,7 +36,7 @@ import {
   type SandboxRun,
 } from '../helpers/sandbox-fixture.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
-import { startGitHttpsServer } from '../helpers/upstream.js';
+import { startAuthenticatingGitFront, startGitHttpsServer, type GitFront } from '../helpers/upstream.js';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const REAL = `ghp_${randomString(36, ALNUM)}`;
@@ -78,58 +76,6 @@ const answerAuthorization: UpstreamHandler = (req, res) => {
   res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
 };
-
-interface GitFront {
-  port: number;
-  authorizations: string[];
-  close(): Promise<void>;
-}
-
-/** GitHub in miniature: 401 with a Basic challenge without credentials, 403 for anything but the real token. */
-async function startAuthenticatingGit(pki: TestPki, backendPort: number): Promise<GitFront> {
-  const authorizations: string[] = [];
-  const server = https.createServer({ cert: pki.certPem, key: pki.keyPem }, (req, res) => {
-    const auth = req.headers.authorization;
-    if (auth === undefined) {
-      req.resume();
-      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="GitHub"', 'Content-Length': 0 });
-      return void res.end();
-    }
-    authorizations.push(...headerValues(req.rawHeaders, 'authorization'));
-    if (auth !== REAL_BASIC) {
-      req.resume();
-      res.writeHead(403, { 'Content-Length': 0 });
-      return void res.end();
-    }
-    const inner = https.request(
-      {
-        host: '127.0.0.1',
-        port: backendPort,
-        servername: GIT,
-        ca: pki.caPem,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: GIT },
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    inner.on('error', () => res.destroy());
-    req.pipe(inner);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    authorizations,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
 
 /** Header shapes curl will not write (case variants, obs-fold, lists), sent as raw bytes over TLS to the proxy. */
 const RAW_HEADER_PROBE = String.raw`
@@ -185,7 +131,13 @@ before(async () => {
   execFileSync('git', ['init', '-q', '--bare', '--initial-branch=main', bare]);
   execFileSync('git', ['--git-dir', bare, 'config', 'http.receivepack', 'true']);
   gitBackend = await startGitHttpsServer(pki, repos);
-  gitFront = await startAuthenticatingGit(pki, gitBackend.port);
+  gitFront = await startAuthenticatingGitFront({
+    pki,
+    backendPort: gitBackend.port,
+    servername: GIT,
+    expected: REAL_BASIC,
+    host: '0.0.0.0',
+  });
 
   workspace = await makeWorkspace({
     '.airlock/upstream-ca.pem': pki.caPem,

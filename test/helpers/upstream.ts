@@ -267,6 +267,72 @@ export async function startGitHttpsServer(
   };
 }
 
+export interface GitFront {
+  port: number;
+  /** Every Authorization value that arrived, in order (entries of one request each). */
+  authorizations: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * GitHub in miniature in front of a git http-backend server: 401 with a Basic challenge without credentials, 403
+ * for anything but `expected`; otherwise the request is passed to the backend.
+ */
+export async function startAuthenticatingGitFront(options: {
+  pki: Pick<TestPki, 'certPem' | 'keyPem' | 'caPem'>;
+  backendPort: number;
+  /** The name the backend's certificate carries (sent as SNI and Host). */
+  servername: string;
+  expected: string;
+  host?: string;
+}): Promise<GitFront> {
+  const { pki, backendPort, servername, expected } = options;
+  const authorizations: string[] = [];
+  const server = https.createServer({ cert: pki.certPem, key: pki.keyPem }, (req, res) => {
+    const auth = req.headers.authorization;
+    if (auth === undefined) {
+      req.resume();
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="GitHub"', 'Content-Length': 0 });
+      return void res.end();
+    }
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      if (req.rawHeaders[i]!.toLowerCase() === 'authorization') authorizations.push(req.rawHeaders[i + 1]!);
+    }
+    if (auth !== expected) {
+      req.resume();
+      res.writeHead(403, { 'Content-Length': 0 });
+      return void res.end();
+    }
+    const inner = https.request(
+      {
+        host: '127.0.0.1',
+        port: backendPort,
+        servername,
+        ca: pki.caPem,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: servername },
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    inner.on('error', () => res.destroy());
+    req.pipe(inner);
+  });
+  await new Promise<void>((resolve) => server.listen(0, options.host ?? '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    authorizations,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
 /** One reply as a test sees it: status, headers and the whole body. */
 export interface Reply {
   status: number;

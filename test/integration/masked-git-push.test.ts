@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
@@ -17,7 +15,7 @@ import { createCredentialProcessor } from '../../src/proxy/credentials/index.js'
 import { formatTextLine, memoryLog } from '../../src/proxy/log/network-log.js';
 import { startProxy, type RunningProxy } from '../../src/proxy/start.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
-import { startGitHttpsServer } from '../helpers/upstream.js';
+import { startAuthenticatingGitFront, startGitHttpsServer } from '../helpers/upstream.js';
 
 /**
  * A real `git push` over HTTPS with the surrogate in the remote URL, through the in-process proxy, to a git server
@@ -36,54 +34,6 @@ let backend: { port: number; close(): Promise<void> };
 let front: { port: number; authorizations: string[]; close(): Promise<void> };
 let surrogate: string;
 const log = memoryLog();
-
-/** GitHub's behaviour in miniature: 401 with a Basic challenge without credentials, 403 for wrong ones. */
-async function startAuthenticatingFront(expected: string): Promise<typeof front> {
-  const authorizations: string[] = [];
-  const server = https.createServer({ cert: pki.certPem, key: pki.keyPem }, (req, res) => {
-    const auth = req.headers.authorization;
-    if (auth === undefined) {
-      req.resume();
-      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="GitHub"', 'Content-Length': 0 });
-      res.end();
-      return;
-    }
-    authorizations.push(auth);
-    if (auth !== expected) {
-      req.resume();
-      res.writeHead(403, { 'Content-Length': 0 });
-      res.end();
-      return;
-    }
-    const inner = https.request(
-      {
-        host: '127.0.0.1',
-        port: backend.port,
-        servername: HOST,
-        ca: pki.caPem,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: HOST },
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    inner.on('error', () => res.destroy());
-    req.pipe(inner);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    authorizations,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
 
 function git(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   return exec('git', args, {
@@ -144,7 +94,12 @@ before(async () => {
     {},
   );
   surrogate = prepared.containerEnv.GH_TOKEN!;
-  front = await startAuthenticatingFront(`Basic ${Buffer.from(`x-access-token:${REAL}`).toString('base64')}`);
+  front = await startAuthenticatingGitFront({
+    pki,
+    backendPort: backend.port,
+    servername: HOST,
+    expected: `Basic ${Buffer.from(`x-access-token:${REAL}`).toString('base64')}`,
+  });
   proxy = await startProxy({
     allowlist: AllowlistSchema.parse({ domains: [HOST] }),
     ca: runCa,
