@@ -57,13 +57,17 @@ for (const { engine, skip } of ENGINE_SUITES) {
       assert.equal(ids.size, 1, 'concurrent runs built the image more than once');
     });
 
-    it('exits 125 with the tail of the build log when the build fails', async () => {
+    it('exits 125 with the tail of the build log when the build fails, and leaves no build container', async () => {
+      const before = await exec([engine, 'ps', '-aq']);
       const cwd = await repo('RUN echo "the-build-broke-here" && exit 3\n');
       const r = await airlock([...runOn(engine), '--', 'true'], { cwd });
       assert.equal(r.code, 125);
       assert.match(r.stderr, /image build failed/);
       assert.match(r.stderr, /the-build-broke-here/);
       assert.equal(r.stdout.length, 0);
+      const known = new Set(before.stdout.split('\n').filter(Boolean));
+      const left = (await exec([engine, 'ps', '-aq'])).stdout.split('\n').filter((id) => id && !known.has(id));
+      assert.deepEqual(left, [], "the failed step's container was removed (--force-rm)");
     });
 
     it('image hash prints repo=<sha256>; save and load round-trip the image', async () => {

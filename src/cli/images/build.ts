@@ -33,7 +33,8 @@ const TAIL_LINES = 30;
 
 export async function buildImage(request: BuildRequest): Promise<void> {
   const { engine, log } = request;
-  const args = ['build', '--tag', request.tag, '--file', request.dockerfile];
+  // --force-rm: Docker's classic builder otherwise keeps the container of a failed step forever.
+  const args = ['build', '--force-rm', '--tag', request.tag, '--file', request.dockerfile];
   if (request.noCache) args.push('--no-cache');
   args.push(request.contextDir);
   log.info(`building ${request.tag}${request.noCache ? ' (no cache)' : ''}`);
