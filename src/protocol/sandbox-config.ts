@@ -34,10 +34,24 @@ export const SigningCredentialSchema = z
   })
   .describe('AWS credentials the proxy signs with; the sandbox only gets surrogates.');
 
-const memory = z
-  .string()
-  .regex(/^\d+[bkmgBKMG]$/, "expected a size such as '512m', '2g' or '1024k'")
-  .refine((m) => Number(m.slice(0, -1)) > 0, 'the memory limit must be greater than zero');
+const SIZE = /^(\d+)([bkmgBKMG])$/;
+const SIZE_UNITS: Record<string, number> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** Bytes in a size written as `512m`, `2g`, `1024k` or `4096b` (binary units, as the engines read them). */
+export function sizeBytes(size: string): number {
+  const m = SIZE.exec(size);
+  if (!m) throw new Error(`not a size: ${size}`);
+  return Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!;
+}
+
+const size = (min: number, tooSmall: string) =>
+  z
+    .string()
+    .regex(SIZE, "expected a size such as '512m', '2g' or '1024k'")
+    .refine((m) => !SIZE.test(m) || sizeBytes(m) >= min, tooSmall); // zod runs the refinement after a failed regex too
+
+/** Directories that become size-limited tmpfs mounts when `resource_limits.disk` makes the image read-only. */
+export const DISK_LIMITED_SCRATCH = ['/tmp', '/var/tmp', '/run', '/root', '/home'] as const;
 
 export const ResourceLimitsSchema = z
   .strictObject({
@@ -47,7 +61,14 @@ export const ResourceLimitsSchema = z
       .min(10, 'timeout must be at least 10 seconds')
       .optional()
       .describe('Wall-clock limit in seconds; the container is killed and airlock exits 124.'),
-    memory: memory.optional().describe('Memory limit (no extra swap), e.g. `2g`; OOM exits 137.'),
+    memory: size(1, 'the memory limit must be greater than zero').optional().describe('Memory limit (no extra swap), e.g. `2g`; OOM exits 137.'),
+    disk: size(1024 ** 2, 'the disk limit must be at least 1m')
+      .optional()
+      .describe(
+        'Caps what the command can write outside the workspace: the image becomes read-only and /tmp, /var/tmp, ' +
+          '/run, /root and /home become tmpfs mounts of at most this size each (memory-backed, so they also count ' +
+          'against `memory`), e.g. `2g`. The workspace and other mounts are not limited.',
+      ),
     cpus: z.number().min(0.01, 'cpus must be at least 0.01').optional().describe('CPU limit, e.g. `1.5`.'),
     pids_limit: z
       .number()

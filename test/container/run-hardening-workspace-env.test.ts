@@ -58,6 +58,49 @@ for (const { engine, skip } of ENGINE_SUITES) {
       assert.equal(pids.trim(), '77');
     });
 
+    it('with resource_limits.disk, caps every write outside the workspace and leaves no disk-backed writable mount', async () => {
+      const MiB = 1024 * 1024;
+      const scratch = ['/tmp', '/var/tmp', '/run', '/root', '/home'];
+      // Each fill writes 24 MiB against an 8 MiB limit; the rest of the image is read-only; /tmp still runs programs.
+      const script = [
+        `for d in ${scratch.join(' ')}; do dd if=/dev/zero of=$d/fill bs=1M count=24 2>/dev/null; echo "fill $d $(stat -c %s $d/fill) $(stat -f -c %T $d)"; rm -f $d/fill; done`,
+        'for d in / /usr /etc /var /var/lib /opt; do if (echo x > $d/.airlock-probe) 2>/dev/null; then echo "writable $d"; fi; done',
+        'for f in /etc/hosts /etc/resolv.conf /etc/hostname; do if (echo x >> $f) 2>/dev/null; then echo "writable $f"; fi; done',
+        'cp /bin/true /tmp/t && /tmp/t && echo exec-ok',
+        'echo kept > /workspace/out && echo workspace-ok',
+        // Every writable mount, with its filesystem type: only memory-backed ones and the workspace may remain.
+        'awk \'$6 ~ /^rw/ { for (i = 7; $i != "-"; i++); print "rwmount", $5, $(i + 1) }\' /proc/self/mountinfo',
+      ].join('\n');
+      const cwd = await workspace(sandboxYaml('resource_limits:\n  disk: 8m\n'));
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', script], { cwd });
+      assert.equal(r.code, 0, r.stderr);
+      const out = r.stdout.toString();
+      for (const d of scratch) {
+        const m = new RegExp(`^fill ${d} (\\d+) (\\S+)$`, 'm').exec(out);
+        assert.ok(m, `no fill line for ${d}:\n${out}`);
+        assert.equal(m[2], 'tmpfs', `${d} is not a tmpfs`);
+        assert.ok(Number(m[1]) <= 8 * MiB && Number(m[1]) >= 7 * MiB, `${d} took ${m[1]} bytes`);
+      }
+      assert.doesNotMatch(out, /^writable /m);
+      assert.match(out, /^exec-ok$/m);
+      assert.match(out, /^workspace-ok$/m);
+      assert.equal(await readFile(join(cwd, 'out'), 'utf8'), 'kept\n');
+      const memoryBacked = new Set(['tmpfs', 'proc', 'devpts', 'mqueue', 'shm', 'cgroup', 'cgroup2', 'sysfs']);
+      const diskBacked = [...out.matchAll(/^rwmount (\S+) (\S+)$/gm)].filter((m) => !memoryBacked.has(m[2]!));
+      assert.deepEqual(
+        diskBacked.map((m) => m[1]),
+        ['/workspace'],
+        `writable disk-backed mounts:\n${out}`,
+      );
+
+      // Without the limit the same fill lands on the host's disk in full: the cap above is the setting's doing.
+      const open = await workspace(sandboxYaml());
+      const u = await airlock([...runOn(engine), '--', 'sh', '-c', script], { cwd: open });
+      assert.equal(u.code, 0, u.stderr);
+      assert.match(u.stdout.toString(), new RegExp(`^fill /var/tmp ${24 * MiB} `, 'm'));
+      assert.match(u.stdout.toString(), /^writable \/usr$/m);
+    });
+
     it('refuses what dropped capabilities guard: chroot, raw network config, mounts; and has no engine socket', async () => {
       const cwd = await workspace(sandboxYaml());
       const attacks = [

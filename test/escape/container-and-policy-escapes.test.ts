@@ -1,7 +1,8 @@
 /**
  * Escape suite, container and policy half (issue 9): from inside `airlock run` on real Podman the untrusted command
  * attacks the container boundary (capabilities, mounts, namespaces, ptrace, engine sockets, /proc and /sys), looks
- * for the proxy's CA key and secrets, rewrites `.airlock/` in the workspace, and tries to exhaust processes and disk.
+ * for the proxy's CA key and secrets, rewrites `.airlock/` in the workspace, and tries to exhaust processes and disk
+ * (under `resource_limits.disk`, the setting that contains it).
  * The same recording listeners as the network half must see nothing, and the sandbox's own view of itself (env,
  * /proc, root file system) must hold no canary.
  *
@@ -43,7 +44,8 @@ function hostNamespaces(): string {
 
 /** A small limit so the fork bomb meets it quickly and cheaply on a 2-core machine. */
 const PIDS_LIMIT = 256;
-const FILL_BYTES = 150 * 1024 * 1024;
+/** resource_limits.disk for this run: every scratch directory is a tmpfs this large; the image is read-only. */
+const DISK_LIMIT_MIB = 64;
 
 const VECTORS: VectorTable = {
   capabilities: {
@@ -84,8 +86,8 @@ const VECTORS: VectorTable = {
   ca_overlay_write: { expect: 'denied', why: 'the CA file is mounted read-only' },
   airlock_tamper: { expect: '403:host_not_allowed', why: 'policy was read before the command started' },
   disk_fill: {
-    expect: `written=${FILL_BYTES}`,
-    why: 'NOT bounded by a quota today: the container layer takes what the host disk has (see docs/security.md)',
+    expect: `var_tmp=${DISK_LIMIT_MIB * 1024 * 1024},image=denied`,
+    why: `resource_limits.disk (${DISK_LIMIT_MIB}m): scratch directories are sized tmpfs, the image is read-only`,
   },
   fork_bomb: { expect: /^forked=\d+,stopped_by=EAGAIN$/, why: `stopped by --pids-limit (${PIDS_LIMIT})` },
   after_bomb: { expect: 'alive=yes', why: 'the sandbox (and the host) carry on after the bomb' },
@@ -105,6 +107,7 @@ for (const engine of ESCAPE_ENGINES) {
         `  HOST_NAMESPACES: "${hostNamespaces()}"`,
         'resource_limits:',
         `  pids_limit: ${PIDS_LIMIT}`,
+        `  disk: ${DISK_LIMIT_MIB}m`,
       ]);
       const names = Object.keys(VECTORS);
       const bomb = names.indexOf('fork_bomb');

@@ -135,11 +135,12 @@ describe('sandbox.yaml', () => {
   });
   it('resource limits: numbers as strings are accepted, Airut validation bounds apply', async () => {
     const cwd = await repo({
-      '.airlock/sandbox.yaml': 'resource_limits: {timeout: "300", memory: 2g, cpus: 1.5, pids_limit: 100}\n',
+      '.airlock/sandbox.yaml': 'resource_limits: {timeout: "300", memory: 2g, disk: 512M, cpus: 1.5, pids_limit: 100}\n',
     });
     assert.deepEqual((await loadPolicy({ cwd }, {})).sandbox.resource_limits, {
       timeout: 300,
       memory: '2g',
+      disk: '512M',
       cpus: 1.5,
       pids_limit: 100,
     });
@@ -147,6 +148,9 @@ describe('sandbox.yaml', () => {
       ['timeout: 5', /at least 10/],
       ['memory: 512', /expected a size such as/],
       ['memory: 0m', /greater than zero/],
+      ['disk: 1024', /expected a size such as/],
+      ['disk: 1023k', /at least 1m/],
+      ['disk: 2.5g', /expected a size such as/],
       ['cpus: 0.001', /at least 0\.01/],
       ['pids_limit: 0', /at least 1/],
       ['timeout: 10.5', /whole number/],

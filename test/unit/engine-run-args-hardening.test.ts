@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { buildRunArgs, KEPT_CAPABILITIES, type ContainerSpec } from '../../src/cli/engine/run-args.js';
+import { DISK_LIMITED_SCRATCH, sizeBytes } from '../../src/protocol/sandbox-config.js';
 
 /**
  * The `<engine> run` argv carries every hardening flag, names but never values of variables, only the listed
@@ -103,5 +104,54 @@ describe('container run argv', () => {
 
   it('refuses a mount path that -v would split differently', () => {
     assert.throws(() => buildRunArgs(spec({ mounts: [{ source: '/a:b', target: '/x', readOnly: false }] })), /':'/);
+  });
+
+  it('without a disk limit leaves the image writable and adds no tmpfs', () => {
+    const args = buildRunArgs(spec());
+    assert.ok(!args.includes('--read-only'));
+    assert.ok(!args.includes('--tmpfs'));
+  });
+
+  for (const engine of ['podman', 'docker'] as const) {
+    it(`with a disk limit makes the image read-only and every scratch directory a sized, exec tmpfs (${engine})`, () => {
+      const args = buildRunArgs(spec({ engine, limits: { pidsLimit: 1, nofile: 1, nproc: 1, disk: '64m' } }));
+      assert.ok(args.includes('--read-only'));
+      // Podman's own read-only tmpfs mounts would be unsized; Docker has no such flag and would refuse it.
+      assert.equal(args.includes('--read-only-tmpfs=false'), engine === 'podman');
+      const tmpfs = args.flatMap((a, i) => (args[i - 1] === '--tmpfs' ? [a] : []));
+      assert.deepEqual(
+        tmpfs.map((t) => t.split(':')[0]),
+        [...DISK_LIMITED_SCRATCH],
+      );
+      for (const t of tmpfs) {
+        const options = t.slice(t.indexOf(':') + 1).split(',');
+        assert.ok(options.includes(`size=${64 * 1024 * 1024}`), t);
+        for (const o of ['rw', 'exec', 'nosuid', 'nodev']) assert.ok(options.includes(o), `${t} lacks ${o}`);
+        assert.ok(!options.includes('noexec'), t);
+      }
+      assert.ok(tmpfs.some((t) => t.startsWith('/tmp:') && t.endsWith('mode=1777')));
+      assert.ok(tmpfs.some((t) => t.startsWith('/root:') && t.endsWith('mode=700')));
+      assert.ok(args.indexOf('--read-only') < args.indexOf(spec().image));
+    });
+  }
+
+  it('leaves a scratch directory that is itself a mount target to that mount', () => {
+    const mounts = [
+      { source: '/src/repo', target: '/workspace', readOnly: false },
+      { source: '/cache', target: '/root', readOnly: false },
+    ];
+    const args = buildRunArgs(spec({ mounts, limits: { pidsLimit: 1, nofile: 1, nproc: 1, disk: '1g' } }));
+    const tmpfs = args.flatMap((a, i) => (args[i - 1] === '--tmpfs' ? [a.split(':')[0]] : []));
+    assert.deepEqual(tmpfs, ['/tmp', '/var/tmp', '/run', '/home']);
+    assert.ok(args.includes('/cache:/root:rw'));
+  });
+
+  it('reads sizes in binary units, as the engines do', () => {
+    assert.equal(sizeBytes('4096b'), 4096);
+    assert.equal(sizeBytes('1k'), 1024);
+    assert.equal(sizeBytes('64M'), 64 * 1024 ** 2);
+    assert.equal(sizeBytes('2g'), 2 * 1024 ** 3);
+    assert.throws(() => sizeBytes('2 g'), /not a size/);
+    assert.throws(() => sizeBytes('1.5g'), /not a size/);
   });
 });

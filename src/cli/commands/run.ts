@@ -263,6 +263,7 @@ export const run: Command = async (argv, ctx) => {
       workdir: WORKSPACE,
       limits: {
         memory: limits.memory,
+        disk: limits.disk,
         cpus: limits.cpus,
         pidsLimit: limits.pids_limit ?? DEFAULT_PIDS_LIMIT,
         nofile: host.nofile,

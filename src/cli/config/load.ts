@@ -57,7 +57,7 @@ function isStringPath(p: KeyPath): boolean {
     case 'signing_credentials':
       return c === 'access_key_id' || c === 'secret_access_key' || c === 'session_token' || c === 'scopes';
     case 'resource_limits':
-      return p[1] === 'memory';
+      return p[1] === 'memory' || p[1] === 'disk';
     case 'url_prefixes':
       return c === 'host' || c === 'path' || c === 'methods';
     default:
@@ -92,7 +92,7 @@ function resolveValues(
   if ((typeof value === 'number' || typeof value === 'boolean') && isStringPath(at)) {
     return scalarSource(src, at) ?? String(value);
   }
-  if (typeof value === 'string' && at[0] === 'resource_limits' && at[1] !== 'memory' && /^\s*[\d.]+\s*$/.test(value)) {
+  if (typeof value === 'string' && at[0] === 'resource_limits' && at[1] !== 'memory' && at[1] !== 'disk' && /^\s*[\d.]+\s*$/.test(value)) {
     return Number(value);
   }
   const booleanPath =

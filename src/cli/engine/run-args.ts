@@ -3,6 +3,7 @@
  * I/O. Values of environment variables never appear here, only their names (`-e NAME`); the engine copies each
  * value from its own environment, so `ps` shows names only.
  */
+import { DISK_LIMITED_SCRATCH, sizeBytes } from '../../protocol/sandbox-config.js';
 import type { EngineKind } from './engine.js';
 
 export interface BindMount {
@@ -14,6 +15,11 @@ export interface BindMount {
 export interface ContainerLimits {
   /** e.g. `2g`; swap is set to the same value so there is no extra swap. */
   memory?: string;
+  /**
+   * e.g. `2g`: the image is mounted read-only and each of DISK_LIMITED_SCRATCH becomes a tmpfs of this size, so
+   * nothing the command writes outside its mounts reaches the host's disk.
+   */
+  disk?: string;
   cpus?: number;
   pidsLimit: number;
   /** Open-file and process rlimits, soft = hard; above the host's limits the runtime refuses to start. */
@@ -65,6 +71,32 @@ export function mountArg(mount: BindMount): string {
   return `${mount.source}:${mount.target}:${mount.readOnly ? 'ro' : 'rw'}`;
 }
 
+/** Mode of each scratch tmpfs: world-writable sticky for the temp dirs, as the image would have them. */
+const SCRATCH_MODES: Record<(typeof DISK_LIMITED_SCRATCH)[number], string> = {
+  '/tmp': '1777',
+  '/var/tmp': '1777',
+  '/run': '755',
+  '/root': '700',
+  '/home': '755',
+};
+
+/**
+ * `--read-only` plus one sized tmpfs per scratch directory. `exec` because builds run what they put in /tmp (both
+ * engines default `--tmpfs` to noexec); a scratch directory that is itself a mount target is left to that mount.
+ * The size is in bytes: tmpfs does not read the `b` suffix the config allows.
+ */
+export function diskLimitArgs(engine: EngineKind, disk: string, mounts: BindMount[]): string[] {
+  const targets = new Set(mounts.map((m) => m.target.replace(/\/+$/, '')));
+  const bytes = sizeBytes(disk);
+  // Podman would add its own unsized tmpfs on /run, /tmp and /var/tmp to a read-only container.
+  const args = ['--read-only', ...(engine === 'podman' ? ['--read-only-tmpfs=false'] : [])];
+  for (const dir of DISK_LIMITED_SCRATCH) {
+    if (targets.has(dir)) continue;
+    args.push('--tmpfs', `${dir}:rw,exec,nosuid,nodev,size=${bytes},mode=${SCRATCH_MODES[dir]}`);
+  }
+  return args;
+}
+
 export function buildRunArgs(spec: ContainerSpec): string[] {
   const args = ['run', '--name', spec.name, ...labelArgs(spec.labels)];
   // Never reach a registry: the image is built or loaded locally, and a typo must not fetch something else.
@@ -80,6 +112,7 @@ export function buildRunArgs(spec: ContainerSpec): string[] {
   if (spec.limits.memory !== undefined) {
     args.push(`--memory=${spec.limits.memory}`, `--memory-swap=${spec.limits.memory}`);
   }
+  if (spec.limits.disk !== undefined) args.push(...diskLimitArgs(spec.engine, spec.limits.disk, spec.mounts));
   if (spec.limits.cpus !== undefined) args.push(`--cpus=${spec.limits.cpus}`);
   if (spec.runtime !== undefined) args.push(`--runtime=${spec.runtime}`);
   if (spec.interactive) args.push('--interactive');

@@ -94,9 +94,13 @@ v_airlock_tamper() {
   echo "$body"
 }
 v_disk_fill() {
-  # Bounded at 150 MiB so the host disk is never at risk; the point is whether a quota stops it first.
+  # Bounded at 150 MiB so the host disk is never at risk even without a limit; the point is what stops it first.
   dd if=/dev/zero of=/var/tmp/escape-fill bs=1M count=150 2>/dev/null
-  echo "written=$(stat -c %s /var/tmp/escape-fill 2>/dev/null || echo 0)"
+  scratch=$(stat -c %s /var/tmp/escape-fill 2>/dev/null || echo 0)
+  rm -f /var/tmp/escape-fill
+  # Anywhere else outside the workspace: the image itself.
+  if dd if=/dev/zero of=/escape-fill bs=1M count=1 2>/dev/null; then image=written; else image=denied; fi
+  echo "var_tmp=$scratch,image=$image"
 }
 v_fork_bomb() {
   timeout 60 python3 - <<'EOF'
