@@ -42,6 +42,3626 @@ var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__ge
 ));
 var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: true }), mod);
 
+// node_modules/graphql/language/kinds.js
+var require_kinds = __commonJS({
+  "node_modules/graphql/language/kinds.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.Kind = void 0;
+    var Kind2;
+    exports.Kind = Kind2;
+    (function(Kind3) {
+      Kind3["NAME"] = "Name";
+      Kind3["DOCUMENT"] = "Document";
+      Kind3["OPERATION_DEFINITION"] = "OperationDefinition";
+      Kind3["VARIABLE_DEFINITION"] = "VariableDefinition";
+      Kind3["SELECTION_SET"] = "SelectionSet";
+      Kind3["FIELD"] = "Field";
+      Kind3["ARGUMENT"] = "Argument";
+      Kind3["FRAGMENT_SPREAD"] = "FragmentSpread";
+      Kind3["INLINE_FRAGMENT"] = "InlineFragment";
+      Kind3["FRAGMENT_DEFINITION"] = "FragmentDefinition";
+      Kind3["VARIABLE"] = "Variable";
+      Kind3["INT"] = "IntValue";
+      Kind3["FLOAT"] = "FloatValue";
+      Kind3["STRING"] = "StringValue";
+      Kind3["BOOLEAN"] = "BooleanValue";
+      Kind3["NULL"] = "NullValue";
+      Kind3["ENUM"] = "EnumValue";
+      Kind3["LIST"] = "ListValue";
+      Kind3["OBJECT"] = "ObjectValue";
+      Kind3["OBJECT_FIELD"] = "ObjectField";
+      Kind3["DIRECTIVE"] = "Directive";
+      Kind3["NAMED_TYPE"] = "NamedType";
+      Kind3["LIST_TYPE"] = "ListType";
+      Kind3["NON_NULL_TYPE"] = "NonNullType";
+      Kind3["SCHEMA_DEFINITION"] = "SchemaDefinition";
+      Kind3["OPERATION_TYPE_DEFINITION"] = "OperationTypeDefinition";
+      Kind3["SCALAR_TYPE_DEFINITION"] = "ScalarTypeDefinition";
+      Kind3["OBJECT_TYPE_DEFINITION"] = "ObjectTypeDefinition";
+      Kind3["FIELD_DEFINITION"] = "FieldDefinition";
+      Kind3["INPUT_VALUE_DEFINITION"] = "InputValueDefinition";
+      Kind3["INTERFACE_TYPE_DEFINITION"] = "InterfaceTypeDefinition";
+      Kind3["UNION_TYPE_DEFINITION"] = "UnionTypeDefinition";
+      Kind3["ENUM_TYPE_DEFINITION"] = "EnumTypeDefinition";
+      Kind3["ENUM_VALUE_DEFINITION"] = "EnumValueDefinition";
+      Kind3["INPUT_OBJECT_TYPE_DEFINITION"] = "InputObjectTypeDefinition";
+      Kind3["DIRECTIVE_DEFINITION"] = "DirectiveDefinition";
+      Kind3["SCHEMA_EXTENSION"] = "SchemaExtension";
+      Kind3["DIRECTIVE_EXTENSION"] = "DirectiveExtension";
+      Kind3["SCALAR_TYPE_EXTENSION"] = "ScalarTypeExtension";
+      Kind3["OBJECT_TYPE_EXTENSION"] = "ObjectTypeExtension";
+      Kind3["INTERFACE_TYPE_EXTENSION"] = "InterfaceTypeExtension";
+      Kind3["UNION_TYPE_EXTENSION"] = "UnionTypeExtension";
+      Kind3["ENUM_TYPE_EXTENSION"] = "EnumTypeExtension";
+      Kind3["INPUT_OBJECT_TYPE_EXTENSION"] = "InputObjectTypeExtension";
+      Kind3["TYPE_COORDINATE"] = "TypeCoordinate";
+      Kind3["MEMBER_COORDINATE"] = "MemberCoordinate";
+      Kind3["ARGUMENT_COORDINATE"] = "ArgumentCoordinate";
+      Kind3["DIRECTIVE_COORDINATE"] = "DirectiveCoordinate";
+      Kind3["DIRECTIVE_ARGUMENT_COORDINATE"] = "DirectiveArgumentCoordinate";
+    })(Kind2 || (exports.Kind = Kind2 = {}));
+  }
+});
+
+// node_modules/graphql/jsutils/isObjectLike.js
+var require_isObjectLike = __commonJS({
+  "node_modules/graphql/jsutils/isObjectLike.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.isObjectLike = isObjectLike;
+    function isObjectLike(value) {
+      return typeof value == "object" && value !== null;
+    }
+  }
+});
+
+// node_modules/graphql/language/location.js
+var require_location = __commonJS({
+  "node_modules/graphql/language/location.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.getLocation = getLocation;
+    exports.getLocations = getLocations;
+    function getLocation(source, position) {
+      const lineRegexp = /\r\n|[\n\r]/g;
+      let line = 1;
+      let column = position + 1;
+      let match;
+      while ((match = lineRegexp.exec(source.body)) && match.index < position) {
+        line++;
+        column = position + 1 - (match.index + match[0].length);
+      }
+      return {
+        line,
+        column
+      };
+    }
+    function getLocations(locations) {
+      if (locations.length < 2) {
+        return locations.map(({ source, start }) => getLocation(source, start));
+      }
+      const bySource = /* @__PURE__ */ new Map();
+      locations.forEach(({ source, start }, index) => {
+        let positions = bySource.get(source);
+        if (positions === void 0) {
+          positions = [];
+          bySource.set(source, positions);
+        }
+        positions.push({
+          position: start,
+          index
+        });
+      });
+      const result = new Array(locations.length);
+      for (const [source, positions] of bySource) {
+        const lineRegexp = /\r\n|[\n\r]/g;
+        let match = lineRegexp.exec(source.body);
+        let line = 1;
+        let lastLineStart = 0;
+        positions.sort((a, b) => a.position - b.position);
+        for (const { position, index } of positions) {
+          while (match !== null && match.index < position) {
+            lastLineStart = match.index + match[0].length;
+            line++;
+            match = lineRegexp.exec(source.body);
+          }
+          result[index] = {
+            line,
+            column: position + 1 - lastLineStart
+          };
+        }
+      }
+      return result;
+    }
+  }
+});
+
+// node_modules/graphql/language/printLocation.js
+var require_printLocation = __commonJS({
+  "node_modules/graphql/language/printLocation.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.printLocation = printLocation;
+    exports.printSourceLocation = printSourceLocation;
+    var _location = require_location();
+    function printLocation(location) {
+      return printSourceLocation(
+        location.source,
+        (0, _location.getLocation)(location.source, location.start)
+      );
+    }
+    function printSourceLocation(source, sourceLocation) {
+      const firstLineColumnOffset = source.locationOffset.column - 1;
+      const body = "".padStart(firstLineColumnOffset) + source.body;
+      const lineIndex = sourceLocation.line - 1;
+      const lineOffset = source.locationOffset.line - 1;
+      const lineNum = sourceLocation.line + lineOffset;
+      const columnOffset = sourceLocation.line === 1 ? firstLineColumnOffset : 0;
+      const columnNum = sourceLocation.column + columnOffset;
+      const locationStr = `${source.name}:${lineNum}:${columnNum}
+`;
+      const lines = body.split(/\r\n|[\n\r]/g);
+      const locationLine = lines[lineIndex];
+      if (locationLine.length > 120) {
+        const subLineIndex = Math.floor(columnNum / 80);
+        const subLineColumnNum = columnNum % 80;
+        const subLines = [];
+        for (let i = 0; i < locationLine.length; i += 80) {
+          subLines.push(locationLine.slice(i, i + 80));
+        }
+        return locationStr + printPrefixedLines([
+          [`${lineNum} |`, subLines[0]],
+          ...subLines.slice(1, subLineIndex + 1).map((subLine) => ["|", subLine]),
+          ["|", "^".padStart(subLineColumnNum)],
+          ["|", subLines[subLineIndex + 1]]
+        ]);
+      }
+      return locationStr + printPrefixedLines([
+        // Lines specified like this: ["prefix", "string"],
+        [`${lineNum - 1} |`, lines[lineIndex - 1]],
+        [`${lineNum} |`, locationLine],
+        ["|", "^".padStart(columnNum)],
+        [`${lineNum + 1} |`, lines[lineIndex + 1]]
+      ]);
+    }
+    function printPrefixedLines(lines) {
+      const existingLines = lines.filter(([_, line]) => line !== void 0);
+      const padLen = Math.max(...existingLines.map(([prefix]) => prefix.length));
+      return existingLines.map(([prefix, line]) => prefix.padStart(padLen) + (line ? " " + line : "")).join("\n");
+    }
+  }
+});
+
+// node_modules/graphql/error/GraphQLError.js
+var require_GraphQLError = __commonJS({
+  "node_modules/graphql/error/GraphQLError.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.GraphQLError = void 0;
+    exports.formatError = formatError2;
+    exports.printError = printError;
+    var _isObjectLike = require_isObjectLike();
+    var _location = require_location();
+    var _printLocation = require_printLocation();
+    function toNormalizedOptions(args) {
+      const firstArg = args[0];
+      if (firstArg == null || "kind" in firstArg || "length" in firstArg) {
+        return {
+          nodes: firstArg,
+          source: args[1],
+          positions: args[2],
+          path: args[3],
+          originalError: args[4],
+          extensions: args[5]
+        };
+      }
+      return firstArg;
+    }
+    var GraphQLError = class _GraphQLError extends Error {
+      /**
+       * An array of `{ line, column }` locations within the source GraphQL document
+       * which correspond to this error.
+       *
+       * Errors during validation often contain multiple locations, for example to
+       * point out two things with the same name. Errors during execution include a
+       * single location, the field which produced the error.
+       *
+       * Enumerable, and appears in the result of JSON.stringify().
+       */
+      /**
+       * An array describing the JSON-path into the execution response which
+       * corresponds to this error. Only included for errors during execution.
+       *
+       * Enumerable, and appears in the result of JSON.stringify().
+       */
+      /** An array of GraphQL AST Nodes corresponding to this error. */
+      /**
+       * The source GraphQL document for the first location of this error.
+       *
+       * Note that if this Error represents more than one node, the source may not
+       * represent nodes after the first node.
+       */
+      /**
+       * An array of character offsets within the source GraphQL document
+       * which correspond to this error.
+       */
+      /** Original error that caused this GraphQLError, if one exists. */
+      /** Extension fields to add to the formatted error. */
+      /**
+       * Creates a GraphQLError instance.
+       * @param message - Human-readable error message.
+       * @param options - Error metadata such as source locations, response path, original error, and extensions.
+       * This positional-arguments constructor overload is deprecated. Use the
+       * `GraphQLError(message, options)` overload instead.
+       * @example
+       * ```ts
+       * import { Kind } from 'graphql/language';
+       * import assert from 'node:assert/strict';
+       * // Create an error from AST nodes and response metadata.
+       * import { parse } from 'graphql/language';
+       * import { GraphQLError } from 'graphql/error';
+       *
+       * const document = parse('{ greeting }');
+       * const operation = document.definitions[0];
+       * assert(operation.kind === Kind.OPERATION_DEFINITION);
+       * const fieldNode = operation.selectionSet.selections[0];
+       * const error = new GraphQLError('Cannot query this field.', {
+       *   nodes: fieldNode,
+       *   path: ['greeting'],
+       *   extensions: { code: 'FORBIDDEN' },
+       * });
+       *
+       * error.message; // => 'Cannot query this field.'
+       * error.locations; // => [{ line: 1, column: 3 }]
+       * error.path; // => ['greeting']
+       * error.extensions; // => { code: 'FORBIDDEN' }
+       * ```
+       * @example
+       * ```ts
+       * // This variant derives locations from source positions and preserves the original error.
+       * import { Source } from 'graphql/language';
+       * import { GraphQLError } from 'graphql/error';
+       *
+       * const source = new Source('{ greeting }');
+       * const originalError = new Error('Database unavailable.');
+       * const error = new GraphQLError('Resolver failed.', {
+       *   source,
+       *   positions: [2],
+       *   path: ['greeting'],
+       *   originalError,
+       * });
+       *
+       * error.locations; // => [{ line: 1, column: 3 }]
+       * error.path; // => ['greeting']
+       * error.originalError; // => originalError
+       * ```
+       */
+      /**
+       * Creates a GraphQLError instance using the legacy positional constructor.
+       * This deprecated overload will be removed in v17. Prefer the
+       * `GraphQLErrorOptions` object overload, which keeps optional error metadata
+       * in a single options bag.
+       * @param message - Human-readable error message.
+       * @param nodes - AST node or nodes associated with this error.
+       * @param source - Source document used to derive error locations.
+       * @param positions - Character offsets in the source document associated with
+       * this error.
+       * @param path - Response path where this error occurred during execution.
+       * @param originalError - Original error that caused this GraphQLError, if one
+       * exists.
+       * @param extensions - Extension fields to include in the formatted error.
+       * @example
+       * ```ts
+       * import { Source } from 'graphql/language';
+       * import { GraphQLError } from 'graphql/error';
+       *
+       * const source = new Source('{ greeting }');
+       * const originalError = new Error('Database unavailable.');
+       * const error = new GraphQLError(
+       *   'Resolver failed.',
+       *   undefined,
+       *   source,
+       *   [2],
+       *   ['greeting'],
+       *   originalError,
+       *   { code: 'INTERNAL' },
+       * );
+       *
+       * error.locations; // => [{ line: 1, column: 3 }]
+       * error.path; // => ['greeting']
+       * error.originalError; // => originalError
+       * error.extensions; // => { code: 'INTERNAL' }
+       * ```
+       * @deprecated Please use the `GraphQLErrorOptions` constructor overload instead.
+       */
+      constructor(message, ...rawArgs) {
+        var _this$nodes, _nodeLocations$, _ref;
+        const { nodes, source, positions, path, originalError, extensions } = toNormalizedOptions(rawArgs);
+        super(message);
+        this.name = "GraphQLError";
+        this.path = path !== null && path !== void 0 ? path : void 0;
+        this.originalError = originalError !== null && originalError !== void 0 ? originalError : void 0;
+        this.nodes = undefinedIfEmpty(
+          Array.isArray(nodes) ? nodes : nodes ? [nodes] : void 0
+        );
+        const nodeLocations = undefinedIfEmpty(
+          (_this$nodes = this.nodes) === null || _this$nodes === void 0 ? void 0 : _this$nodes.map((node2) => node2.loc).filter((loc) => loc != null)
+        );
+        this.source = source !== null && source !== void 0 ? source : nodeLocations === null || nodeLocations === void 0 ? void 0 : (_nodeLocations$ = nodeLocations[0]) === null || _nodeLocations$ === void 0 ? void 0 : _nodeLocations$.source;
+        this.positions = positions !== null && positions !== void 0 ? positions : nodeLocations === null || nodeLocations === void 0 ? void 0 : nodeLocations.map((loc) => loc.start);
+        this.locations = positions && source ? (0, _location.getLocations)(
+          positions.map((start) => ({
+            source,
+            start
+          }))
+        ) : nodeLocations && (0, _location.getLocations)(nodeLocations);
+        const originalExtensions = (0, _isObjectLike.isObjectLike)(
+          originalError === null || originalError === void 0 ? void 0 : originalError.extensions
+        ) ? originalError === null || originalError === void 0 ? void 0 : originalError.extensions : void 0;
+        this.extensions = (_ref = extensions !== null && extensions !== void 0 ? extensions : originalExtensions) !== null && _ref !== void 0 ? _ref : /* @__PURE__ */ Object.create(null);
+        Object.defineProperties(this, {
+          message: {
+            writable: true,
+            enumerable: true
+          },
+          name: {
+            enumerable: false
+          },
+          nodes: {
+            enumerable: false
+          },
+          source: {
+            enumerable: false
+          },
+          positions: {
+            enumerable: false
+          },
+          originalError: {
+            enumerable: false
+          }
+        });
+        if (originalError !== null && originalError !== void 0 && originalError.stack) {
+          Object.defineProperty(this, "stack", {
+            value: originalError.stack,
+            writable: true,
+            configurable: true
+          });
+        } else if (Error.captureStackTrace) {
+          Error.captureStackTrace(this, _GraphQLError);
+        } else {
+          Object.defineProperty(this, "stack", {
+            value: Error().stack,
+            writable: true,
+            configurable: true
+          });
+        }
+      }
+      /**
+       * Returns the value used by `Object.prototype.toString`.
+       * @returns The built-in string tag for this object.
+       */
+      get [Symbol.toStringTag]() {
+        return "GraphQLError";
+      }
+      /**
+       * Returns this error as a human-readable message with source locations.
+       * @returns The formatted error string.
+       * @example
+       * ```ts
+       * import { Source } from 'graphql/language';
+       * import { GraphQLError } from 'graphql/error';
+       *
+       * const error = new GraphQLError('Cannot query field "name".', {
+       *   source: new Source('{ name }'),
+       *   positions: [2],
+       * });
+       *
+       * error.toString(); // => 'Cannot query field "name".\n\nGraphQL request:1:3\n1 | { name }\n  |   ^'
+       * ```
+       */
+      toString() {
+        let output2 = this.message;
+        if (this.nodes) {
+          for (const node2 of this.nodes) {
+            if (node2.loc) {
+              output2 += "\n\n" + (0, _printLocation.printLocation)(node2.loc);
+            }
+          }
+        } else if (this.source && this.locations) {
+          for (const location of this.locations) {
+            output2 += "\n\n" + (0, _printLocation.printSourceLocation)(this.source, location);
+          }
+        }
+        return output2;
+      }
+      /**
+       * Returns the JSON representation used when this object is serialized.
+       * @returns The JSON-serializable representation.
+       * @example
+       * ```ts
+       * import { GraphQLError } from 'graphql/error';
+       *
+       * const error = new GraphQLError('Resolver failed.', {
+       *   path: ['viewer', 'name'],
+       *   extensions: { code: 'INTERNAL' },
+       * });
+       *
+       * error.toJSON(); // => { message: 'Resolver failed.', path: ['viewer', 'name'], extensions: { code: 'INTERNAL' } }
+       * ```
+       */
+      toJSON() {
+        const formattedError = {
+          message: this.message
+        };
+        if (this.locations != null) {
+          formattedError.locations = this.locations;
+        }
+        if (this.path != null) {
+          formattedError.path = this.path;
+        }
+        if (this.extensions != null && Object.keys(this.extensions).length > 0) {
+          formattedError.extensions = this.extensions;
+        }
+        return formattedError;
+      }
+    };
+    exports.GraphQLError = GraphQLError;
+    function undefinedIfEmpty(array2) {
+      return array2 === void 0 || array2.length === 0 ? void 0 : array2;
+    }
+    function printError(error62) {
+      return error62.toString();
+    }
+    function formatError2(error62) {
+      return error62.toJSON();
+    }
+  }
+});
+
+// node_modules/graphql/error/syntaxError.js
+var require_syntaxError = __commonJS({
+  "node_modules/graphql/error/syntaxError.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.syntaxError = syntaxError;
+    var _GraphQLError = require_GraphQLError();
+    function syntaxError(source, position, description) {
+      return new _GraphQLError.GraphQLError(`Syntax Error: ${description}`, {
+        source,
+        positions: [position]
+      });
+    }
+  }
+});
+
+// node_modules/graphql/language/ast.js
+var require_ast = __commonJS({
+  "node_modules/graphql/language/ast.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.Token = exports.QueryDocumentKeys = exports.OperationTypeNode = exports.Location = void 0;
+    exports.isNode = isNode;
+    var Location = class {
+      /** The character offset at which this Node begins. */
+      /** The character offset at which this Node ends. */
+      /** The Token at which this Node begins. */
+      /** The Token at which this Node ends. */
+      /** The Source document the AST represents. */
+      /**
+       * Creates a Location instance.
+       * @param startToken - The start token.
+       * @param endToken - The end token.
+       * @param source - Source document used to derive error locations.
+       * @example
+       * ```ts
+       * import { Location, Source, Token, TokenKind } from 'graphql/language';
+       *
+       * const source = new Source('{ hello }');
+       * const startToken = new Token(TokenKind.BRACE_L, 0, 1, 1, 1);
+       * const endToken = new Token(TokenKind.BRACE_R, 8, 9, 1, 9);
+       * const location = new Location(startToken, endToken, source);
+       *
+       * location.start; // => 0
+       * location.end; // => 9
+       * location.source.body; // => '{ hello }'
+       * ```
+       */
+      constructor(startToken, endToken, source) {
+        this.start = startToken.start;
+        this.end = endToken.end;
+        this.startToken = startToken;
+        this.endToken = endToken;
+        this.source = source;
+      }
+      /**
+       * Returns the value used by `Object.prototype.toString`.
+       * @returns The built-in string tag for this object.
+       */
+      get [Symbol.toStringTag]() {
+        return "Location";
+      }
+      /**
+       * Returns a JSON representation of this location.
+       * @returns The JSON-serializable representation.
+       * @example
+       * ```ts
+       * import { parse } from 'graphql/language';
+       *
+       * const document = parse('{ hello }');
+       * const location = document.loc?.toJSON(); // => { start: 0, end: 9 }
+       * ```
+       */
+      toJSON() {
+        return {
+          start: this.start,
+          end: this.end
+        };
+      }
+    };
+    exports.Location = Location;
+    var Token = class {
+      /** The kind of Token. */
+      /** The character offset at which this Node begins. */
+      /** The character offset at which this Node ends. */
+      /** The 1-indexed line number on which this Token appears. */
+      /** The 1-indexed column number at which this Token begins. */
+      /**
+       * For non-punctuation tokens, represents the interpreted value of the token.
+       *
+       * Note: is undefined for punctuation tokens, but typed as string for
+       * convenience in the parser.
+       */
+      /**
+       * Tokens exist as nodes in a double-linked-list amongst all tokens
+       * including ignored tokens. <SOF> is always the first node and <EOF>
+       * the last.
+       */
+      /** Next token in the token stream, including ignored tokens. */
+      /**
+       * Creates a Token instance.
+       * @param kind - Token kind produced by lexical analysis.
+       * @param start - Character offset where this token begins.
+       * @param end - Character offset where this token ends.
+       * @param line - One-indexed line number where this token begins.
+       * @param column - One-indexed column number where this token begins.
+       * @param value - Interpreted value for non-punctuation tokens.
+       * @example
+       * ```ts
+       * import { Token, TokenKind } from 'graphql/language';
+       *
+       * const token = new Token(TokenKind.NAME, 2, 7, 1, 3, 'hello');
+       *
+       * token.kind; // => TokenKind.NAME
+       * token.value; // => 'hello'
+       * token.toJSON(); // => { kind: 'Name', value: 'hello', line: 1, column: 3 }
+       * ```
+       */
+      constructor(kind, start, end, line, column, value) {
+        this.kind = kind;
+        this.start = start;
+        this.end = end;
+        this.line = line;
+        this.column = column;
+        this.value = value;
+        this.prev = null;
+        this.next = null;
+      }
+      /**
+       * Returns the value used by `Object.prototype.toString`.
+       * @returns The built-in string tag for this object.
+       */
+      get [Symbol.toStringTag]() {
+        return "Token";
+      }
+      /**
+       * Returns a JSON representation of this token.
+       * @returns The JSON-serializable representation.
+       * @example
+       * ```ts
+       * import { Lexer, Source } from 'graphql/language';
+       *
+       * const lexer = new Lexer(new Source('{ hello }'));
+       * const token = lexer.advance().toJSON(); // => { kind: '{', value: undefined, line: 1, column: 1 }
+       * ```
+       */
+      toJSON() {
+        return {
+          kind: this.kind,
+          value: this.value,
+          line: this.line,
+          column: this.column
+        };
+      }
+    };
+    exports.Token = Token;
+    var QueryDocumentKeys = {
+      Name: [],
+      Document: ["definitions"],
+      OperationDefinition: [
+        "description",
+        "name",
+        "variableDefinitions",
+        "directives",
+        "selectionSet"
+      ],
+      VariableDefinition: [
+        "description",
+        "variable",
+        "type",
+        "defaultValue",
+        "directives"
+      ],
+      Variable: ["name"],
+      SelectionSet: ["selections"],
+      Field: ["alias", "name", "arguments", "directives", "selectionSet"],
+      Argument: ["name", "value"],
+      FragmentSpread: ["name", "directives"],
+      InlineFragment: ["typeCondition", "directives", "selectionSet"],
+      FragmentDefinition: [
+        "description",
+        "name",
+        // Note: fragment variable definitions are deprecated and will removed in v17.0.0
+        "variableDefinitions",
+        "typeCondition",
+        "directives",
+        "selectionSet"
+      ],
+      IntValue: [],
+      FloatValue: [],
+      StringValue: [],
+      BooleanValue: [],
+      NullValue: [],
+      EnumValue: [],
+      ListValue: ["values"],
+      ObjectValue: ["fields"],
+      ObjectField: ["name", "value"],
+      Directive: ["name", "arguments"],
+      NamedType: ["name"],
+      ListType: ["type"],
+      NonNullType: ["type"],
+      SchemaDefinition: ["description", "directives", "operationTypes"],
+      OperationTypeDefinition: ["type"],
+      ScalarTypeDefinition: ["description", "name", "directives"],
+      ObjectTypeDefinition: [
+        "description",
+        "name",
+        "interfaces",
+        "directives",
+        "fields"
+      ],
+      FieldDefinition: ["description", "name", "arguments", "type", "directives"],
+      InputValueDefinition: [
+        "description",
+        "name",
+        "type",
+        "defaultValue",
+        "directives"
+      ],
+      InterfaceTypeDefinition: [
+        "description",
+        "name",
+        "interfaces",
+        "directives",
+        "fields"
+      ],
+      UnionTypeDefinition: ["description", "name", "directives", "types"],
+      EnumTypeDefinition: ["description", "name", "directives", "values"],
+      EnumValueDefinition: ["description", "name", "directives"],
+      InputObjectTypeDefinition: ["description", "name", "directives", "fields"],
+      DirectiveDefinition: [
+        "description",
+        "name",
+        "arguments",
+        "directives",
+        "locations"
+      ],
+      SchemaExtension: ["directives", "operationTypes"],
+      DirectiveExtension: ["name", "directives"],
+      ScalarTypeExtension: ["name", "directives"],
+      ObjectTypeExtension: ["name", "interfaces", "directives", "fields"],
+      InterfaceTypeExtension: ["name", "interfaces", "directives", "fields"],
+      UnionTypeExtension: ["name", "directives", "types"],
+      EnumTypeExtension: ["name", "directives", "values"],
+      InputObjectTypeExtension: ["name", "directives", "fields"],
+      TypeCoordinate: ["name"],
+      MemberCoordinate: ["name", "memberName"],
+      ArgumentCoordinate: ["name", "fieldName", "argumentName"],
+      DirectiveCoordinate: ["name"],
+      DirectiveArgumentCoordinate: ["name", "argumentName"]
+    };
+    exports.QueryDocumentKeys = QueryDocumentKeys;
+    var kindValues = new Set(Object.keys(QueryDocumentKeys));
+    function isNode(maybeNode) {
+      const maybeKind = maybeNode === null || maybeNode === void 0 ? void 0 : maybeNode.kind;
+      return typeof maybeKind === "string" && kindValues.has(maybeKind);
+    }
+    var OperationTypeNode;
+    exports.OperationTypeNode = OperationTypeNode;
+    (function(OperationTypeNode2) {
+      OperationTypeNode2["QUERY"] = "query";
+      OperationTypeNode2["MUTATION"] = "mutation";
+      OperationTypeNode2["SUBSCRIPTION"] = "subscription";
+    })(OperationTypeNode || (exports.OperationTypeNode = OperationTypeNode = {}));
+  }
+});
+
+// node_modules/graphql/language/directiveLocation.js
+var require_directiveLocation = __commonJS({
+  "node_modules/graphql/language/directiveLocation.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.DirectiveLocation = void 0;
+    var DirectiveLocation;
+    exports.DirectiveLocation = DirectiveLocation;
+    (function(DirectiveLocation2) {
+      DirectiveLocation2["QUERY"] = "QUERY";
+      DirectiveLocation2["MUTATION"] = "MUTATION";
+      DirectiveLocation2["SUBSCRIPTION"] = "SUBSCRIPTION";
+      DirectiveLocation2["FIELD"] = "FIELD";
+      DirectiveLocation2["FRAGMENT_DEFINITION"] = "FRAGMENT_DEFINITION";
+      DirectiveLocation2["FRAGMENT_SPREAD"] = "FRAGMENT_SPREAD";
+      DirectiveLocation2["INLINE_FRAGMENT"] = "INLINE_FRAGMENT";
+      DirectiveLocation2["VARIABLE_DEFINITION"] = "VARIABLE_DEFINITION";
+      DirectiveLocation2["SCHEMA"] = "SCHEMA";
+      DirectiveLocation2["SCALAR"] = "SCALAR";
+      DirectiveLocation2["OBJECT"] = "OBJECT";
+      DirectiveLocation2["FIELD_DEFINITION"] = "FIELD_DEFINITION";
+      DirectiveLocation2["ARGUMENT_DEFINITION"] = "ARGUMENT_DEFINITION";
+      DirectiveLocation2["INTERFACE"] = "INTERFACE";
+      DirectiveLocation2["UNION"] = "UNION";
+      DirectiveLocation2["ENUM"] = "ENUM";
+      DirectiveLocation2["ENUM_VALUE"] = "ENUM_VALUE";
+      DirectiveLocation2["INPUT_OBJECT"] = "INPUT_OBJECT";
+      DirectiveLocation2["INPUT_FIELD_DEFINITION"] = "INPUT_FIELD_DEFINITION";
+      DirectiveLocation2["DIRECTIVE_DEFINITION"] = "DIRECTIVE_DEFINITION";
+    })(DirectiveLocation || (exports.DirectiveLocation = DirectiveLocation = {}));
+  }
+});
+
+// node_modules/graphql/language/characterClasses.js
+var require_characterClasses = __commonJS({
+  "node_modules/graphql/language/characterClasses.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.isDigit = isDigit;
+    exports.isLetter = isLetter;
+    exports.isNameContinue = isNameContinue;
+    exports.isNameStart = isNameStart;
+    exports.isWhiteSpace = isWhiteSpace;
+    function isWhiteSpace(code) {
+      return code === 9 || code === 32;
+    }
+    function isDigit(code) {
+      return code >= 48 && code <= 57;
+    }
+    function isLetter(code) {
+      return code >= 97 && code <= 122 || // A-Z
+      code >= 65 && code <= 90;
+    }
+    function isNameStart(code) {
+      return isLetter(code) || code === 95;
+    }
+    function isNameContinue(code) {
+      return isLetter(code) || isDigit(code) || code === 95;
+    }
+  }
+});
+
+// node_modules/graphql/language/blockString.js
+var require_blockString = __commonJS({
+  "node_modules/graphql/language/blockString.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.dedentBlockStringLines = dedentBlockStringLines;
+    exports.isPrintableAsBlockString = isPrintableAsBlockString;
+    exports.printBlockString = printBlockString;
+    var _characterClasses = require_characterClasses();
+    function dedentBlockStringLines(lines) {
+      var _firstNonEmptyLine2;
+      let commonIndent = Number.MAX_SAFE_INTEGER;
+      let firstNonEmptyLine = null;
+      let lastNonEmptyLine = -1;
+      for (let i = 0; i < lines.length; ++i) {
+        var _firstNonEmptyLine;
+        const line = lines[i];
+        const indent = leadingWhitespace(line);
+        if (indent === line.length) {
+          continue;
+        }
+        firstNonEmptyLine = (_firstNonEmptyLine = firstNonEmptyLine) !== null && _firstNonEmptyLine !== void 0 ? _firstNonEmptyLine : i;
+        lastNonEmptyLine = i;
+        if (i !== 0 && indent < commonIndent) {
+          commonIndent = indent;
+        }
+      }
+      return lines.map((line, i) => i === 0 ? line : line.slice(commonIndent)).slice(
+        (_firstNonEmptyLine2 = firstNonEmptyLine) !== null && _firstNonEmptyLine2 !== void 0 ? _firstNonEmptyLine2 : 0,
+        lastNonEmptyLine + 1
+      );
+    }
+    function leadingWhitespace(str) {
+      let i = 0;
+      while (i < str.length && (0, _characterClasses.isWhiteSpace)(str.charCodeAt(i))) {
+        ++i;
+      }
+      return i;
+    }
+    function isPrintableAsBlockString(value) {
+      if (value === "") {
+        return true;
+      }
+      let isEmptyLine = true;
+      let hasIndent = false;
+      let hasCommonIndent = true;
+      let seenNonEmptyLine = false;
+      for (let i = 0; i < value.length; ++i) {
+        switch (value.codePointAt(i)) {
+          case 0:
+          case 1:
+          case 2:
+          case 3:
+          case 4:
+          case 5:
+          case 6:
+          case 7:
+          case 8:
+          case 11:
+          case 12:
+          case 14:
+          case 15:
+            return false;
+          // Has non-printable characters
+          case 13:
+            return false;
+          // Has \r or \r\n which will be replaced as \n
+          case 10:
+            if (isEmptyLine && !seenNonEmptyLine) {
+              return false;
+            }
+            seenNonEmptyLine = true;
+            isEmptyLine = true;
+            hasIndent = false;
+            break;
+          case 9:
+          //   \t
+          case 32:
+            hasIndent || (hasIndent = isEmptyLine);
+            break;
+          default:
+            hasCommonIndent && (hasCommonIndent = hasIndent);
+            isEmptyLine = false;
+        }
+      }
+      if (isEmptyLine) {
+        return false;
+      }
+      if (hasCommonIndent && seenNonEmptyLine) {
+        return false;
+      }
+      return true;
+    }
+    function printBlockString(value, options) {
+      const escapedValue = value.replace(/"""/g, '\\"""');
+      const lines = escapedValue.split(/\r\n|[\n\r]/g);
+      const isSingleLine = lines.length === 1;
+      const forceLeadingNewLine = lines.length > 1 && lines.slice(1).every(
+        (line) => line.length === 0 || (0, _characterClasses.isWhiteSpace)(line.charCodeAt(0))
+      );
+      const hasTrailingTripleQuotes = escapedValue.endsWith('\\"""');
+      const hasTrailingQuote = value.endsWith('"') && !hasTrailingTripleQuotes;
+      const hasTrailingSlash = value.endsWith("\\");
+      const forceTrailingNewline = hasTrailingQuote || hasTrailingSlash;
+      const printAsMultipleLines = !(options !== null && options !== void 0 && options.minimize) && // add leading and trailing new lines only if it improves readability
+      (!isSingleLine || value.length > 70 || forceTrailingNewline || forceLeadingNewLine || hasTrailingTripleQuotes);
+      let result = "";
+      const skipLeadingNewLine = isSingleLine && (0, _characterClasses.isWhiteSpace)(value.charCodeAt(0));
+      if (printAsMultipleLines && !skipLeadingNewLine || forceLeadingNewLine) {
+        result += "\n";
+      }
+      result += escapedValue;
+      if (printAsMultipleLines || forceTrailingNewline) {
+        result += "\n";
+      }
+      return '"""' + result + '"""';
+    }
+  }
+});
+
+// node_modules/graphql/language/tokenKind.js
+var require_tokenKind = __commonJS({
+  "node_modules/graphql/language/tokenKind.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.TokenKind = void 0;
+    var TokenKind;
+    exports.TokenKind = TokenKind;
+    (function(TokenKind2) {
+      TokenKind2["SOF"] = "<SOF>";
+      TokenKind2["EOF"] = "<EOF>";
+      TokenKind2["BANG"] = "!";
+      TokenKind2["DOLLAR"] = "$";
+      TokenKind2["AMP"] = "&";
+      TokenKind2["PAREN_L"] = "(";
+      TokenKind2["PAREN_R"] = ")";
+      TokenKind2["DOT"] = ".";
+      TokenKind2["SPREAD"] = "...";
+      TokenKind2["COLON"] = ":";
+      TokenKind2["EQUALS"] = "=";
+      TokenKind2["AT"] = "@";
+      TokenKind2["BRACKET_L"] = "[";
+      TokenKind2["BRACKET_R"] = "]";
+      TokenKind2["BRACE_L"] = "{";
+      TokenKind2["PIPE"] = "|";
+      TokenKind2["BRACE_R"] = "}";
+      TokenKind2["NAME"] = "Name";
+      TokenKind2["INT"] = "Int";
+      TokenKind2["FLOAT"] = "Float";
+      TokenKind2["STRING"] = "String";
+      TokenKind2["BLOCK_STRING"] = "BlockString";
+      TokenKind2["COMMENT"] = "Comment";
+    })(TokenKind || (exports.TokenKind = TokenKind = {}));
+  }
+});
+
+// node_modules/graphql/language/lexer.js
+var require_lexer = __commonJS({
+  "node_modules/graphql/language/lexer.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.Lexer = void 0;
+    exports.createToken = createToken;
+    exports.isPunctuatorTokenKind = isPunctuatorTokenKind;
+    exports.printCodePointAt = printCodePointAt;
+    exports.readName = readName;
+    var _syntaxError = require_syntaxError();
+    var _ast = require_ast();
+    var _blockString = require_blockString();
+    var _characterClasses = require_characterClasses();
+    var _tokenKind = require_tokenKind();
+    var Lexer = class {
+      /** Source document used to derive error locations. */
+      /** Most recent non-ignored token returned by the lexer. */
+      /** Current non-ignored token at the lexer cursor. */
+      /** The (1-indexed) line containing the current token. */
+      /** Character offset where the current line starts. */
+      /** @internal */
+      /** @internal */
+      /**
+       * Creates a Lexer instance.
+       * @param source - Source document used to derive error locations.
+       * @example
+       * ```ts
+       * import { Lexer, Source, TokenKind } from 'graphql/language';
+       *
+       * const lexer = new Lexer(new Source('{ hello }'));
+       *
+       * lexer.token.kind; // => TokenKind.SOF
+       * lexer.advance().kind; // => TokenKind.BRACE_L
+       * lexer.advance().value; // => 'hello'
+       * lexer.advance().kind; // => TokenKind.BRACE_R
+       * ```
+       */
+      constructor(source) {
+        const startOfFileToken = new _ast.Token(
+          _tokenKind.TokenKind.SOF,
+          0,
+          0,
+          0,
+          0
+        );
+        this.source = source;
+        this.lastToken = startOfFileToken;
+        this.token = startOfFileToken;
+        this.line = 1;
+        this.lineStart = 0;
+        this._maxComments = void 0;
+        this._commentCount = 0;
+      }
+      /**
+       * Returns the value used by `Object.prototype.toString`.
+       * @returns The built-in string tag for this object.
+       */
+      get [Symbol.toStringTag]() {
+        return "Lexer";
+      }
+      /**
+       * Advances the token stream to the next non-ignored token.
+       * @returns The next non-ignored token.
+       * @example
+       * ```ts
+       * import { Lexer, Source } from 'graphql/language';
+       *
+       * const lexer = new Lexer(new Source('{ hello }'));
+       * const token = lexer.advance();
+       *
+       * token.kind; // => '{'
+       * lexer.token; // => token
+       * ```
+       */
+      advance() {
+        this.lastToken = this.token;
+        const token = this.token = this.lookahead();
+        return token;
+      }
+      /**
+       * Looks ahead and returns the next non-ignored token, but does not change
+       * the state of Lexer.
+       * @returns The next non-ignored token without advancing the lexer.
+       * @example
+       * ```ts
+       * import { Lexer, Source } from 'graphql/language';
+       *
+       * const lexer = new Lexer(new Source('{ hello }'));
+       * const token = lexer.lookahead();
+       *
+       * token.kind; // => '{'
+       * lexer.token.kind; // => '<SOF>'
+       * ```
+       */
+      lookahead() {
+        let token = this.token;
+        if (token.kind !== _tokenKind.TokenKind.EOF) {
+          do {
+            if (token.next) {
+              token = token.next;
+            } else {
+              const nextToken = readNextToken(this, token.end);
+              token.next = nextToken;
+              nextToken.prev = token;
+              token = nextToken;
+            }
+          } while (token.kind === _tokenKind.TokenKind.COMMENT);
+        }
+        return token;
+      }
+    };
+    exports.Lexer = Lexer;
+    function isPunctuatorTokenKind(kind) {
+      return kind === _tokenKind.TokenKind.BANG || kind === _tokenKind.TokenKind.DOLLAR || kind === _tokenKind.TokenKind.AMP || kind === _tokenKind.TokenKind.PAREN_L || kind === _tokenKind.TokenKind.PAREN_R || kind === _tokenKind.TokenKind.DOT || kind === _tokenKind.TokenKind.SPREAD || kind === _tokenKind.TokenKind.COLON || kind === _tokenKind.TokenKind.EQUALS || kind === _tokenKind.TokenKind.AT || kind === _tokenKind.TokenKind.BRACKET_L || kind === _tokenKind.TokenKind.BRACKET_R || kind === _tokenKind.TokenKind.BRACE_L || kind === _tokenKind.TokenKind.PIPE || kind === _tokenKind.TokenKind.BRACE_R;
+    }
+    function isUnicodeScalarValue(code) {
+      return code >= 0 && code <= 55295 || code >= 57344 && code <= 1114111;
+    }
+    function isSupplementaryCodePoint(body, location) {
+      return isLeadingSurrogate(body.charCodeAt(location)) && isTrailingSurrogate(body.charCodeAt(location + 1));
+    }
+    function isLeadingSurrogate(code) {
+      return code >= 55296 && code <= 56319;
+    }
+    function isTrailingSurrogate(code) {
+      return code >= 56320 && code <= 57343;
+    }
+    function printCodePointAt(lexer, location) {
+      const code = lexer.source.body.codePointAt(location);
+      if (code === void 0) {
+        return _tokenKind.TokenKind.EOF;
+      } else if (code >= 32 && code <= 126) {
+        const char = String.fromCodePoint(code);
+        return char === '"' ? `'"'` : `"${char}"`;
+      }
+      return "U+" + code.toString(16).toUpperCase().padStart(4, "0");
+    }
+    function createToken(lexer, kind, start, end, value) {
+      const line = lexer.line;
+      const col = 1 + start - lexer.lineStart;
+      return new _ast.Token(kind, start, end, line, col, value);
+    }
+    function readNextToken(lexer, start) {
+      const body = lexer.source.body;
+      const bodyLength = body.length;
+      let position = start;
+      while (position < bodyLength) {
+        const code = body.charCodeAt(position);
+        switch (code) {
+          // Ignored ::
+          //   - UnicodeBOM
+          //   - WhiteSpace
+          //   - LineTerminator
+          //   - Comment
+          //   - Comma
+          //
+          // UnicodeBOM :: "Byte Order Mark (U+FEFF)"
+          //
+          // WhiteSpace ::
+          //   - "Horizontal Tab (U+0009)"
+          //   - "Space (U+0020)"
+          //
+          // Comma :: ,
+          case 65279:
+          // <BOM>
+          case 9:
+          // \t
+          case 32:
+          // <space>
+          case 44:
+            ++position;
+            continue;
+          // LineTerminator ::
+          //   - "New Line (U+000A)"
+          //   - "Carriage Return (U+000D)" [lookahead != "New Line (U+000A)"]
+          //   - "Carriage Return (U+000D)" "New Line (U+000A)"
+          case 10:
+            ++position;
+            ++lexer.line;
+            lexer.lineStart = position;
+            continue;
+          case 13:
+            if (body.charCodeAt(position + 1) === 10) {
+              position += 2;
+            } else {
+              ++position;
+            }
+            ++lexer.line;
+            lexer.lineStart = position;
+            continue;
+          // Comment
+          case 35:
+            return readComment(lexer, position);
+          // Token ::
+          //   - Punctuator
+          //   - Name
+          //   - IntValue
+          //   - FloatValue
+          //   - StringValue
+          //
+          // Punctuator :: one of ! $ & ( ) ... : = @ [ ] { | }
+          case 33:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.BANG,
+              position,
+              position + 1
+            );
+          case 36:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.DOLLAR,
+              position,
+              position + 1
+            );
+          case 38:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.AMP,
+              position,
+              position + 1
+            );
+          case 40:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.PAREN_L,
+              position,
+              position + 1
+            );
+          case 41:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.PAREN_R,
+              position,
+              position + 1
+            );
+          case 46:
+            if (body.charCodeAt(position + 1) === 46 && body.charCodeAt(position + 2) === 46) {
+              return createToken(
+                lexer,
+                _tokenKind.TokenKind.SPREAD,
+                position,
+                position + 3
+              );
+            }
+            break;
+          case 58:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.COLON,
+              position,
+              position + 1
+            );
+          case 61:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.EQUALS,
+              position,
+              position + 1
+            );
+          case 64:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.AT,
+              position,
+              position + 1
+            );
+          case 91:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.BRACKET_L,
+              position,
+              position + 1
+            );
+          case 93:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.BRACKET_R,
+              position,
+              position + 1
+            );
+          case 123:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.BRACE_L,
+              position,
+              position + 1
+            );
+          case 124:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.PIPE,
+              position,
+              position + 1
+            );
+          case 125:
+            return createToken(
+              lexer,
+              _tokenKind.TokenKind.BRACE_R,
+              position,
+              position + 1
+            );
+          // StringValue
+          case 34:
+            if (body.charCodeAt(position + 1) === 34 && body.charCodeAt(position + 2) === 34) {
+              return readBlockString(lexer, position);
+            }
+            return readString(lexer, position);
+        }
+        if ((0, _characterClasses.isDigit)(code) || code === 45) {
+          return readNumber(lexer, position, code);
+        }
+        if ((0, _characterClasses.isNameStart)(code)) {
+          return readName(lexer, position);
+        }
+        throw (0, _syntaxError.syntaxError)(
+          lexer.source,
+          position,
+          code === 39 ? `Unexpected single quote character ('), did you mean to use a double quote (")?` : isUnicodeScalarValue(code) || isSupplementaryCodePoint(body, position) ? `Unexpected character: ${printCodePointAt(lexer, position)}.` : `Invalid character: ${printCodePointAt(lexer, position)}.`
+        );
+      }
+      return createToken(lexer, _tokenKind.TokenKind.EOF, bodyLength, bodyLength);
+    }
+    function readComment(lexer, start) {
+      const maxComments = lexer._maxComments;
+      if (maxComments !== void 0) {
+        const nextCommentCount = lexer._commentCount + 1;
+        if (nextCommentCount > maxComments) {
+          throw (0, _syntaxError.syntaxError)(
+            lexer.source,
+            start,
+            `Document contains more than ${maxComments} comments. Parsing aborted.`
+          );
+        }
+        lexer._commentCount = nextCommentCount;
+      }
+      const body = lexer.source.body;
+      const bodyLength = body.length;
+      let position = start + 1;
+      while (position < bodyLength) {
+        const code = body.charCodeAt(position);
+        if (code === 10 || code === 13) {
+          break;
+        }
+        if (isUnicodeScalarValue(code)) {
+          ++position;
+        } else if (isSupplementaryCodePoint(body, position)) {
+          position += 2;
+        } else {
+          break;
+        }
+      }
+      return createToken(
+        lexer,
+        _tokenKind.TokenKind.COMMENT,
+        start,
+        position,
+        body.slice(start + 1, position)
+      );
+    }
+    function readNumber(lexer, start, firstCode) {
+      const body = lexer.source.body;
+      let position = start;
+      let code = firstCode;
+      let isFloat = false;
+      if (code === 45) {
+        code = body.charCodeAt(++position);
+      }
+      if (code === 48) {
+        code = body.charCodeAt(++position);
+        if ((0, _characterClasses.isDigit)(code)) {
+          throw (0, _syntaxError.syntaxError)(
+            lexer.source,
+            position,
+            `Invalid number, unexpected digit after 0: ${printCodePointAt(
+              lexer,
+              position
+            )}.`
+          );
+        }
+      } else {
+        position = readDigits(lexer, position, code);
+        code = body.charCodeAt(position);
+      }
+      if (code === 46) {
+        isFloat = true;
+        code = body.charCodeAt(++position);
+        position = readDigits(lexer, position, code);
+        code = body.charCodeAt(position);
+      }
+      if (code === 69 || code === 101) {
+        isFloat = true;
+        code = body.charCodeAt(++position);
+        if (code === 43 || code === 45) {
+          code = body.charCodeAt(++position);
+        }
+        position = readDigits(lexer, position, code);
+        code = body.charCodeAt(position);
+      }
+      if (code === 46 || (0, _characterClasses.isNameStart)(code)) {
+        throw (0, _syntaxError.syntaxError)(
+          lexer.source,
+          position,
+          `Invalid number, expected digit but got: ${printCodePointAt(
+            lexer,
+            position
+          )}.`
+        );
+      }
+      return createToken(
+        lexer,
+        isFloat ? _tokenKind.TokenKind.FLOAT : _tokenKind.TokenKind.INT,
+        start,
+        position,
+        body.slice(start, position)
+      );
+    }
+    function readDigits(lexer, start, firstCode) {
+      if (!(0, _characterClasses.isDigit)(firstCode)) {
+        throw (0, _syntaxError.syntaxError)(
+          lexer.source,
+          start,
+          `Invalid number, expected digit but got: ${printCodePointAt(
+            lexer,
+            start
+          )}.`
+        );
+      }
+      const body = lexer.source.body;
+      let position = start + 1;
+      while ((0, _characterClasses.isDigit)(body.charCodeAt(position))) {
+        ++position;
+      }
+      return position;
+    }
+    function readString(lexer, start) {
+      const body = lexer.source.body;
+      const bodyLength = body.length;
+      let position = start + 1;
+      let chunkStart = position;
+      let value = "";
+      while (position < bodyLength) {
+        const code = body.charCodeAt(position);
+        if (code === 34) {
+          value += body.slice(chunkStart, position);
+          return createToken(
+            lexer,
+            _tokenKind.TokenKind.STRING,
+            start,
+            position + 1,
+            value
+          );
+        }
+        if (code === 92) {
+          value += body.slice(chunkStart, position);
+          const escape2 = body.charCodeAt(position + 1) === 117 ? body.charCodeAt(position + 2) === 123 ? readEscapedUnicodeVariableWidth(lexer, position) : readEscapedUnicodeFixedWidth(lexer, position) : readEscapedCharacter(lexer, position);
+          value += escape2.value;
+          position += escape2.size;
+          chunkStart = position;
+          continue;
+        }
+        if (code === 10 || code === 13) {
+          break;
+        }
+        if (isUnicodeScalarValue(code)) {
+          ++position;
+        } else if (isSupplementaryCodePoint(body, position)) {
+          position += 2;
+        } else {
+          throw (0, _syntaxError.syntaxError)(
+            lexer.source,
+            position,
+            `Invalid character within String: ${printCodePointAt(
+              lexer,
+              position
+            )}.`
+          );
+        }
+      }
+      throw (0, _syntaxError.syntaxError)(
+        lexer.source,
+        position,
+        "Unterminated string."
+      );
+    }
+    function readEscapedUnicodeVariableWidth(lexer, position) {
+      const body = lexer.source.body;
+      let point = 0;
+      let size = 3;
+      while (size < 12) {
+        const code = body.charCodeAt(position + size++);
+        if (code === 125) {
+          if (size < 5 || !isUnicodeScalarValue(point)) {
+            break;
+          }
+          return {
+            value: String.fromCodePoint(point),
+            size
+          };
+        }
+        point = point << 4 | readHexDigit(code);
+        if (point < 0) {
+          break;
+        }
+      }
+      throw (0, _syntaxError.syntaxError)(
+        lexer.source,
+        position,
+        `Invalid Unicode escape sequence: "${body.slice(
+          position,
+          position + size
+        )}".`
+      );
+    }
+    function readEscapedUnicodeFixedWidth(lexer, position) {
+      const body = lexer.source.body;
+      const code = read16BitHexCode(body, position + 2);
+      if (isUnicodeScalarValue(code)) {
+        return {
+          value: String.fromCodePoint(code),
+          size: 6
+        };
+      }
+      if (isLeadingSurrogate(code)) {
+        if (body.charCodeAt(position + 6) === 92 && body.charCodeAt(position + 7) === 117) {
+          const trailingCode = read16BitHexCode(body, position + 8);
+          if (isTrailingSurrogate(trailingCode)) {
+            return {
+              value: String.fromCodePoint(code, trailingCode),
+              size: 12
+            };
+          }
+        }
+      }
+      throw (0, _syntaxError.syntaxError)(
+        lexer.source,
+        position,
+        `Invalid Unicode escape sequence: "${body.slice(position, position + 6)}".`
+      );
+    }
+    function read16BitHexCode(body, position) {
+      return readHexDigit(body.charCodeAt(position)) << 12 | readHexDigit(body.charCodeAt(position + 1)) << 8 | readHexDigit(body.charCodeAt(position + 2)) << 4 | readHexDigit(body.charCodeAt(position + 3));
+    }
+    function readHexDigit(code) {
+      return code >= 48 && code <= 57 ? code - 48 : code >= 65 && code <= 70 ? code - 55 : code >= 97 && code <= 102 ? code - 87 : -1;
+    }
+    function readEscapedCharacter(lexer, position) {
+      const body = lexer.source.body;
+      const code = body.charCodeAt(position + 1);
+      switch (code) {
+        case 34:
+          return {
+            value: '"',
+            size: 2
+          };
+        case 92:
+          return {
+            value: "\\",
+            size: 2
+          };
+        case 47:
+          return {
+            value: "/",
+            size: 2
+          };
+        case 98:
+          return {
+            value: "\b",
+            size: 2
+          };
+        case 102:
+          return {
+            value: "\f",
+            size: 2
+          };
+        case 110:
+          return {
+            value: "\n",
+            size: 2
+          };
+        case 114:
+          return {
+            value: "\r",
+            size: 2
+          };
+        case 116:
+          return {
+            value: "	",
+            size: 2
+          };
+      }
+      throw (0, _syntaxError.syntaxError)(
+        lexer.source,
+        position,
+        `Invalid character escape sequence: "${body.slice(
+          position,
+          position + 2
+        )}".`
+      );
+    }
+    function readBlockString(lexer, start) {
+      const body = lexer.source.body;
+      const bodyLength = body.length;
+      let lineStart = lexer.lineStart;
+      let position = start + 3;
+      let chunkStart = position;
+      let currentLine = "";
+      const blockLines = [];
+      while (position < bodyLength) {
+        const code = body.charCodeAt(position);
+        if (code === 34 && body.charCodeAt(position + 1) === 34 && body.charCodeAt(position + 2) === 34) {
+          currentLine += body.slice(chunkStart, position);
+          blockLines.push(currentLine);
+          const token = createToken(
+            lexer,
+            _tokenKind.TokenKind.BLOCK_STRING,
+            start,
+            position + 3,
+            // Return a string of the lines joined with U+000A.
+            (0, _blockString.dedentBlockStringLines)(blockLines).join("\n")
+          );
+          lexer.line += blockLines.length - 1;
+          lexer.lineStart = lineStart;
+          return token;
+        }
+        if (code === 92 && body.charCodeAt(position + 1) === 34 && body.charCodeAt(position + 2) === 34 && body.charCodeAt(position + 3) === 34) {
+          currentLine += body.slice(chunkStart, position);
+          chunkStart = position + 1;
+          position += 4;
+          continue;
+        }
+        if (code === 10 || code === 13) {
+          currentLine += body.slice(chunkStart, position);
+          blockLines.push(currentLine);
+          if (code === 13 && body.charCodeAt(position + 1) === 10) {
+            position += 2;
+          } else {
+            ++position;
+          }
+          currentLine = "";
+          chunkStart = position;
+          lineStart = position;
+          continue;
+        }
+        if (isUnicodeScalarValue(code)) {
+          ++position;
+        } else if (isSupplementaryCodePoint(body, position)) {
+          position += 2;
+        } else {
+          throw (0, _syntaxError.syntaxError)(
+            lexer.source,
+            position,
+            `Invalid character within String: ${printCodePointAt(
+              lexer,
+              position
+            )}.`
+          );
+        }
+      }
+      throw (0, _syntaxError.syntaxError)(
+        lexer.source,
+        position,
+        "Unterminated string."
+      );
+    }
+    function readName(lexer, start) {
+      const body = lexer.source.body;
+      const bodyLength = body.length;
+      let position = start + 1;
+      while (position < bodyLength) {
+        const code = body.charCodeAt(position);
+        if ((0, _characterClasses.isNameContinue)(code)) {
+          ++position;
+        } else {
+          break;
+        }
+      }
+      return createToken(
+        lexer,
+        _tokenKind.TokenKind.NAME,
+        start,
+        position,
+        body.slice(start, position)
+      );
+    }
+  }
+});
+
+// node_modules/graphql/language/schemaCoordinateLexer.js
+var require_schemaCoordinateLexer = __commonJS({
+  "node_modules/graphql/language/schemaCoordinateLexer.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.SchemaCoordinateLexer = void 0;
+    var _syntaxError = require_syntaxError();
+    var _ast = require_ast();
+    var _characterClasses = require_characterClasses();
+    var _lexer = require_lexer();
+    var _tokenKind = require_tokenKind();
+    var SchemaCoordinateLexer = class {
+      /** The previously focused non-ignored token. */
+      /** The currently focused non-ignored token. */
+      /**
+       * The (1-indexed) line containing the current token.
+       * Since a schema coordinate may not contain newline, this value is always 1.
+       */
+      line = 1;
+      /**
+       * The character offset at which the current line begins.
+       * Since a schema coordinate may not contain newline, this value is always 0.
+       */
+      lineStart = 0;
+      constructor(source) {
+        const startOfFileToken = new _ast.Token(
+          _tokenKind.TokenKind.SOF,
+          0,
+          0,
+          0,
+          0
+        );
+        this.source = source;
+        this.lastToken = startOfFileToken;
+        this.token = startOfFileToken;
+      }
+      get [Symbol.toStringTag]() {
+        return "SchemaCoordinateLexer";
+      }
+      /**
+       * Advances the token stream to the next non-ignored token.
+       *
+       * @internal
+       */
+      advance() {
+        this.lastToken = this.token;
+        const token = this.token = this.lookahead();
+        return token;
+      }
+      /**
+       * Looks ahead and returns the next non-ignored token, but does not change
+       * the current Lexer token.
+       *
+       * @internal
+       */
+      lookahead() {
+        let token = this.token;
+        if (token.kind !== _tokenKind.TokenKind.EOF) {
+          const nextToken = readNextToken(this, token.end);
+          token.next = nextToken;
+          nextToken.prev = token;
+          token = nextToken;
+        }
+        return token;
+      }
+    };
+    exports.SchemaCoordinateLexer = SchemaCoordinateLexer;
+    function readNextToken(lexer, start) {
+      const body = lexer.source.body;
+      const bodyLength = body.length;
+      const position = start;
+      if (position < bodyLength) {
+        const code = body.charCodeAt(position);
+        switch (code) {
+          case 46:
+            return (0, _lexer.createToken)(
+              lexer,
+              _tokenKind.TokenKind.DOT,
+              position,
+              position + 1
+            );
+          case 40:
+            return (0, _lexer.createToken)(
+              lexer,
+              _tokenKind.TokenKind.PAREN_L,
+              position,
+              position + 1
+            );
+          case 41:
+            return (0, _lexer.createToken)(
+              lexer,
+              _tokenKind.TokenKind.PAREN_R,
+              position,
+              position + 1
+            );
+          case 58:
+            return (0, _lexer.createToken)(
+              lexer,
+              _tokenKind.TokenKind.COLON,
+              position,
+              position + 1
+            );
+          case 64:
+            return (0, _lexer.createToken)(
+              lexer,
+              _tokenKind.TokenKind.AT,
+              position,
+              position + 1
+            );
+        }
+        if ((0, _characterClasses.isNameStart)(code)) {
+          return (0, _lexer.readName)(lexer, position);
+        }
+        throw (0, _syntaxError.syntaxError)(
+          lexer.source,
+          position,
+          `Invalid character: ${(0, _lexer.printCodePointAt)(lexer, position)}.`
+        );
+      }
+      return (0, _lexer.createToken)(
+        lexer,
+        _tokenKind.TokenKind.EOF,
+        bodyLength,
+        bodyLength
+      );
+    }
+  }
+});
+
+// node_modules/graphql/jsutils/devAssert.js
+var require_devAssert = __commonJS({
+  "node_modules/graphql/jsutils/devAssert.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.devAssert = devAssert;
+    function devAssert(condition, message) {
+      const booleanCondition = Boolean(condition);
+      if (!booleanCondition) {
+        throw new Error(message);
+      }
+    }
+  }
+});
+
+// node_modules/graphql/jsutils/inspect.js
+var require_inspect = __commonJS({
+  "node_modules/graphql/jsutils/inspect.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.inspect = inspect;
+    var MAX_ARRAY_LENGTH = 10;
+    var MAX_RECURSIVE_DEPTH = 2;
+    function inspect(value) {
+      return formatValue(value, []);
+    }
+    function formatValue(value, seenValues) {
+      switch (typeof value) {
+        case "string":
+          return JSON.stringify(value);
+        case "function":
+          return value.name ? `[function ${value.name}]` : "[function]";
+        case "object":
+          return formatObjectValue(value, seenValues);
+        default:
+          return String(value);
+      }
+    }
+    function formatObjectValue(value, previouslySeenValues) {
+      if (value === null) {
+        return "null";
+      }
+      if (previouslySeenValues.includes(value)) {
+        return "[Circular]";
+      }
+      const seenValues = [...previouslySeenValues, value];
+      if (isJSONable(value)) {
+        const jsonValue = value.toJSON();
+        if (jsonValue !== value) {
+          return typeof jsonValue === "string" ? jsonValue : formatValue(jsonValue, seenValues);
+        }
+      } else if (Array.isArray(value)) {
+        return formatArray(value, seenValues);
+      }
+      return formatObject(value, seenValues);
+    }
+    function isJSONable(value) {
+      return typeof value.toJSON === "function";
+    }
+    function formatObject(object2, seenValues) {
+      const entries = Object.entries(object2);
+      if (entries.length === 0) {
+        return "{}";
+      }
+      if (seenValues.length > MAX_RECURSIVE_DEPTH) {
+        return "[" + getObjectTag(object2) + "]";
+      }
+      const properties = entries.map(
+        ([key, value]) => key + ": " + formatValue(value, seenValues)
+      );
+      return "{ " + properties.join(", ") + " }";
+    }
+    function formatArray(array2, seenValues) {
+      if (array2.length === 0) {
+        return "[]";
+      }
+      if (seenValues.length > MAX_RECURSIVE_DEPTH) {
+        return "[Array]";
+      }
+      const len = Math.min(MAX_ARRAY_LENGTH, array2.length);
+      const remaining = array2.length - len;
+      const items = [];
+      for (let i = 0; i < len; ++i) {
+        items.push(formatValue(array2[i], seenValues));
+      }
+      if (remaining === 1) {
+        items.push("... 1 more item");
+      } else if (remaining > 1) {
+        items.push(`... ${remaining} more items`);
+      }
+      return "[" + items.join(", ") + "]";
+    }
+    function getObjectTag(object2) {
+      const tag = Object.prototype.toString.call(object2).replace(/^\[object /, "").replace(/]$/, "");
+      if (tag === "Object" && typeof object2.constructor === "function") {
+        const name = object2.constructor.name;
+        if (typeof name === "string" && name !== "") {
+          return name;
+        }
+      }
+      return tag;
+    }
+  }
+});
+
+// node_modules/graphql/jsutils/instanceOf.js
+var require_instanceOf = __commonJS({
+  "node_modules/graphql/jsutils/instanceOf.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.instanceOf = void 0;
+    var _inspect = require_inspect();
+    var isProduction = globalThis.process && // eslint-disable-next-line no-undef
+    process.env.NODE_ENV === "production";
+    var instanceOf = (
+      /* c8 ignore next 6 */
+      // FIXME: https://github.com/graphql/graphql-js/issues/2317
+      isProduction ? function instanceOf2(value, constructor) {
+        return value instanceof constructor;
+      } : function instanceOf2(value, constructor) {
+        if (value instanceof constructor) {
+          return true;
+        }
+        if (typeof value === "object" && value !== null) {
+          var _value$constructor;
+          const className = constructor.prototype[Symbol.toStringTag];
+          const valueClassName = (
+            // We still need to support constructor's name to detect conflicts with older versions of this library.
+            Symbol.toStringTag in value ? value[Symbol.toStringTag] : (_value$constructor = value.constructor) === null || _value$constructor === void 0 ? void 0 : _value$constructor.name
+          );
+          if (className === valueClassName) {
+            const stringifiedValue = (0, _inspect.inspect)(value);
+            throw new Error(`Cannot use ${className} "${stringifiedValue}" from another module or realm.
+
+Ensure that there is only one instance of "graphql" in the node_modules
+directory. If different versions of "graphql" are the dependencies of other
+relied on modules, use "resolutions" to ensure only one version is installed.
+
+https://yarnpkg.com/en/docs/selective-version-resolutions
+
+Duplicate "graphql" modules cannot be used at the same time since different
+versions may have different capabilities and behavior. The data from one
+version used in the function from another could produce confusing and
+spurious results.`);
+          }
+        }
+        return false;
+      }
+    );
+    exports.instanceOf = instanceOf;
+  }
+});
+
+// node_modules/graphql/language/source.js
+var require_source = __commonJS({
+  "node_modules/graphql/language/source.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.Source = void 0;
+    exports.isSource = isSource;
+    var _devAssert = require_devAssert();
+    var _inspect = require_inspect();
+    var _instanceOf = require_instanceOf();
+    var Source = class {
+      /** The GraphQL source text. */
+      /** Name used in diagnostics for this source, such as a file path or request name. */
+      /** One-indexed line and column where this source begins. */
+      /**
+       * Creates a Source instance.
+       * @param body - The GraphQL source text.
+       * @param name - Name used in diagnostics for this source.
+       * @param locationOffset - One-indexed line and column where this source begins.
+       * @example
+       * ```ts
+       * import { Source } from 'graphql/language';
+       *
+       * const source = new Source('type Query { greeting: String }', 'schema.graphql', {
+       *   line: 10,
+       *   column: 1,
+       * });
+       *
+       * source.body; // => 'type Query { greeting: String }'
+       * source.name; // => 'schema.graphql'
+       * source.locationOffset; // => { line: 10, column: 1 }
+       * ```
+       */
+      constructor(body, name = "GraphQL request", locationOffset = {
+        line: 1,
+        column: 1
+      }) {
+        typeof body === "string" || (0, _devAssert.devAssert)(
+          false,
+          `Body must be a string. Received: ${(0, _inspect.inspect)(body)}.`
+        );
+        this.body = body;
+        this.name = name;
+        this.locationOffset = locationOffset;
+        this.locationOffset.line > 0 || (0, _devAssert.devAssert)(
+          false,
+          "line in locationOffset is 1-indexed and must be positive."
+        );
+        this.locationOffset.column > 0 || (0, _devAssert.devAssert)(
+          false,
+          "column in locationOffset is 1-indexed and must be positive."
+        );
+      }
+      /**
+       * Returns the value used by `Object.prototype.toString`.
+       * @returns The built-in string tag for this object.
+       */
+      get [Symbol.toStringTag]() {
+        return "Source";
+      }
+    };
+    exports.Source = Source;
+    function isSource(source) {
+      return (0, _instanceOf.instanceOf)(source, Source);
+    }
+  }
+});
+
+// node_modules/graphql/language/parser.js
+var require_parser = __commonJS({
+  "node_modules/graphql/language/parser.js"(exports) {
+    "use strict";
+    Object.defineProperty(exports, "__esModule", {
+      value: true
+    });
+    exports.Parser = void 0;
+    exports.parse = parse4;
+    exports.parseConstValue = parseConstValue;
+    exports.parseSchemaCoordinate = parseSchemaCoordinate;
+    exports.parseType = parseType;
+    exports.parseValue = parseValue;
+    var _syntaxError = require_syntaxError();
+    var _ast = require_ast();
+    var _directiveLocation = require_directiveLocation();
+    var _kinds = require_kinds();
+    var _lexer = require_lexer();
+    var _schemaCoordinateLexer = require_schemaCoordinateLexer();
+    var _source = require_source();
+    var _tokenKind = require_tokenKind();
+    function parse4(source, options) {
+      const parser = new Parser(source, options);
+      const document = parser.parseDocument();
+      Object.defineProperty(document, "tokenCount", {
+        enumerable: false,
+        value: parser.tokenCount
+      });
+      return document;
+    }
+    function parseValue(source, options) {
+      const parser = new Parser(source, options);
+      parser.expectToken(_tokenKind.TokenKind.SOF);
+      const value = parser.parseValueLiteral(false);
+      parser.expectToken(_tokenKind.TokenKind.EOF);
+      return value;
+    }
+    function parseConstValue(source, options) {
+      const parser = new Parser(source, options);
+      parser.expectToken(_tokenKind.TokenKind.SOF);
+      const value = parser.parseConstValueLiteral();
+      parser.expectToken(_tokenKind.TokenKind.EOF);
+      return value;
+    }
+    function parseType(source, options) {
+      const parser = new Parser(source, options);
+      parser.expectToken(_tokenKind.TokenKind.SOF);
+      const type = parser.parseTypeReference();
+      parser.expectToken(_tokenKind.TokenKind.EOF);
+      return type;
+    }
+    function parseSchemaCoordinate(source) {
+      const sourceObj = (0, _source.isSource)(source) ? source : new _source.Source(source);
+      const lexer = new _schemaCoordinateLexer.SchemaCoordinateLexer(sourceObj);
+      const parser = new Parser(source, {
+        lexer
+      });
+      parser.expectToken(_tokenKind.TokenKind.SOF);
+      const coordinate = parser.parseSchemaCoordinate();
+      parser.expectToken(_tokenKind.TokenKind.EOF);
+      return coordinate;
+    }
+    var Parser = class {
+      constructor(source, options = {}) {
+        const { lexer, ..._options } = options;
+        if (lexer) {
+          this._lexer = lexer;
+        } else {
+          const sourceObj = (0, _source.isSource)(source) ? source : new _source.Source(source);
+          this._lexer = new _lexer.Lexer(sourceObj);
+        }
+        this._options = _options;
+        this._tokenCounter = 0;
+        this._lexer._maxComments = options === null || options === void 0 ? void 0 : options.maxComments;
+        this._lexer._commentCount = 0;
+        const maxSourceLength = options === null || options === void 0 ? void 0 : options.maxSourceLength;
+        if (maxSourceLength !== void 0 && this._lexer.source.body.length > maxSourceLength) {
+          throw (0, _syntaxError.syntaxError)(
+            this._lexer.source,
+            maxSourceLength,
+            `Source contains more than ${maxSourceLength} UTF-16 code units. Parsing aborted.`
+          );
+        }
+      }
+      get tokenCount() {
+        return this._tokenCounter;
+      }
+      /**
+       * Converts a name lex token into a name parse node.
+       *
+       * @internal
+       */
+      parseName() {
+        const token = this.expectToken(_tokenKind.TokenKind.NAME);
+        return this.node(token, {
+          kind: _kinds.Kind.NAME,
+          value: token.value
+        });
+      }
+      // Implements the parsing rules in the Document section.
+      /**
+       * Document : Definition+
+       *
+       * @internal
+       */
+      parseDocument() {
+        return this.node(this._lexer.token, {
+          kind: _kinds.Kind.DOCUMENT,
+          definitions: this.many(
+            _tokenKind.TokenKind.SOF,
+            this.parseDefinition,
+            _tokenKind.TokenKind.EOF
+          )
+        });
+      }
+      /**
+       * Definition :
+       *   - ExecutableDefinition
+       *   - TypeSystemDefinition
+       *   - TypeSystemExtension
+       *
+       * ExecutableDefinition :
+       *   - OperationDefinition
+       *   - FragmentDefinition
+       *
+       * TypeSystemDefinition :
+       *   - SchemaDefinition
+       *   - TypeDefinition
+       *   - DirectiveDefinition
+       *
+       * TypeDefinition :
+       *   - ScalarTypeDefinition
+       *   - ObjectTypeDefinition
+       *   - InterfaceTypeDefinition
+       *   - UnionTypeDefinition
+       *   - EnumTypeDefinition
+       *   - InputObjectTypeDefinition
+       *
+       * @internal
+       */
+      parseDefinition() {
+        if (this.peek(_tokenKind.TokenKind.BRACE_L)) {
+          return this.parseOperationDefinition();
+        }
+        const hasDescription = this.peekDescription();
+        const keywordToken = hasDescription ? this._lexer.lookahead() : this._lexer.token;
+        if (hasDescription && keywordToken.kind === _tokenKind.TokenKind.BRACE_L) {
+          throw (0, _syntaxError.syntaxError)(
+            this._lexer.source,
+            this._lexer.token.start,
+            "Unexpected description, descriptions are not supported on shorthand queries."
+          );
+        }
+        if (keywordToken.kind === _tokenKind.TokenKind.NAME) {
+          switch (keywordToken.value) {
+            case "schema":
+              return this.parseSchemaDefinition();
+            case "scalar":
+              return this.parseScalarTypeDefinition();
+            case "type":
+              return this.parseObjectTypeDefinition();
+            case "interface":
+              return this.parseInterfaceTypeDefinition();
+            case "union":
+              return this.parseUnionTypeDefinition();
+            case "enum":
+              return this.parseEnumTypeDefinition();
+            case "input":
+              return this.parseInputObjectTypeDefinition();
+            case "directive":
+              return this.parseDirectiveDefinition();
+          }
+          switch (keywordToken.value) {
+            case "query":
+            case "mutation":
+            case "subscription":
+              return this.parseOperationDefinition();
+            case "fragment":
+              return this.parseFragmentDefinition();
+          }
+          if (hasDescription) {
+            throw (0, _syntaxError.syntaxError)(
+              this._lexer.source,
+              this._lexer.token.start,
+              "Unexpected description, only GraphQL definitions support descriptions."
+            );
+          }
+          switch (keywordToken.value) {
+            case "extend":
+              return this.parseTypeSystemExtension();
+          }
+        }
+        throw this.unexpected(keywordToken);
+      }
+      // Implements the parsing rules in the Operations section.
+      /**
+       * OperationDefinition :
+       *  - SelectionSet
+       *  - OperationType Name? VariableDefinitions? Directives? SelectionSet
+       *
+       * @internal
+       */
+      parseOperationDefinition() {
+        const start = this._lexer.token;
+        if (this.peek(_tokenKind.TokenKind.BRACE_L)) {
+          return this.node(start, {
+            kind: _kinds.Kind.OPERATION_DEFINITION,
+            operation: _ast.OperationTypeNode.QUERY,
+            description: void 0,
+            name: void 0,
+            variableDefinitions: [],
+            directives: [],
+            selectionSet: this.parseSelectionSet()
+          });
+        }
+        const description = this.parseDescription();
+        const operation = this.parseOperationType();
+        let name;
+        if (this.peek(_tokenKind.TokenKind.NAME)) {
+          name = this.parseName();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.OPERATION_DEFINITION,
+          operation,
+          description,
+          name,
+          variableDefinitions: this.parseVariableDefinitions(),
+          directives: this.parseDirectives(false),
+          selectionSet: this.parseSelectionSet()
+        });
+      }
+      /**
+       * OperationType : one of query mutation subscription
+       *
+       * @internal
+       */
+      parseOperationType() {
+        const operationToken = this.expectToken(_tokenKind.TokenKind.NAME);
+        switch (operationToken.value) {
+          case "query":
+            return _ast.OperationTypeNode.QUERY;
+          case "mutation":
+            return _ast.OperationTypeNode.MUTATION;
+          case "subscription":
+            return _ast.OperationTypeNode.SUBSCRIPTION;
+        }
+        throw this.unexpected(operationToken);
+      }
+      /**
+       * VariableDefinitions : ( VariableDefinition+ )
+       *
+       * @internal
+       */
+      parseVariableDefinitions() {
+        return this.optionalMany(
+          _tokenKind.TokenKind.PAREN_L,
+          this.parseVariableDefinition,
+          _tokenKind.TokenKind.PAREN_R
+        );
+      }
+      /**
+       * VariableDefinition : Variable : Type DefaultValue? Directives[Const]?
+       *
+       * @internal
+       */
+      parseVariableDefinition() {
+        return this.node(this._lexer.token, {
+          kind: _kinds.Kind.VARIABLE_DEFINITION,
+          description: this.parseDescription(),
+          variable: this.parseVariable(),
+          type: (this.expectToken(_tokenKind.TokenKind.COLON), this.parseTypeReference()),
+          defaultValue: this.expectOptionalToken(_tokenKind.TokenKind.EQUALS) ? this.parseConstValueLiteral() : void 0,
+          directives: this.parseConstDirectives()
+        });
+      }
+      /**
+       * Variable : $ Name
+       *
+       * @internal
+       */
+      parseVariable() {
+        const start = this._lexer.token;
+        this.expectToken(_tokenKind.TokenKind.DOLLAR);
+        return this.node(start, {
+          kind: _kinds.Kind.VARIABLE,
+          name: this.parseName()
+        });
+      }
+      /**
+       * ```
+       * SelectionSet : { Selection+ }
+       * ```
+       *
+       * @internal
+       */
+      parseSelectionSet() {
+        return this.node(this._lexer.token, {
+          kind: _kinds.Kind.SELECTION_SET,
+          selections: this.many(
+            _tokenKind.TokenKind.BRACE_L,
+            this.parseSelection,
+            _tokenKind.TokenKind.BRACE_R
+          )
+        });
+      }
+      /**
+       * Selection :
+       *   - Field
+       *   - FragmentSpread
+       *   - InlineFragment
+       *
+       * @internal
+       */
+      parseSelection() {
+        return this.peek(_tokenKind.TokenKind.SPREAD) ? this.parseFragment() : this.parseField();
+      }
+      /**
+       * Field : Alias? Name Arguments? Directives? SelectionSet?
+       *
+       * Alias : Name :
+       *
+       * @internal
+       */
+      parseField() {
+        const start = this._lexer.token;
+        const nameOrAlias = this.parseName();
+        let alias;
+        let name;
+        if (this.expectOptionalToken(_tokenKind.TokenKind.COLON)) {
+          alias = nameOrAlias;
+          name = this.parseName();
+        } else {
+          name = nameOrAlias;
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.FIELD,
+          alias,
+          name,
+          arguments: this.parseArguments(false),
+          directives: this.parseDirectives(false),
+          selectionSet: this.peek(_tokenKind.TokenKind.BRACE_L) ? this.parseSelectionSet() : void 0
+        });
+      }
+      /**
+       * Arguments[Const] : ( Argument[?Const]+ )
+       *
+       * @internal
+       */
+      parseArguments(isConst) {
+        const item = isConst ? this.parseConstArgument : this.parseArgument;
+        return this.optionalMany(
+          _tokenKind.TokenKind.PAREN_L,
+          item,
+          _tokenKind.TokenKind.PAREN_R
+        );
+      }
+      /**
+       * Argument[Const] : Name : Value[?Const]
+       *
+       * @internal
+       */
+      parseArgument(isConst = false) {
+        const start = this._lexer.token;
+        const name = this.parseName();
+        this.expectToken(_tokenKind.TokenKind.COLON);
+        return this.node(start, {
+          kind: _kinds.Kind.ARGUMENT,
+          name,
+          value: this.parseValueLiteral(isConst)
+        });
+      }
+      parseConstArgument() {
+        return this.parseArgument(true);
+      }
+      // Implements the parsing rules in the Fragments section.
+      /**
+       * Corresponds to both FragmentSpread and InlineFragment in the spec.
+       *
+       * FragmentSpread : ... FragmentName Directives?
+       *
+       * InlineFragment : ... TypeCondition? Directives? SelectionSet
+       *
+       * @internal
+       */
+      parseFragment() {
+        const start = this._lexer.token;
+        this.expectToken(_tokenKind.TokenKind.SPREAD);
+        const hasTypeCondition = this.expectOptionalKeyword("on");
+        if (!hasTypeCondition && this.peek(_tokenKind.TokenKind.NAME)) {
+          return this.node(start, {
+            kind: _kinds.Kind.FRAGMENT_SPREAD,
+            name: this.parseFragmentName(),
+            directives: this.parseDirectives(false)
+          });
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.INLINE_FRAGMENT,
+          typeCondition: hasTypeCondition ? this.parseNamedType() : void 0,
+          directives: this.parseDirectives(false),
+          selectionSet: this.parseSelectionSet()
+        });
+      }
+      /**
+       * FragmentDefinition :
+       *   - fragment FragmentName on TypeCondition Directives? SelectionSet
+       *
+       * TypeCondition : NamedType
+       *
+       * @internal
+       */
+      parseFragmentDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("fragment");
+        if (this._options.allowLegacyFragmentVariables === true) {
+          return this.node(start, {
+            kind: _kinds.Kind.FRAGMENT_DEFINITION,
+            description,
+            name: this.parseFragmentName(),
+            variableDefinitions: this.parseVariableDefinitions(),
+            typeCondition: (this.expectKeyword("on"), this.parseNamedType()),
+            directives: this.parseDirectives(false),
+            selectionSet: this.parseSelectionSet()
+          });
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.FRAGMENT_DEFINITION,
+          description,
+          name: this.parseFragmentName(),
+          typeCondition: (this.expectKeyword("on"), this.parseNamedType()),
+          directives: this.parseDirectives(false),
+          selectionSet: this.parseSelectionSet()
+        });
+      }
+      /**
+       * FragmentName : Name but not `on`
+       *
+       * @internal
+       */
+      parseFragmentName() {
+        if (this._lexer.token.value === "on") {
+          throw this.unexpected();
+        }
+        return this.parseName();
+      }
+      // Implements the parsing rules in the Values section.
+      /**
+       * Value[Const] :
+       *   - [~Const] Variable
+       *   - IntValue
+       *   - FloatValue
+       *   - StringValue
+       *   - BooleanValue
+       *   - NullValue
+       *   - EnumValue
+       *   - ListValue[?Const]
+       *   - ObjectValue[?Const]
+       *
+       * BooleanValue : one of `true` `false`
+       *
+       * NullValue : `null`
+       *
+       * EnumValue : Name but not `true`, `false` or `null`
+       *
+       * @internal
+       */
+      parseValueLiteral(isConst) {
+        const token = this._lexer.token;
+        switch (token.kind) {
+          case _tokenKind.TokenKind.BRACKET_L:
+            return this.parseList(isConst);
+          case _tokenKind.TokenKind.BRACE_L:
+            return this.parseObject(isConst);
+          case _tokenKind.TokenKind.INT:
+            this.advanceLexer();
+            return this.node(token, {
+              kind: _kinds.Kind.INT,
+              value: token.value
+            });
+          case _tokenKind.TokenKind.FLOAT:
+            this.advanceLexer();
+            return this.node(token, {
+              kind: _kinds.Kind.FLOAT,
+              value: token.value
+            });
+          case _tokenKind.TokenKind.STRING:
+          case _tokenKind.TokenKind.BLOCK_STRING:
+            return this.parseStringLiteral();
+          case _tokenKind.TokenKind.NAME:
+            this.advanceLexer();
+            switch (token.value) {
+              case "true":
+                return this.node(token, {
+                  kind: _kinds.Kind.BOOLEAN,
+                  value: true
+                });
+              case "false":
+                return this.node(token, {
+                  kind: _kinds.Kind.BOOLEAN,
+                  value: false
+                });
+              case "null":
+                return this.node(token, {
+                  kind: _kinds.Kind.NULL
+                });
+              default:
+                return this.node(token, {
+                  kind: _kinds.Kind.ENUM,
+                  value: token.value
+                });
+            }
+          case _tokenKind.TokenKind.DOLLAR:
+            if (isConst) {
+              this.expectToken(_tokenKind.TokenKind.DOLLAR);
+              if (this._lexer.token.kind === _tokenKind.TokenKind.NAME) {
+                const varName = this._lexer.token.value;
+                throw (0, _syntaxError.syntaxError)(
+                  this._lexer.source,
+                  token.start,
+                  `Unexpected variable "$${varName}" in constant value.`
+                );
+              } else {
+                throw this.unexpected(token);
+              }
+            }
+            return this.parseVariable();
+          default:
+            throw this.unexpected();
+        }
+      }
+      parseConstValueLiteral() {
+        return this.parseValueLiteral(true);
+      }
+      parseStringLiteral() {
+        const token = this._lexer.token;
+        this.advanceLexer();
+        return this.node(token, {
+          kind: _kinds.Kind.STRING,
+          value: token.value,
+          block: token.kind === _tokenKind.TokenKind.BLOCK_STRING
+        });
+      }
+      /**
+       * ListValue[Const] :
+       *   - [ ]
+       *   - [ Value[?Const]+ ]
+       *
+       * @internal
+       */
+      parseList(isConst) {
+        const item = () => this.parseValueLiteral(isConst);
+        return this.node(this._lexer.token, {
+          kind: _kinds.Kind.LIST,
+          values: this.any(
+            _tokenKind.TokenKind.BRACKET_L,
+            item,
+            _tokenKind.TokenKind.BRACKET_R
+          )
+        });
+      }
+      /**
+       * ```
+       * ObjectValue[Const] :
+       *   - { }
+       *   - { ObjectField[?Const]+ }
+       * ```
+       *
+       * @internal
+       */
+      parseObject(isConst) {
+        const item = () => this.parseObjectField(isConst);
+        return this.node(this._lexer.token, {
+          kind: _kinds.Kind.OBJECT,
+          fields: this.any(
+            _tokenKind.TokenKind.BRACE_L,
+            item,
+            _tokenKind.TokenKind.BRACE_R
+          )
+        });
+      }
+      /**
+       * ObjectField[Const] : Name : Value[?Const]
+       *
+       * @internal
+       */
+      parseObjectField(isConst) {
+        const start = this._lexer.token;
+        const name = this.parseName();
+        this.expectToken(_tokenKind.TokenKind.COLON);
+        return this.node(start, {
+          kind: _kinds.Kind.OBJECT_FIELD,
+          name,
+          value: this.parseValueLiteral(isConst)
+        });
+      }
+      // Implements the parsing rules in the Directives section.
+      /**
+       * Directives[Const] : Directive[?Const]+
+       *
+       * @internal
+       */
+      parseDirectives(isConst) {
+        const directives = [];
+        while (this.peek(_tokenKind.TokenKind.AT)) {
+          directives.push(this.parseDirective(isConst));
+        }
+        return directives;
+      }
+      parseConstDirectives() {
+        return this.parseDirectives(true);
+      }
+      /**
+       * ```
+       * Directive[Const] : @ Name Arguments[?Const]?
+       * ```
+       *
+       * @internal
+       */
+      parseDirective(isConst) {
+        const start = this._lexer.token;
+        this.expectToken(_tokenKind.TokenKind.AT);
+        return this.node(start, {
+          kind: _kinds.Kind.DIRECTIVE,
+          name: this.parseName(),
+          arguments: this.parseArguments(isConst)
+        });
+      }
+      // Implements the parsing rules in the Types section.
+      /**
+       * Type :
+       *   - NamedType
+       *   - ListType
+       *   - NonNullType
+       *
+       * @internal
+       */
+      parseTypeReference() {
+        const start = this._lexer.token;
+        let type;
+        if (this.expectOptionalToken(_tokenKind.TokenKind.BRACKET_L)) {
+          const innerType = this.parseTypeReference();
+          this.expectToken(_tokenKind.TokenKind.BRACKET_R);
+          type = this.node(start, {
+            kind: _kinds.Kind.LIST_TYPE,
+            type: innerType
+          });
+        } else {
+          type = this.parseNamedType();
+        }
+        if (this.expectOptionalToken(_tokenKind.TokenKind.BANG)) {
+          return this.node(start, {
+            kind: _kinds.Kind.NON_NULL_TYPE,
+            type
+          });
+        }
+        return type;
+      }
+      /**
+       * NamedType : Name
+       *
+       * @internal
+       */
+      parseNamedType() {
+        return this.node(this._lexer.token, {
+          kind: _kinds.Kind.NAMED_TYPE,
+          name: this.parseName()
+        });
+      }
+      // Implements the parsing rules in the Type Definition section.
+      peekDescription() {
+        return this.peek(_tokenKind.TokenKind.STRING) || this.peek(_tokenKind.TokenKind.BLOCK_STRING);
+      }
+      /**
+       * Description : StringValue
+       *
+       * @internal
+       */
+      parseDescription() {
+        if (this.peekDescription()) {
+          return this.parseStringLiteral();
+        }
+      }
+      /**
+       * ```
+       * SchemaDefinition : Description? schema Directives[Const]? { OperationTypeDefinition+ }
+       * ```
+       *
+       * @internal
+       */
+      parseSchemaDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("schema");
+        const directives = this.parseConstDirectives();
+        const operationTypes = this.many(
+          _tokenKind.TokenKind.BRACE_L,
+          this.parseOperationTypeDefinition,
+          _tokenKind.TokenKind.BRACE_R
+        );
+        return this.node(start, {
+          kind: _kinds.Kind.SCHEMA_DEFINITION,
+          description,
+          directives,
+          operationTypes
+        });
+      }
+      /**
+       * OperationTypeDefinition : OperationType : NamedType
+       *
+       * @internal
+       */
+      parseOperationTypeDefinition() {
+        const start = this._lexer.token;
+        const operation = this.parseOperationType();
+        this.expectToken(_tokenKind.TokenKind.COLON);
+        const type = this.parseNamedType();
+        return this.node(start, {
+          kind: _kinds.Kind.OPERATION_TYPE_DEFINITION,
+          operation,
+          type
+        });
+      }
+      /**
+       * ScalarTypeDefinition : Description? scalar Name Directives[Const]?
+       *
+       * @internal
+       */
+      parseScalarTypeDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("scalar");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        return this.node(start, {
+          kind: _kinds.Kind.SCALAR_TYPE_DEFINITION,
+          description,
+          name,
+          directives
+        });
+      }
+      /**
+       * ObjectTypeDefinition :
+       *   Description?
+       *   type Name ImplementsInterfaces? Directives[Const]? FieldsDefinition?
+       *
+       * @internal
+       */
+      parseObjectTypeDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("type");
+        const name = this.parseName();
+        const interfaces = this.parseImplementsInterfaces();
+        const directives = this.parseConstDirectives();
+        const fields = this.parseFieldsDefinition();
+        return this.node(start, {
+          kind: _kinds.Kind.OBJECT_TYPE_DEFINITION,
+          description,
+          name,
+          interfaces,
+          directives,
+          fields
+        });
+      }
+      /**
+       * ImplementsInterfaces :
+       *   - implements `&`? NamedType
+       *   - ImplementsInterfaces & NamedType
+       *
+       * @internal
+       */
+      parseImplementsInterfaces() {
+        return this.expectOptionalKeyword("implements") ? this.delimitedMany(_tokenKind.TokenKind.AMP, this.parseNamedType) : [];
+      }
+      /**
+       * ```
+       * FieldsDefinition : { FieldDefinition+ }
+       * ```
+       *
+       * @internal
+       */
+      parseFieldsDefinition() {
+        return this.optionalMany(
+          _tokenKind.TokenKind.BRACE_L,
+          this.parseFieldDefinition,
+          _tokenKind.TokenKind.BRACE_R
+        );
+      }
+      /**
+       * FieldDefinition :
+       *   - Description? Name ArgumentsDefinition? : Type Directives[Const]?
+       *
+       * @internal
+       */
+      parseFieldDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        const name = this.parseName();
+        const args = this.parseArgumentDefs();
+        this.expectToken(_tokenKind.TokenKind.COLON);
+        const type = this.parseTypeReference();
+        const directives = this.parseConstDirectives();
+        return this.node(start, {
+          kind: _kinds.Kind.FIELD_DEFINITION,
+          description,
+          name,
+          arguments: args,
+          type,
+          directives
+        });
+      }
+      /**
+       * ArgumentsDefinition : ( InputValueDefinition+ )
+       *
+       * @internal
+       */
+      parseArgumentDefs() {
+        return this.optionalMany(
+          _tokenKind.TokenKind.PAREN_L,
+          this.parseInputValueDef,
+          _tokenKind.TokenKind.PAREN_R
+        );
+      }
+      /**
+       * InputValueDefinition :
+       *   - Description? Name : Type DefaultValue? Directives[Const]?
+       *
+       * @internal
+       */
+      parseInputValueDef() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        const name = this.parseName();
+        this.expectToken(_tokenKind.TokenKind.COLON);
+        const type = this.parseTypeReference();
+        let defaultValue;
+        if (this.expectOptionalToken(_tokenKind.TokenKind.EQUALS)) {
+          defaultValue = this.parseConstValueLiteral();
+        }
+        const directives = this.parseConstDirectives();
+        return this.node(start, {
+          kind: _kinds.Kind.INPUT_VALUE_DEFINITION,
+          description,
+          name,
+          type,
+          defaultValue,
+          directives
+        });
+      }
+      /**
+       * InterfaceTypeDefinition :
+       *   - Description? interface Name Directives[Const]? FieldsDefinition?
+       *
+       * @internal
+       */
+      parseInterfaceTypeDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("interface");
+        const name = this.parseName();
+        const interfaces = this.parseImplementsInterfaces();
+        const directives = this.parseConstDirectives();
+        const fields = this.parseFieldsDefinition();
+        return this.node(start, {
+          kind: _kinds.Kind.INTERFACE_TYPE_DEFINITION,
+          description,
+          name,
+          interfaces,
+          directives,
+          fields
+        });
+      }
+      /**
+       * UnionTypeDefinition :
+       *   - Description? union Name Directives[Const]? UnionMemberTypes?
+       *
+       * @internal
+       */
+      parseUnionTypeDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("union");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        const types = this.parseUnionMemberTypes();
+        return this.node(start, {
+          kind: _kinds.Kind.UNION_TYPE_DEFINITION,
+          description,
+          name,
+          directives,
+          types
+        });
+      }
+      /**
+       * UnionMemberTypes :
+       *   - = `|`? NamedType
+       *   - UnionMemberTypes | NamedType
+       *
+       * @internal
+       */
+      parseUnionMemberTypes() {
+        return this.expectOptionalToken(_tokenKind.TokenKind.EQUALS) ? this.delimitedMany(_tokenKind.TokenKind.PIPE, this.parseNamedType) : [];
+      }
+      /**
+       * EnumTypeDefinition :
+       *   - Description? enum Name Directives[Const]? EnumValuesDefinition?
+       *
+       * @internal
+       */
+      parseEnumTypeDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("enum");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        const values = this.parseEnumValuesDefinition();
+        return this.node(start, {
+          kind: _kinds.Kind.ENUM_TYPE_DEFINITION,
+          description,
+          name,
+          directives,
+          values
+        });
+      }
+      /**
+       * ```
+       * EnumValuesDefinition : { EnumValueDefinition+ }
+       * ```
+       *
+       * @internal
+       */
+      parseEnumValuesDefinition() {
+        return this.optionalMany(
+          _tokenKind.TokenKind.BRACE_L,
+          this.parseEnumValueDefinition,
+          _tokenKind.TokenKind.BRACE_R
+        );
+      }
+      /**
+       * EnumValueDefinition : Description? EnumValue Directives[Const]?
+       *
+       * @internal
+       */
+      parseEnumValueDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        const name = this.parseEnumValueName();
+        const directives = this.parseConstDirectives();
+        return this.node(start, {
+          kind: _kinds.Kind.ENUM_VALUE_DEFINITION,
+          description,
+          name,
+          directives
+        });
+      }
+      /**
+       * EnumValue : Name but not `true`, `false` or `null`
+       *
+       * @internal
+       */
+      parseEnumValueName() {
+        if (this._lexer.token.value === "true" || this._lexer.token.value === "false" || this._lexer.token.value === "null") {
+          throw (0, _syntaxError.syntaxError)(
+            this._lexer.source,
+            this._lexer.token.start,
+            `${getTokenDesc(
+              this._lexer.token
+            )} is reserved and cannot be used for an enum value.`
+          );
+        }
+        return this.parseName();
+      }
+      /**
+       * InputObjectTypeDefinition :
+       *   - Description? input Name Directives[Const]? InputFieldsDefinition?
+       *
+       * @internal
+       */
+      parseInputObjectTypeDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("input");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        const fields = this.parseInputFieldsDefinition();
+        return this.node(start, {
+          kind: _kinds.Kind.INPUT_OBJECT_TYPE_DEFINITION,
+          description,
+          name,
+          directives,
+          fields
+        });
+      }
+      /**
+       * ```
+       * InputFieldsDefinition : { InputValueDefinition+ }
+       * ```
+       *
+       * @internal
+       */
+      parseInputFieldsDefinition() {
+        return this.optionalMany(
+          _tokenKind.TokenKind.BRACE_L,
+          this.parseInputValueDef,
+          _tokenKind.TokenKind.BRACE_R
+        );
+      }
+      /**
+       * TypeSystemExtension :
+       *   - SchemaExtension
+       *   - TypeExtension
+       *
+       * TypeExtension :
+       *   - ScalarTypeExtension
+       *   - ObjectTypeExtension
+       *   - InterfaceTypeExtension
+       *   - UnionTypeExtension
+       *   - EnumTypeExtension
+       *   - InputObjectTypeDefinition
+       *   - DirectiveDefinitionExtension
+       *
+       * @internal
+       */
+      parseTypeSystemExtension() {
+        const keywordToken = this._lexer.lookahead();
+        if (keywordToken.kind === _tokenKind.TokenKind.NAME) {
+          switch (keywordToken.value) {
+            case "schema":
+              return this.parseSchemaExtension();
+            case "scalar":
+              return this.parseScalarTypeExtension();
+            case "type":
+              return this.parseObjectTypeExtension();
+            case "interface":
+              return this.parseInterfaceTypeExtension();
+            case "union":
+              return this.parseUnionTypeExtension();
+            case "enum":
+              return this.parseEnumTypeExtension();
+            case "input":
+              return this.parseInputObjectTypeExtension();
+            case "directive":
+              if (this._options.experimentalDirectivesOnDirectiveDefinitions) {
+                return this.parseDirectiveDefinitionExtension();
+              }
+              break;
+          }
+        }
+        throw this.unexpected(keywordToken);
+      }
+      /**
+       * ```
+       * SchemaExtension :
+       *  - extend schema Directives[Const]? { OperationTypeDefinition+ }
+       *  - extend schema Directives[Const]
+       * ```
+       *
+       * @internal
+       */
+      parseSchemaExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("schema");
+        const directives = this.parseConstDirectives();
+        const operationTypes = this.optionalMany(
+          _tokenKind.TokenKind.BRACE_L,
+          this.parseOperationTypeDefinition,
+          _tokenKind.TokenKind.BRACE_R
+        );
+        if (directives.length === 0 && operationTypes.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.SCHEMA_EXTENSION,
+          directives,
+          operationTypes
+        });
+      }
+      /**
+       * ScalarTypeExtension :
+       *   - extend scalar Name Directives[Const]
+       *
+       * @internal
+       */
+      parseScalarTypeExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("scalar");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        if (directives.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.SCALAR_TYPE_EXTENSION,
+          name,
+          directives
+        });
+      }
+      /**
+       * ObjectTypeExtension :
+       *  - extend type Name ImplementsInterfaces? Directives[Const]? FieldsDefinition
+       *  - extend type Name ImplementsInterfaces? Directives[Const]
+       *  - extend type Name ImplementsInterfaces
+       *
+       * @internal
+       */
+      parseObjectTypeExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("type");
+        const name = this.parseName();
+        const interfaces = this.parseImplementsInterfaces();
+        const directives = this.parseConstDirectives();
+        const fields = this.parseFieldsDefinition();
+        if (interfaces.length === 0 && directives.length === 0 && fields.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.OBJECT_TYPE_EXTENSION,
+          name,
+          interfaces,
+          directives,
+          fields
+        });
+      }
+      /**
+       * InterfaceTypeExtension :
+       *  - extend interface Name ImplementsInterfaces? Directives[Const]? FieldsDefinition
+       *  - extend interface Name ImplementsInterfaces? Directives[Const]
+       *  - extend interface Name ImplementsInterfaces
+       *
+       * @internal
+       */
+      parseInterfaceTypeExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("interface");
+        const name = this.parseName();
+        const interfaces = this.parseImplementsInterfaces();
+        const directives = this.parseConstDirectives();
+        const fields = this.parseFieldsDefinition();
+        if (interfaces.length === 0 && directives.length === 0 && fields.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.INTERFACE_TYPE_EXTENSION,
+          name,
+          interfaces,
+          directives,
+          fields
+        });
+      }
+      /**
+       * UnionTypeExtension :
+       *   - extend union Name Directives[Const]? UnionMemberTypes
+       *   - extend union Name Directives[Const]
+       *
+       * @internal
+       */
+      parseUnionTypeExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("union");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        const types = this.parseUnionMemberTypes();
+        if (directives.length === 0 && types.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.UNION_TYPE_EXTENSION,
+          name,
+          directives,
+          types
+        });
+      }
+      /**
+       * EnumTypeExtension :
+       *   - extend enum Name Directives[Const]? EnumValuesDefinition
+       *   - extend enum Name Directives[Const]
+       *
+       * @internal
+       */
+      parseEnumTypeExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("enum");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        const values = this.parseEnumValuesDefinition();
+        if (directives.length === 0 && values.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.ENUM_TYPE_EXTENSION,
+          name,
+          directives,
+          values
+        });
+      }
+      /**
+       * InputObjectTypeExtension :
+       *   - extend input Name Directives[Const]? InputFieldsDefinition
+       *   - extend input Name Directives[Const]
+       *
+       * @internal
+       */
+      parseInputObjectTypeExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("input");
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        const fields = this.parseInputFieldsDefinition();
+        if (directives.length === 0 && fields.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.INPUT_OBJECT_TYPE_EXTENSION,
+          name,
+          directives,
+          fields
+        });
+      }
+      parseDirectiveDefinitionExtension() {
+        const start = this._lexer.token;
+        this.expectKeyword("extend");
+        this.expectKeyword("directive");
+        this.expectToken(_tokenKind.TokenKind.AT);
+        const name = this.parseName();
+        const directives = this.parseConstDirectives();
+        if (directives.length === 0) {
+          throw this.unexpected();
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.DIRECTIVE_EXTENSION,
+          name,
+          directives
+        });
+      }
+      /**
+       * ```
+       * DirectiveDefinition :
+       *   - Description? directive @ Name ArgumentsDefinition? `repeatable`? on DirectiveLocations
+       * ```
+       *
+       * @internal
+       */
+      parseDirectiveDefinition() {
+        const start = this._lexer.token;
+        const description = this.parseDescription();
+        this.expectKeyword("directive");
+        this.expectToken(_tokenKind.TokenKind.AT);
+        const name = this.parseName();
+        const args = this.parseArgumentDefs();
+        const directives = this._options.experimentalDirectivesOnDirectiveDefinitions ? this.parseConstDirectives() : [];
+        const repeatable = this.expectOptionalKeyword("repeatable");
+        this.expectKeyword("on");
+        const locations = this.parseDirectiveLocations();
+        return this.node(start, {
+          kind: _kinds.Kind.DIRECTIVE_DEFINITION,
+          description,
+          name,
+          arguments: args,
+          directives,
+          repeatable,
+          locations
+        });
+      }
+      /**
+       * DirectiveLocations :
+       *   - `|`? DirectiveLocation
+       *   - DirectiveLocations | DirectiveLocation
+       *
+       * @internal
+       */
+      parseDirectiveLocations() {
+        return this.delimitedMany(
+          _tokenKind.TokenKind.PIPE,
+          this.parseDirectiveLocation
+        );
+      }
+      /*
+       * DirectiveLocation :
+       *   - ExecutableDirectiveLocation
+       *   - TypeSystemDirectiveLocation
+       *
+       * ExecutableDirectiveLocation : one of
+       *   `QUERY`
+       *   `MUTATION`
+       *   `SUBSCRIPTION`
+       *   `FIELD`
+       *   `FRAGMENT_DEFINITION`
+       *   `FRAGMENT_SPREAD`
+       *   `INLINE_FRAGMENT`
+       *
+       * TypeSystemDirectiveLocation : one of
+       *   `SCHEMA`
+       *   `SCALAR`
+       *   `OBJECT`
+       *   `FIELD_DEFINITION`
+       *   `ARGUMENT_DEFINITION`
+       *   `INTERFACE`
+       *   `UNION`
+       *   `ENUM`
+       *   `ENUM_VALUE`
+       *   `INPUT_OBJECT`
+       *   `INPUT_FIELD_DEFINITION`
+       *   `DIRECTIVE_DEFINITION`
+       */
+      parseDirectiveLocation() {
+        const start = this._lexer.token;
+        const name = this.parseName();
+        if (Object.prototype.hasOwnProperty.call(
+          _directiveLocation.DirectiveLocation,
+          name.value
+        )) {
+          return name;
+        }
+        throw this.unexpected(start);
+      }
+      // Schema Coordinates
+      /**
+       * SchemaCoordinate :
+       *   - Name
+       *   - Name . Name
+       *   - Name . Name ( Name : )
+       *   - \@ Name
+       *   - \@ Name ( Name : )
+       * @returns Parsed schema coordinate AST.
+       * @example
+       * ```ts
+       * import assert from 'node:assert/strict';
+       * import { Kind, parseSchemaCoordinate } from 'graphql/language';
+       *
+       * const typeCoordinate = parseSchemaCoordinate('User.name');
+       * const directiveCoordinate = parseSchemaCoordinate('@include(if:)');
+       * assert(typeCoordinate.kind === Kind.MEMBER_COORDINATE);
+       * assert(directiveCoordinate.kind === Kind.DIRECTIVE_ARGUMENT_COORDINATE);
+       *
+       * typeCoordinate.name.value; // => 'User'
+       * typeCoordinate.memberName?.value; // => 'name'
+       * directiveCoordinate.name.value; // => 'include'
+       * directiveCoordinate.argumentName?.value; // => 'if'
+       * ```
+       */
+      parseSchemaCoordinate() {
+        const start = this._lexer.token;
+        const ofDirective = this.expectOptionalToken(_tokenKind.TokenKind.AT);
+        const name = this.parseName();
+        let memberName;
+        if (!ofDirective && this.expectOptionalToken(_tokenKind.TokenKind.DOT)) {
+          memberName = this.parseName();
+        }
+        let argumentName;
+        if ((ofDirective || memberName) && this.expectOptionalToken(_tokenKind.TokenKind.PAREN_L)) {
+          argumentName = this.parseName();
+          this.expectToken(_tokenKind.TokenKind.COLON);
+          this.expectToken(_tokenKind.TokenKind.PAREN_R);
+        }
+        if (ofDirective) {
+          if (argumentName) {
+            return this.node(start, {
+              kind: _kinds.Kind.DIRECTIVE_ARGUMENT_COORDINATE,
+              name,
+              argumentName
+            });
+          }
+          return this.node(start, {
+            kind: _kinds.Kind.DIRECTIVE_COORDINATE,
+            name
+          });
+        } else if (memberName) {
+          if (argumentName) {
+            return this.node(start, {
+              kind: _kinds.Kind.ARGUMENT_COORDINATE,
+              name,
+              fieldName: memberName,
+              argumentName
+            });
+          }
+          return this.node(start, {
+            kind: _kinds.Kind.MEMBER_COORDINATE,
+            name,
+            memberName
+          });
+        }
+        return this.node(start, {
+          kind: _kinds.Kind.TYPE_COORDINATE,
+          name
+        });
+      }
+      // Core parsing utility functions
+      /**
+       * Returns a node that, if configured to do so, sets a "loc" field as a
+       * location object, used to identify the place in the source that created a
+       * given parsed object.
+       *
+       * @internal
+       */
+      node(startToken, node2) {
+        if (this._options.noLocation !== true) {
+          node2.loc = new _ast.Location(
+            startToken,
+            this._lexer.lastToken,
+            this._lexer.source
+          );
+        }
+        return node2;
+      }
+      /**
+       * Determines if the next token is of a given kind
+       *
+       * @internal
+       */
+      peek(kind) {
+        return this._lexer.token.kind === kind;
+      }
+      /**
+       * If the next token is of the given kind, return that token after advancing the lexer.
+       * Otherwise, do not change the parser state and throw an error.
+       *
+       * @internal
+       */
+      expectToken(kind) {
+        const token = this._lexer.token;
+        if (token.kind === kind) {
+          this.advanceLexer();
+          return token;
+        }
+        throw (0, _syntaxError.syntaxError)(
+          this._lexer.source,
+          token.start,
+          `Expected ${getTokenKindDesc(kind)}, found ${getTokenDesc(token)}.`
+        );
+      }
+      /**
+       * If the next token is of the given kind, return "true" after advancing the lexer.
+       * Otherwise, do not change the parser state and return "false".
+       *
+       * @internal
+       */
+      expectOptionalToken(kind) {
+        const token = this._lexer.token;
+        if (token.kind === kind) {
+          this.advanceLexer();
+          return true;
+        }
+        return false;
+      }
+      /**
+       * If the next token is a given keyword, advance the lexer.
+       * Otherwise, do not change the parser state and throw an error.
+       *
+       * @internal
+       */
+      expectKeyword(value) {
+        const token = this._lexer.token;
+        if (token.kind === _tokenKind.TokenKind.NAME && token.value === value) {
+          this.advanceLexer();
+        } else {
+          throw (0, _syntaxError.syntaxError)(
+            this._lexer.source,
+            token.start,
+            `Expected "${value}", found ${getTokenDesc(token)}.`
+          );
+        }
+      }
+      /**
+       * If the next token is a given keyword, return "true" after advancing the lexer.
+       * Otherwise, do not change the parser state and return "false".
+       *
+       * @internal
+       */
+      expectOptionalKeyword(value) {
+        const token = this._lexer.token;
+        if (token.kind === _tokenKind.TokenKind.NAME && token.value === value) {
+          this.advanceLexer();
+          return true;
+        }
+        return false;
+      }
+      /**
+       * Helper function for creating an error when an unexpected lexed token is encountered.
+       *
+       * @internal
+       */
+      unexpected(atToken) {
+        const token = atToken !== null && atToken !== void 0 ? atToken : this._lexer.token;
+        return (0, _syntaxError.syntaxError)(
+          this._lexer.source,
+          token.start,
+          `Unexpected ${getTokenDesc(token)}.`
+        );
+      }
+      /**
+       * Returns a possibly empty list of parse nodes, determined by the parseFn.
+       * This list begins with a lex token of openKind and ends with a lex token of closeKind.
+       * Advances the parser to the next lex token after the closing token.
+       *
+       * @internal
+       */
+      any(openKind, parseFn, closeKind) {
+        this.expectToken(openKind);
+        const nodes = [];
+        while (!this.expectOptionalToken(closeKind)) {
+          nodes.push(parseFn.call(this));
+        }
+        return nodes;
+      }
+      /**
+       * Returns a list of parse nodes, determined by the parseFn.
+       * It can be empty only if open token is missing otherwise it will always return non-empty list
+       * that begins with a lex token of openKind and ends with a lex token of closeKind.
+       * Advances the parser to the next lex token after the closing token.
+       *
+       * @internal
+       */
+      optionalMany(openKind, parseFn, closeKind) {
+        if (this.expectOptionalToken(openKind)) {
+          const nodes = [];
+          do {
+            nodes.push(parseFn.call(this));
+          } while (!this.expectOptionalToken(closeKind));
+          return nodes;
+        }
+        return [];
+      }
+      /**
+       * Returns a non-empty list of parse nodes, determined by the parseFn.
+       * This list begins with a lex token of openKind and ends with a lex token of closeKind.
+       * Advances the parser to the next lex token after the closing token.
+       *
+       * @internal
+       */
+      many(openKind, parseFn, closeKind) {
+        this.expectToken(openKind);
+        const nodes = [];
+        do {
+          nodes.push(parseFn.call(this));
+        } while (!this.expectOptionalToken(closeKind));
+        return nodes;
+      }
+      /**
+       * Returns a non-empty list of parse nodes, determined by the parseFn.
+       * This list may begin with a lex token of delimiterKind followed by items separated by lex tokens of tokenKind.
+       * Advances the parser to the next lex token after last item in the list.
+       *
+       * @internal
+       */
+      delimitedMany(delimiterKind, parseFn) {
+        this.expectOptionalToken(delimiterKind);
+        const nodes = [];
+        do {
+          nodes.push(parseFn.call(this));
+        } while (this.expectOptionalToken(delimiterKind));
+        return nodes;
+      }
+      advanceLexer() {
+        const { maxLexicalTokens = this._options.maxTokens } = this._options;
+        const token = this._lexer.advance();
+        if (token.kind !== _tokenKind.TokenKind.EOF) {
+          ++this._tokenCounter;
+          if (maxLexicalTokens !== void 0 && this._tokenCounter > maxLexicalTokens) {
+            throw (0, _syntaxError.syntaxError)(
+              this._lexer.source,
+              token.start,
+              `Document contains more that ${maxLexicalTokens} tokens. Parsing aborted.`
+            );
+          }
+        }
+      }
+    };
+    exports.Parser = Parser;
+    function getTokenDesc(token) {
+      const value = token.value;
+      return getTokenKindDesc(token.kind) + (value != null ? ` "${value}"` : "");
+    }
+    function getTokenKindDesc(kind) {
+      return (0, _lexer.isPunctuatorTokenKind)(kind) ? `"${kind}"` : kind;
+    }
+  }
+});
+
 // node_modules/reflect-metadata/Reflect.js
 var require_Reflect = __commonJS({
   "node_modules/reflect-metadata/Reflect.js"() {
@@ -6432,7 +10052,7 @@ var require_hex = __commonJS({
     exports.is = is;
     exports.encode = encode3;
     exports.decode = decode4;
-    exports.parse = parse3;
+    exports.parse = parse4;
     exports.format = format;
     var index_js_1 = require_bytes();
     var HEX_CHARACTER_REGEX = /^[0-9a-f]$/i;
@@ -6632,7 +10252,7 @@ var require_hex = __commonJS({
       }
       return result;
     }
-    function parse3(text, options = {}) {
+    function parse4(text, options = {}) {
       const normalized = normalize(text, options);
       return {
         bytes: decode4(normalized),
@@ -6651,7 +10271,7 @@ var require_hex = __commonJS({
       groupsOf4: Object.freeze({ group: { size: 4, separator: " " } }),
       prefixed: Object.freeze({ prefix: "0x" })
     };
-    exports.hex = { encode: encode3, decode: decode4, format, formats: exports.formats, is, normalize, parse: parse3 };
+    exports.hex = { encode: encode3, decode: decode4, format, formats: exports.formats, is, normalize, parse: parse4 };
   }
 });
 
@@ -6818,7 +10438,7 @@ var require_pem = __commonJS({
     exports.find = find;
     exports.findAll = findAll;
     exports.decodeFirst = decodeFirst;
-    exports.parse = parse3;
+    exports.parse = parse4;
     exports.format = format;
     var base64_js_1 = require_base64();
     var LABEL_REGEX = /^[A-Z0-9][A-Z0-9 ._-]*[A-Z0-9]$/i;
@@ -6916,7 +10536,7 @@ var require_pem = __commonJS({
       const [block] = decode4(text, { label, strict: true });
       return block.data;
     }
-    function parse3(text, options = {}) {
+    function parse4(text, options = {}) {
       const [block] = collectBlocks(text, { ...options, strict: true });
       const format2 = {
         label: block.label,
@@ -6933,7 +10553,7 @@ var require_pem = __commonJS({
     function format(data, value) {
       return encode3(value.label, data, value);
     }
-    exports.pem = { decode: decode4, decodeFirst, encode: encode3, encodeMany, find, findAll, format, parse: parse3 };
+    exports.pem = { decode: decode4, decodeFirst, encode: encode3, encodeMany, find, findAll, format, parse: parse4 };
     exports.pemConverter = {
       name: "pem",
       encode: (data, options) => {
@@ -6945,7 +10565,7 @@ var require_pem = __commonJS({
       decode: (text, options) => decodeFirst(text, options?.label),
       format,
       is: (text) => typeof text === "string" && /-----BEGIN [^-]+-----/.test(text),
-      parse: parse3
+      parse: parse4
     };
   }
 });
@@ -7279,7 +10899,7 @@ var require_convert = __commonJS({
     function normalize(name, text, ...args) {
       return defaults_js_1.defaultConverterRegistry.normalize(name, text, ...args);
     }
-    function parse3(name, text, ...args) {
+    function parse4(name, text, ...args) {
       return defaults_js_1.defaultConverterRegistry.parse(name, text, ...args);
     }
     function format(name, data, value) {
@@ -7299,7 +10919,7 @@ var require_convert = __commonJS({
       decode: decode4,
       tryDecode,
       normalize,
-      parse: parse3,
+      parse: parse4,
       format,
       transcode,
       detect: detect2,
@@ -8208,7 +11828,7 @@ var require_errors = __commonJS({
 });
 
 // node_modules/@peculiar/asn1-schema/build/cjs/parser.js
-var require_parser = __commonJS({
+var require_parser2 = __commonJS({
   "node_modules/@peculiar/asn1-schema/build/cjs/parser.js"(exports) {
     "use strict";
     Object.defineProperty(exports, "__esModule", { value: true });
@@ -8676,7 +12296,7 @@ var require_convert3 = __commonJS({
     var tslib_1 = (init_tslib_es6(), __toCommonJS(tslib_es6_exports));
     var asn1js = tslib_1.__importStar(require_build2());
     var utils_1 = require_cjs();
-    var parser_1 = require_parser();
+    var parser_1 = require_parser2();
     var serializer_1 = require_serializer();
     var AsnConvert = class _AsnConvert {
       static serialize(obj) {
@@ -8730,7 +12350,7 @@ var require_cjs2 = __commonJS({
     Object.defineProperty(exports, "AsnPropTypes", { enumerable: true, get: function() {
       return enums_1.AsnPropTypes;
     } });
-    var parser_1 = require_parser();
+    var parser_1 = require_parser2();
     Object.defineProperty(exports, "AsnParser", { enumerable: true, get: function() {
       return parser_1.AsnParser;
     } });
@@ -19429,7 +23049,8 @@ function describeRule(rule) {
   if (rule.kind === "domain") return `domains[${rule.index}] ${rule.pattern}`;
   const e = rule.entry;
   const methods = e.methods.length ? ` methods=${e.methods.map((m) => m.toUpperCase()).join(",")}` : "";
-  return `url_prefixes[${rule.index}] ${e.host}${e.path === "" ? " (any path)" : " " + e.path}${methods}`;
+  const graphql = e.graphql ? " +graphql filter" : "";
+  return `url_prefixes[${rule.index}] ${e.host}${e.path === "" ? " (any path)" : " " + e.path}${methods}${graphql}`;
 }
 function decide(request, allowlist) {
   const method = request.method.toUpperCase();
@@ -21363,18 +24984,18 @@ var validateAsync = async (schema, value, _ctx) => {
   return result.issues.length === 0;
 };
 var _encode = (_Err) => {
-  const parse3 = _parse(_Err);
+  const parse4 = _parse(_Err);
   const fn = (schema, value, _ctx, _params) => {
     const ctx = _ctx ? { ..._ctx, direction: "backward" } : { direction: "backward" };
-    return parse3(schema, value, ctx, finalizeParams(fn, _params));
+    return parse4(schema, value, ctx, finalizeParams(fn, _params));
   };
   return fn;
 };
 var encode = /* @__PURE__ */ _encode($ZodRealError);
 var _decode = (_Err) => {
-  const parse3 = _parse(_Err);
+  const parse4 = _parse(_Err);
   const fn = (schema, value, _ctx, _params) => {
-    return parse3(schema, value, _ctx, finalizeParams(fn, _params));
+    return parse4(schema, value, _ctx, finalizeParams(fn, _params));
   };
   return fn;
 };
@@ -22869,7 +26490,7 @@ function capSize(inst, size) {
   if (!caps.length)
     return;
   const cap = Math.min(...caps.map((c) => c[0]));
-  const parse3 = inst._zod.parse;
+  const parse4 = inst._zod.parse;
   inst._zod.parse = (payload, ctx) => {
     const n = size(payload.value);
     if (n > cap && !ctx?.skipChecks && ctx?.direction !== "backward") {
@@ -22883,7 +26504,7 @@ function capSize(inst, size) {
         }
       }
     }
-    return parse3(payload, ctx);
+    return parse4(payload, ctx);
   };
 }
 var arraySize = (input2) => Array.isArray(input2) ? input2.length : -1;
@@ -39290,9 +42911,9 @@ function ipv6Groups(ip) {
     s = s.slice(0, lastColon + 1) + "0:0";
   }
   const [head = "", tail] = s.split("::");
-  const parse3 = (part) => part === "" ? [] : part.split(":").map((g) => parseInt(g, 16));
-  const h = parse3(head);
-  const t = tail === void 0 ? [] : parse3(tail);
+  const parse4 = (part) => part === "" ? [] : part.split(":").map((g) => parseInt(g, 16));
+  const h = parse4(head);
+  const t = tail === void 0 ? [] : parse4(tail);
   const groups = tail === void 0 ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
   if (tailV4.length) groups.splice(6, 2, ...tailV4);
   return groups;
@@ -40741,7 +44362,7 @@ function admit(request, allowlist) {
   const target = absolute ? absolute.target : request.rawTarget;
   const hostHeader = request.hostHeaders[0];
   const shownHost = hostHeader ?? request.sni ?? absolute?.authority ?? "";
-  const refuse2 = (code, reason, status = 403) => ({
+  const refuse3 = (code, reason, status = 403) => ({
     kind: "deny",
     status,
     code,
@@ -40750,26 +44371,26 @@ function admit(request, allowlist) {
     reason,
     ...FIXED_HINTS[code] ? { hint: FIXED_HINTS[code] } : {}
   });
-  if (method === "CONNECT") return refuse2("connect_not_allowed", "CONNECT tunnelling is not allowed");
+  if (method === "CONNECT") return refuse3("connect_not_allowed", "CONNECT tunnelling is not allowed");
   if (method === "TRACE" || method === "TRACK") {
-    return refuse2("trace_not_allowed", `${method} would echo the request, credentials included, back to the sandbox`);
+    return refuse3("trace_not_allowed", `${method} would echo the request, credentials included, back to the sandbox`);
   }
-  if (request.hostHeaders.length > 1) return refuse2("bad_request", "the request has more than one Host header", 400);
+  if (request.hostHeaders.length > 1) return refuse3("bad_request", "the request has more than one Host header", 400);
   if (hostHeader === void 0 || hostHeader.trim() === "") {
-    return refuse2("missing_host", "the request has no Host header");
+    return refuse3("missing_host", "the request has no Host header");
   }
   const host = normalizeHost(hostHeader);
   if (request.listener === "https") {
-    if (request.sni === null) return refuse2("host_mismatch", "the TLS handshake named no server (no SNI)");
+    if (request.sni === null) return refuse3("host_mismatch", "the TLS handshake named no server (no SNI)");
     const sniHost = normalizeHost(request.sni);
     if (sniHost === null || sniHost !== host) {
-      return refuse2("host_mismatch", `TLS SNI "${request.sni}" and Host "${hostHeader}" name different hosts`);
+      return refuse3("host_mismatch", `TLS SNI "${request.sni}" and Host "${hostHeader}" name different hosts`);
     }
   }
   if (absolute) {
     const authorityHost = absolute.authority.includes("@") ? null : normalizeHost(absolute.authority);
     if (authorityHost === null || authorityHost !== host) {
-      return refuse2(
+      return refuse3(
         "host_mismatch",
         `the request target names "${absolute.authority}" but the Host header names "${hostHeader}"`
       );
@@ -40974,6 +44595,152 @@ function logAllowed(ctx, x, admission, outcome) {
   });
 }
 
+// src/protocol/graphql-operations.ts
+var import_kinds = __toESM(require_kinds(), 1);
+var import_parser = __toESM(require_parser(), 1);
+var GRAPHQL_MAX_BODY_BYTES = 1024 * 1024;
+var LIST_OF = {
+  query: "queries",
+  mutation: "mutations",
+  subscription: "subscriptions"
+};
+var refuse = (detail, reason, type) => ({
+  allowed: false,
+  detail,
+  reason,
+  ...type ? { type } : {}
+});
+var unparseable = (reason) => refuse("<unparseable>", reason);
+function topLevelFields(selectionSet, depth = 0) {
+  const fields = [];
+  for (const selection of selectionSet.selections) {
+    if (selection.kind === import_kinds.Kind.FIELD) {
+      fields.push(selection.name.value);
+    } else if (selection.kind === import_kinds.Kind.FRAGMENT_SPREAD || depth >= 2) {
+      return "fragment-spread";
+    } else {
+      const inner = topLevelFields(selection.selectionSet, depth + 1);
+      if (inner === "fragment-spread") return inner;
+      fields.push(...inner);
+    }
+  }
+  return fields;
+}
+function chooseOperation(document, operationName) {
+  const operations = document.definitions.filter(
+    (d) => d.kind === import_kinds.Kind.OPERATION_DEFINITION
+  );
+  if (operations.length === 0) return "the document defines no operation";
+  if (operations.length === 1) return operations[0];
+  if (typeof operationName !== "string") {
+    return "the document defines several operations and operationName does not choose one";
+  }
+  const named = operations.filter((o) => o.name?.value === operationName);
+  if (named.length !== 1) return `operationName "${operationName}" does not name exactly one operation`;
+  return named[0];
+}
+function checkGraphqlOperation(body, rule) {
+  const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+  if (size > GRAPHQL_MAX_BODY_BYTES) {
+    return refuse("<too-large>", `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`);
+  }
+  let json2;
+  try {
+    json2 = JSON.parse(typeof body === "string" ? body : body.toString("utf8"));
+  } catch {
+    return unparseable('the body is not a JSON GraphQL request (send POST with {"query": \u2026})');
+  }
+  if (Array.isArray(json2)) return refuse("<batched>", "batched GraphQL requests (a JSON array) are not allowed");
+  if (json2 === null || typeof json2 !== "object") return unparseable("the body is not a JSON object");
+  const { query, operationName } = json2;
+  if (typeof query !== "string") return unparseable('the JSON body has no "query" string');
+  let document;
+  try {
+    document = (0, import_parser.parse)(query, { noLocation: true });
+  } catch {
+    return unparseable('the "query" is not a valid GraphQL document');
+  }
+  const operation = chooseOperation(document, operationName);
+  if (typeof operation === "string") {
+    return operation.startsWith("the document defines no") ? unparseable(operation) : refuse("<operation-name-invalid>", operation);
+  }
+  const type = operation.operation;
+  const fields = topLevelFields(operation.selectionSet);
+  if (fields === "fragment-spread") {
+    return refuse(
+      "<fragment-spread>",
+      "top-level fields come from a named fragment or deeply nested inline fragments; write them inline",
+      type
+    );
+  }
+  const patterns = rule[LIST_OF[type]] ?? [];
+  if (patterns.length === 0) {
+    return refuse(`${type}:<blocked>`, `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`, type);
+  }
+  const denied = fields.find((field) => !patterns.some((p) => fnmatchCase(field, p)));
+  if (denied !== void 0) {
+    return refuse(denied, `${type} field "${denied}" is not in graphql.${LIST_OF[type]}`, type);
+  }
+  return { allowed: true, type, fields };
+}
+function graphqlHint(verdict, rule) {
+  const list = verdict.type ? `graphql.${verdict.type === "query" ? "queries" : `${verdict.type}s`}` : "graphql";
+  switch (verdict.detail) {
+    case "<too-large>":
+      return "send a smaller request (the filter reads at most 1 MiB)";
+    case "<unparseable>":
+      return 'POST a JSON body {"query": "\u2026"} in identity, gzip, deflate or br encoding';
+    case "<batched>":
+      return "send one operation per request";
+    case "<operation-name-invalid>":
+      return "set operationName to exactly one of the operations the document defines";
+    case "<fragment-spread>":
+      return "write the top-level fields inline instead of in a named fragment";
+    default:
+      return verdict.detail.endsWith(":<blocked>") ? `list the ${verdict.type} fields to allow in ${list} of ${rule}` : `add "${verdict.detail}" to ${list} of ${rule}`;
+  }
+}
+
+// src/proxy/http/graphql-filter.ts
+import zlib from "node:zlib";
+var DECODERS = {
+  identity: null,
+  gzip: zlib.gunzipSync,
+  "x-gzip": zlib.gunzipSync,
+  deflate: zlib.inflateSync,
+  br: zlib.brotliDecompressSync
+};
+function decodeBody(body, contentEncoding) {
+  const codings = (contentEncoding ?? "").split(",").map((c) => c.trim().toLowerCase()).filter(Boolean);
+  let out = body;
+  for (const coding of codings.reverse()) {
+    if (!Object.hasOwn(DECODERS, coding)) return { error: `content-encoding "${coding}" cannot be inspected` };
+    const decode4 = DECODERS[coding];
+    if (!decode4) continue;
+    try {
+      out = decode4(out, { maxOutputLength: GRAPHQL_MAX_BODY_BYTES + 1 });
+    } catch (err) {
+      const tooLarge = err.code === "ERR_BUFFER_TOO_LARGE";
+      return { error: tooLarge ? "too-large" : `the ${coding} body does not decode` };
+    }
+  }
+  return out;
+}
+var GRAPHQL_TOO_LARGE = {
+  allowed: false,
+  detail: "<too-large>",
+  reason: `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`
+};
+function inspectGraphqlBody(body, contentEncoding, rule) {
+  const tooLarge = GRAPHQL_TOO_LARGE;
+  if (body === "too-large") return tooLarge;
+  const decoded = decodeBody(body, contentEncoding);
+  if (!Buffer.isBuffer(decoded)) {
+    return decoded.error === "too-large" ? tooLarge : { allowed: false, detail: "<unparseable>", reason: decoded.error };
+  }
+  return checkGraphqlOperation(decoded, rule);
+}
+
 // src/proxy/http/responses.ts
 var DENY_HEADER = "X-Airlock-Deny";
 function refusalBody(refusal, method) {
@@ -41051,6 +44818,17 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
       hint: "open the WebSocket with a GET request"
     });
   }
+  if (admission.decision.rule.kind === "url_prefix" && admission.decision.rule.entry.graphql !== void 0) {
+    return deny({
+      kind: "deny",
+      status: 403,
+      code: "graphql_operation_blocked",
+      host: admission.host,
+      path: admission.target,
+      reason: `GraphQL operation '<unparseable>' is not allowed by ${admission.rule}: a protocol upgrade carries operations the filter cannot inspect`,
+      hint: "send GraphQL operations as POST requests to this entry"
+    });
+  }
   const upstreamError = (reason) => {
     logUpstreamError(ctx, x, reason);
     writeRawJson(
@@ -41110,7 +44888,7 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
 }
 
 // src/proxy/http/handler.ts
-function refuse(ctx, req, res, x, refusal, expectContinue) {
+function refuse2(ctx, req, res, x, refusal, expectContinue) {
   if (expectContinue || !hasRequestBody(req.headers) || req.complete) {
     logRefusal(ctx, x, refusal);
     sendRefusal(res, refusal, x.method, expectContinue && !req.complete);
@@ -41158,12 +44936,44 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
   const admission = admitIncoming(listener, req, ctx.allowlist);
   const x = exchangeFor(listener, req, admission);
   if (admission.kind === "deny") {
-    refuse(ctx, req, res, x, admission, expectContinue);
+    refuse2(ctx, req, res, x, admission, expectContinue);
     return;
+  }
+  const graphqlRule = admission.decision.rule.kind === "url_prefix" ? admission.decision.rule.entry.graphql : void 0;
+  let inspected = null;
+  let continueSent = false;
+  const filterAnnotations = [];
+  if (graphqlRule !== void 0) {
+    if (expectContinue) {
+      res.writeContinue();
+      continueSent = true;
+    }
+    const body = hasRequestBody(req.headers) ? await readBounded(req, GRAPHQL_MAX_BODY_BYTES) : Buffer.alloc(0);
+    if (body === "aborted") {
+      res.destroy();
+      return;
+    }
+    const verdict = inspectGraphqlBody(body, req.headers["content-encoding"], graphqlRule);
+    if (body === "too-large" || !verdict.allowed) {
+      const refused = verdict.allowed ? GRAPHQL_TOO_LARGE : verdict;
+      const refusal = {
+        kind: "deny",
+        status: 403,
+        code: "graphql_operation_blocked",
+        host: admission.host,
+        path: admission.target,
+        reason: `GraphQL operation '${refused.detail}' is not allowed by ${admission.rule}: ${refused.reason}`,
+        hint: graphqlHint(refused, admission.rule)
+      };
+      refuse2(ctx, req, res, x, refusal, false);
+      return;
+    }
+    inspected = body;
+    filterAnnotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
   }
   const route = await ctx.route(admission.host, admission.port);
   if (route.kind === "forbidden") {
-    refuse(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue);
+    refuse2(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && !continueSent);
     return;
   }
   if (route.kind === "failed") {
@@ -41173,6 +44983,7 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
   }
   const head = credentialHead(listener, req, x, admission);
   const prepared = await prepareCredentials(ctx, head, (maxBytes) => {
+    if (inspected !== null) return Promise.resolve(inspected.length > maxBytes ? "too-large" : inspected);
     if (expectContinue) res.writeContinue();
     return readBounded(req, maxBytes);
   });
@@ -41189,8 +45000,15 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
     );
     return;
   }
+  if (inspected !== null && prepared.result.bodyTransform) {
+    const reason = "a streaming-signed body cannot pass the GraphQL filter";
+    logUpstreamError(ctx, x, reason);
+    sendProxyError(res, 500, { ...upstreamErrorBody(x, reason), error: "proxy_error" }, true);
+    return;
+  }
   logCredentialEvents(ctx, prepared.result);
-  forward(ctx, req, res, x, admission, route, prepared.result, prepared.body, expectContinue);
+  const result = filterAnnotations.length ? { ...prepared.result, annotations: [...filterAnnotations, ...prepared.result.annotations] } : prepared.result;
+  forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && !continueSent);
 }
 function upstreamErrorBody(x, reason) {
   return { error: "upstream_error", method: x.method, host: x.host, path: x.path, reason };

@@ -167,7 +167,8 @@ export function describeRule(rule: MatchedRule): string {
   if (rule.kind === 'domain') return `domains[${rule.index}] ${rule.pattern}`;
   const e = rule.entry;
   const methods = e.methods.length ? ` methods=${e.methods.map((m) => m.toUpperCase()).join(',')}` : '';
-  return `url_prefixes[${rule.index}] ${e.host}${e.path === '' ? ' (any path)' : ' ' + e.path}${methods}`;
+  const graphql = e.graphql ? ' +graphql filter' : '';
+  return `url_prefixes[${rule.index}] ${e.host}${e.path === '' ? ' (any path)' : ' ' + e.path}${methods}${graphql}`;
 }
 
 export function decide(request: PolicyRequest, allowlist: Allowlist): Decision {

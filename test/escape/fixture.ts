@@ -421,6 +421,7 @@ export async function startEscapeFixture(
     ...Object.keys(HOSTILE_DNS).map((name) => `  - ${name}`),
     'url_prefixes:',
     '  - {host: allowed.test, path: /api/*}',
+    '  - {host: allowed.test, path: /graphql, graphql: {queries: [viewer]}}',
     '',
   ].join('\n');
   await writeFile(path.join(workspace, '.airlock/sandbox.yaml'), sandboxYaml);
@@ -534,13 +535,18 @@ export function listenerViolations(fixture: EscapeFixture): Violation[] {
       if (r !== recorders.allowed && containsSecret(c.bytes, canaries.ghToken)) {
         out.push({ at: c.at, what: `real GH_TOKEN at ${r.name}` });
       }
+      // Every GraphQL vector but the positive control carries this field (the gzip one only compressed).
+      if (c.bytes.includes('deleteRepository')) out.push({ at: c.at, what: `a refused GraphQL operation at ${r.name}` });
     }
     for (const q of r.requests) {
       const host = q.headers.find(([n]) => n.toLowerCase() === 'host')?.[1] ?? '';
       if (r !== recorders.blocked && r !== recorders.attacker && !host.toLowerCase().startsWith(r.name)) {
         out.push({ at: q.at, what: `${r.name} received a request for Host ${JSON.stringify(host)} (${q.url})` });
       }
-      if (r === recorders.allowed && !q.url.startsWith('/api/')) {
+      // /graphql is allowed for the query `viewer` only: its one positive control. The recorder keeps every byte, so
+      // a forwarded mutation would show up in the bytes it received.
+      const graphqlControl = q.url === '/graphql' && q.method === 'POST';
+      if (r === recorders.allowed && !q.url.startsWith('/api/') && !graphqlControl) {
         out.push({ at: q.at, what: `allowed.test received ${q.method} ${q.url}, outside /api/*` });
       }
       if (r === recorders.allowed) {

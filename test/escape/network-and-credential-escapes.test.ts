@@ -99,6 +99,15 @@ const VECTORS: VectorTable = {
   redirect_to_blocked: { expect: '302,403:host_not_allowed', why: 'the redirect is a new request, judged again' },
   websocket_blocked: { expect: '403:host_not_allowed', why: 'an upgrade is admitted like a request' },
   websocket_host_swap: { expect: '403:host_mismatch', why: 'an upgrade is admitted like a request' },
+  graphql_positive_control: { expect: '200', why: 'a listed query passes (proves the path is reachable)' },
+  graphql_mutation: { expect: '403:graphql_operation_blocked', why: 'the entry lists no mutations' },
+  graphql_alias: { expect: '403:graphql_operation_blocked', why: 'aliases do not count: the field is judged' },
+  graphql_fragment: { expect: '403:graphql_operation_blocked', why: 'a top-level named fragment is refused' },
+  graphql_batched: { expect: '403:graphql_operation_blocked', why: 'batches (JSON arrays) are refused' },
+  graphql_operation_name: { expect: '403:graphql_operation_blocked', why: 'operationName picks the mutation' },
+  graphql_gzip: { expect: '403:graphql_operation_blocked', why: 'judged after undoing Content-Encoding' },
+  graphql_unknown_encoding: { expect: '403:graphql_operation_blocked', why: 'a body it cannot read is refused' },
+  graphql_websocket: { expect: '403:graphql_operation_blocked', why: 'frames after an upgrade cannot be judged' },
   masked_positive_control: { expect: '200', why: 'in scope: the real value is sent (proves the detector works)' },
   surrogate_in_query: { expect: '200', why: 'the surrogate travels on unchanged in a query' },
   surrogate_in_body: { expect: '200', why: 'bodies are never rewritten' },
@@ -185,6 +194,9 @@ for (const engine of ESCAPE_ENGINES) {
       for (const r of Object.values(fixture.recorders)) {
         assert.ok(!r.requests.some((q) => q.url.includes('smuggled')), `${r.name} saw a smuggled request`);
       }
+      // Only the GraphQL positive control reached /graphql; every refused operation stayed in the proxy.
+      const graphqlSeen = Object.values(fixture.recorders).flatMap((r) => r.requests.filter((q) => q.url === '/graphql'));
+      assert.equal(graphqlSeen.length, 1, JSON.stringify(graphqlSeen));
     });
 
     it('no canary anywhere in the sandbox (blocked content, real secrets): env, every process environ/cmdline, root file system, output', async () => {

@@ -28,7 +28,8 @@ before(async () => {
   await mkdir(path.join(cwd, '.airlock'));
   await writeFile(
     path.join(cwd, '.airlock/network-allowlist.yaml'),
-    'domains: [pypi.org]\nurl_prefixes:\n  - {host: api.github.com, path: /repos/acme/*, methods: [GET]}\n',
+    'domains: [pypi.org]\nurl_prefixes:\n  - {host: api.github.com, path: /repos/acme/*, methods: [GET]}\n' +
+      '  - {host: api.github.com, path: /graphql, methods: [POST], graphql: {queries: [viewer]}}\n',
   );
   await writeFile(
     path.join(cwd, '.airlock/sandbox.yaml'),
@@ -73,6 +74,28 @@ describe('airlock policy check (built package)', () => {
     const r = airlock(['policy', 'check', 'GET', 'https://a/'], bad);
     assert.equal(r.code, 125);
     assert.match(r.stderr, /network-allowlist\.yaml:1:1: domain: unknown key 'domain'; did you mean 'domains'\?/);
+  });
+});
+
+describe('airlock policy check --data: the GraphQL filter, offline', () => {
+  const url = 'https://api.github.com/graphql';
+  it('says the body decides when an entry filters GraphQL and no --data is given', () => {
+    const r = airlock(['policy', 'check', 'POST', url], cwd);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /^ALLOWED url_prefixes\[1\] api\.github\.com \/graphql methods=POST \+graphql filter \(the body must also pass/);
+  });
+  it('judges a body exactly as the proxy does', () => {
+    const ok = airlock(['policy', 'check', '--data', '{"query":"{ viewer { login } }"}', 'POST', url], cwd);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /\(graphql query: viewer\)$/m);
+    const bad = airlock(['policy', 'check', '--data', '{"query":"mutation { deleteRepository { id } }"}', 'POST', url], cwd);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /^BLOCKED graphql_operation_blocked: GraphQL operation 'mutation:<blocked>'/);
+    assert.match(bad.stdout, /list the mutation fields to allow in graphql\.mutations of url_prefixes\[1\]/);
+    const json = airlock(['policy', 'check', '--json', '--data', '[]', 'POST', url], cwd);
+    assert.equal(json.code, 1);
+    const parsed = JSON.parse(json.stdout) as { allowed: boolean; code: string; graphql: { detail: string } };
+    assert.deepEqual([parsed.allowed, parsed.code, parsed.graphql.detail], [false, 'graphql_operation_blocked', '<batched>']);
   });
 });
 

@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util';
+import { checkGraphqlOperation, graphqlHint, type GraphqlVerdict } from '../../protocol/graphql-operations.js';
 import { decide, describeRule, type Decision } from '../../protocol/policy.js';
 import { loadPolicy } from '../config/load.js';
 import { EXIT, UsageError } from '../errors.js';
 import type { Command } from './types.js';
 
-const USAGE = 'usage: airlock policy check [--config-dir DIR | --allowlist FILE] [--json] METHOD URL';
+const USAGE =
+  'usage: airlock policy check [--config-dir DIR | --allowlist FILE] [--json] [--data BODY] METHOD URL';
 
 /**
  * Split an http(s) URL by hand: WHATWG URL parsing would resolve `..` and decode escapes, hiding exactly what the
@@ -38,6 +40,7 @@ export const run: Command = async (argv, ctx) => {
       'config-dir': { type: 'string' },
       allowlist: { type: 'string' },
       json: { type: 'boolean', default: false },
+      data: { type: 'string' },
     },
   });
   if (positionals.length !== 2) throw new UsageError(USAGE);
@@ -49,11 +52,28 @@ export const run: Command = async (argv, ctx) => {
   if (values.allowlist !== undefined) location.allowlist = values.allowlist;
   const policy = await loadPolicy({ ...location, allowlistOnly: true }, ctx.env);
   const decision = decide({ method, host: authority, target }, policy.allowlist);
+  // An entry with a `graphql` block also judges the body, as the proxy does; without --data that part is unknown.
+  const graphql = decision.allowed && decision.rule.kind === 'url_prefix' ? decision.rule.entry.graphql : undefined;
+  const verdict: GraphqlVerdict | undefined =
+    graphql && values.data !== undefined ? checkGraphqlOperation(values.data, graphql) : undefined;
+  const blocked = !decision.allowed || verdict?.allowed === false;
   if (values.json) {
     const rule = decision.allowed ? { ...decision.rule, description: describeRule(decision.rule) } : undefined;
-    ctx.stdout.write(JSON.stringify({ ...decision, rule, method: method.toUpperCase() }) + '\n');
+    const out: Record<string, unknown> = { ...decision, rule, method: method.toUpperCase() };
+    if (verdict) out.graphql = verdict;
+    if (verdict?.allowed === false) Object.assign(out, { allowed: false, code: 'graphql_operation_blocked' });
+    ctx.stdout.write(JSON.stringify(out) + '\n');
+  } else if (decision.allowed && verdict && !verdict.allowed) {
+    const rule = describeRule(decision.rule);
+    ctx.stdout.write(
+      `BLOCKED graphql_operation_blocked: GraphQL operation '${verdict.detail}' is not allowed by ${rule}: ` +
+        `${verdict.reason} (${graphqlHint(verdict, rule)})\n`,
+    );
   } else {
-    ctx.stdout.write(formatDecision(decision) + '\n');
+    let line = formatDecision(decision);
+    if (verdict?.allowed) line += ` (graphql ${verdict.type}: ${verdict.fields.join(', ')})`;
+    else if (graphql) line += ' (the body must also pass this entry\'s graphql filter: check one with --data)';
+    ctx.stdout.write(line + '\n');
   }
-  return decision.allowed ? EXIT.ok : EXIT.blocked;
+  return blocked ? EXIT.blocked : EXIT.ok;
 };

@@ -17,6 +17,8 @@ import {
   type Exchange,
   type HttpContext,
 } from './exchange.js';
+import { GRAPHQL_MAX_BODY_BYTES, graphqlHint } from '../../protocol/graphql-operations.js';
+import { GRAPHQL_TOO_LARGE, inspectGraphqlBody } from './graphql-filter.js';
 import { flatten, hasRequestBody, pairsFromRaw, setHeader, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { sendProxyError, sendRefusal, writeRawJson, writeRawRefusal } from './responses.js';
 import { forwardUpgrade } from './upgrade.js';
@@ -98,9 +100,42 @@ async function handleRequest(
     refuse(ctx, req, res, x, admission, expectContinue);
     return;
   }
+  // An entry with a `graphql` block is judged on the body too, before anything (even DNS) happens upstream.
+  const graphqlRule = admission.decision.rule.kind === 'url_prefix' ? admission.decision.rule.entry.graphql : undefined;
+  let inspected: Buffer | null = null;
+  let continueSent = false;
+  const filterAnnotations: string[] = [];
+  if (graphqlRule !== undefined) {
+    if (expectContinue) {
+      res.writeContinue();
+      continueSent = true;
+    }
+    const body = hasRequestBody(req.headers) ? await readBounded(req, GRAPHQL_MAX_BODY_BYTES) : Buffer.alloc(0);
+    if (body === 'aborted') {
+      res.destroy();
+      return;
+    }
+    const verdict = inspectGraphqlBody(body, req.headers['content-encoding'], graphqlRule);
+    if (body === 'too-large' || !verdict.allowed) {
+      const refused = verdict.allowed ? GRAPHQL_TOO_LARGE : verdict;
+      const refusal: Refusal = {
+        kind: 'deny',
+        status: 403,
+        code: 'graphql_operation_blocked',
+        host: admission.host,
+        path: admission.target,
+        reason: `GraphQL operation '${refused.detail}' is not allowed by ${admission.rule}: ${refused.reason}`,
+        hint: graphqlHint(refused, admission.rule),
+      };
+      refuse(ctx, req, res, x, refusal, false);
+      return;
+    }
+    inspected = body;
+    filterAnnotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
+  }
   const route = await ctx.route(admission.host, admission.port);
   if (route.kind === 'forbidden') {
-    refuse(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue);
+    refuse(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && !continueSent);
     return;
   }
   if (route.kind === 'failed') {
@@ -111,6 +146,7 @@ async function handleRequest(
   // Expect is answered hop by hop here (100 relayed from upstream), so it travels on.
   const head = credentialHead(listener, req, x, admission);
   const prepared = await prepareCredentials(ctx, head, (maxBytes) => {
+    if (inspected !== null) return Promise.resolve(inspected.length > maxBytes ? 'too-large' : inspected);
     if (expectContinue) res.writeContinue();
     return readBounded(req, maxBytes);
   });
@@ -127,8 +163,18 @@ async function handleRequest(
     );
     return;
   }
+  if (inspected !== null && prepared.result.bodyTransform) {
+    // A streaming-signed (aws-chunked) body would be re-framed by the transform; the filter read it unframed.
+    const reason = 'a streaming-signed body cannot pass the GraphQL filter';
+    logUpstreamError(ctx, x, reason);
+    sendProxyError(res, 500, { ...upstreamErrorBody(x, reason), error: 'proxy_error' }, true);
+    return;
+  }
   logCredentialEvents(ctx, prepared.result);
-  forward(ctx, req, res, x, admission, route, prepared.result, prepared.body, expectContinue);
+  const result = filterAnnotations.length
+    ? { ...prepared.result, annotations: [...filterAnnotations, ...prepared.result.annotations] }
+    : prepared.result;
+  forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && !continueSent);
 }
 
 function upstreamErrorBody(x: Exchange, reason: string) {

@@ -53,6 +53,18 @@ export function forwardUpgrade(
       hint: 'open the WebSocket with a GET request',
     });
   }
+  if (admission.decision.rule.kind === 'url_prefix' && admission.decision.rule.entry.graphql !== undefined) {
+    // Operations would travel in frames after the handshake, where the filter cannot judge them.
+    return deny({
+      kind: 'deny',
+      status: 403,
+      code: 'graphql_operation_blocked',
+      host: admission.host,
+      path: admission.target,
+      reason: `GraphQL operation '<unparseable>' is not allowed by ${admission.rule}: a protocol upgrade carries operations the filter cannot inspect`,
+      hint: 'send GraphQL operations as POST requests to this entry',
+    });
+  }
   const upstreamError = (reason: string) => {
     logUpstreamError(ctx, x, reason);
     writeRawJson(

@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import urllib.parse
+import zlib
 
 # Every name resolves to the proxy. The configured resolver is the proxy itself on Podman, and Docker's embedded
 # resolver (127.0.0.11, inside this network namespace) on Docker, which forwards to the proxy.
@@ -468,6 +469,53 @@ def v_websocket_blocked():
 
 def v_websocket_host_swap():
     return websocket('allowed.test', '/api/ws', 'blocked.test')
+
+
+# --- GraphQL: allowed.test/graphql admits only the query field `viewer` ------------------------------------------
+
+def graphql(body, extra=''):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return outcome(over_tls('allowed.test', request('POST', '/graphql', 'allowed.test',
+                                                    'Content-Type: application/json\r\n' + extra, data)))
+
+
+def v_graphql_positive_control():
+    return graphql({'query': '{ viewer { login } }'})
+
+
+def v_graphql_mutation():
+    return graphql({'query': 'mutation { deleteRepository(input: {}) { id } }'})
+
+
+def v_graphql_alias():
+    return graphql({'query': '{ viewer: deleteRepository(input: {}) { id } }'})
+
+
+def v_graphql_fragment():
+    return graphql({'query': 'query { ...F } fragment F on Query { deleteRepository { id } }'})
+
+
+def v_graphql_batched():
+    return graphql([{'query': '{ viewer { login } }'}, {'query': 'mutation { deleteRepository { id } }'}])
+
+
+def v_graphql_operation_name():
+    doc = 'query A { viewer { login } } mutation B { deleteRepository { id } }'
+    return graphql({'query': doc, 'operationName': 'B'})
+
+
+def v_graphql_gzip():
+    gz = zlib.compressobj(wbits=31)
+    data = gz.compress(json.dumps({'query': 'mutation { deleteRepository { id } }'}).encode()) + gz.flush()
+    return graphql(data, 'Content-Encoding: gzip\r\n')
+
+
+def v_graphql_unknown_encoding():
+    return graphql(b'(\xb5/\xfd opaque', 'Content-Encoding: zstd\r\n')
+
+
+def v_graphql_websocket():
+    return websocket('allowed.test', '/graphql', 'allowed.test')
 
 
 # --- Credentials ----------------------------------------------------------------------------------------------------
