@@ -44342,7 +44342,11 @@ var FIXED_HINTS = {
   invalid_path: "remove `..` segments, backslashes and NUL bytes from the path (after percent-decoding)",
   invalid_host: "use a valid DNS name or IP literal",
   upstream_address_not_allowed: "the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended",
-  bad_request: "send exactly one Host header"
+  bad_request: "send exactly one Host header",
+  tool_config_too_large: "send smaller Messages requests (upload large files with the Files API)",
+  tool_config_invalid: "send the Messages request as JSON (identity, gzip, deflate or br encoding)",
+  blocklist_tool_config_unsupported: "replace blocked_domains with allowed_domains; domains the allowlist does not open for GET are removed",
+  wildcard_tool_domain_unsupported: "list plain host names in allowed_domains; those the allowlist does not open for GET are removed"
 };
 var DEFAULT_PORT = { http: 80, https: 443 };
 function portOf(hostHeader, listener) {
@@ -44595,6 +44599,9 @@ function logAllowed(ctx, x, admission, outcome) {
   });
 }
 
+// src/proxy/http/body-filters.ts
+import zlib from "node:zlib";
+
 // src/protocol/graphql-operations.ts
 var import_kinds = __toESM(require_kinds(), 1);
 var import_parser = __toESM(require_parser(), 1);
@@ -44701,8 +44708,108 @@ function graphqlHint(verdict, rule) {
   }
 }
 
-// src/proxy/http/graphql-filter.ts
-import zlib from "node:zlib";
+// src/protocol/tool-domains.ts
+var TOOL_DOMAINS_HOST = "api.anthropic.com";
+var TOOL_DOMAINS_MAX_BODY_BYTES = 32 * 1024 * 1024;
+var NETWORK_TOOL_PREFIXES = ["web_fetch_", "web_search_", "computer_", "bash_", "code_execution_"];
+function isMessagesRequest(host, target) {
+  if (host !== TOOL_DOMAINS_HOST) return false;
+  const { path } = splitTarget(target);
+  const segments = percentDecode(path).toLowerCase().split("/").filter((s) => s !== "" && s !== ".");
+  return segments[0] === "v1" && segments[1] === "messages";
+}
+function openForGet(host, allowlist) {
+  if (allowlist.domains.some((p) => hostMatches(host, p))) return true;
+  return allowlist.url_prefixes.some(
+    (e) => e.path === "" && (e.methods.length === 0 || e.methods.some((m) => m.toUpperCase() === "GET")) && hostMatches(host, e.host)
+  );
+}
+function isBareDomain(value) {
+  return typeof value === "string" && value !== "" && !/[*?\s]/.test(value) && !value.startsWith(".");
+}
+function toolLists(document) {
+  const lists = [];
+  const stack = [document];
+  while (stack.length > 0) {
+    const node2 = stack.pop();
+    if (Array.isArray(node2)) {
+      for (const item of node2) stack.push(item);
+    } else if (node2 !== null && typeof node2 === "object") {
+      for (const [key, value] of Object.entries(node2)) {
+        if (key === "tools" && Array.isArray(value)) lists.push(value);
+        stack.push(value);
+      }
+    }
+  }
+  return lists;
+}
+function trimToolDomains(body, allowlist) {
+  const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+  if (size > TOOL_DOMAINS_MAX_BODY_BYTES) {
+    return {
+      kind: "block",
+      code: "tool_config_too_large",
+      reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`
+    };
+  }
+  const text = typeof body === "string" ? body : body.toString("utf8");
+  if (text.trim() === "") return { kind: "pass" };
+  let document;
+  try {
+    document = JSON.parse(text);
+  } catch {
+    return { kind: "block", code: "tool_config_invalid", reason: "the Messages request body is not valid JSON" };
+  }
+  let changed = false;
+  let kept = 0;
+  let dropped = 0;
+  for (const list of toolLists(document)) {
+    for (const tool of list) {
+      if (tool === null || typeof tool !== "object" || Array.isArray(tool)) continue;
+      const t = tool;
+      const type = typeof t.type === "string" ? t.type.toLowerCase() : "";
+      if (!NETWORK_TOOL_PREFIXES.some((p) => type.startsWith(p))) continue;
+      const blocked = t.blocked_domains;
+      if (blocked !== void 0 && blocked !== null && !(Array.isArray(blocked) && blocked.length === 0)) {
+        return {
+          kind: "block",
+          code: "blocklist_tool_config_unsupported",
+          reason: `tool ${String(t.type)} uses blocked_domains; list allowed_domains instead (a blocklist cannot be narrowed to the allowlist)`
+        };
+      }
+      changed = true;
+      if (t.allowed_domains === void 0 || t.allowed_domains === null) {
+        if (type.startsWith("web_search_")) delete t.allowed_domains;
+        else t.allowed_domains = [];
+        continue;
+      }
+      const requested = Array.isArray(t.allowed_domains) ? t.allowed_domains : [t.allowed_domains];
+      const notBare = requested.find((d) => !isBareDomain(d));
+      if (notBare !== void 0) {
+        return {
+          kind: "block",
+          code: "wildcard_tool_domain_unsupported",
+          reason: `tool ${String(t.type)} allows ${JSON.stringify(notBare)}: only plain host names can be checked against the allowlist`
+        };
+      }
+      const keep = requested.filter((d) => {
+        const host = normalizeHost(d);
+        return host !== null && openForGet(host, allowlist);
+      });
+      kept += keep.length;
+      dropped += requested.length - keep.length;
+      t.allowed_domains = keep;
+    }
+  }
+  if (document === null || typeof document !== "object") return { kind: "pass" };
+  return {
+    kind: "rewrite",
+    body: JSON.stringify(document),
+    annotation: changed ? `tool-domains: kept ${kept}, dropped ${dropped}` : null
+  };
+}
+
+// src/proxy/http/body-filters.ts
 var DECODERS = {
   identity: null,
   gzip: zlib.gunzipSync,
@@ -44710,7 +44817,7 @@ var DECODERS = {
   deflate: zlib.inflateSync,
   br: zlib.brotliDecompressSync
 };
-function decodeBody(body, contentEncoding) {
+function decodeBody(body, contentEncoding, maxBytes) {
   const codings = (contentEncoding ?? "").split(",").map((c) => c.trim().toLowerCase()).filter(Boolean);
   let out = body;
   for (const coding of codings.reverse()) {
@@ -44718,7 +44825,7 @@ function decodeBody(body, contentEncoding) {
     const decode4 = DECODERS[coding];
     if (!decode4) continue;
     try {
-      out = decode4(out, { maxOutputLength: GRAPHQL_MAX_BODY_BYTES + 1 });
+      out = decode4(out, { maxOutputLength: maxBytes + 1 });
     } catch (err) {
       const tooLarge = err.code === "ERR_BUFFER_TOO_LARGE";
       return { error: tooLarge ? "too-large" : `the ${coding} body does not decode` };
@@ -44732,13 +44839,88 @@ var GRAPHQL_TOO_LARGE = {
   reason: `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`
 };
 function inspectGraphqlBody(body, contentEncoding, rule) {
-  const tooLarge = GRAPHQL_TOO_LARGE;
-  if (body === "too-large") return tooLarge;
-  const decoded = decodeBody(body, contentEncoding);
+  if (body === "too-large") return GRAPHQL_TOO_LARGE;
+  const decoded = decodeBody(body, contentEncoding, GRAPHQL_MAX_BODY_BYTES);
   if (!Buffer.isBuffer(decoded)) {
-    return decoded.error === "too-large" ? tooLarge : { allowed: false, detail: "<unparseable>", reason: decoded.error };
+    return decoded.error === "too-large" ? GRAPHQL_TOO_LARGE : { allowed: false, detail: "<unparseable>", reason: decoded.error };
   }
   return checkGraphqlOperation(decoded, rule);
+}
+var TOOLS_TOO_LARGE = {
+  kind: "block",
+  code: "tool_config_too_large",
+  reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`
+};
+function applyToolDomains(body, contentEncoding, allowlist) {
+  if (body === "too-large") return TOOLS_TOO_LARGE;
+  const decoded = decodeBody(body, contentEncoding, TOOL_DOMAINS_MAX_BODY_BYTES);
+  if (!Buffer.isBuffer(decoded)) {
+    return decoded.error === "too-large" ? TOOLS_TOO_LARGE : { kind: "block", code: "tool_config_invalid", reason: decoded.error };
+  }
+  return trimToolDomains(decoded, allowlist);
+}
+function readBounded(req, maxBytes) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    let size = 0;
+    const onData = (chunk) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        req.off("data", onData);
+        req.resume();
+        resolve("too-large");
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on("data", onData);
+    req.on("end", () => resolve(Buffer.concat(chunks, size)));
+    req.on("error", () => resolve("aborted"));
+    req.on("aborted", () => resolve("aborted"));
+  });
+}
+async function runBodyFilters(allowlist, req, res, admission, expectContinue) {
+  const rule = admission.decision.rule;
+  const graphqlRule = rule.kind === "url_prefix" ? rule.entry.graphql : void 0;
+  const messages = isMessagesRequest(admission.host, admission.target);
+  if (graphqlRule === void 0 && !messages) {
+    return { kind: "pass", body: null, decoded: false, annotations: [], continueSent: false };
+  }
+  if (expectContinue) res.writeContinue();
+  const limit = messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
+  const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
+  if (raw === "aborted") return { kind: "aborted" };
+  const encoding = req.headers["content-encoding"];
+  const refuse3 = (code, reason, hint) => ({
+    kind: "refuse",
+    refusal: { kind: "deny", status: 403, code, host: admission.host, path: admission.target, reason, hint }
+  });
+  const annotations = [];
+  let body = raw;
+  let decoded = false;
+  if (graphqlRule !== void 0) {
+    const size = raw === "too-large" ? Infinity : raw.length;
+    const verdict = inspectGraphqlBody(size > GRAPHQL_MAX_BODY_BYTES ? "too-large" : raw, encoding, graphqlRule);
+    if (!verdict.allowed) {
+      return refuse3(
+        "graphql_operation_blocked",
+        `GraphQL operation '${verdict.detail}' is not allowed by ${admission.rule}: ${verdict.reason}`,
+        graphqlHint(verdict, admission.rule)
+      );
+    }
+    annotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
+  }
+  if (messages) {
+    const verdict = applyToolDomains(body, encoding, allowlist);
+    if (verdict.kind === "block") return refuse3(verdict.code, verdict.reason, FIXED_HINTS[verdict.code]);
+    if (verdict.kind === "rewrite") {
+      body = Buffer.from(verdict.body);
+      decoded = true;
+      if (verdict.annotation !== null) annotations.push(verdict.annotation);
+    }
+  }
+  if (body === "too-large") return refuse3("tool_config_too_large", "the body is too large to inspect", "");
+  return { kind: "pass", body, decoded, annotations, continueSent: expectContinue };
 }
 
 // src/proxy/http/responses.ts
@@ -44912,26 +45094,6 @@ function refuse2(ctx, req, res, x, refusal, expectContinue) {
   req.on("end", () => answer(true));
   req.on("error", () => answer(false));
 }
-function readBounded(req, maxBytes) {
-  return new Promise((resolve) => {
-    const chunks = [];
-    let size = 0;
-    const onData = (chunk) => {
-      size += chunk.length;
-      if (size > maxBytes) {
-        req.off("data", onData);
-        req.resume();
-        resolve("too-large");
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on("data", onData);
-    req.on("end", () => resolve(Buffer.concat(chunks, size)));
-    req.on("error", () => resolve("aborted"));
-    req.on("aborted", () => resolve("aborted"));
-  });
-}
 async function handleRequest(ctx, listener, req, res, expectContinue) {
   const admission = admitIncoming(listener, req, ctx.allowlist);
   const x = exchangeFor(listener, req, admission);
@@ -44939,38 +45101,17 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
     refuse2(ctx, req, res, x, admission, expectContinue);
     return;
   }
-  const graphqlRule = admission.decision.rule.kind === "url_prefix" ? admission.decision.rule.entry.graphql : void 0;
-  let inspected = null;
-  let continueSent = false;
-  const filterAnnotations = [];
-  if (graphqlRule !== void 0) {
-    if (expectContinue) {
-      res.writeContinue();
-      continueSent = true;
-    }
-    const body = hasRequestBody(req.headers) ? await readBounded(req, GRAPHQL_MAX_BODY_BYTES) : Buffer.alloc(0);
-    if (body === "aborted") {
-      res.destroy();
-      return;
-    }
-    const verdict = inspectGraphqlBody(body, req.headers["content-encoding"], graphqlRule);
-    if (body === "too-large" || !verdict.allowed) {
-      const refused = verdict.allowed ? GRAPHQL_TOO_LARGE : verdict;
-      const refusal = {
-        kind: "deny",
-        status: 403,
-        code: "graphql_operation_blocked",
-        host: admission.host,
-        path: admission.target,
-        reason: `GraphQL operation '${refused.detail}' is not allowed by ${admission.rule}: ${refused.reason}`,
-        hint: graphqlHint(refused, admission.rule)
-      };
-      refuse2(ctx, req, res, x, refusal, false);
-      return;
-    }
-    inspected = body;
-    filterAnnotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
+  const filtered = await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue);
+  if (filtered.kind === "aborted") {
+    res.destroy();
+    return;
   }
+  if (filtered.kind === "refuse") {
+    refuse2(ctx, req, res, x, filtered.refusal, false);
+    return;
+  }
+  const inspected = filtered.body;
+  const continueSent = filtered.continueSent;
   const route = await ctx.route(admission.host, admission.port);
   if (route.kind === "forbidden") {
     refuse2(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && !continueSent);
@@ -45001,13 +45142,18 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
     return;
   }
   if (inspected !== null && prepared.result.bodyTransform) {
-    const reason = "a streaming-signed body cannot pass the GraphQL filter";
+    const reason = "a streaming-signed body cannot pass a body filter";
     logUpstreamError(ctx, x, reason);
     sendProxyError(res, 500, { ...upstreamErrorBody(x, reason), error: "proxy_error" }, true);
     return;
   }
   logCredentialEvents(ctx, prepared.result);
-  const result = filterAnnotations.length ? { ...prepared.result, annotations: [...filterAnnotations, ...prepared.result.annotations] } : prepared.result;
+  const result = {
+    ...prepared.result,
+    // A rewritten body travels decoded; the filters never change anything else.
+    headers: filtered.decoded ? setHeader(prepared.result.headers, "Content-Encoding", null) : prepared.result.headers,
+    annotations: [...filtered.annotations, ...prepared.result.annotations]
+  };
   forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && !continueSent);
 }
 function upstreamErrorBody(x, reason) {

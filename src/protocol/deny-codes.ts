@@ -16,6 +16,12 @@ export const DENY_CODES = {
   upstream_address_not_allowed:
     'the host resolves to a loopback, private, link-local or metadata address that is not mapped in `upstream_hosts`',
   graphql_operation_blocked: "the GraphQL operation is not in the entry's `graphql` operation allowlist",
+  tool_config_too_large: 'an Anthropic Messages request is too large (over 32 MiB) for its tools to be checked',
+  tool_config_invalid: 'an Anthropic Messages request body is not JSON, or is in an encoding the proxy cannot read',
+  blocklist_tool_config_unsupported:
+    'a server-side Anthropic tool (web fetch, web search, …) uses `blocked_domains`, which cannot be narrowed',
+  wildcard_tool_domain_unsupported:
+    'a server-side Anthropic tool allows a domain pattern rather than plain host names',
 } as const;
 
 export type DenyCode = keyof typeof DENY_CODES;

@@ -332,7 +332,7 @@ export interface EscapeFixture {
   canaries: Canaries;
   workspace: string;
   /** allowed.test (masked-secret scope), exfil.test (allowed, no scope), s3.aws.test (signing scope), blocked.test, attacker.test. */
-  recorders: Record<'allowed' | 'exfil' | 'aws' | 'blocked' | 'attacker', Recorder>;
+  recorders: Record<'allowed' | 'exfil' | 'aws' | 'blocked' | 'attacker' | 'anthropic', Recorder>;
   raw: RawListeners;
   hostIps: string[];
   allowlistYaml: string;
@@ -350,7 +350,14 @@ export async function startEscapeFixture(
   extraSandboxYaml: string[] = [],
 ): Promise<EscapeFixture> {
   const canaries = makeCanaries();
-  const pki = await makeTestPki(['allowed.test', 'exfil.test', 's3.aws.test', 'blocked.test', 'attacker.test']);
+  const pki = await makeTestPki([
+    'allowed.test',
+    'exfil.test',
+    's3.aws.test',
+    'blocked.test',
+    'attacker.test',
+    'api.anthropic.com',
+  ]);
   const hostIps = hostAddresses();
   const serve =
     (label: string): Reply =>
@@ -374,6 +381,8 @@ export async function startEscapeFixture(
     aws: await startRecorder('s3.aws.test', pki, serve('aws')),
     blocked: await startRecorder('blocked.test', pki, serve('blocked')),
     attacker: await startRecorder('attacker.test', pki, serve('attacker')),
+    // Stands in for the Anthropic API (the name only; it is a local listener like the others).
+    anthropic: await startRecorder('api.anthropic.com', pki, serve('anthropic')),
   };
   const raw = await startRawListeners(hostIps[0] ?? null);
   if (hostIps[0]) HOSTILE_DNS['rebind-host.test'] = hostIps[0];
@@ -393,6 +402,7 @@ export async function startEscapeFixture(
     `  s3.aws.test: host-gateway:${recorders.aws.port}`,
     `  blocked.test: host-gateway:${recorders.blocked.port}`,
     `  attacker.test: host-gateway:${recorders.attacker.port}`,
+    `  api.anthropic.com: host-gateway:${recorders.anthropic.port}`,
     'masked_secrets:',
     '  GH_TOKEN:',
     '    value: !env GH_TOKEN',
@@ -418,6 +428,7 @@ export async function startEscapeFixture(
     'domains:',
     '  - exfil.test',
     '  - s3.aws.test',
+    '  - api.anthropic.com',
     ...Object.keys(HOSTILE_DNS).map((name) => `  - ${name}`),
     'url_prefixes:',
     '  - {host: allowed.test, path: /api/*}',
@@ -536,7 +547,12 @@ export function listenerViolations(fixture: EscapeFixture): Violation[] {
         out.push({ at: c.at, what: `real GH_TOKEN at ${r.name}` });
       }
       // Every GraphQL vector but the positive control carries this field (the gzip one only compressed).
-      if (c.bytes.includes('deleteRepository')) out.push({ at: c.at, what: `a refused GraphQL operation at ${r.name}` });
+      if (c.bytes.includes('deleteRepository'))
+        out.push({ at: c.at, what: `a refused GraphQL operation at ${r.name}` });
+      // The tool-domain vectors ask Anthropic's server-side tools to reach attacker.test.
+      if (r === recorders.anthropic && c.bytes.includes('attacker.test')) {
+        out.push({ at: c.at, what: 'a tool configuration naming attacker.test reached api.anthropic.com' });
+      }
     }
     for (const q of r.requests) {
       const host = q.headers.find(([n]) => n.toLowerCase() === 'host')?.[1] ?? '';

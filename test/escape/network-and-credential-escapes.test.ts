@@ -108,6 +108,10 @@ const VECTORS: VectorTable = {
   graphql_gzip: { expect: '403:graphql_operation_blocked', why: 'judged after undoing Content-Encoding' },
   graphql_unknown_encoding: { expect: '403:graphql_operation_blocked', why: 'a body it cannot read is refused' },
   graphql_websocket: { expect: '403:graphql_operation_blocked', why: 'frames after an upgrade cannot be judged' },
+  tool_web_fetch_domains: { expect: '200', why: 'attacker.test is cut from allowed_domains before it leaves' },
+  tool_web_fetch_unrestricted: { expect: '200', why: 'a tool without allowed_domains gets an empty list' },
+  tool_wildcard_domain: { expect: '403:wildcard_tool_domain_unsupported', why: 'patterns cannot be narrowed' },
+  tool_blocklist: { expect: '403:blocklist_tool_config_unsupported', why: 'a blocklist cannot be narrowed' },
   masked_positive_control: { expect: '200', why: 'in scope: the real value is sent (proves the detector works)' },
   surrogate_in_query: { expect: '200', why: 'the surrogate travels on unchanged in a query' },
   surrogate_in_body: { expect: '200', why: 'bodies are never rewritten' },
@@ -195,8 +199,15 @@ for (const engine of ESCAPE_ENGINES) {
         assert.ok(!r.requests.some((q) => q.url.includes('smuggled')), `${r.name} saw a smuggled request`);
       }
       // Only the GraphQL positive control reached /graphql; every refused operation stayed in the proxy.
-      const graphqlSeen = Object.values(fixture.recorders).flatMap((r) => r.requests.filter((q) => q.url === '/graphql'));
+      const graphqlSeen = Object.values(fixture.recorders).flatMap((r) =>
+        r.requests.filter((q) => q.url === '/graphql'),
+      );
       assert.equal(graphqlSeen.length, 1, JSON.stringify(graphqlSeen));
+      // The two narrowed tool requests arrived, with only exfil.test (open for GET) left, and nothing else did.
+      const toolBodies = fixture.recorders.anthropic.chunks.map((c) => c.bytes.toString('latin1')).join('');
+      assert.equal(fixture.recorders.anthropic.requests.length, 2);
+      assert.match(toolBodies, /"allowed_domains":\["exfil\.test"\]/);
+      assert.match(toolBodies, /"allowed_domains":\[\]/);
     });
 
     it('no canary anywhere in the sandbox (blocked content, real secrets): env, every process environ/cmdline, root file system, output', async () => {

@@ -148,9 +148,15 @@ void describe('graphql filter: what it refuses', () => {
       [gql('mutation { addComment: deleteRepository(input: {}) { id } }'), 'deleteRepository'],
       [gql('mutation { ... on Mutation { deleteRepository(input: {}) { id } } }'), 'deleteRepository'],
       [gql('mutation { ...M } fragment M on Mutation { deleteRepository(input: {}) { id } }'), '<fragment-spread>'],
-      [JSON.stringify([{ query: '{ viewer { login } }' }, { query: 'mutation { deleteRepository { id } }' }]), '<batched>'],
+      [
+        JSON.stringify([{ query: '{ viewer { login } }' }, { query: 'mutation { deleteRepository { id } }' }]),
+        '<batched>',
+      ],
       [gql('query A { viewer { login } } mutation B { deleteRepository { id } }'), '<operation-name-invalid>'],
-      [gql('query A { viewer { login } } mutation B { deleteRepository { id } }', { operationName: 'B' }), 'deleteRepository'],
+      [
+        gql('query A { viewer { login } } mutation B { deleteRepository { id } }', { operationName: 'B' }),
+        'deleteRepository',
+      ],
       [gql('subscription { issueEvents { id } }'), 'subscription:<blocked>'],
       [gql('{ __schema { types { name } } }'), '__schema'],
       ['query=mutation{deleteRepository{id}}', '<unparseable>'],
@@ -163,7 +169,10 @@ void describe('graphql filter: what it refuses', () => {
     assertBlocked(await post(MUTATION, { 'Content-Encoding': 'gzip' }), '<unparseable>');
     const padded = gql('{ viewer { login } }' + ' '.repeat(1024 * 1024));
     assertBlocked(await post(padded), '<too-large>');
-    assertBlocked(await post(gzipSync(Buffer.alloc(8 * 1024 * 1024, 0x20)), { 'Content-Encoding': 'gzip' }), '<too-large>');
+    assertBlocked(
+      await post(gzipSync(Buffer.alloc(8 * 1024 * 1024, 0x20)), { 'Content-Encoding': 'gzip' }),
+      '<too-large>',
+    );
   });
 
   void test('a GET has no body to judge; with the operation in the query string it matches no path at all', async () => {

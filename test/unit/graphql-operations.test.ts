@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { GraphqlRule } from '../../src/protocol/allowlist.js';
 import { checkGraphqlOperation, GRAPHQL_MAX_BODY_BYTES, graphqlHint } from '../../src/protocol/graphql-operations.js';
-import { decodeBody, inspectGraphqlBody } from '../../src/proxy/http/graphql-filter.js';
+import { decodeBody, inspectGraphqlBody } from '../../src/proxy/http/body-filters.js';
 
 /**
  * The GraphQL operation filter, item by item from airut-behaviour.md §4f (151–156), then the tricks an agent would
@@ -115,7 +115,7 @@ describe('graphql filter: request encodings', () => {
     assert.ok(bomb.length < 100_000);
     assert.equal((inspectGraphqlBody(bomb, 'gzip', RULE) as { detail: string }).detail, '<too-large>');
     assert.equal((inspectGraphqlBody('too-large', undefined, RULE) as { detail: string }).detail, '<too-large>');
-    assert.deepEqual(decodeBody(query, undefined), query);
+    assert.deepEqual(decodeBody(query, undefined, 1024), query);
   });
 });
 

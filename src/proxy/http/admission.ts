@@ -57,6 +57,12 @@ export const FIXED_HINTS: Partial<Record<Refusal['code'], string>> = {
   upstream_address_not_allowed:
     'the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended',
   bad_request: 'send exactly one Host header',
+  tool_config_too_large: 'send smaller Messages requests (upload large files with the Files API)',
+  tool_config_invalid: 'send the Messages request as JSON (identity, gzip, deflate or br encoding)',
+  blocklist_tool_config_unsupported:
+    'replace blocked_domains with allowed_domains; domains the allowlist does not open for GET are removed',
+  wildcard_tool_domain_unsupported:
+    'list plain host names in allowed_domains; those the allowlist does not open for GET are removed',
 };
 
 const DEFAULT_PORT: Record<Listener, number> = { http: 80, https: 443 };

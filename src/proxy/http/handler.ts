@@ -17,8 +17,7 @@ import {
   type Exchange,
   type HttpContext,
 } from './exchange.js';
-import { GRAPHQL_MAX_BODY_BYTES, graphqlHint } from '../../protocol/graphql-operations.js';
-import { GRAPHQL_TOO_LARGE, inspectGraphqlBody } from './graphql-filter.js';
+import { readBounded, runBodyFilters } from './body-filters.js';
 import { flatten, hasRequestBody, pairsFromRaw, setHeader, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { sendProxyError, sendRefusal, writeRawJson, writeRawRefusal } from './responses.js';
 import { forwardUpgrade } from './upgrade.js';
@@ -66,27 +65,6 @@ function refuse(
   req.on('error', () => answer(false));
 }
 
-function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too-large' | 'aborted'> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) {
-        req.off('data', onData);
-        req.resume();
-        resolve('too-large');
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', () => resolve('aborted'));
-    req.on('aborted', () => resolve('aborted'));
-  });
-}
-
 async function handleRequest(
   ctx: HttpContext,
   listener: Listener,
@@ -100,39 +78,18 @@ async function handleRequest(
     refuse(ctx, req, res, x, admission, expectContinue);
     return;
   }
-  // An entry with a `graphql` block is judged on the body too, before anything (even DNS) happens upstream.
-  const graphqlRule = admission.decision.rule.kind === 'url_prefix' ? admission.decision.rule.entry.graphql : undefined;
-  let inspected: Buffer | null = null;
-  let continueSent = false;
-  const filterAnnotations: string[] = [];
-  if (graphqlRule !== undefined) {
-    if (expectContinue) {
-      res.writeContinue();
-      continueSent = true;
-    }
-    const body = hasRequestBody(req.headers) ? await readBounded(req, GRAPHQL_MAX_BODY_BYTES) : Buffer.alloc(0);
-    if (body === 'aborted') {
-      res.destroy();
-      return;
-    }
-    const verdict = inspectGraphqlBody(body, req.headers['content-encoding'], graphqlRule);
-    if (body === 'too-large' || !verdict.allowed) {
-      const refused = verdict.allowed ? GRAPHQL_TOO_LARGE : verdict;
-      const refusal: Refusal = {
-        kind: 'deny',
-        status: 403,
-        code: 'graphql_operation_blocked',
-        host: admission.host,
-        path: admission.target,
-        reason: `GraphQL operation '${refused.detail}' is not allowed by ${admission.rule}: ${refused.reason}`,
-        hint: graphqlHint(refused, admission.rule),
-      };
-      refuse(ctx, req, res, x, refusal, false);
-      return;
-    }
-    inspected = body;
-    filterAnnotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
+  // Body filters (GraphQL operations, Anthropic tool domains) judge before anything, even DNS, happens upstream.
+  const filtered = await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue);
+  if (filtered.kind === 'aborted') {
+    res.destroy();
+    return;
   }
+  if (filtered.kind === 'refuse') {
+    refuse(ctx, req, res, x, filtered.refusal, false);
+    return;
+  }
+  const inspected = filtered.body;
+  const continueSent = filtered.continueSent;
   const route = await ctx.route(admission.host, admission.port);
   if (route.kind === 'forbidden') {
     refuse(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && !continueSent);
@@ -165,15 +122,18 @@ async function handleRequest(
   }
   if (inspected !== null && prepared.result.bodyTransform) {
     // A streaming-signed (aws-chunked) body would be re-framed by the transform; the filter read it unframed.
-    const reason = 'a streaming-signed body cannot pass the GraphQL filter';
+    const reason = 'a streaming-signed body cannot pass a body filter';
     logUpstreamError(ctx, x, reason);
     sendProxyError(res, 500, { ...upstreamErrorBody(x, reason), error: 'proxy_error' }, true);
     return;
   }
   logCredentialEvents(ctx, prepared.result);
-  const result = filterAnnotations.length
-    ? { ...prepared.result, annotations: [...filterAnnotations, ...prepared.result.annotations] }
-    : prepared.result;
+  const result = {
+    ...prepared.result,
+    // A rewritten body travels decoded; the filters never change anything else.
+    headers: filtered.decoded ? setHeader(prepared.result.headers, 'Content-Encoding', null) : prepared.result.headers,
+    annotations: [...filtered.annotations, ...prepared.result.annotations],
+  };
   forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && !continueSent);
 }
 

@@ -518,6 +518,31 @@ def v_graphql_websocket():
     return websocket('allowed.test', '/graphql', 'allowed.test')
 
 
+# --- Anthropic server-side tools: api.anthropic.com is allowed, attacker.test is not -------------------------------
+
+def messages(tool):
+    body = json.dumps({'model': 'claude-x', 'max_tokens': 1, 'messages': [{'role': 'user', 'content': 'go'}],
+                       'tools': [tool]}).encode()
+    return outcome(over_tls('api.anthropic.com', request('POST', '/v1/messages', 'api.anthropic.com',
+                                                         'Content-Type: application/json\r\n', body)))
+
+
+def v_tool_web_fetch_domains():
+    return messages({'type': 'web_fetch_20250910', 'name': 'web_fetch', 'allowed_domains': ['attacker.test', 'exfil.test']})
+
+
+def v_tool_web_fetch_unrestricted():
+    return messages({'type': 'web_fetch_20250910', 'name': 'web_fetch'})
+
+
+def v_tool_wildcard_domain():
+    return messages({'type': 'web_fetch_20250910', 'name': 'web_fetch', 'allowed_domains': ['*.attacker.test']})
+
+
+def v_tool_blocklist():
+    return messages({'type': 'web_search_20250305', 'name': 'web_search', 'blocked_domains': ['attacker.test']})
+
+
 # --- Credentials ----------------------------------------------------------------------------------------------------
 
 def v_masked_positive_control():
