@@ -44879,13 +44879,22 @@ function readBounded(req, maxBytes) {
     req.on("aborted", () => resolve("aborted"));
   });
 }
+var NO_FILTERS = Object.freeze({
+  kind: "pass",
+  body: null,
+  decoded: false,
+  annotations: [],
+  continueSent: false
+});
+function bodyFiltersApply(admission) {
+  const rule = admission.decision.rule;
+  return rule.kind === "url_prefix" && rule.entry.graphql !== void 0 || isMessagesRequest(admission.host, admission.target);
+}
 async function runBodyFilters(allowlist, req, res, admission, expectContinue) {
   const rule = admission.decision.rule;
   const graphqlRule = rule.kind === "url_prefix" ? rule.entry.graphql : void 0;
   const messages = isMessagesRequest(admission.host, admission.target);
-  if (graphqlRule === void 0 && !messages) {
-    return { kind: "pass", body: null, decoded: false, annotations: [], continueSent: false };
-  }
+  if (graphqlRule === void 0 && !messages) return NO_FILTERS;
   if (expectContinue) res.writeContinue();
   const limit = messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
   const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
@@ -45101,7 +45110,7 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
     refuse2(ctx, req, res, x, admission, expectContinue);
     return;
   }
-  const filtered = await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue);
+  const filtered = bodyFiltersApply(admission) ? await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue) : NO_FILTERS;
   if (filtered.kind === "aborted") {
     res.destroy();
     return;
@@ -45148,7 +45157,7 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
     return;
   }
   logCredentialEvents(ctx, prepared.result);
-  const result = {
+  const result = filtered === NO_FILTERS ? prepared.result : {
     ...prepared.result,
     // A rewritten body travels decoded; the filters never change anything else.
     headers: filtered.decoded ? setHeader(prepared.result.headers, "Content-Encoding", null) : prepared.result.headers,
@@ -45423,6 +45432,13 @@ var LEAF_LIFETIME_MS = 24 * HOUR;
 var LEAF_REFRESH_AFTER_MS = 12 * HOUR;
 var LEAF_KEY_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" };
 var MAX_COMMON_NAME = 64;
+var WILDCARD_LABEL = /^(?!xn--)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+function wildcardNameFor(name, parents) {
+  const dot = name.indexOf(".");
+  if (dot < 0) return null;
+  const parent = name.slice(dot + 1);
+  return parents.has(parent) && WILDCARD_LABEL.test(name.slice(0, dot)) ? `*.${parent}` : null;
+}
 function leafNameFor(servername) {
   if (typeof servername !== "string" || servername.length === 0 || servername.length > 255) return null;
   if (!/^[\x21-\x7e]+$/.test(servername)) return null;
@@ -45459,6 +45475,7 @@ function createLeafIssuer(ca, opts = {}) {
   const cacheSize = opts.cacheSize ?? 1e3;
   if (!Number.isInteger(cacheSize) || cacheSize < 1) throw new RangeError("cacheSize must be a positive integer");
   const now = opts.now ?? (() => /* @__PURE__ */ new Date());
+  const wildcardParents2 = new Set(opts.wildcardParents ?? []);
   const nodeCaCert = new NodeX509Certificate(ca.certPem);
   if (!nodeCaCert.ca) throw new Error("the CA certificate is not a certificate authority (basicConstraints CA:false)");
   if (!nodeCaCert.checkPrivateKey(createPrivateKey2(ca.keyPem))) {
@@ -45520,21 +45537,28 @@ function createLeafIssuer(ca, opts = {}) {
     while (cache2.size > cacheSize) cache2.delete(cache2.keys().next().value);
     return context;
   }
+  function contextFor(name) {
+    const hit = cache2.get(name.value);
+    if (hit && now().getTime() - hit.mintedAt < LEAF_REFRESH_AFTER_MS) {
+      cache2.delete(name.value);
+      cache2.set(name.value, hit);
+      return Promise.resolve(hit.context);
+    }
+    const pending = inFlight.get(name.value);
+    if (pending) return pending;
+    const minting = mint(name).finally(() => inFlight.delete(name.value));
+    inFlight.set(name.value, minting);
+    return minting;
+  }
   return {
     secureContextFor(servername) {
-      const name = leafNameFor(servername);
-      if (name === null) return Promise.reject(new InvalidServernameError(String(servername)));
-      const hit = cache2.get(name.value);
-      if (hit && now().getTime() - hit.mintedAt < LEAF_REFRESH_AFTER_MS) {
-        cache2.delete(name.value);
-        cache2.set(name.value, hit);
-        return Promise.resolve(hit.context);
-      }
-      const pending = inFlight.get(name.value);
-      if (pending) return pending;
-      const minting = mint(name).finally(() => inFlight.delete(name.value));
-      inFlight.set(name.value, minting);
-      return minting;
+      const exact = leafNameFor(servername);
+      if (exact === null) return Promise.reject(new InvalidServernameError(String(servername)));
+      const wildcard = exact.type === "dns" && !cache2.has(exact.value) ? wildcardNameFor(exact.value, wildcardParents2) : null;
+      return contextFor(wildcard === null ? exact : { type: "dns", value: wildcard });
+    },
+    async mintWildcards() {
+      await Promise.all([...wildcardParents2].map((parent) => contextFor({ type: "dns", value: `*.${parent}` })));
     },
     get size() {
       return cache2.size;
@@ -45574,6 +45598,17 @@ function premintNames(allowlist, limit) {
   }
   return [...names].slice(0, Math.max(0, limit));
 }
+function wildcardParents(allowlist, limit) {
+  const parents = /* @__PURE__ */ new Set();
+  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
+    if (!pattern.startsWith("*.")) continue;
+    const rest = pattern.slice(2);
+    const host = normalizeHost(rest);
+    if (host === null || isGlob(rest) || isIPv4(host) || isIPv6(host) || !host.includes(".")) continue;
+    parents.add(host);
+  }
+  return [...parents].slice(0, Math.max(0, limit));
+}
 async function listen(server, host, port2) {
   await new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -45601,7 +45636,12 @@ var SERVER_TIMEOUTS = {
 async function startProxy(options) {
   const now = options.now ?? (() => /* @__PURE__ */ new Date());
   const log = options.log ?? silentLog;
-  const issuer = createLeafIssuer(options.ca, { cacheSize: options.limits?.leafCacheSize ?? 1e3, now });
+  const leafCacheSize = options.limits?.leafCacheSize ?? 1e3;
+  const issuer = createLeafIssuer(options.ca, {
+    cacheSize: leafCacheSize,
+    now,
+    wildcardParents: wildcardParents(options.allowlist, Math.floor(leafCacheSize / 4))
+  });
   const route = createUpstreamRouter({
     hosts: options.upstream.hosts ?? {},
     resolve: options.upstream.resolve ?? systemResolver(options.upstream.dns ?? []),
@@ -45667,8 +45707,8 @@ async function startProxy(options) {
       onQuery: (q2) => log.write({ event: "dns", ts: now(), ...q2 })
     });
     const running = dns2;
-    const cacheSize = options.limits?.leafCacheSize ?? 1e3;
-    for (const name of premintNames(options.allowlist, Math.floor(cacheSize / 2))) {
+    issuer.mintWildcards().catch(() => void 0);
+    for (const name of premintNames(options.allowlist, Math.floor(leafCacheSize / 2))) {
       issuer.secureContextFor(name).catch(() => void 0);
     }
     return {

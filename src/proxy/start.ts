@@ -76,6 +76,22 @@ export function premintNames(allowlist: Allowlist, limit: number): string[] {
   return [...names].slice(0, Math.max(0, limit));
 }
 
+/**
+ * Suffixes of the allowlist's `*.suffix` patterns whose suffix is a plain name of two labels or more: one
+ * `*.suffix` leaf then covers every single-label child. `*.com` is never one (no wildcard across a TLD).
+ */
+export function wildcardParents(allowlist: Allowlist, limit: number): string[] {
+  const parents = new Set<string>();
+  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
+    if (!pattern.startsWith('*.')) continue;
+    const rest = pattern.slice(2);
+    const host = normalizeHost(rest);
+    if (host === null || isGlob(rest) || isIPv4(host) || isIPv6(host) || !host.includes('.')) continue;
+    parents.add(host);
+  }
+  return [...parents].slice(0, Math.max(0, limit));
+}
+
 async function listen(server: http.Server, host: string, port: number): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -107,7 +123,12 @@ const SERVER_TIMEOUTS = {
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const now = options.now ?? (() => new Date());
   const log = options.log ?? silentLog;
-  const issuer = createLeafIssuer(options.ca, { cacheSize: options.limits?.leafCacheSize ?? 1000, now });
+  const leafCacheSize = options.limits?.leafCacheSize ?? 1000;
+  const issuer = createLeafIssuer(options.ca, {
+    cacheSize: leafCacheSize,
+    now,
+    wildcardParents: wildcardParents(options.allowlist, Math.floor(leafCacheSize / 4)),
+  });
   const route = createUpstreamRouter({
     hosts: options.upstream.hosts ?? {},
     resolve: options.upstream.resolve ?? systemResolver(options.upstream.dns ?? []),
@@ -177,10 +198,11 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       onQuery: (q) => log.write({ event: 'dns', ts: now(), ...q }),
     });
     const running = dns;
-    // Leaves for the hosts the allowlist names exactly are minted now, in the background, so the first request
-    // to a listed host does not wait for one. Wildcard-matched hosts are still minted on first use.
-    const cacheSize = options.limits?.leafCacheSize ?? 1000;
-    for (const name of premintNames(options.allowlist, Math.floor(cacheSize / 2))) {
+    // Leaves for the hosts the allowlist names exactly, and one `*.suffix` leaf per `*.suffix` pattern, are minted
+    // now, in the background, so the first request to such a host does not wait for one. Deeper names under a
+    // wildcard (`a.b.suffix`) are minted on first use.
+    issuer.mintWildcards().catch(() => undefined);
+    for (const name of premintNames(options.allowlist, Math.floor(leafCacheSize / 2))) {
       issuer.secureContextFor(name).catch(() => undefined);
     }
     return {

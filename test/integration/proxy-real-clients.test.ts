@@ -30,7 +30,7 @@ let caFile: string;
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'airlock-proxy-clients-'));
-  const pki = await makeTestPki(['api.test', 'git.test', 'denied.test']);
+  const pki = await makeTestPki(['api.test', 'git.test', 'denied.test', 'a.svc.test', 'b.svc.test', 'x.y.svc.test']);
   upstream = await startHttpsUpstream(pki);
   // A bare repository with one commit, served over smart HTTP.
   const src = join(work, 'src');
@@ -42,7 +42,7 @@ before(async () => {
   git = await startGitHttpsServer(pki, join(work, 'repos'));
   fx = await startProxyFixture({
     allowlist: {
-      domains: ['api.test'],
+      domains: ['api.test', '*.svc.test'],
       url_prefixes: [{ host: 'git.test', path: '/demo.git/*', methods: ['GET', 'POST'] }],
     },
     upstream: {
@@ -51,6 +51,9 @@ before(async () => {
         'api.test': `127.0.0.1:${upstream.port}`,
         'git.test': `127.0.0.1:${git.port}`,
         'denied.test': `127.0.0.1:${upstream.port}`,
+        'a.svc.test': `127.0.0.1:${upstream.port}`,
+        'b.svc.test': `127.0.0.1:${upstream.port}`,
+        'x.y.svc.test': `127.0.0.1:${upstream.port}`,
       },
     },
   });
@@ -127,6 +130,28 @@ void test('curl: without the run CA the client refuses the interception certific
     ]),
     /certificate|SSL/i,
   );
+});
+
+void test('wildcard-matched hosts: one *.suffix leaf minted at start serves every child; curl and Python accept it', async () => {
+  const mintedBefore = fx.proxy.stats().leavesMinted;
+  for (const host of ['a.svc.test', 'b.svc.test']) {
+    const { stdout } = await curl(`https://${host}/w`);
+    assert.equal(stdout.slice(stdout.lastIndexOf('\n') + 1), '200', host);
+  }
+  const python = [
+    'import socket, ssl, sys',
+    'ctx = ssl.create_default_context(cafile=sys.argv[1])',
+    'with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as s:',
+    '    with ctx.wrap_socket(s, server_hostname="b.svc.test") as t:',
+    '        print(t.getpeercert()["subjectAltName"])',
+  ].join('\n');
+  const { stdout: san } = await run('python3', ['-c', python, caFile, String(fx.proxy.addresses.https)]);
+  assert.equal(san.trim(), "(('DNS', '*.svc.test'),)");
+  assert.equal(fx.proxy.stats().leavesMinted, mintedBefore, 'no leaf was signed for a.svc.test or b.svc.test');
+  // Two labels below the suffix: a wildcard cannot cover it, so it gets (and is accepted with) its own leaf.
+  const { stdout } = await curl('https://x.y.svc.test/w');
+  assert.equal(stdout.slice(stdout.lastIndexOf('\n') + 1), '200');
+  assert.equal(fx.proxy.stats().leavesMinted, mintedBefore + 1);
 });
 
 function gitEnv() {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { AllowlistSchema } from '../../src/protocol/allowlist.js';
 import { admit, splitAbsoluteForm, type AdmissionRequest } from '../../src/proxy/http/admission.js';
-import { premintNames } from '../../src/proxy/start.js';
+import { premintNames, wildcardParents } from '../../src/proxy/start.js';
 
 /** The order of checks before anything leaves the proxy, one branch at a time (pure; no sockets). */
 
@@ -132,4 +132,16 @@ void test('premintNames: exact names from domains and url_prefixes, normalised, 
   );
   assert.deepEqual(names, ['github.com', 'api.github.com']);
   assert.deepEqual(premintNames(AllowlistSchema.parse({ domains: ['a.test', 'b.test'] }), 1), ['a.test']);
+});
+
+void test('wildcardParents: the suffix of each `*.suffix` pattern with two labels or more, and nothing else', () => {
+  const parents = wildcardParents(
+    AllowlistSchema.parse({
+      domains: ['*.GitHub.com.', '*.com', '*.*.example.org', 'api-*.example.net', '*', '*.pages.dev', '*.10.0.0.1'],
+      url_prefixes: [{ host: '*.githubusercontent.com', path: '/x' }, { host: '*.github.com' }, { host: '*.a?.test' }],
+    }),
+    10,
+  );
+  assert.deepEqual(parents, ['github.com', 'pages.dev', 'githubusercontent.com']);
+  assert.deepEqual(wildcardParents(AllowlistSchema.parse({ domains: ['*.a.test', '*.b.test'] }), 1), ['a.test']);
 });

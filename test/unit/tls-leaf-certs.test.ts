@@ -3,7 +3,12 @@ import { X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
 import * as x509 from '@peculiar/x509';
 import { generateRunCa, type RunCa } from '../../src/cli/session/ca.js';
-import { InvalidServernameError, createLeafIssuer, leafNameFor } from '../../src/proxy/tls/leaf-certs.js';
+import {
+  InvalidServernameError,
+  createLeafIssuer,
+  leafNameFor,
+  wildcardNameFor,
+} from '../../src/proxy/tls/leaf-certs.js';
 import { handshakeInMemory, makeTestPki } from '../helpers/tls-fixtures.js';
 
 const ca: RunCa = await generateRunCa();
@@ -220,4 +225,40 @@ void test('an RSA CA can issue leaves too', async () => {
     host: 'rsa.test',
   });
   assert.equal(error, null);
+});
+
+void test('a `*.parent` leaf, minted up front, serves every single-label child; deeper names get their own', async () => {
+  const issuer = createLeafIssuer(ca, { wildcardParents: ['svc.example'] });
+  await issuer.mintWildcards();
+  assert.equal(issuer.minted, 1);
+  const a = await issuer.secureContextFor('a.svc.example');
+  assert.equal(await issuer.secureContextFor('B.svc.example.'), a);
+  assert.equal(issuer.minted, 1, 'no signature for a first request to a child');
+  for (const host of ['a.svc.example', 'b.svc.example']) {
+    const { error, peerCertificate } = await handshakeInMemory(a, { ca: ca.certPem, host });
+    assert.equal(error, null, host);
+    assert.equal(new X509Certificate(peerCertificate!.raw).subjectAltName, 'DNS:*.svc.example');
+  }
+  // The wildcard must never be presented where a client would reject it.
+  for (const host of ['x.y.svc.example', 'svc.example', 'xn--bcher-kva.svc.example', '_dmarc.svc.example']) {
+    const { error, peerCertificate } = await handshakeInMemory(await issuer.secureContextFor(host), {
+      ca: ca.certPem,
+      host,
+    });
+    assert.equal(error, null, host);
+    assert.equal(new X509Certificate(peerCertificate!.raw).subjectAltName, `DNS:${host}`);
+  }
+  assert.equal(issuer.minted, 5);
+});
+
+void test('an exact leaf already cached wins over the wildcard; a concurrent first use shares the up-front mint', async () => {
+  const issuer = createLeafIssuer(ca, { wildcardParents: ['svc.example'] });
+  const [, first] = await Promise.all([issuer.mintWildcards(), issuer.secureContextFor('c.svc.example')]);
+  assert.equal(issuer.minted, 1, 'one signature for both');
+  assert.equal(await issuer.secureContextFor('d.svc.example'), first);
+  assert.equal(wildcardNameFor('a.svc.example', new Set(['svc.example'])), '*.svc.example');
+  assert.equal(wildcardNameFor('a-b.svc.example', new Set(['svc.example'])), '*.svc.example');
+  for (const name of ['svc.example', 'a.b.svc.example', '-a.svc.example', 'xn--x.svc.example', 'a_b.svc.example']) {
+    assert.equal(wildcardNameFor(name, new Set(['svc.example'])), null, name);
+  }
 });

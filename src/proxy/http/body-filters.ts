@@ -134,6 +134,23 @@ export type FilterOutcome =
       continueSent: boolean;
     };
 
+export const NO_FILTERS: Extract<FilterOutcome, { kind: 'pass' }> = Object.freeze({
+  kind: 'pass',
+  body: null,
+  decoded: false,
+  annotations: [],
+  continueSent: false,
+});
+
+/** Whether any body filter applies: the matched entry has a `graphql` block, or it is an Anthropic Messages call. */
+export function bodyFiltersApply(admission: Admission): boolean {
+  const rule = admission.decision.rule;
+  return (
+    (rule.kind === 'url_prefix' && rule.entry.graphql !== undefined) ||
+    isMessagesRequest(admission.host, admission.target)
+  );
+}
+
 /**
  * Runs the body filters that apply to an admitted request: the GraphQL operation filter when the matched entry
  * has a `graphql` block, then the tool-domain filter on Anthropic Messages requests. Nothing is read when neither
@@ -149,9 +166,7 @@ export async function runBodyFilters(
   const rule = admission.decision.rule;
   const graphqlRule = rule.kind === 'url_prefix' ? rule.entry.graphql : undefined;
   const messages = isMessagesRequest(admission.host, admission.target);
-  if (graphqlRule === undefined && !messages) {
-    return { kind: 'pass', body: null, decoded: false, annotations: [], continueSent: false };
-  }
+  if (graphqlRule === undefined && !messages) return NO_FILTERS;
   if (expectContinue) res.writeContinue();
   const limit = messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
   const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);

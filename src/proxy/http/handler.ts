@@ -17,7 +17,7 @@ import {
   type Exchange,
   type HttpContext,
 } from './exchange.js';
-import { readBounded, runBodyFilters } from './body-filters.js';
+import { bodyFiltersApply, NO_FILTERS, readBounded, runBodyFilters } from './body-filters.js';
 import { flatten, hasRequestBody, pairsFromRaw, setHeader, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { sendProxyError, sendRefusal, writeRawJson, writeRawRefusal } from './responses.js';
 import { forwardUpgrade } from './upgrade.js';
@@ -79,7 +79,10 @@ async function handleRequest(
     return;
   }
   // Body filters (GraphQL operations, Anthropic tool domains) judge before anything, even DNS, happens upstream.
-  const filtered = await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue);
+  // Most requests have none to run: they skip the extra await and keep streaming their body.
+  const filtered = bodyFiltersApply(admission)
+    ? await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue)
+    : NO_FILTERS;
   if (filtered.kind === 'aborted') {
     res.destroy();
     return;
@@ -128,12 +131,17 @@ async function handleRequest(
     return;
   }
   logCredentialEvents(ctx, prepared.result);
-  const result = {
-    ...prepared.result,
-    // A rewritten body travels decoded; the filters never change anything else.
-    headers: filtered.decoded ? setHeader(prepared.result.headers, 'Content-Encoding', null) : prepared.result.headers,
-    annotations: [...filtered.annotations, ...prepared.result.annotations],
-  };
+  const result =
+    filtered === NO_FILTERS
+      ? prepared.result
+      : {
+          ...prepared.result,
+          // A rewritten body travels decoded; the filters never change anything else.
+          headers: filtered.decoded
+            ? setHeader(prepared.result.headers, 'Content-Encoding', null)
+            : prepared.result.headers,
+          annotations: [...filtered.annotations, ...prepared.result.annotations],
+        };
   forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && !continueSent);
 }
 

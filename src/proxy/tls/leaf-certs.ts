@@ -17,6 +17,8 @@ export interface CaMaterial {
 export interface LeafIssuer {
   /** The context to present for this SNI name; rejects names that cannot be a certificate subject. */
   secureContextFor(servername: string): Promise<tls.SecureContext>;
+  /** Mints the `*.parent` leaf of every wildcard parent now, so no first request waits for one. */
+  mintWildcards(): Promise<void>;
   /** Host contexts currently cached. */
   readonly size: number;
   /** Leaves signed since the issuer was created. */
@@ -28,6 +30,11 @@ export interface LeafIssuerOptions {
   cacheSize?: number;
   /** Clock, for tests. */
   now?: () => Date;
+  /**
+   * DNS suffixes (`github.com`) for which one `*.github.com` leaf serves every single-label child: the allowlist's
+   * `*.github.com` patterns, so the first request to a new subdomain does not wait for a signature.
+   */
+  wildcardParents?: readonly string[];
 }
 
 export class InvalidServernameError extends Error {
@@ -49,6 +56,20 @@ const LEAF_KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const MAX_COMMON_NAME = 64;
 
 type LeafName = { type: 'dns' | 'ip'; value: string };
+
+/**
+ * A label a `*` in a certificate may stand for in every common client: LDH, and not an IDN A-label (OpenSSL and
+ * RFC 6125 §6.4.3 refuse to match a wildcard against `xn--`).
+ */
+const WILDCARD_LABEL = /^(?!xn--)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** The `*.parent` name that covers this DNS name, or null when no wildcard leaf may stand in for it. */
+export function wildcardNameFor(name: string, parents: ReadonlySet<string>): string | null {
+  const dot = name.indexOf('.');
+  if (dot < 0) return null;
+  const parent = name.slice(dot + 1);
+  return parents.has(parent) && WILDCARD_LABEL.test(name.slice(0, dot)) ? `*.${parent}` : null;
+}
 
 /** The certificate name for an SNI value, or null when it is not a plain DNS name or IP literal. */
 export function leafNameFor(servername: string): LeafName | null {
@@ -100,6 +121,7 @@ export function createLeafIssuer(ca: CaMaterial, opts: LeafIssuerOptions = {}): 
   const cacheSize = opts.cacheSize ?? 1000;
   if (!Number.isInteger(cacheSize) || cacheSize < 1) throw new RangeError('cacheSize must be a positive integer');
   const now = opts.now ?? (() => new Date());
+  const wildcardParents = new Set(opts.wildcardParents ?? []);
 
   // Checked synchronously so a mismatched CA fails at startup, not on the sandbox's first HTTPS request.
   const nodeCaCert = new NodeX509Certificate(ca.certPem);
@@ -168,22 +190,33 @@ export function createLeafIssuer(ca: CaMaterial, opts: LeafIssuerOptions = {}): 
     return context;
   }
 
+  /** The cached context for this certificate name, the one being minted, or a new one. */
+  function contextFor(name: LeafName): Promise<tls.SecureContext> {
+    const hit = cache.get(name.value);
+    if (hit && now().getTime() - hit.mintedAt < LEAF_REFRESH_AFTER_MS) {
+      // Re-insert to mark it most recently used.
+      cache.delete(name.value);
+      cache.set(name.value, hit);
+      return Promise.resolve(hit.context);
+    }
+    const pending = inFlight.get(name.value);
+    if (pending) return pending;
+    const minting = mint(name).finally(() => inFlight.delete(name.value));
+    inFlight.set(name.value, minting);
+    return minting;
+  }
+
   return {
     secureContextFor(servername: string): Promise<tls.SecureContext> {
-      const name = leafNameFor(servername);
-      if (name === null) return Promise.reject(new InvalidServernameError(String(servername)));
-      const hit = cache.get(name.value);
-      if (hit && now().getTime() - hit.mintedAt < LEAF_REFRESH_AFTER_MS) {
-        // Re-insert to mark it most recently used.
-        cache.delete(name.value);
-        cache.set(name.value, hit);
-        return Promise.resolve(hit.context);
-      }
-      const pending = inFlight.get(name.value);
-      if (pending) return pending;
-      const minting = mint(name).finally(() => inFlight.delete(name.value));
-      inFlight.set(name.value, minting);
-      return minting;
+      const exact = leafNameFor(servername);
+      if (exact === null) return Promise.reject(new InvalidServernameError(String(servername)));
+      // A leaf minted for the exact name (or listed in the allowlist) wins; else a covering `*.parent` leaf.
+      const wildcard =
+        exact.type === 'dns' && !cache.has(exact.value) ? wildcardNameFor(exact.value, wildcardParents) : null;
+      return contextFor(wildcard === null ? exact : { type: 'dns', value: wildcard });
+    },
+    async mintWildcards(): Promise<void> {
+      await Promise.all([...wildcardParents].map((parent) => contextFor({ type: 'dns', value: `*.${parent}` })));
     },
     get size() {
       return cache.size;
