@@ -44646,6 +44646,18 @@ function chooseOperation(document, operationName) {
   if (named.length !== 1) return `operationName "${operationName}" does not name exactly one operation`;
   return named[0];
 }
+var URL_PARAMETERS = ["query", "operationName", "variables", "extensions"];
+function checkGraphqlUrl(target) {
+  const { query } = splitTarget(target);
+  if (query === null) return null;
+  const params = new URLSearchParams(query);
+  const found = URL_PARAMETERS.find((p) => params.has(p));
+  if (found === void 0) return null;
+  return refuse(
+    "<query-string>",
+    `the URL carries the GraphQL parameter "${found}", which the filter does not judge; send it in the POST body`
+  );
+}
 function checkGraphqlOperation(body, rule) {
   const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
   if (size > GRAPHQL_MAX_BODY_BYTES) {
@@ -44701,6 +44713,8 @@ function graphqlHint(verdict, rule) {
       return "send one operation per request";
     case "<operation-name-invalid>":
       return "set operationName to exactly one of the operations the document defines";
+    case "<query-string>":
+      return "send query, operationName and variables in the JSON body, not in the URL";
     case "<fragment-spread>":
       return "write the top-level fields inline instead of in a named fragment";
     default:
@@ -44909,7 +44923,7 @@ async function runBodyFilters(allowlist, req, res, admission, expectContinue) {
   let decoded = false;
   if (graphqlRule !== void 0) {
     const size = raw === "too-large" ? Infinity : raw.length;
-    const verdict = inspectGraphqlBody(size > GRAPHQL_MAX_BODY_BYTES ? "too-large" : raw, encoding, graphqlRule);
+    const verdict = checkGraphqlUrl(admission.target) ?? inspectGraphqlBody(size > GRAPHQL_MAX_BODY_BYTES ? "too-large" : raw, encoding, graphqlRule);
     if (!verdict.allowed) {
       return refuse3(
         "graphql_operation_blocked",

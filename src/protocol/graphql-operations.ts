@@ -3,6 +3,7 @@ import { Kind } from 'graphql/language/kinds.js';
 import { parse } from 'graphql/language/parser.js';
 import type { GraphqlRule } from './allowlist.js';
 import { fnmatchCase } from './fnmatch.js';
+import { splitTarget } from './policy.js';
 
 /**
  * The GraphQL operation filter of a `url_prefixes` entry with a `graphql` block (airut-behaviour.md §4f): the
@@ -78,6 +79,25 @@ function chooseOperation(document: DocumentNode, operationName: unknown): Operat
   return named[0]!;
 }
 
+/** GraphQL-over-HTTP request parameters; a server may take any of them from the URL instead of the body. */
+const URL_PARAMETERS = ['query', 'operationName', 'variables', 'extensions'];
+
+/**
+ * Refuses a request whose URL carries GraphQL parameters: the filter judges the body, and a server that reads
+ * `?query=` (as GraphQL-over-GET servers do, some on POST too) would run an operation nobody checked.
+ */
+export function checkGraphqlUrl(target: string): GraphqlVerdict | null {
+  const { query } = splitTarget(target);
+  if (query === null) return null;
+  const params = new URLSearchParams(query);
+  const found = URL_PARAMETERS.find((p) => params.has(p));
+  if (found === undefined) return null;
+  return refuse(
+    '<query-string>',
+    `the URL carries the GraphQL parameter "${found}", which the filter does not judge; send it in the POST body`,
+  );
+}
+
 /** Judges one request body (already decoded from any Content-Encoding) against an entry's `graphql` block. */
 export function checkGraphqlOperation(body: Buffer | string, rule: GraphqlRule): GraphqlVerdict {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
@@ -139,6 +159,8 @@ export function graphqlHint(verdict: Extract<GraphqlVerdict, { allowed: false }>
       return 'send one operation per request';
     case '<operation-name-invalid>':
       return 'set operationName to exactly one of the operations the document defines';
+    case '<query-string>':
+      return 'send query, operationName and variables in the JSON body, not in the URL';
     case '<fragment-spread>':
       return 'write the top-level fields inline instead of in a named fragment';
     default:

@@ -37,6 +37,7 @@ before(async () => {
       url_prefixes: [
         { host: 'gh.test', path: '/graphql', graphql: GRAPHQL },
         { host: 'gh.test', path: '/open', methods: ['POST'] },
+        { host: 'gh.test', path: '/api/graphql*', graphql: GRAPHQL },
         { host: 'plain.test', path: '/graphql', graphql: GRAPHQL },
       ],
     },
@@ -184,6 +185,16 @@ void describe('graphql filter: what it refuses', () => {
     assert.equal(withQuery.status, 403);
     assert.equal(withQuery.headers['x-airlock-deny'], 'path_not_allowed');
     assert.equal(secure.received.length, seenBefore);
+  });
+
+  void test('an operation in the URL is refused even beside an allowed body; other parameters pass', async () => {
+    const allowed = gql('{ viewer { login } }');
+    assertBlocked(
+      await post(allowed, {}, '/api/graphql?query=mutation%7BdeleteRepository%7Bid%7D%7D'),
+      '<query-string>',
+    );
+    assertBlocked(await post(allowed, {}, '/api/graphql?operationName=Other'), '<query-string>');
+    assert.equal((await post(allowed, {}, '/api/graphql?trace=1')).reply.status, 200);
   });
 
   void test('a WebSocket upgrade to a filtered entry is refused: its frames cannot be judged', async () => {

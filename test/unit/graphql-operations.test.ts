@@ -3,7 +3,12 @@ import { gzipSync, brotliCompressSync, deflateSync } from 'node:zlib';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { GraphqlRule } from '../../src/protocol/allowlist.js';
-import { checkGraphqlOperation, GRAPHQL_MAX_BODY_BYTES, graphqlHint } from '../../src/protocol/graphql-operations.js';
+import {
+  checkGraphqlOperation,
+  checkGraphqlUrl,
+  GRAPHQL_MAX_BODY_BYTES,
+  graphqlHint,
+} from '../../src/protocol/graphql-operations.js';
 import { decodeBody, inspectGraphqlBody } from '../../src/proxy/http/body-filters.js';
 
 /**
@@ -89,6 +94,26 @@ describe('graphql operation filter: Airut §4f', () => {
     const q = checkGraphqlOperation(body('{ org { id } }'), { mutations: ['x'] });
     assert.ok(!q.allowed);
     assert.match(graphqlHint(q, 'url_prefixes[2]'), /graphql\.queries of url_prefixes\[2\]/);
+  });
+});
+
+describe('graphql filter: parameters in the URL', () => {
+  it('refuses GraphQL parameters in the query string, however encoded; other parameters are fine', () => {
+    for (const target of [
+      '/graphql?query=mutation%7Bx%7D',
+      '/graphql?a=1&operationName=B',
+      '/graphql?variables={}',
+      '/graphql?extensions=x',
+      '/graphql?%71uery=x',
+      '/graphql?query',
+    ]) {
+      const v = checkGraphqlUrl(target);
+      assert.ok(v && !v.allowed && v.detail === '<query-string>', target);
+      assert.match(graphqlHint(v, 'r'), /JSON body/);
+    }
+    for (const target of ['/graphql', '/graphql?', '/graphql?foo=1', '/graphql?Query=x', '/query?x=1']) {
+      assert.equal(checkGraphqlUrl(target), null, target);
+    }
   });
 });
 

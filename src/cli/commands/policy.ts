@@ -1,12 +1,16 @@
 import { parseArgs } from 'node:util';
-import { checkGraphqlOperation, graphqlHint, type GraphqlVerdict } from '../../protocol/graphql-operations.js';
+import {
+  checkGraphqlOperation,
+  checkGraphqlUrl,
+  graphqlHint,
+  type GraphqlVerdict,
+} from '../../protocol/graphql-operations.js';
 import { decide, describeRule, type Decision } from '../../protocol/policy.js';
 import { loadPolicy } from '../config/load.js';
 import { EXIT, UsageError } from '../errors.js';
 import type { Command } from './types.js';
 
-const USAGE =
-  'usage: airlock policy check [--config-dir DIR | --allowlist FILE] [--json] [--data BODY] METHOD URL';
+const USAGE = 'usage: airlock policy check [--config-dir DIR | --allowlist FILE] [--json] [--data BODY] METHOD URL';
 
 /**
  * Split an http(s) URL by hand: WHATWG URL parsing would resolve `..` and decode escapes, hiding exactly what the
@@ -54,8 +58,9 @@ export const run: Command = async (argv, ctx) => {
   const decision = decide({ method, host: authority, target }, policy.allowlist);
   // An entry with a `graphql` block also judges the body, as the proxy does; without --data that part is unknown.
   const graphql = decision.allowed && decision.rule.kind === 'url_prefix' ? decision.rule.entry.graphql : undefined;
-  const verdict: GraphqlVerdict | undefined =
-    graphql && values.data !== undefined ? checkGraphqlOperation(values.data, graphql) : undefined;
+  const verdict: GraphqlVerdict | undefined = graphql
+    ? (checkGraphqlUrl(target) ?? (values.data !== undefined ? checkGraphqlOperation(values.data, graphql) : undefined))
+    : undefined;
   const blocked = !decision.allowed || verdict?.allowed === false;
   if (values.json) {
     const rule = decision.allowed ? { ...decision.rule, description: describeRule(decision.rule) } : undefined;
@@ -72,7 +77,7 @@ export const run: Command = async (argv, ctx) => {
   } else {
     let line = formatDecision(decision);
     if (verdict?.allowed) line += ` (graphql ${verdict.type}: ${verdict.fields.join(', ')})`;
-    else if (graphql) line += ' (the body must also pass this entry\'s graphql filter: check one with --data)';
+    else if (graphql) line += " (the body must also pass this entry's graphql filter: check one with --data)";
     ctx.stdout.write(line + '\n');
   }
   return blocked ? EXIT.blocked : EXIT.ok;

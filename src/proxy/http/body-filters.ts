@@ -3,6 +3,7 @@ import zlib from 'node:zlib';
 import type { Allowlist, GraphqlRule } from '../../protocol/allowlist.js';
 import {
   checkGraphqlOperation,
+  checkGraphqlUrl,
   GRAPHQL_MAX_BODY_BYTES,
   graphqlHint,
   type GraphqlVerdict,
@@ -181,7 +182,9 @@ export async function runBodyFilters(
   let decoded = false;
   if (graphqlRule !== undefined) {
     const size = raw === 'too-large' ? Infinity : raw.length;
-    const verdict = inspectGraphqlBody(size > GRAPHQL_MAX_BODY_BYTES ? 'too-large' : raw, encoding, graphqlRule);
+    const verdict =
+      checkGraphqlUrl(admission.target) ??
+      inspectGraphqlBody(size > GRAPHQL_MAX_BODY_BYTES ? 'too-large' : raw, encoding, graphqlRule);
     if (!verdict.allowed) {
       return refuse(
         'graphql_operation_blocked',
