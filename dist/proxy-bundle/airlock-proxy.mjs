@@ -44605,6 +44605,7 @@ import zlib from "node:zlib";
 // src/protocol/graphql-operations.ts
 var import_kinds = __toESM(require_kinds(), 1);
 var import_parser = __toESM(require_parser(), 1);
+var STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 var GRAPHQL_MAX_BODY_BYTES = 1024 * 1024;
 var LIST_OF = {
   query: "queries",
@@ -44665,7 +44666,7 @@ function checkGraphqlOperation(body, rule) {
   }
   let json2;
   try {
-    json2 = JSON.parse(typeof body === "string" ? body : body.toString("utf8"));
+    json2 = JSON.parse(typeof body === "string" ? body : STRICT_UTF8.decode(body));
   } catch {
     return unparseable('the body is not a JSON GraphQL request (send POST with {"query": \u2026})');
   }
@@ -44766,7 +44767,12 @@ function trimToolDomains(body, allowlist) {
       reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`
     };
   }
-  const text = typeof body === "string" ? body : body.toString("utf8");
+  let text;
+  try {
+    text = typeof body === "string" ? body : new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    return { kind: "block", code: "tool_config_invalid", reason: "the Messages request body is not valid UTF-8" };
+  }
   if (text.trim() === "") return { kind: "pass" };
   let document;
   try {
@@ -44774,9 +44780,7 @@ function trimToolDomains(body, allowlist) {
   } catch {
     return { kind: "block", code: "tool_config_invalid", reason: "the Messages request body is not valid JSON" };
   }
-  let changed = false;
-  let kept = 0;
-  let dropped = 0;
+  const notes = [];
   for (const list of toolLists(document)) {
     for (const tool of list) {
       if (tool === null || typeof tool !== "object" || Array.isArray(tool)) continue;
@@ -44791,10 +44795,13 @@ function trimToolDomains(body, allowlist) {
           reason: `tool ${String(t.type)} uses blocked_domains; list allowed_domains instead (a blocklist cannot be narrowed to the allowlist)`
         };
       }
-      changed = true;
       if (t.allowed_domains === void 0 || t.allowed_domains === null) {
-        if (type.startsWith("web_search_")) delete t.allowed_domains;
-        else t.allowed_domains = [];
+        if (type.startsWith("web_search_")) {
+          delete t.allowed_domains;
+        } else {
+          t.allowed_domains = [];
+          notes.push(`${String(t.type)} forced []`);
+        }
         continue;
       }
       const requested = Array.isArray(t.allowed_domains) ? t.allowed_domains : [t.allowed_domains];
@@ -44810,8 +44817,12 @@ function trimToolDomains(body, allowlist) {
         const host = normalizeHost(d);
         return host !== null && openForGet(host, allowlist);
       });
-      kept += keep.length;
-      dropped += requested.length - keep.length;
+      const dropped = requested.filter((d) => !keep.includes(d));
+      if (dropped.length > 0) {
+        const names = dropped.slice(0, 5).map((d) => d.slice(0, 100));
+        const more = dropped.length > names.length ? ", \u2026" : "";
+        notes.push(`${String(t.type)} dropped ${dropped.length} of ${requested.length} (${names.join(", ")}${more})`);
+      }
       t.allowed_domains = keep;
     }
   }
@@ -44819,7 +44830,7 @@ function trimToolDomains(body, allowlist) {
   return {
     kind: "rewrite",
     body: JSON.stringify(document),
-    annotation: changed ? `tool-domains: kept ${kept}, dropped ${dropped}` : null
+    annotation: notes.length > 0 ? `tool-domains: ${notes.join("; ")}`.slice(0, 500) : null
   };
 }
 

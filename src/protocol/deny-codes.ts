@@ -20,8 +20,7 @@ export const DENY_CODES = {
   tool_config_invalid: 'an Anthropic Messages request body is not JSON, or is in an encoding the proxy cannot read',
   blocklist_tool_config_unsupported:
     'a server-side Anthropic tool (web fetch, web search, …) uses `blocked_domains`, which cannot be narrowed',
-  wildcard_tool_domain_unsupported:
-    'a server-side Anthropic tool allows a domain pattern rather than plain host names',
+  wildcard_tool_domain_unsupported: 'a server-side Anthropic tool allows a domain pattern rather than plain host names',
 } as const;
 
 export type DenyCode = keyof typeof DENY_CODES;

@@ -25,6 +25,8 @@ export type GraphqlVerdict =
       type?: GraphqlOperationType;
     };
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
 /** Largest body the filter reads; a larger one is refused, never forwarded unread. */
 export const GRAPHQL_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -106,9 +108,10 @@ export function checkGraphqlOperation(body: Buffer | string, rule: GraphqlRule):
   }
   let json: unknown;
   try {
-    json = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+    // Strict UTF-8: a byte sequence this decoder would replace, a lenient server might read as structure.
+    json = JSON.parse(typeof body === 'string' ? body : STRICT_UTF8.decode(body));
   } catch {
-    // Invalid JSON, an empty body (a GET with ?query=…) and nesting deep enough to exhaust the stack.
+    // Invalid UTF-8 or JSON, an empty body (a GET with ?query=…), nesting deep enough to exhaust the stack.
     return unparseable('the body is not a JSON GraphQL request (send POST with {"query": …})');
   }
   if (Array.isArray(json)) return refuse('<batched>', 'batched GraphQL requests (a JSON array) are not allowed');

@@ -61,7 +61,9 @@ export const ResourceLimitsSchema = z
       .min(10, 'timeout must be at least 10 seconds')
       .optional()
       .describe('Wall-clock limit in seconds; the container is killed and airlock exits 124.'),
-    memory: size(1, 'the memory limit must be greater than zero').optional().describe('Memory limit (no extra swap), e.g. `2g`; OOM exits 137.'),
+    memory: size(1, 'the memory limit must be greater than zero')
+      .optional()
+      .describe('Memory limit (no extra swap), e.g. `2g`; OOM exits 137.'),
     disk: size(1024 ** 2, 'the disk limit must be at least 1m')
       .optional()
       .describe(

@@ -19,7 +19,7 @@ const NETWORK_TOOL_PREFIXES = ['web_fetch_', 'web_search_', 'computer_', 'bash_'
 
 export type ToolDomainsVerdict =
   | { kind: 'pass' }
-  /** The body to send instead; `annotation` only when a tool's domains were touched. */
+  /** The body to send instead; `annotation` says what was dropped or forced, null when no tool changed. */
   | { kind: 'rewrite'; body: string; annotation: string | null }
   | {
       kind: 'block';
@@ -91,7 +91,12 @@ export function trimToolDomains(body: Buffer | string, allowlist: Allowlist): To
       reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`,
     };
   }
-  const text = typeof body === 'string' ? body : body.toString('utf8');
+  let text: string;
+  try {
+    text = typeof body === 'string' ? body : new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch {
+    return { kind: 'block', code: 'tool_config_invalid', reason: 'the Messages request body is not valid UTF-8' };
+  }
   // No body (GET /v1/messages/batches/…): nothing can configure a tool. Airut refuses these as invalid JSON.
   if (text.trim() === '') return { kind: 'pass' };
   let document: unknown;
@@ -100,9 +105,8 @@ export function trimToolDomains(body: Buffer | string, allowlist: Allowlist): To
   } catch {
     return { kind: 'block', code: 'tool_config_invalid', reason: 'the Messages request body is not valid JSON' };
   }
-  let changed = false;
-  let kept = 0;
-  let dropped = 0;
+  // What the filter did, for the log: `web_fetch_20250910 dropped 2 of 3 (evil.example, …)`, `bash_20250124 forced []`.
+  const notes: string[] = [];
   for (const list of toolLists(document)) {
     for (const tool of list) {
       if (tool === null || typeof tool !== 'object' || Array.isArray(tool)) continue;
@@ -117,11 +121,14 @@ export function trimToolDomains(body: Buffer | string, allowlist: Allowlist): To
           reason: `tool ${String(t.type)} uses blocked_domains; list allowed_domains instead (a blocklist cannot be narrowed to the allowlist)`,
         };
       }
-      changed = true;
       if (t.allowed_domains === undefined || t.allowed_domains === null) {
         // Without a list the tool could reach any host. Web search rejects an empty list, so its key goes instead.
-        if (type.startsWith('web_search_')) delete t.allowed_domains;
-        else t.allowed_domains = [];
+        if (type.startsWith('web_search_')) {
+          delete t.allowed_domains;
+        } else {
+          t.allowed_domains = [];
+          notes.push(`${String(t.type)} forced []`);
+        }
         continue;
       }
       const requested: unknown[] = Array.isArray(t.allowed_domains)
@@ -139,8 +146,12 @@ export function trimToolDomains(body: Buffer | string, allowlist: Allowlist): To
         const host = normalizeHost(d);
         return host !== null && openForGet(host, allowlist);
       });
-      kept += keep.length;
-      dropped += requested.length - keep.length;
+      const dropped = (requested as string[]).filter((d) => !keep.includes(d));
+      if (dropped.length > 0) {
+        const names = dropped.slice(0, 5).map((d) => d.slice(0, 100));
+        const more = dropped.length > names.length ? ', …' : '';
+        notes.push(`${String(t.type)} dropped ${dropped.length} of ${requested.length} (${names.join(', ')}${more})`);
+      }
       t.allowed_domains = keep;
     }
   }
@@ -150,6 +161,6 @@ export function trimToolDomains(body: Buffer | string, allowlist: Allowlist): To
   return {
     kind: 'rewrite',
     body: JSON.stringify(document),
-    annotation: changed ? `tool-domains: kept ${kept}, dropped ${dropped}` : null,
+    annotation: notes.length > 0 ? `tool-domains: ${notes.join('; ')}`.slice(0, 500) : null,
   };
 }

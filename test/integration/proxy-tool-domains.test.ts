@@ -64,7 +64,10 @@ void describe('tool domains on the live proxy', () => {
     const line = fx.log.events
       .map(formatTextLine)
       .find((l) => l.startsWith('ALLOWED POST https://api.anthropic.com/v1/messages'));
-    assert.equal(line, 'ALLOWED POST https://api.anthropic.com/v1/messages -> 200 [tool-domains: kept 1, dropped 1]');
+    assert.equal(
+      line,
+      'ALLOWED POST https://api.anthropic.com/v1/messages -> 200 [tool-domains: web_fetch_20250910 dropped 1 of 2 (evil.example)]',
+    );
   });
 
   void test('a gzip body is judged decoded and forwarded decoded, without Content-Encoding', async () => {

@@ -36,6 +36,14 @@ describe('graphql operation filter: Airut §4f', () => {
     assert.equal(detail(' '.repeat(GRAPHQL_MAX_BODY_BYTES) + body('{viewer{login}}')), '<too-large>');
     assert.equal(detail('{"query": '), '<unparseable>');
     assert.equal(detail(''), '<unparseable>', 'an empty body (a GET with ?query=) is refused');
+    assert.equal(detail(Buffer.from([0xff, 0xfe])), '<unparseable>');
+    // An overlong '"' (C0 A2) inside a string: a lenient decoder could end the string there; strict UTF-8 refuses.
+    const overlong = Buffer.concat([
+      Buffer.from('{"query": "{ viewer(x: \\"'),
+      Buffer.from([0xc0, 0xa2]),
+      Buffer.from('\\") { id } }"}'),
+    ]);
+    assert.equal(detail(overlong), '<unparseable>');
     assert.equal(detail('['.repeat(100_000) + ']'.repeat(100_000)), '<batched>');
     assert.equal(detail('{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000)), '<unparseable>', 'no query');
     assert.equal(detail(JSON.stringify([{ query: '{ viewer { login } }' }])), '<batched>');

@@ -69,6 +69,10 @@ describe('tool domains: bodies (158)', () => {
       code: 'tool_config_invalid',
       reason: 'the Messages request body is not valid JSON',
     });
+    assert.equal(
+      (trimToolDomains(Buffer.from([0xff, 0xfe, 0, 0]), ALLOWLIST) as { code: string }).code,
+      'tool_config_invalid',
+    );
     assert.deepEqual(trimToolDomains('', ALLOWLIST), { kind: 'pass' }, 'a GET of a batch has no body');
     assert.deepEqual(trimToolDomains('  \n', ALLOWLIST), { kind: 'pass' });
     assert.deepEqual(trimToolDomains('"hello"', ALLOWLIST), { kind: 'pass' });
@@ -103,7 +107,10 @@ describe('tool domains: tools (159)', () => {
     };
     const v = trim(doc);
     assert.equal(v.kind, 'rewrite');
-    assert.equal((v as { annotation: string }).annotation, 'tool-domains: kept 5, dropped 3');
+    assert.equal(
+      (v as { annotation: string }).annotation,
+      'tool-domains: web_fetch_20250910 dropped 3 of 8 (evil.example, api.github.com, upload.example)',
+    );
     assert.deepEqual((rewritten(doc) as { tools: Array<{ allowed_domains: string[] }> }).tools[0]!.allowed_domains, [
       'docs.python.org',
       'pypi.org',
@@ -125,6 +132,12 @@ describe('tool domains: tools (159)', () => {
     }) as { tools: Array<Record<string, unknown>> };
     assert.deepEqual(out.tools[0]!.allowed_domains, []);
     assert.ok(!('allowed_domains' in out.tools[1]!));
+    const v = trim({ tools: [fetchTool(), { type: 'bash_20250124', name: 'bash' }] });
+    assert.equal(
+      (v as { annotation: string }).annotation,
+      'tool-domains: web_fetch_20250910 forced []; bash_20250124 forced []',
+    );
+    assert.equal((trim({ tools: [fetchTool(['pypi.org'])] }) as { annotation: unknown }).annotation, null);
     assert.deepEqual(out.tools[2]!.allowed_domains, []);
     assert.deepEqual(out.tools[3]!.allowed_domains, []);
     assert.deepEqual(out.tools[4]!.allowed_domains, []);
