@@ -44659,11 +44659,13 @@ function checkGraphqlUrl(target) {
     `the URL carries the GraphQL parameter "${found}", which the filter does not judge; send it in the POST body`
   );
 }
+var GRAPHQL_TOO_LARGE = refuse(
+  "<too-large>",
+  `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`
+);
 function checkGraphqlOperation(body, rule) {
   const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
-  if (size > GRAPHQL_MAX_BODY_BYTES) {
-    return refuse("<too-large>", `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`);
-  }
+  if (size > GRAPHQL_MAX_BODY_BYTES) return GRAPHQL_TOO_LARGE;
   let json2;
   try {
     json2 = JSON.parse(typeof body === "string" ? body : STRICT_UTF8.decode(body));
@@ -44736,7 +44738,7 @@ function isMessagesRequest(host, target) {
 function openForGet(host, allowlist) {
   if (allowlist.domains.some((p) => hostMatches(host, p))) return true;
   return allowlist.url_prefixes.some(
-    (e) => e.path === "" && (e.methods.length === 0 || e.methods.some((m) => m.toUpperCase() === "GET")) && hostMatches(host, e.host)
+    (e) => e.path === "" && methodMatches("GET", e.methods) && hostMatches(host, e.host)
   );
 }
 function isBareDomain(value) {
@@ -44758,15 +44760,14 @@ function toolLists(document) {
   }
   return lists;
 }
+var TOOLS_TOO_LARGE = {
+  kind: "block",
+  code: "tool_config_too_large",
+  reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`
+};
 function trimToolDomains(body, allowlist) {
   const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
-  if (size > TOOL_DOMAINS_MAX_BODY_BYTES) {
-    return {
-      kind: "block",
-      code: "tool_config_too_large",
-      reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`
-    };
-  }
+  if (size > TOOL_DOMAINS_MAX_BODY_BYTES) return TOOLS_TOO_LARGE;
   let text;
   try {
     text = typeof body === "string" ? body : new TextDecoder("utf-8", { fatal: true }).decode(body);
@@ -44852,37 +44853,11 @@ function decodeBody(body, contentEncoding, maxBytes) {
     try {
       out = decode4(out, { maxOutputLength: maxBytes + 1 });
     } catch (err) {
-      const tooLarge = err.code === "ERR_BUFFER_TOO_LARGE";
-      return { error: tooLarge ? "too-large" : `the ${coding} body does not decode` };
+      if (err.code === "ERR_BUFFER_TOO_LARGE") return "too-large";
+      return { error: `the ${coding} body does not decode` };
     }
   }
   return out;
-}
-var GRAPHQL_TOO_LARGE = {
-  allowed: false,
-  detail: "<too-large>",
-  reason: `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`
-};
-function inspectGraphqlBody(body, contentEncoding, rule) {
-  if (body === "too-large") return GRAPHQL_TOO_LARGE;
-  const decoded = decodeBody(body, contentEncoding, GRAPHQL_MAX_BODY_BYTES);
-  if (!Buffer.isBuffer(decoded)) {
-    return decoded.error === "too-large" ? GRAPHQL_TOO_LARGE : { allowed: false, detail: "<unparseable>", reason: decoded.error };
-  }
-  return checkGraphqlOperation(decoded, rule);
-}
-var TOOLS_TOO_LARGE = {
-  kind: "block",
-  code: "tool_config_too_large",
-  reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`
-};
-function applyToolDomains(body, contentEncoding, allowlist) {
-  if (body === "too-large") return TOOLS_TOO_LARGE;
-  const decoded = decodeBody(body, contentEncoding, TOOL_DOMAINS_MAX_BODY_BYTES);
-  if (!Buffer.isBuffer(decoded)) {
-    return decoded.error === "too-large" ? TOOLS_TOO_LARGE : { kind: "block", code: "tool_config_invalid", reason: decoded.error };
-  }
-  return trimToolDomains(decoded, allowlist);
 }
 function readBounded(req, maxBytes) {
   return new Promise((resolve) => {
@@ -44904,37 +44879,22 @@ function readBounded(req, maxBytes) {
     req.on("aborted", () => resolve("aborted"));
   });
 }
-var NO_FILTERS = Object.freeze({
-  kind: "pass",
-  body: null,
-  decoded: false,
-  annotations: [],
-  continueSent: false
-});
-function bodyFiltersApply(admission) {
+function bodyFiltersFor(admission) {
   const rule = admission.decision.rule;
-  return rule.kind === "url_prefix" && rule.entry.graphql !== void 0 || isMessagesRequest(admission.host, admission.target);
-}
-async function runBodyFilters(allowlist, req, res, admission, expectContinue) {
-  const rule = admission.decision.rule;
-  const graphqlRule = rule.kind === "url_prefix" ? rule.entry.graphql : void 0;
+  const graphql = rule.kind === "url_prefix" ? rule.entry.graphql : void 0;
   const messages = isMessagesRequest(admission.host, admission.target);
-  if (graphqlRule === void 0 && !messages) return NO_FILTERS;
-  if (expectContinue) res.writeContinue();
-  const limit = messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
-  const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
-  if (raw === "aborted") return { kind: "aborted" };
-  const encoding = req.headers["content-encoding"];
+  return graphql === void 0 && !messages ? null : { graphql, messages };
+}
+function judgeBody(raw, contentEncoding, admission, filters, allowlist) {
   const refuse3 = (code, reason, hint) => ({
     kind: "refuse",
     refusal: { kind: "deny", status: 403, code, host: admission.host, path: admission.target, reason, hint }
   });
+  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
+  const decoded = raw === "too-large" ? raw : decodeBody(raw, contentEncoding, limit);
   const annotations = [];
-  let body = raw;
-  let decoded = false;
-  if (graphqlRule !== void 0) {
-    const size = raw === "too-large" ? Infinity : raw.length;
-    const verdict = checkGraphqlUrl(admission.target) ?? inspectGraphqlBody(size > GRAPHQL_MAX_BODY_BYTES ? "too-large" : raw, encoding, graphqlRule);
+  if (filters.graphql !== void 0) {
+    const verdict = checkGraphqlUrl(admission.target) ?? (decoded === "too-large" ? GRAPHQL_TOO_LARGE : Buffer.isBuffer(decoded) ? checkGraphqlOperation(decoded, filters.graphql) : { allowed: false, detail: "<unparseable>", reason: decoded.error });
     if (!verdict.allowed) {
       return refuse3(
         "graphql_operation_blocked",
@@ -44944,17 +44904,22 @@ async function runBodyFilters(allowlist, req, res, admission, expectContinue) {
     }
     annotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
   }
-  if (messages) {
-    const verdict = applyToolDomains(body, encoding, allowlist);
-    if (verdict.kind === "block") return refuse3(verdict.code, verdict.reason, FIXED_HINTS[verdict.code]);
-    if (verdict.kind === "rewrite") {
-      body = Buffer.from(verdict.body);
-      decoded = true;
-      if (verdict.annotation !== null) annotations.push(verdict.annotation);
-    }
+  let tools = { kind: "pass" };
+  if (filters.messages) {
+    tools = decoded === "too-large" ? TOOLS_TOO_LARGE : Buffer.isBuffer(decoded) ? trimToolDomains(decoded, allowlist) : { kind: "block", code: "tool_config_invalid", reason: decoded.error };
+    if (tools.kind === "block") return refuse3(tools.code, tools.reason, FIXED_HINTS[tools.code]);
   }
-  if (body === "too-large") return refuse3("tool_config_too_large", "the body is too large to inspect", "");
-  return { kind: "pass", body, decoded, annotations, continueSent: expectContinue };
+  if (raw === "too-large") return refuse3("tool_config_too_large", "the body is too large to inspect", "");
+  if (tools.kind !== "rewrite") return { kind: "pass", body: raw, decoded: false, annotations };
+  if (tools.annotation !== null) annotations.push(tools.annotation);
+  return { kind: "pass", body: Buffer.from(tools.body), decoded: true, annotations };
+}
+async function runBodyFilters(allowlist, req, res, admission, filters, expectContinue) {
+  if (expectContinue) res.writeContinue();
+  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
+  const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
+  if (raw === "aborted") return { kind: "aborted" };
+  return judgeBody(raw, req.headers["content-encoding"], admission, filters, allowlist);
 }
 
 // src/proxy/http/responses.ts
@@ -45034,7 +44999,7 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
       hint: "open the WebSocket with a GET request"
     });
   }
-  if (admission.decision.rule.kind === "url_prefix" && admission.decision.rule.entry.graphql !== void 0) {
+  if (bodyFiltersFor(admission)?.graphql !== void 0) {
     return deny({
       kind: "deny",
       status: 403,
@@ -45135,20 +45100,20 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
     refuse2(ctx, req, res, x, admission, expectContinue);
     return;
   }
-  const filtered = bodyFiltersApply(admission) ? await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue) : NO_FILTERS;
-  if (filtered.kind === "aborted") {
+  const filters = bodyFiltersFor(admission);
+  const filtered = filters ? await runBodyFilters(ctx.allowlist, req, res, admission, filters, expectContinue) : null;
+  if (filtered?.kind === "aborted") {
     res.destroy();
     return;
   }
-  if (filtered.kind === "refuse") {
+  if (filtered?.kind === "refuse") {
     refuse2(ctx, req, res, x, filtered.refusal, false);
     return;
   }
-  const inspected = filtered.body;
-  const continueSent = filtered.continueSent;
+  const inspected = filtered?.body ?? null;
   const route = await ctx.route(admission.host, admission.port);
   if (route.kind === "forbidden") {
-    refuse2(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && !continueSent);
+    refuse2(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && inspected === null);
     return;
   }
   if (route.kind === "failed") {
@@ -45182,13 +45147,13 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
     return;
   }
   logCredentialEvents(ctx, prepared.result);
-  const result = filtered === NO_FILTERS ? prepared.result : {
+  const result = !filtered ? prepared.result : {
     ...prepared.result,
     // A rewritten body travels decoded; the filters never change anything else.
     headers: filtered.decoded ? setHeader(prepared.result.headers, "Content-Encoding", null) : prepared.result.headers,
     annotations: [...filtered.annotations, ...prepared.result.annotations]
   };
-  forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && !continueSent);
+  forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && inspected === null);
 }
 function upstreamErrorBody(x, reason) {
   return { error: "upstream_error", method: x.method, host: x.host, path: x.path, reason };
@@ -45614,25 +45579,26 @@ function systemResolver(servers = []) {
 }
 
 // src/proxy/start.ts
-function premintNames(allowlist, limit) {
-  const names = /* @__PURE__ */ new Set();
+function plainName(pattern) {
+  const host = normalizeHost(pattern);
+  return host === null || isGlob(pattern) || isIPv4(host) || isIPv6(host) ? null : host;
+}
+function fromHostPatterns(allowlist, limit, pick2) {
+  const found = /* @__PURE__ */ new Set();
   for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
-    const host = normalizeHost(pattern);
-    if (host === null || isGlob(pattern) || isIPv4(host) || isIPv6(host)) continue;
-    names.add(host);
+    const name = pick2(pattern);
+    if (name !== null) found.add(name);
   }
-  return [...names].slice(0, Math.max(0, limit));
+  return [...found].slice(0, Math.max(0, limit));
+}
+function premintNames(allowlist, limit) {
+  return fromHostPatterns(allowlist, limit, plainName);
 }
 function wildcardParents(allowlist, limit) {
-  const parents = /* @__PURE__ */ new Set();
-  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
-    if (!pattern.startsWith("*.")) continue;
-    const rest = pattern.slice(2);
-    const host = normalizeHost(rest);
-    if (host === null || isGlob(rest) || isIPv4(host) || isIPv6(host) || !host.includes(".")) continue;
-    parents.add(host);
-  }
-  return [...parents].slice(0, Math.max(0, limit));
+  return fromHostPatterns(allowlist, limit, (pattern) => {
+    const suffix = pattern.startsWith("*.") ? plainName(pattern.slice(2)) : null;
+    return suffix?.includes(".") ? suffix : null;
+  });
 }
 async function listen(server, host, port2) {
   await new Promise((resolve, reject) => {

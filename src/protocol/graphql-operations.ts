@@ -36,7 +36,9 @@ const LIST_OF: Record<GraphqlOperationType, keyof GraphqlRule> = {
   subscription: 'subscriptions',
 };
 
-const refuse = (detail: string, reason: string, type?: GraphqlOperationType): GraphqlVerdict => ({
+type Refused = Extract<GraphqlVerdict, { allowed: false }>;
+
+const refuse = (detail: string, reason: string, type?: GraphqlOperationType): Refused => ({
   allowed: false,
   detail,
   reason,
@@ -100,12 +102,16 @@ export function checkGraphqlUrl(target: string): GraphqlVerdict | null {
   );
 }
 
+/** The verdict for a body over GRAPHQL_MAX_BODY_BYTES, also when the proxy stopped reading it at the bound. */
+export const GRAPHQL_TOO_LARGE: Refused = refuse(
+  '<too-large>',
+  `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`,
+);
+
 /** Judges one request body (already decoded from any Content-Encoding) against an entry's `graphql` block. */
 export function checkGraphqlOperation(body: Buffer | string, rule: GraphqlRule): GraphqlVerdict {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
-  if (size > GRAPHQL_MAX_BODY_BYTES) {
-    return refuse('<too-large>', `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`);
-  }
+  if (size > GRAPHQL_MAX_BODY_BYTES) return GRAPHQL_TOO_LARGE;
   let json: unknown;
   try {
     // Strict UTF-8: a byte sequence this decoder would replace, a lenient server might read as structure.

@@ -148,7 +148,8 @@ function pathMatches(target: string, pattern: string): boolean {
   return pattern === '' || fnmatchCase(target, normalizeTarget(pattern));
 }
 
-function methodMatches(method: string, methods: readonly string[]): boolean {
+/** `method` upper-case; an empty list allows every method. */
+export function methodMatches(method: string, methods: readonly string[]): boolean {
   return methods.length === 0 || methods.some((m) => m.toUpperCase() === method);
 }
 

@@ -1,5 +1,5 @@
 import type { Allowlist } from './allowlist.js';
-import { hostMatches, normalizeHost, percentDecode, splitTarget } from './policy.js';
+import { hostMatches, methodMatches, normalizeHost, percentDecode, splitTarget } from './policy.js';
 
 /**
  * Anthropic's server-side tools (web fetch, web search, code execution…) reach the internet from Anthropic's side,
@@ -50,10 +50,7 @@ export function isMessagesRequest(host: string, target: string): boolean {
 function openForGet(host: string, allowlist: Allowlist): boolean {
   if (allowlist.domains.some((p) => hostMatches(host, p))) return true;
   return allowlist.url_prefixes.some(
-    (e) =>
-      e.path === '' &&
-      (e.methods.length === 0 || e.methods.some((m) => m.toUpperCase() === 'GET')) &&
-      hostMatches(host, e.host),
+    (e) => e.path === '' && methodMatches('GET', e.methods) && hostMatches(host, e.host),
   );
 }
 
@@ -81,16 +78,17 @@ function toolLists(document: unknown): unknown[][] {
   return lists;
 }
 
+/** The verdict for a body over TOOL_DOMAINS_MAX_BODY_BYTES, also when the proxy stopped reading it at the bound. */
+export const TOOLS_TOO_LARGE: ToolDomainsVerdict = {
+  kind: 'block',
+  code: 'tool_config_too_large',
+  reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`,
+};
+
 /** Judges (and, when needed, rewrites) one Messages API request body, already decoded from any Content-Encoding. */
 export function trimToolDomains(body: Buffer | string, allowlist: Allowlist): ToolDomainsVerdict {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
-  if (size > TOOL_DOMAINS_MAX_BODY_BYTES) {
-    return {
-      kind: 'block',
-      code: 'tool_config_too_large',
-      reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`,
-    };
-  }
+  if (size > TOOL_DOMAINS_MAX_BODY_BYTES) return TOOLS_TOO_LARGE;
   let text: string;
   try {
     text = typeof body === 'string' ? body : new TextDecoder('utf-8', { fatal: true }).decode(body);

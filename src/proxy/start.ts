@@ -65,15 +65,25 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
+/** A pattern as a plain DNS name (normalised), or null when it is a glob or an IP literal. */
+function plainName(pattern: string): string | null {
+  const host = normalizeHost(pattern);
+  return host === null || isGlob(pattern) || isIPv4(host) || isIPv6(host) ? null : host;
+}
+
+/** Distinct non-null results of `pick` over every host pattern of the allowlist, at most `limit` of them. */
+function fromHostPatterns(allowlist: Allowlist, limit: number, pick: (pattern: string) => string | null): string[] {
+  const found = new Set<string>();
+  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
+    const name = pick(pattern);
+    if (name !== null) found.add(name);
+  }
+  return [...found].slice(0, Math.max(0, limit));
+}
+
 /** Host names the allowlist names exactly (no glob, no IP literal), at most `limit` of them. */
 export function premintNames(allowlist: Allowlist, limit: number): string[] {
-  const names = new Set<string>();
-  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
-    const host = normalizeHost(pattern);
-    if (host === null || isGlob(pattern) || isIPv4(host) || isIPv6(host)) continue;
-    names.add(host);
-  }
-  return [...names].slice(0, Math.max(0, limit));
+  return fromHostPatterns(allowlist, limit, plainName);
 }
 
 /**
@@ -81,15 +91,10 @@ export function premintNames(allowlist: Allowlist, limit: number): string[] {
  * `*.suffix` leaf then covers every single-label child. `*.com` is never one (no wildcard across a TLD).
  */
 export function wildcardParents(allowlist: Allowlist, limit: number): string[] {
-  const parents = new Set<string>();
-  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
-    if (!pattern.startsWith('*.')) continue;
-    const rest = pattern.slice(2);
-    const host = normalizeHost(rest);
-    if (host === null || isGlob(rest) || isIPv4(host) || isIPv6(host) || !host.includes('.')) continue;
-    parents.add(host);
-  }
-  return [...parents].slice(0, Math.max(0, limit));
+  return fromHostPatterns(allowlist, limit, (pattern) => {
+    const suffix = pattern.startsWith('*.') ? plainName(pattern.slice(2)) : null;
+    return suffix?.includes('.') ? suffix : null;
+  });
 }
 
 async function listen(server: http.Server, host: string, port: number): Promise<number> {

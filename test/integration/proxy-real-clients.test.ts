@@ -148,6 +148,10 @@ void test('wildcard-matched hosts: one *.suffix leaf minted at start serves ever
   const { stdout: san } = await run('python3', ['-c', python, caFile, String(fx.proxy.addresses.https)]);
   assert.equal(san.trim(), "(('DNS', '*.svc.test'),)");
   assert.equal(fx.proxy.stats().leavesMinted, mintedBefore, 'no leaf was signed for a.svc.test or b.svc.test');
+  // The wildcard leaf is valid for b.svc.test too, but that decides nothing: Host must still equal the SNI.
+  const { stdout: fronted } = await curl('https://a.svc.test/w', '-i', '-H', 'Host: b.svc.test');
+  assert.match(fronted, /^HTTP\/1\.1 403/);
+  assert.match(fronted, /x-airlock-deny: host_mismatch/i);
   // Two labels below the suffix: a wildcard cannot cover it, so it gets (and is accepted with) its own leaf.
   const { stdout } = await curl('https://x.y.svc.test/w');
   assert.equal(stdout.slice(stdout.lastIndexOf('\n') + 1), '200');

@@ -9,7 +9,9 @@ import {
   GRAPHQL_MAX_BODY_BYTES,
   graphqlHint,
 } from '../../src/protocol/graphql-operations.js';
-import { decodeBody, inspectGraphqlBody } from '../../src/proxy/http/body-filters.js';
+import { AllowlistSchema } from '../../src/protocol/allowlist.js';
+import { admit, type Admission } from '../../src/proxy/http/admission.js';
+import { bodyFiltersFor, decodeBody, judgeBody, type BodyVerdict } from '../../src/proxy/http/body-filters.js';
 
 /**
  * The GraphQL operation filter, item by item from airut-behaviour.md §4f (151–156), then the tricks an agent would
@@ -125,8 +127,27 @@ describe('graphql filter: parameters in the URL', () => {
   });
 });
 
+/** The proxy's view: an admitted POST to `host` + `target` under `allowlist`, and the filters that apply to it. */
+function admitted(allowlist: unknown, host: string, target: string) {
+  const admission = admit(
+    { listener: 'http', method: 'POST', rawTarget: target, hostHeaders: [host], sni: null },
+    AllowlistSchema.parse(allowlist),
+  ) as Admission;
+  assert.equal(admission.kind, 'allow');
+  const filters = bodyFiltersFor(admission);
+  assert.ok(filters);
+  return { admission, filters, allowlist: AllowlistSchema.parse(allowlist) };
+}
+
 describe('graphql filter: request encodings', () => {
   const query = Buffer.from(body('mutation { deleteRepository(id: 1) { id } }'));
+  const gh = admitted({ url_prefixes: [{ host: 'gh.test', path: '/graphql', graphql: RULE }] }, 'gh.test', '/graphql');
+  const judged = (raw: Buffer | 'too-large', enc?: string): string => {
+    const v: BodyVerdict = judgeBody(raw, enc, gh.admission, gh.filters, gh.allowlist);
+    if (v.kind === 'pass') return 'pass';
+    return /GraphQL operation '([^']*)'/.exec(v.refusal.reason)?.[1] ?? v.refusal.reason;
+  };
+
   it('undoes gzip, deflate, br and stacked codings before judging', () => {
     for (const [enc, data] of [
       ['gzip', gzipSync(query)],
@@ -136,19 +157,43 @@ describe('graphql filter: request encodings', () => {
       ['gzip, br', brotliCompressSync(gzipSync(query))],
       ['identity', query],
     ] as const) {
-      const v = inspectGraphqlBody(data, enc, RULE);
-      assert.ok(!v.allowed && v.detail === 'deleteRepository', `${enc}: ${JSON.stringify(v)}`);
+      assert.equal(judged(data, enc), 'deleteRepository', enc);
     }
+    const allowed = gzipSync(body('{ viewer { login } }'));
+    const v = judgeBody(allowed, 'gzip', gh.admission, gh.filters, gh.allowlist);
+    assert.deepEqual(v, { kind: 'pass', body: allowed, decoded: false, annotations: ['graphql-op: query/viewer'] });
   });
 
   it('refuses an encoding it cannot undo, a corrupt body and a small body that expands past the bound', () => {
-    assert.equal((inspectGraphqlBody(query, 'zstd', RULE) as { detail: string }).detail, '<unparseable>');
-    assert.equal((inspectGraphqlBody(query, 'gzip', RULE) as { detail: string }).detail, '<unparseable>');
+    assert.equal(judged(query, 'zstd'), '<unparseable>');
+    assert.equal(judged(query, 'gzip'), '<unparseable>');
     const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20));
     assert.ok(bomb.length < 100_000);
-    assert.equal((inspectGraphqlBody(bomb, 'gzip', RULE) as { detail: string }).detail, '<too-large>');
-    assert.equal((inspectGraphqlBody('too-large', undefined, RULE) as { detail: string }).detail, '<too-large>');
+    assert.equal(judged(bomb, 'gzip'), '<too-large>');
+    assert.equal(judged('too-large'), '<too-large>');
     assert.deepEqual(decodeBody(query, undefined, 1024), query);
+    assert.equal(decodeBody(gzipSync(Buffer.alloc(2048)), 'gzip', 1024), 'too-large');
+  });
+
+  it('one decoding serves both filters when a GraphQL entry is also an Anthropic Messages endpoint', () => {
+    const both = admitted(
+      { url_prefixes: [{ host: 'api.anthropic.com', path: '/v1/messages', graphql: RULE }] },
+      'api.anthropic.com',
+      '/v1/messages',
+    );
+    assert.deepEqual(both.filters, { graphql: RULE, messages: true });
+    const doc = { query: '{ viewer { login } }', tools: [{ type: 'web_fetch_1', allowed_domains: ['evil.example'] }] };
+    const v = judgeBody(gzipSync(JSON.stringify(doc)), 'gzip', both.admission, both.filters, both.allowlist);
+    assert.equal(v.kind, 'pass');
+    assert.ok(v.kind === 'pass' && v.decoded);
+    assert.deepEqual(JSON.parse(v.body.toString()), { ...doc, tools: [{ type: 'web_fetch_1', allowed_domains: [] }] });
+    assert.deepEqual(v.annotations, [
+      'graphql-op: query/viewer',
+      'tool-domains: web_fetch_1 dropped 1 of 1 (evil.example)',
+    ]);
+    const mutation = gzipSync(JSON.stringify({ ...doc, query: 'mutation { deleteRepository { id } }' }));
+    const refused = judgeBody(mutation, 'gzip', both.admission, both.filters, both.allowlist);
+    assert.ok(refused.kind === 'refuse' && refused.refusal.code === 'graphql_operation_blocked');
   });
 });
 

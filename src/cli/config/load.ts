@@ -92,7 +92,7 @@ function resolveValues(
   if ((typeof value === 'number' || typeof value === 'boolean') && isStringPath(at)) {
     return scalarSource(src, at) ?? String(value);
   }
-  if (typeof value === 'string' && at[0] === 'resource_limits' && at[1] !== 'memory' && at[1] !== 'disk' && /^\s*[\d.]+\s*$/.test(value)) {
+  if (typeof value === 'string' && at[0] === 'resource_limits' && !isStringPath(at) && /^\s*[\d.]+\s*$/.test(value)) {
     return Number(value);
   }
   const booleanPath =

@@ -5,12 +5,14 @@ import {
   checkGraphqlOperation,
   checkGraphqlUrl,
   GRAPHQL_MAX_BODY_BYTES,
+  GRAPHQL_TOO_LARGE,
   graphqlHint,
   type GraphqlVerdict,
 } from '../../protocol/graphql-operations.js';
 import {
   isMessagesRequest,
   TOOL_DOMAINS_MAX_BODY_BYTES,
+  TOOLS_TOO_LARGE,
   trimToolDomains,
   type ToolDomainsVerdict,
 } from '../../protocol/tool-domains.js';
@@ -18,10 +20,10 @@ import { FIXED_HINTS, type Admission, type Refusal } from './admission.js';
 import { hasRequestBody } from './headers.js';
 
 /**
- * The proxy's side of the body filters (GraphQL operations, Anthropic tool domains): undo the request's
- * Content-Encoding (bounded, so a small compressed body cannot expand into a large one) and hand the result to
- * the pure checkers. An encoding the proxy cannot undo is refused: forwarding a body a filter did not read would
- * defeat it.
+ * The proxy's side of the body filters (GraphQL operations, Anthropic tool domains): read the body (bounded),
+ * undo its Content-Encoding once (bounded, so a small compressed body cannot expand into a large one) and hand
+ * the result to the pure checkers. An encoding the proxy cannot undo is refused: forwarding a body a filter did
+ * not read would defeat it.
  */
 
 const DECODERS: Record<string, ((buf: Buffer, opts: zlib.ZlibOptions) => Buffer) | null> = {
@@ -32,11 +34,12 @@ const DECODERS: Record<string, ((buf: Buffer, opts: zlib.ZlibOptions) => Buffer)
   br: zlib.brotliDecompressSync,
 };
 
+/** The body with its Content-Encoding undone, 'too-large' past `maxBytes` decoded, or why it cannot be decoded. */
 export function decodeBody(
   body: Buffer,
   contentEncoding: string | undefined,
   maxBytes: number,
-): Buffer | { error: string } {
+): Buffer | 'too-large' | { error: string } {
   const codings = (contentEncoding ?? '')
     .split(',')
     .map((c) => c.trim().toLowerCase())
@@ -50,54 +53,11 @@ export function decodeBody(
     try {
       out = decode(out, { maxOutputLength: maxBytes + 1 });
     } catch (err) {
-      const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
-      return { error: tooLarge ? 'too-large' : `the ${coding} body does not decode` };
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return 'too-large';
+      return { error: `the ${coding} body does not decode` };
     }
   }
   return out;
-}
-
-export const GRAPHQL_TOO_LARGE: Extract<GraphqlVerdict, { allowed: false }> = {
-  allowed: false,
-  detail: '<too-large>',
-  reason: `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`,
-};
-
-export function inspectGraphqlBody(
-  body: Buffer | 'too-large',
-  contentEncoding: string | undefined,
-  rule: GraphqlRule,
-): GraphqlVerdict {
-  if (body === 'too-large') return GRAPHQL_TOO_LARGE;
-  const decoded = decodeBody(body, contentEncoding, GRAPHQL_MAX_BODY_BYTES);
-  if (!Buffer.isBuffer(decoded)) {
-    return decoded.error === 'too-large'
-      ? GRAPHQL_TOO_LARGE
-      : { allowed: false, detail: '<unparseable>', reason: decoded.error };
-  }
-  return checkGraphqlOperation(decoded, rule);
-}
-
-const TOOLS_TOO_LARGE: ToolDomainsVerdict = {
-  kind: 'block',
-  code: 'tool_config_too_large',
-  reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`,
-};
-
-/** The tool-domain filter on a raw body. A rewritten body is sent without Content-Encoding. */
-export function applyToolDomains(
-  body: Buffer | 'too-large',
-  contentEncoding: string | undefined,
-  allowlist: Allowlist,
-): ToolDomainsVerdict {
-  if (body === 'too-large') return TOOLS_TOO_LARGE;
-  const decoded = decodeBody(body, contentEncoding, TOOL_DOMAINS_MAX_BODY_BYTES);
-  if (!Buffer.isBuffer(decoded)) {
-    return decoded.error === 'too-large'
-      ? TOOLS_TOO_LARGE
-      : { kind: 'block', code: 'tool_config_invalid', reason: decoded.error };
-  }
-  return trimToolDomains(decoded, allowlist);
 }
 
 export function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too-large' | 'aborted'> {
@@ -121,70 +81,59 @@ export function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buf
   });
 }
 
-export type FilterOutcome =
-  | { kind: 'aborted' }
+/** The body filters an admitted request must pass. */
+export interface BodyFilters {
+  /** The matched entry's `graphql` block. */
+  graphql: GraphqlRule | undefined;
+  /** An Anthropic Messages request: its server-side tools are narrowed. */
+  messages: boolean;
+}
+
+/** Which body filters apply, or null when none does (most requests: they keep streaming their body). */
+export function bodyFiltersFor(admission: Admission): BodyFilters | null {
+  const rule = admission.decision.rule;
+  const graphql = rule.kind === 'url_prefix' ? rule.entry.graphql : undefined;
+  const messages = isMessagesRequest(admission.host, admission.target);
+  return graphql === undefined && !messages ? null : { graphql, messages };
+}
+
+export type BodyVerdict =
   | { kind: 'refuse'; refusal: Refusal }
   | {
       kind: 'pass';
-      /** The body to forward instead of streaming the request, when a filter read it. */
-      body: Buffer | null;
-      /** True when `body` is decoded and must travel without Content-Encoding. */
+      /** The body to forward in place of the request stream. */
+      body: Buffer;
+      /** True when `body` was rewritten decoded and must travel without Content-Encoding. */
       decoded: boolean;
       annotations: string[];
-      /** 100 Continue already sent to the client (to read the body). */
-      continueSent: boolean;
     };
 
-export const NO_FILTERS: Extract<FilterOutcome, { kind: 'pass' }> = Object.freeze({
-  kind: 'pass',
-  body: null,
-  decoded: false,
-  annotations: [],
-  continueSent: false,
-});
-
-/** Whether any body filter applies: the matched entry has a `graphql` block, or it is an Anthropic Messages call. */
-export function bodyFiltersApply(admission: Admission): boolean {
-  const rule = admission.decision.rule;
-  return (
-    (rule.kind === 'url_prefix' && rule.entry.graphql !== undefined) ||
-    isMessagesRequest(admission.host, admission.target)
-  );
-}
-
 /**
- * Runs the body filters that apply to an admitted request: the GraphQL operation filter when the matched entry
- * has a `graphql` block, then the tool-domain filter on Anthropic Messages requests. Nothing is read when neither
- * applies, so ordinary requests keep streaming.
+ * Judges a body already read (or cut off at the bound): the GraphQL operation filter, then the tool-domain
+ * filter, on one decoding of it. Pure apart from the zlib calls.
  */
-export async function runBodyFilters(
-  allowlist: Allowlist,
-  req: IncomingMessage,
-  res: ServerResponse,
+export function judgeBody(
+  raw: Buffer | 'too-large',
+  contentEncoding: string | undefined,
   admission: Admission,
-  expectContinue: boolean,
-): Promise<FilterOutcome> {
-  const rule = admission.decision.rule;
-  const graphqlRule = rule.kind === 'url_prefix' ? rule.entry.graphql : undefined;
-  const messages = isMessagesRequest(admission.host, admission.target);
-  if (graphqlRule === undefined && !messages) return NO_FILTERS;
-  if (expectContinue) res.writeContinue();
-  const limit = messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
-  const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
-  if (raw === 'aborted') return { kind: 'aborted' };
-  const encoding = req.headers['content-encoding'];
-  const refuse = (code: Refusal['code'], reason: string, hint: string): FilterOutcome => ({
+  filters: BodyFilters,
+  allowlist: Allowlist,
+): BodyVerdict {
+  const refuse = (code: Refusal['code'], reason: string, hint: string): BodyVerdict => ({
     kind: 'refuse',
     refusal: { kind: 'deny', status: 403, code, host: admission.host, path: admission.target, reason, hint },
   });
+  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
+  const decoded = raw === 'too-large' ? raw : decodeBody(raw, contentEncoding, limit);
   const annotations: string[] = [];
-  let body: Buffer | 'too-large' = raw;
-  let decoded = false;
-  if (graphqlRule !== undefined) {
-    const size = raw === 'too-large' ? Infinity : raw.length;
-    const verdict =
+  if (filters.graphql !== undefined) {
+    const verdict: GraphqlVerdict =
       checkGraphqlUrl(admission.target) ??
-      inspectGraphqlBody(size > GRAPHQL_MAX_BODY_BYTES ? 'too-large' : raw, encoding, graphqlRule);
+      (decoded === 'too-large'
+        ? GRAPHQL_TOO_LARGE
+        : Buffer.isBuffer(decoded)
+          ? checkGraphqlOperation(decoded, filters.graphql)
+          : { allowed: false, detail: '<unparseable>', reason: decoded.error });
     if (!verdict.allowed) {
       return refuse(
         'graphql_operation_blocked',
@@ -194,16 +143,35 @@ export async function runBodyFilters(
     }
     annotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
   }
-  if (messages) {
-    const verdict = applyToolDomains(body, encoding, allowlist);
-    if (verdict.kind === 'block') return refuse(verdict.code, verdict.reason, FIXED_HINTS[verdict.code]!);
-    if (verdict.kind === 'rewrite') {
-      body = Buffer.from(verdict.body);
-      decoded = true;
-      if (verdict.annotation !== null) annotations.push(verdict.annotation);
-    }
+  let tools: ToolDomainsVerdict = { kind: 'pass' };
+  if (filters.messages) {
+    tools =
+      decoded === 'too-large'
+        ? TOOLS_TOO_LARGE
+        : Buffer.isBuffer(decoded)
+          ? trimToolDomains(decoded, allowlist)
+          : { kind: 'block', code: 'tool_config_invalid', reason: decoded.error };
+    if (tools.kind === 'block') return refuse(tools.code, tools.reason, FIXED_HINTS[tools.code]!);
   }
-  // 'too-large' always ends in a refusal above; the check keeps the type honest.
-  if (body === 'too-large') return refuse('tool_config_too_large', 'the body is too large to inspect', '');
-  return { kind: 'pass', body, decoded, annotations, continueSent: expectContinue };
+  // Every filter refuses a body it could not read whole, so `raw` is complete here.
+  if (raw === 'too-large') return refuse('tool_config_too_large', 'the body is too large to inspect', '');
+  if (tools.kind !== 'rewrite') return { kind: 'pass', body: raw, decoded: false, annotations };
+  if (tools.annotation !== null) annotations.push(tools.annotation);
+  return { kind: 'pass', body: Buffer.from(tools.body), decoded: true, annotations };
+}
+
+/** Reads the body (answering 100 Continue first when the client waits for it) and judges it. */
+export async function runBodyFilters(
+  allowlist: Allowlist,
+  req: IncomingMessage,
+  res: ServerResponse,
+  admission: Admission,
+  filters: BodyFilters,
+  expectContinue: boolean,
+): Promise<BodyVerdict | { kind: 'aborted' }> {
+  if (expectContinue) res.writeContinue();
+  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
+  const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
+  if (raw === 'aborted') return { kind: 'aborted' };
+  return judgeBody(raw, req.headers['content-encoding'], admission, filters, allowlist);
 }

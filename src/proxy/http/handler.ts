@@ -17,7 +17,7 @@ import {
   type Exchange,
   type HttpContext,
 } from './exchange.js';
-import { bodyFiltersApply, NO_FILTERS, readBounded, runBodyFilters } from './body-filters.js';
+import { bodyFiltersFor, readBounded, runBodyFilters } from './body-filters.js';
 import { flatten, hasRequestBody, pairsFromRaw, setHeader, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { sendProxyError, sendRefusal, writeRawJson, writeRawRefusal } from './responses.js';
 import { forwardUpgrade } from './upgrade.js';
@@ -80,22 +80,21 @@ async function handleRequest(
   }
   // Body filters (GraphQL operations, Anthropic tool domains) judge before anything, even DNS, happens upstream.
   // Most requests have none to run: they skip the extra await and keep streaming their body.
-  const filtered = bodyFiltersApply(admission)
-    ? await runBodyFilters(ctx.allowlist, req, res, admission, expectContinue)
-    : NO_FILTERS;
-  if (filtered.kind === 'aborted') {
+  const filters = bodyFiltersFor(admission);
+  const filtered = filters ? await runBodyFilters(ctx.allowlist, req, res, admission, filters, expectContinue) : null;
+  if (filtered?.kind === 'aborted') {
     res.destroy();
     return;
   }
-  if (filtered.kind === 'refuse') {
+  if (filtered?.kind === 'refuse') {
     refuse(ctx, req, res, x, filtered.refusal, false);
     return;
   }
-  const inspected = filtered.body;
-  const continueSent = filtered.continueSent;
+  // The body the filters read (and maybe rewrote); 100 Continue was answered to read it.
+  const inspected = filtered?.body ?? null;
   const route = await ctx.route(admission.host, admission.port);
   if (route.kind === 'forbidden') {
-    refuse(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && !continueSent);
+    refuse(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && inspected === null);
     return;
   }
   if (route.kind === 'failed') {
@@ -131,18 +130,17 @@ async function handleRequest(
     return;
   }
   logCredentialEvents(ctx, prepared.result);
-  const result =
-    filtered === NO_FILTERS
-      ? prepared.result
-      : {
-          ...prepared.result,
-          // A rewritten body travels decoded; the filters never change anything else.
-          headers: filtered.decoded
-            ? setHeader(prepared.result.headers, 'Content-Encoding', null)
-            : prepared.result.headers,
-          annotations: [...filtered.annotations, ...prepared.result.annotations],
-        };
-  forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && !continueSent);
+  const result = !filtered
+    ? prepared.result
+    : {
+        ...prepared.result,
+        // A rewritten body travels decoded; the filters never change anything else.
+        headers: filtered.decoded
+          ? setHeader(prepared.result.headers, 'Content-Encoding', null)
+          : prepared.result.headers,
+        annotations: [...filtered.annotations, ...prepared.result.annotations],
+      };
+  forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && inspected === null);
 }
 
 function upstreamErrorBody(x: Exchange, reason: string) {

@@ -15,6 +15,7 @@ import {
   type HttpContext,
 } from './exchange.js';
 import { flatten, headerValues, pairsFromRaw, withoutHopByHop, type HeaderPairs } from './headers.js';
+import { bodyFiltersFor } from './body-filters.js';
 import { writeRawJson, writeRawRefusal } from './responses.js';
 
 /**
@@ -53,7 +54,7 @@ export function forwardUpgrade(
       hint: 'open the WebSocket with a GET request',
     });
   }
-  if (admission.decision.rule.kind === 'url_prefix' && admission.decision.rule.entry.graphql !== undefined) {
+  if (bodyFiltersFor(admission)?.graphql !== undefined) {
     // Operations would travel in frames after the handshake, where the filter cannot judge them.
     return deny({
       kind: 'deny',
