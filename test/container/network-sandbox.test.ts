@@ -313,3 +313,83 @@ for (const engine of engines) {
     });
   });
 }
+
+/** `iptables -S FORWARD`, or null where there is no iptables to ask. */
+function forwardRules(): string | null {
+  try {
+    return execFileSync('iptables', ['-w', '5', '-S', 'FORWARD'], { encoding: 'utf8' });
+  } catch {
+    return null;
+  }
+}
+
+async function bridgedTrafficFiltered(): Promise<boolean> {
+  const listing = forwardRules();
+  const filtered = await readFile('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').catch(() => '0');
+  return listing !== null && /^-P FORWARD DROP$/m.test(listing) && filtered.trim() === '1';
+}
+
+// Docker's daemon sets FORWARD to DROP and loads br_netfilter (as on GitHub's runners); rootful Podman gives an
+// --internal network no FORWARD rule, so without airlock's own rule the sandbox cannot reach its proxy at all.
+describe('rootful Podman on a host whose firewall drops forwarded traffic (Docker running)', () => {
+  it('the sandbox bridge gets one ACCEPT rule for the run, gone afterwards; a dead run’s rule is swept', async (t) => {
+    if (process.getuid?.() !== 0 || !(await bridgedTrafficFiltered())) {
+      t.skip('this host does not filter bridged traffic with a dropping FORWARD chain (no dockerd running)');
+      return;
+    }
+    const stale = [
+      'FORWARD',
+      '-i',
+      'podman-gone0',
+      '-o',
+      'podman-gone0',
+      '-m',
+      'comment',
+      '--comment',
+      'airlock:airlock-sandbox-net-gone-test',
+      '-j',
+      'ACCEPT',
+    ];
+    execFileSync('iptables', ['-w', '5', '-I', ...stale.slice(0, 1), '1', ...stale.slice(1)]);
+    let network = null as string | null;
+    let seenDuringRun = false;
+    const child = spawn(
+      process.execPath,
+      [
+        entry,
+        'run',
+        '--verbose',
+        '--engine',
+        'podman',
+        '--',
+        'bash',
+        '-c',
+        'echo ok=$(curl -sS https://allowed.test/ok); sleep 2',
+      ],
+      { cwd: workspace, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      network ??= /ready at \S+ on (\S+)/.exec(stderr)?.[1] ?? null;
+    });
+    const closed = new Promise<number>((r) => child.on('close', (code) => r(code ?? 1)));
+    const watch = setInterval(() => {
+      // iptables-nft quotes the comment, iptables-legacy does not.
+      if (network && forwardRules()?.replaceAll('"', '').includes(`--comment airlock:${network} -j ACCEPT`)) {
+        seenDuringRun = true;
+      }
+    }, 100);
+    const code = await closed;
+    clearInterval(watch);
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /^ok=hello from allowed\.test$/m, 'the sandbox reached its proxy through the bridge');
+    assert.ok(network, stderr);
+    assert.ok(seenDuringRun, 'an ACCEPT rule for the sandbox bridge existed while the command ran');
+    const afterRun = forwardRules() ?? '';
+    assert.ok(!afterRun.includes(`airlock:${network}`), 'the run removed its rule');
+    assert.ok(!afterRun.includes('airlock:airlock-sandbox-net-gone-test'), 'the sweep removed the dead run’s rule');
+  });
+});

@@ -4,6 +4,7 @@
  * them and that process is gone (see `isOrphan`); concurrent runs are left alone.
  */
 import { callEngine, type Engine } from '../engine/engine.js';
+import { removeStaleBridgeRules } from './bridge-forwarding.js';
 import { isOrphan, LABEL, localLiveness, type Liveness } from './labels.js';
 
 export interface OrphanReport {
@@ -53,5 +54,9 @@ export async function removeOrphans(engine: Engine, here: Liveness = localLivene
   const networkIds = await labelledIds(engine, ['network', 'ls']);
   const networks = await orphanIds(engine, networkIds, ['network', 'inspect'], '.Labels', here);
   for (const network of networks) await callEngine(engine, ['network', 'rm', network]);
+  await removeStaleBridgeRules(
+    engine,
+    async (network) => (await callEngine(engine, ['network', 'exists', network])).code === 0,
+  );
   return { containers, networks };
 }

@@ -20,6 +20,7 @@ import { callEngine, engineEnvironment, lastLines, mustCallEngine, type Engine }
 import type { BindMount } from '../engine/run-args.js';
 import { readHostLimits } from '../engine/host-limits.js';
 import { SandboxError } from '../errors.js';
+import { allowWithinBridge } from './bridge-forwarding.js';
 import { generateRunCa } from './ca.js';
 import { resourceLabelArgs, resourceName } from './labels.js';
 import type { NetworkCounts, NetworkSession, NetworkSessionRequest } from './network-session.js';
@@ -151,6 +152,13 @@ async function createNetworks(
   return { internal, egress };
 }
 
+/** The Linux bridge behind a Podman network (netavark names it at creation, before any container attaches). */
+async function bridgeInterface(engine: Engine, network: string): Promise<string | null> {
+  const r = await callEngine(engine, ['network', 'inspect', '--format', '{{.NetworkInterface}}', network]);
+  const name = r.stdout.trim();
+  return r.code === 0 && /^[\w.-]{1,15}$/.test(name) ? name : null;
+}
+
 async function removeNetworks(engine: Engine, names: string[]): Promise<void> {
   for (const name of names) await callEngine(engine, ['network', 'rm', '-f', name]);
 }
@@ -226,6 +234,9 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
 
     const nets = await networks;
     cleanups.push(() => removeNetworks(engine, [nets.internal, nets.egress]));
+    // Pushed after the networks, so it is undone before them (cleanups run in reverse).
+    const unforward = await allowWithinBridge(engine, nets.internal, (network) => bridgeInterface(engine, network));
+    if (unforward) cleanups.push(unforward);
 
     const name = resourceName('proxy', identity);
     const labels = resourceLabelArgs(identity);
