@@ -53,12 +53,23 @@ function childEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv 
   return { ...env, ...extra };
 }
 
+/** Pids of every airlock process this test file started: their containers are the only ones a test may judge. */
+// This process too: tests plant containers owned by it to prove a live owner's resources are left alone.
+const started = new Set<number>([process.pid]);
+
 export function startAirlock(args: string[], options: AirlockOptions): ChildProcess {
-  return spawn(process.execPath, ['--import', TSX, ENTRY, ...args], {
-    cwd: options.cwd,
-    env: childEnv(options.env),
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  return track(
+    spawn(process.execPath, ['--import', TSX, ENTRY, ...args], {
+      cwd: options.cwd,
+      env: childEnv(options.env),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
+}
+
+function track(child: ChildProcess): ChildProcess {
+  if (child.pid !== undefined) started.add(child.pid);
+  return child;
 }
 
 export function collect(child: ChildProcess, input?: Buffer | string): Promise<AirlockResult> {
@@ -102,10 +113,28 @@ export async function prepareEngine(engine: EngineName): Promise<void> {
 /** `airlock run --engine ENGINE`, the start of most invocations. */
 export const runOn = (engine: EngineName): string[] => ['run', '--engine', engine];
 
-/** Names of containers carrying an airlock run label (any state). */
+/**
+ * Names of containers (any state) carrying an airlock run label and owned by an airlock process this test file
+ * started — other airlock runs on the machine (another suite, another lane) are not this test's to judge.
+ */
 export async function airlockContainers(engine: EngineName): Promise<string[]> {
-  const r = await exec([engine, 'ps', '--all', '--filter', 'label=io.airlock.run', '--format', '{{.Names}}']);
-  return r.stdout.split('\n').filter(Boolean);
+  // Docker's ps has `.Label NAME`; Podman's has the `.Labels` map.
+  const ownerPid =
+    engine === 'docker' ? '{{.Label "io.airlock.owner-pid"}}' : '{{index .Labels "io.airlock.owner-pid"}}';
+  const r = await exec([
+    engine,
+    'ps',
+    '--all',
+    '--filter',
+    'label=io.airlock.run',
+    '--format',
+    `{{.Names}} ${ownerPid}`,
+  ]);
+  return r.stdout
+    .split('\n')
+    .map((line) => line.trim().split(' '))
+    .filter(([name, pid]) => name && started.has(Number(pid)))
+    .map(([name]) => name!);
 }
 
 /** Wait until `predicate` holds, polling; fails the test with `what` after `ms`. */
