@@ -56,7 +56,10 @@ const VECTORS: VectorTable = {
   },
   mount_tmpfs: { expect: 'denied', why: 'no SYS_ADMIN: no mounts' },
   remount_usr_rw: { expect: 'denied', why: 'the host /usr stays read-only' },
-  user_namespace: { expect: 'denied', why: 'a user namespace gives back no capabilities (seccomp, no uid map)' },
+  user_namespace: {
+    expect: 'denied',
+    why: 'unshare -Urm as an unprivileged user, then mount: no new user namespace (airlock’s seccomp profile)',
+  },
   other_namespaces: { expect: 'denied', why: 'no new mount or network namespace' },
   chroot: { expect: 'denied', why: 'SYS_CHROOT dropped' },
   net_admin: { expect: 'denied,denied,denied,denied', why: 'NET_ADMIN dropped: no interfaces, addresses or routes' },
@@ -93,6 +96,51 @@ const VECTORS: VectorTable = {
   after_bomb: { expect: 'alive=yes', why: 'the sandbox (and the host) carry on after the bomb' },
 };
 
+const USER_NAMESPACE_REFUSED = 'unshare:EPERM';
+
+/**
+ * The kernel surface (issue 13, finding 5), probed with raw syscalls by probes/kernel_vectors.py: a new user namespace
+ * — by unshare, clone or clone3, as root or as an unprivileged user who maps itself to root — and what one would open.
+ */
+const KERNEL_VECTORS: VectorTable = {
+  userns_unshare: { expect: 'EPERM', why: 'unshare(CLONE_NEWUSER) refused by airlock’s seccomp profile' },
+  userns_clone: { expect: 'EPERM', why: 'clone(CLONE_NEWUSER) refused by the profile' },
+  userns_clone3: { expect: 'ENOSYS', why: 'clone3 answers ENOSYS: its flags are out of seccomp’s reach' },
+  userns_as_user: { expect: USER_NAMESPACE_REFUSED, why: 'uid 1000 cannot make itself root of a user namespace' },
+  userns_tmpfs: { expect: USER_NAMESPACE_REFUSED, why: 'no user + mount namespace, so no tmpfs mount' },
+  userns_raw_socket: { expect: USER_NAMESPACE_REFUSED, why: 'no user + network namespace, so no raw socket' },
+  userns_net_admin: {
+    expect: USER_NAMESPACE_REFUSED,
+    why: 'no user + network namespace, so no interface configuration',
+  },
+  userns_nfnetlink: {
+    expect: USER_NAMESPACE_REFUSED,
+    why: 'no user + network namespace, so no nftables table over netfilter netlink',
+  },
+  kernel_interfaces: {
+    expect: [
+      ...[
+        'setns',
+        'keyctl',
+        'add_key',
+        'bpf',
+        'perf_event_open',
+        'userfaultfd',
+        'io_uring_setup',
+        'mount',
+        'pivot_root',
+        'open_by_handle_at',
+        'fsopen',
+        'init_module',
+        'kexec_load',
+      ].map((name) => `${name}=EPERM`),
+      // Only the execution domains builds use are allowed; any other is answered as if the kernel lacked the call.
+      'personality=ENOSYS',
+    ].join(','),
+    why: 'what the engines’ default profiles refuse, refused by airlock’s profile too (EPERM, before the kernel looks)',
+  },
+};
+
 for (const engine of ESCAPE_ENGINES) {
   describe(`escape vectors: container, proxy secrets and policy (${engine})`, () => {
     let fixture: EscapeFixture;
@@ -113,6 +161,7 @@ for (const engine of ESCAPE_ENGINES) {
       const bomb = names.indexOf('fork_bomb');
       const script = [
         `bash probes/container_vectors.sh ${names.slice(0, bomb).join(' ')}`,
+        `python3 probes/kernel_vectors.py ${Object.keys(KERNEL_VECTORS).join(' ')}`,
         dumpScript(dumpDir),
         `bash probes/container_vectors.sh ${names.slice(bomb).join(' ')}`,
       ].join('\n');
@@ -129,7 +178,7 @@ for (const engine of ESCAPE_ENGINES) {
 
     after(() => removeEscapeFixture(fixture));
 
-    vectorTests(VECTORS, () => ({ fixture, run }));
+    vectorTests({ ...VECTORS, ...KERNEL_VECTORS }, () => ({ fixture, run }));
 
     it('airlock_tamper really rewrote the workspace policy (the attempt happened, and had no effect)', () => {
       assert.match(tamperedAllowlist, /blocked\.test/);
