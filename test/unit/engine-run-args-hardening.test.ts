@@ -23,6 +23,7 @@ function spec(overrides: Partial<ContainerSpec> = {}): ContainerSpec {
     interactive: true,
     tty: false,
     networkArgs: [],
+    seccompProfile: '/tmp/airlock-seccomp-x/seccomp.json',
     ...overrides,
   };
 }
@@ -36,10 +37,11 @@ describe('container run argv', () => {
     assert.ok(args.indexOf('--cap-drop=ALL') < args.indexOf(`--cap-add=${KEPT_CAPABILITIES[0]}`));
   });
 
-  it('sets no-new-privileges, an init process, pull=never, pids and ulimits', () => {
+  it('sets no-new-privileges, airlock’s seccomp profile, an init process, pull=never, pids and ulimits', () => {
     const args = buildRunArgs(spec());
     for (const flag of [
       '--security-opt=no-new-privileges',
+      '--security-opt=seccomp=/tmp/airlock-seccomp-x/seccomp.json',
       '--init',
       '--pull=never',
       '--pids-limit=4096',
@@ -57,6 +59,13 @@ describe('container run argv', () => {
     for (const forbidden of ['--privileged', 'host', '.sock', '--userns', '--ipc', '--pid=', '--uts']) {
       assert.ok(!args.includes(forbidden), `argv contains ${forbidden}`);
     }
+  });
+
+  it('passes exactly one seccomp option, before the image, and never unconfined', () => {
+    const args = buildRunArgs(spec({ command: ['sh', '-c', 'echo --security-opt=seccomp=unconfined'] }));
+    const image = args.indexOf('airlock-repo:1234');
+    const seccomp = args.slice(0, image).filter((a) => a.includes('seccomp'));
+    assert.deepEqual(seccomp, ['--security-opt=seccomp=/tmp/airlock-seccomp-x/seccomp.json']);
   });
 
   it('limits memory without extra swap and sets cpus only when configured', () => {

@@ -20,6 +20,7 @@ import { EXIT } from '../errors.js';
 import { defaultImageTag, describeHostToolchain, importHostToolchain } from '../images/host-toolchain.js';
 import { ensureImage } from '../images/image-cache.js';
 import { newRunIdentity, resourceLabelArgs, resourceLabels, resourceName } from '../session/labels.js';
+import { seccompFinding, writeSeccompProfile } from '../session/seccomp-file.js';
 import { readFileSync } from 'node:fs';
 import { engineFlag, ENGINE_OPTIONS } from './run.js';
 import type { Command } from './types.js';
@@ -82,6 +83,7 @@ async function checkContainer(engine: Engine): Promise<Finding> {
   const identity = newRunIdentity();
   const limits = readHostLimits();
   const name = resourceName('doctor', identity);
+  const seccompProfile = await writeSeccompProfile();
   const args = buildRunArgs({
     engine: engine.kind,
     name,
@@ -95,9 +97,15 @@ async function checkContainer(engine: Engine): Promise<Finding> {
     interactive: false,
     tty: false,
     networkArgs: ['--network=none'],
+    seccompProfile: seccompProfile.path,
   });
-  const started = await callEngine(engine, args);
-  await callEngine(engine, ['rm', '--force', name]);
+  let started: EngineResult;
+  try {
+    started = await callEngine(engine, args);
+  } finally {
+    await seccompProfile.remove();
+    await callEngine(engine, ['rm', '--force', name]);
+  }
   if (started.code === 0) {
     return { check: 'container', verdict: 'ok', detail: 'a hardened container starts and exits cleanly' };
   }
@@ -106,7 +114,10 @@ async function checkContainer(engine: Engine): Promise<Finding> {
     ? 'a ulimit exceeds what this host allows: raise the hard limits or lower default_ulimits in containers.conf'
     : /cgroup/i.test(message)
       ? 'the runtime cannot manage cgroups here: use runc (runtime = "runc" in containers.conf) or cgroup v2'
-      : 'run the engine by hand with the failing flags shown by `airlock run --debug -- true`';
+      : /seccomp/i.test(message)
+        ? 'the engine cannot apply airlock’s seccomp profile: enable seccomp in the kernel and use an engine and OCI ' +
+          'runtime built with seccomp support (podman info: seccompEnabled; docker info: name=seccomp)'
+        : 'run the engine by hand with the failing flags shown by `airlock run --debug -- true`';
   return { check: 'container', verdict: 'fail', detail: `starting a container failed: ${message}`, fix };
 }
 
@@ -170,6 +181,7 @@ export const run: Command = async (argv, ctx) => {
   }
   report(judgeUlimits({ hardNofile: parseHardLimit(limitsText, 'Max open files'), ...readHostLimits() }));
   report(await checkNetworking(engine));
+  report(await seccompFinding());
   report(await checkContainer(engine));
   return findings.some((f) => f.verdict === 'fail') ? EXIT.airlock : EXIT.ok;
 };

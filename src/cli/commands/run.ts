@@ -18,6 +18,7 @@ import { resolveMounts, WORKSPACE } from '../session/mounts.js';
 import { Interruption } from '../session/interruption.js';
 import { openNetworkSession, type NetworkSession } from '../session/network-session.js';
 import { removeOrphans } from '../session/orphans.js';
+import { assertKernelSeccomp, writeSeccompProfile, type SeccompProfileFile } from '../session/seccomp-file.js';
 import { signalNumber } from '../engine/engine.js';
 import type { PolicyLocation } from '../config/types.js';
 import type { Command, CommandContext } from './types.js';
@@ -187,6 +188,7 @@ export const run: Command = async (argv, ctx) => {
 
   const log = loggerFor(values, ctx);
   let network: NetworkSession | null = null;
+  let seccompProfile: SeccompProfileFile | null = null;
   let orphanSweep: Promise<void> = Promise.resolve();
   const interruption = new Interruption();
   try {
@@ -196,6 +198,7 @@ export const run: Command = async (argv, ctx) => {
     for (const warning of credentials.warnings) log.warn(warning);
     const engine = await resolveEngine(requestedEngine, ctx.env);
     log.debug(`engine: ${engine.kind} (${engine.binary})`);
+    await assertKernelSeccomp();
 
     // The sweep only removes resources of dead owners, never this run's, so it runs alongside the start-up.
     orphanSweep = removeOrphans(engine).then(
@@ -252,6 +255,7 @@ export const run: Command = async (argv, ctx) => {
       credentials.containerEnv,
       session.env,
     );
+    seccompProfile = await writeSeccompProfile();
     const spec: ContainerSpec = {
       engine: engine.kind,
       name: resourceName('run', identity),
@@ -272,6 +276,7 @@ export const run: Command = async (argv, ctx) => {
       interactive: true,
       tty: ctx.isTTY,
       networkArgs: session.runArgs,
+      seccompProfile: seccompProfile.path,
     };
     interruption.check();
     interruption.dispose();
@@ -308,6 +313,7 @@ export const run: Command = async (argv, ctx) => {
   } finally {
     interruption.dispose();
     try {
+      await seccompProfile?.remove();
       await network?.close();
       await orphanSweep;
     } finally {

@@ -46,6 +46,11 @@ export interface ContainerSpec {
   networkArgs: string[];
   /** OCI runtime override (`--runtime`), only when the engine's default cannot work on this host. */
   runtime?: string;
+  /**
+   * Path of airlock's seccomp profile (engine/seccomp-profile.ts), which replaces the engine's default one. Required:
+   * the sandbox never runs under the engine's default, which lets Podman containers create user namespaces.
+   */
+  seccompProfile: string;
 }
 
 /**
@@ -106,6 +111,7 @@ export function buildRunArgs(spec: ContainerSpec): string[] {
   args.push('--init');
   args.push('--cap-drop=ALL', ...KEPT_CAPABILITIES.map((cap) => `--cap-add=${cap}`));
   args.push('--security-opt=no-new-privileges');
+  args.push(`--security-opt=seccomp=${spec.seccompProfile}`);
   args.push(`--pids-limit=${spec.limits.pidsLimit}`);
   args.push(`--ulimit=nofile=${spec.limits.nofile}:${spec.limits.nofile}`);
   args.push(`--ulimit=nproc=${spec.limits.nproc}:${spec.limits.nproc}`);
