@@ -1,6 +1,7 @@
 /**
  * Escape suite, container and policy half (issue 9): from inside `airlock run` on real Podman the untrusted command
- * attacks the container boundary (capabilities, mounts, namespaces, ptrace, engine sockets, /proc and /sys), looks
+ * attacks the container boundary (capabilities, mounts, namespaces, ptrace, engine sockets, /proc and /sys) and the
+ * kernel surface a new user namespace would open (issue 13: raw syscalls in probes/kernel_vectors.py), looks
  * for the proxy's CA key and secrets, rewrites `.airlock/` in the workspace, and tries to exhaust processes and disk
  * (under `resource_limits.disk`, the setting that contains it).
  * The same recording listeners as the network half must see nothing, and the sandbox's own view of itself (env,
