@@ -17,7 +17,10 @@ import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { containsSecret } from '../helpers/secret-forms.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
+
+export { containsSecret } from '../helpers/secret-forms.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const entry = path.join(root, 'dist/cli/bin.js');
@@ -50,33 +53,6 @@ export function makeCanaries(): Canaries {
     awsSecret: randomFrom(ALNUM, 40),
     blockedContent: 'BLOCKEDCANARY' + randomFrom(ALNUM, 24),
   };
-}
-
-/**
- * Every way the bytes of `secret` can appear when something re-encodes it: as is, hex, percent-encoded and
- * base64/base64url at each of the three alignments (the characters determined by the secret alone), so a secret
- * hidden in Basic credentials or a hex dump is still found.
- */
-export function encodedForms(secret: string): string[] {
-  const bytes = Buffer.from(secret);
-  const forms = new Set([
-    secret,
-    bytes.toString('hex'),
-    bytes.toString('hex').toUpperCase(),
-    encodeURIComponent(secret),
-  ]);
-  for (let pad = 0; pad < 3; pad++) {
-    const encoded = Buffer.concat([Buffer.alloc(pad, 0x41), bytes]).toString('base64');
-    const core = encoded.slice(Math.ceil((8 * pad) / 6), Math.floor((8 * (pad + bytes.length)) / 6));
-    forms.add(core);
-    forms.add(core.replaceAll('+', '-').replaceAll('/', '_'));
-  }
-  return [...forms];
-}
-
-export function containsSecret(haystack: Buffer | string, secret: string): boolean {
-  const text = typeof haystack === 'string' ? haystack : haystack.toString('latin1');
-  return encodedForms(secret).some((form) => text.includes(form));
 }
 
 export interface RecordedRequest {
