@@ -201,3 +201,25 @@ export function clientChunkedBody(input: ChunkedBodyInput): { body: Buffer; sign
   parts.push(Buffer.from('\r\n'));
   return { body: Buffer.concat(parts), signatures };
 }
+
+/** An S3 GET over UNSIGNED-PAYLOAD, v4, empty query, as SDKs send downloads: the signing input with the rest filled in. */
+export function s3GetInput(
+  input: Pick<ClientSigningInput, 'mode' | 'path' | 'headers' | 'accessKeyId' | 'secretAccessKey' | 'amzDate'> &
+    Partial<ClientSigningInput>,
+): ClientSigningInput {
+  return {
+    version: 'v4',
+    method: 'GET',
+    query: '',
+    body: Buffer.alloc(0),
+    region: 'us-east-1',
+    service: 's3',
+    normalize: false,
+    doubleEncode: false,
+    signBody: false,
+    omitSessionToken: false,
+    expiresSeconds: 300,
+    payloadHash: 'UNSIGNED-PAYLOAD',
+    ...input,
+  };
+}

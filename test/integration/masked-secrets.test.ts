@@ -163,14 +163,21 @@ function received(echo: EchoReport, name: string): string[] {
   return out;
 }
 
+/**
+ * The request as the upstream received it. Its echo is what it reported back, except the headers, which come from
+ * its own record: an echo of a real value reaches the sandbox as the surrogate (credential-echo-scrubbing.test.ts).
+ */
 async function echoFrom(
   host: string,
   headers: string[],
   extra: { path?: string; method?: string; body?: string } = {},
-) {
+): Promise<EchoReport> {
   const reply = await viaProxy(host, headers, extra);
   assert.equal(reply.status, 200, reply.body);
-  return JSON.parse(reply.body) as EchoReport;
+  const report = JSON.parse(reply.body) as EchoReport;
+  const arrived = scoped.received.findLast((r) => r.url === report.url);
+  assert.ok(arrived, `the scoped upstream recorded ${report.url}`);
+  return { ...report, rawHeaders: arrived.rawHeaders };
 }
 
 /** Open a WebSocket through the proxy and return the Authorization values the upstream saw on the upgrade. */
@@ -205,7 +212,10 @@ void describe('on the scoped host the real value arrives', () => {
   void it('Authorization: Bearer surrogate → Bearer real, logged as [masked: 1]', async () => {
     const echo = await echoFrom(SCOPED, ['Authorization', `Bearer ${surrogate}`], { path: '/user?bearer' });
     assert.deepEqual(received(echo, 'authorization'), [`Bearer ${REAL}`]);
-    assert.deepEqual(logLinesFor('/user?bearer'), [`ALLOWED GET https://${SCOPED}/user?bearer -> 200 [masked: 1]`]);
+    // The echo reflected the real value; the sandbox read the surrogate instead.
+    assert.deepEqual(logLinesFor('/user?bearer'), [
+      `ALLOWED GET https://${SCOPED}/user?bearer -> 200 [masked: 1] [scrubbed: 1]`,
+    ]);
   });
 
   void it("git's Basic x-access-token:surrogate → the real token, re-encoded", async () => {

@@ -100,7 +100,7 @@ after(async () => {
   await upstream.close();
 });
 
-function headerOf(echo: EchoReport, name: string): string[] {
+function headerOf(echo: Pick<EchoReport, 'rawHeaders'>, name: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < echo.rawHeaders.length; i += 2) {
     if (echo.rawHeaders[i]!.toLowerCase() === name) out.push(echo.rawHeaders[i + 1]!);
@@ -115,8 +115,13 @@ void describe('masked secrets through the proxy', () => {
       headers: { Host: 'api.test', Authorization: `Bearer ${SURROGATE}` },
     });
     assert.equal(reply.status, 200);
-    assert.deepEqual(headerOf(JSON.parse(reply.body) as EchoReport, 'authorization'), [`Bearer ${REAL}`]);
-    assert.ok(fx.log.events.map(formatTextLine).includes('ALLOWED GET https://api.test/user -> 200 [masked: 1]'));
+    // The upstream got the real value; its echo of it comes back to the sandbox as the surrogate.
+    const arrived = upstream.received.findLast((r) => r.url === '/user')!;
+    assert.deepEqual(headerOf(arrived, 'authorization'), [`Bearer ${REAL}`]);
+    assert.deepEqual(headerOf(JSON.parse(reply.body) as EchoReport, 'authorization'), [`Bearer ${SURROGATE}`]);
+    assert.ok(
+      fx.log.events.map(formatTextLine).includes('ALLOWED GET https://api.test/user -> 200 [masked: 1] [scrubbed: 1]'),
+    );
   });
 
   void test('out of scope the surrogate travels unchanged', async () => {

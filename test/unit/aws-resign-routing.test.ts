@@ -275,7 +275,11 @@ void describe('AWS re-signing: what is left alone', () => {
         headers: [['Authorization', `Bearer ${masked.surrogate}`]],
       }),
     );
-    assert.deepEqual(result.headers, [['Authorization', `Bearer ${masked.value}`]]);
+    // The real value went out, so the answer is asked for uncompressed: the response scrubber reads it as it streams.
+    assert.deepEqual(result.headers, [
+      ['Authorization', `Bearer ${masked.value}`],
+      ['Accept-Encoding', 'identity'],
+    ]);
   });
 
   void it('a presigned-looking query on a request with an Authorization header is not re-signed in the query (Airut item 125)', () => {

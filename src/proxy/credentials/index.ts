@@ -1,7 +1,8 @@
 import type { CredentialConfig } from '../../protocol/proxy-config.js';
 import { resignAwsRequest, type SigningTrace } from './aws/resign.js';
 import { applyMaskedSecrets } from './masked.js';
-import type { CredentialProcessor, RequestHead } from './types.js';
+import { acceptingIdentity } from './response-scrubber.js';
+import type { CredentialProcessor, CredentialResult, RequestHead } from './types.js';
 
 export type { SigningTrace } from './aws/resign.js';
 
@@ -51,8 +52,16 @@ export function createCredentialProcessor(
       }
     }
     const aws = config.signing.length > 0 ? resignAwsRequest(head, config.signing, options) : null;
-    return aws ?? { kind: 'ready', result: applyMaskedSecrets(head, config.masked) };
+    return aws ?? { kind: 'ready', result: identityWhenInjected(applyMaskedSecrets(head, config.masked)) };
   };
+}
+
+/**
+ * A request that carries a real value asks for an uncompressed answer, which the response scrubber reads as it
+ * streams. (The AWS pass decides for itself: a signed Accept-Encoding must stay as signed.)
+ */
+function identityWhenInjected(result: CredentialResult): CredentialResult {
+  return result.injected ? { ...result, headers: acceptingIdentity(result.headers) } : result;
 }
 
 /** The surrogate key id a request is signed with (Authorization header or presigned query), if it is one of ours. */

@@ -1,6 +1,7 @@
 import { globMatcher, isGlob, type GlobMatcher } from '../../protocol/fnmatch.js';
 import { hostMatches } from '../../protocol/policy.js';
 import type { MaskedCredential } from '../../protocol/proxy-config.js';
+import { injectedForms, type InjectedValue } from './response-scrubber.js';
 import type { CredentialResult, RequestHead } from './types.js';
 
 /**
@@ -42,6 +43,8 @@ interface Replacement {
   value: string;
   /** Secrets whose surrogate was swapped in this value. */
   used: Set<MaskedCredential>;
+  /** Basic credentials: the base64 forwarded, and the base64 exactly as the sandbox wrote it. */
+  basic?: { sent: string; sandbox: string };
 }
 
 /** What one header entry holds, as far as the masked pass is concerned. */
@@ -126,7 +129,11 @@ function readBasic(value: string, injectable: readonly MaskedCredential[]): Cred
   if (!passSecret && !PLACEHOLDER_PASSWORDS.has(pass.toLowerCase())) return { kind: 'mixed' };
   const used = new Set([userSecret, passSecret].filter((s): s is MaskedCredential => s !== undefined));
   const userPass = `${userSecret?.value ?? user}:${passSecret?.value ?? pass}`;
-  return { kind: 'single', replacement: { value: `Basic ${Buffer.from(userPass, 'utf8').toString('base64')}`, used } };
+  const encoded = Buffer.from(userPass, 'utf8').toString('base64');
+  return {
+    kind: 'single',
+    replacement: { value: `Basic ${encoded}`, used, basic: { sent: encoded, sandbox: match[1]! } },
+  };
 }
 
 /**
@@ -143,6 +150,21 @@ export function readCredential(
   const basic = readBasic(value, injectable);
   if (basic) return basic;
   return holdsSurrogate(value, injectable) ? { kind: 'mixed' } : { kind: 'none' };
+}
+
+/**
+ * What a response could reflect of one swapped header: each real value (raw and encoded) and, for Basic
+ * credentials, the whole base64 blob — padded as sent, and unpadded in case the upstream trims it.
+ */
+function injectedValues(replacement: Replacement): InjectedValue[] {
+  const values = [...replacement.used].flatMap((s) => injectedForms(s.value, s.surrogate));
+  const blob = replacement.basic;
+  if (blob) {
+    values.push(blob);
+    const unpadded = blob.sent.replace(/=+$/, '');
+    if (unpadded !== blob.sent) values.push({ sent: unpadded, sandbox: blob.sandbox.replace(/=+$/, '') });
+  }
+  return values;
 }
 
 function usable(secret: MaskedCredential): boolean {
@@ -197,6 +219,7 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
   let masked = 0;
   let dropped = 0;
   let changed = false;
+  const injected: InjectedValue[] = [];
 
   const strip = (lowerName: string, entries: readonly number[], reason: string): void => {
     for (const index of entries) output[index] = null;
@@ -242,6 +265,7 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
         );
       } else {
         masked += kept.replacement.used.size;
+        injected.push(...injectedValues(kept.replacement));
       }
       // One credential per header name reaches the upstream: whichever entry carried a surrogate, every other
       // entry of that name (an attacker's token placed before or after it) is dropped, and the survivor sits where
@@ -262,6 +286,7 @@ export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCr
 
   if (!changed) return result;
   result.headers = output.filter((pair): pair is [string, string] => pair !== null);
+  if (injected.length > 0) result.injected = injected;
   if (masked > 0) result.annotations.push(`masked: ${masked}`);
   if (dropped > 0) result.annotations.push(`dropped: ${dropped}`);
   return result;

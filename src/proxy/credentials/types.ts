@@ -1,4 +1,5 @@
 import type { Transform } from 'node:stream';
+import type { InjectedValue } from './response-scrubber.js';
 
 /**
  * The contract between the proxy's HTTP layer and the credential passes (masked secrets, AWS re-signing). The HTTP
@@ -31,6 +32,12 @@ export interface CredentialResult {
   bodyTransform?: () => Transform;
   /** Log annotations without brackets, in order, e.g. `masked: 1`, `dropped: 1`, `region: us-east-1`. */
   annotations: string[];
+  /**
+   * Every real value this request carries upstream, in each form it was written there, beside what the sandbox wrote
+   * in its place. Set only when a real value was injected: the response relay then maps them back, so a host that
+   * echoes the request hands the sandbox nothing it did not already hold (response-scrubber.ts).
+   */
+  injected?: InjectedValue[];
   /** Loud log lines (`STRIPPED header 'x' from GET url (foreign credential blocked)`, `COLLAPSED …`, warnings). */
   events: string[];
 }

@@ -20,6 +20,7 @@ import {
 import { bodyFiltersFor, readBounded, runBodyFilters } from './body-filters.js';
 import { flatten, hasRequestBody, pairsFromRaw, setHeader, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { sendProxyError, sendRefusal, writeRawJson, writeRawRefusal } from './responses.js';
+import { scrubResponse } from './scrubbed-response.js';
 import { forwardUpgrade } from './upgrade.js';
 
 /**
@@ -213,14 +214,28 @@ function forward(
   const relay = (upstreamRes: IncomingMessage) => {
     responded = true;
     const status = upstreamRes.statusCode ?? 502;
-    const responseHeaders = withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
+    let responseHeaders = withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
+    // A host that received a real value may echo it: mapped back to what the sandbox sent. Other hosts skip this.
+    const scrubbed = result.injected
+      ? scrubResponse(result.injected, {
+          method: x.method,
+          status,
+          statusMessage: upstreamRes.statusMessage,
+          headers: responseHeaders,
+        })
+      : null;
+    if (scrubbed?.kind === 'refuse') {
+      finished = true;
+      upstreamRes.destroy();
+      logUpstreamError(ctx, x, scrubbed.reason);
+      sendProxyError(res, 502, upstreamErrorBody(x, scrubbed.reason), !req.complete);
+      return;
+    }
+    if (scrubbed) responseHeaders = scrubbed.headers;
     // Upstream answered without ever asking for the body: the client is not going to send it.
     if (expectContinue && !continued && !req.complete) responseHeaders.push(['Connection', 'close']);
-    res.writeHead(status, upstreamRes.statusMessage, flatten(responseHeaders));
+    res.writeHead(status, scrubbed ? scrubbed.statusMessage : upstreamRes.statusMessage, flatten(responseHeaders));
     let bytesOut = 0;
-    upstreamRes.on('data', (chunk: Buffer) => {
-      bytesOut += chunk.length;
-    });
     // pipe rather than pipeline: pipeline builds an AbortController per call, a measurable cost per request.
     let settled = false;
     const settle = (err: Error | null) => {
@@ -233,14 +248,19 @@ function forward(
         logUpstreamError(ctx, x, `response interrupted after ${bytesOut} bytes: ${describeUpstreamError(err)}`);
         return;
       }
-      logAllowed(ctx, x, admission, { status, bytesIn, bytesOut, annotations: result.annotations });
+      const annotations = scrubbed ? [...result.annotations, ...scrubbed.annotations()] : result.annotations;
+      logAllowed(ctx, x, admission, { status, bytesIn, bytesOut, annotations });
     };
     upstreamRes.on('error', settle);
     res.on('finish', () => settle(null));
     res.on('close', () => {
       if (!res.writableFinished) settle(new Error('the client closed the connection'));
     });
-    upstreamRes.pipe(res);
+    const body = scrubbed ? scrubbed.body(upstreamRes, settle) : upstreamRes;
+    body.on('data', (chunk: Buffer) => {
+      bytesOut += chunk.length;
+    });
+    body.pipe(res);
   };
 
   let current = dispatch(true);

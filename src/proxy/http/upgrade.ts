@@ -17,6 +17,7 @@ import {
 import { flatten, headerValues, pairsFromRaw, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { bodyFiltersFor } from './body-filters.js';
 import { writeRawJson, writeRawRefusal } from './responses.js';
+import { scrubResponse } from './scrubbed-response.js';
 
 /**
  * WebSocket (and any other HTTP/1.1 Upgrade) on an allowed GET: the handshake passes the same admission and
@@ -98,14 +99,34 @@ export function forwardUpgrade(
     });
     socket.on('close', () => upstream.destroy());
     // Logged when the handshake is answered; the frames that follow are not counted.
-    const logHandshake = (status: number) =>
-      logAllowed(ctx, x, admission, { status, bytesIn: 0, bytesOut: 0, annotations: prepared.result.annotations });
+    const logHandshake = (status: number, scrubbedAnnotations: string[] = []) =>
+      logAllowed(ctx, x, admission, {
+        status,
+        bytesIn: 0,
+        bytesOut: 0,
+        annotations: [...prepared.result.annotations, ...scrubbedAnnotations],
+      });
     upstream.on('error', (err) => {
       if (socket.writable) upstreamError(describeUpstreamError(err));
     });
+    // The handshake's answer may echo the credential swapped in: its head (and a refusal's body) is mapped back.
+    // Frames after a 101 are not: they are the allowed host's business, as docs/secrets.md says.
+    const scrubbed = (upstreamRes: IncomingMessage, headers: HeaderPairs) =>
+      prepared.result.injected
+        ? scrubResponse(prepared.result.injected, {
+            method: 'GET',
+            status: upstreamRes.statusCode ?? 502,
+            statusMessage: upstreamRes.statusMessage,
+            headers,
+          })
+        : null;
     upstream.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {
-      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${upstreamRes.statusMessage ?? 'Switching Protocols'}`;
-      socket.write(headBlock(status, pairsFromRaw(upstreamRes.rawHeaders)));
+      // A 101 has no body, so it is never refused for its encoding.
+      const scrubbedHead = scrubbed(upstreamRes, pairsFromRaw(upstreamRes.rawHeaders));
+      const answer = scrubbedHead?.kind === 'relay' ? scrubbedHead : null;
+      const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
+      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${message ?? 'Switching Protocols'}`;
+      socket.write(headBlock(status, answer ? answer.headers : pairsFromRaw(upstreamRes.rawHeaders)));
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
       upstreamSocket.on('error', () => socket.destroy());
@@ -114,16 +135,28 @@ export function forwardUpgrade(
       socket.on('close', () => upstreamSocket.destroy());
       upstreamSocket.pipe(socket);
       socket.pipe(upstreamSocket);
-      logHandshake(upstreamRes.statusCode ?? 101);
+      logHandshake(upstreamRes.statusCode ?? 101, answer?.annotations());
     });
     // The upstream declined the upgrade: relay its answer as a plain response and close.
     upstream.on('response', (upstreamRes) => {
-      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${upstreamRes.statusMessage ?? ''}`;
-      const responseHeaders = withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
+      const answer = scrubbed(upstreamRes, withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders)));
+      if (answer?.kind === 'refuse') {
+        upstreamRes.destroy();
+        return upstreamError(answer.reason);
+      }
+      const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
+      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${message ?? ''}`;
+      const responseHeaders = answer ? answer.headers : withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
       responseHeaders.push(['Connection', 'close']);
       socket.write(headBlock(status, responseHeaders));
-      upstreamRes.pipe(socket);
-      logHandshake(upstreamRes.statusCode ?? 502);
+      if (!answer) {
+        upstreamRes.pipe(socket);
+        return logHandshake(upstreamRes.statusCode ?? 502);
+      }
+      const body = answer.body(upstreamRes, () => socket.destroy());
+      body.pipe(socket);
+      // Logged once the body has passed the scrubber, so the line counts what it replaced there too.
+      body.once('end', () => logHandshake(upstreamRes.statusCode ?? 502, answer.annotations()));
     });
     upstream.end();
   })().catch(() => socket.destroy());

@@ -1,5 +1,6 @@
 import { hostMatches } from '../../../protocol/policy.js';
 import type { SigningCredential } from '../../../protocol/proxy-config.js';
+import { acceptingIdentity, injectedForms, type InjectedValue } from '../response-scrubber.js';
 import type { CredentialOutcome, CredentialResult, RequestHead } from '../types.js';
 import {
   EMPTY_SHA256,
@@ -261,6 +262,21 @@ function rewrite(
   return { headers, params };
 }
 
+/**
+ * What a response could reflect of a re-signed request: the real key id and session token (raw and encoded), and
+ * the real signature, each mapped back to the sandbox's own. With all three back to surrogates, an echoed presigned
+ * URL or Authorization header is worthless outside the proxy. The secret key itself never goes on the wire.
+ */
+function injectedValues(detected: Detected, newSignature: string): InjectedValue[] {
+  const { credential, signature } = detected;
+  const values = injectedForms(credential.accessKeyId, credential.surrogateAccessKeyId);
+  if (credential.sessionToken !== undefined && credential.surrogateSessionToken !== undefined) {
+    values.push(...injectedForms(credential.sessionToken, credential.surrogateSessionToken));
+  }
+  values.push({ sent: newSignature, sandbox: signature.signature });
+  return values;
+}
+
 function serializeQuery(params: readonly RawQueryParam[]): string {
   return params.map((p) => (p.hasEquals ? `${p.name}=${p.value}` : p.name)).join('&');
 }
@@ -355,7 +371,15 @@ function resign(
   const region = regionAnnotation(detected, headers, rewritten.params);
   if (region) annotations.push(region);
 
-  const result: CredentialResult = { headers, target, annotations, events };
+  // A signed Accept-Encoding must stay as signed; the response relay then decodes what it has to.
+  if (!signature.signedHeaders.includes('accept-encoding')) headers = acceptingIdentity(headers);
+  const result: CredentialResult = {
+    headers,
+    target,
+    annotations,
+    events,
+    injected: injectedValues(detected, newSignature),
+  };
   const streaming = mode === 'header' ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
   if (streaming) {
     const context: ChunkSigningContext = {
