@@ -156,7 +156,14 @@ export function forwardUpgrade(
       const body = answer.body(upstreamRes, () => socket.destroy());
       body.pipe(socket);
       // Logged once the body has passed the scrubber, so the line counts what it replaced there too.
-      body.once('end', () => logHandshake(upstreamRes.statusCode ?? 502, answer.annotations()));
+      let logged = false;
+      const logOnce = () => {
+        if (logged) return;
+        logged = true;
+        logHandshake(upstreamRes.statusCode ?? 502, answer.annotations());
+      };
+      body.once('end', logOnce);
+      socket.once('close', logOnce);
     });
     upstream.end();
   })().catch(() => socket.destroy());
