@@ -16,6 +16,7 @@ import path from 'node:path';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { containsSecret } from '../helpers/secret-forms.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
@@ -187,6 +188,38 @@ export async function startRecorder(name: string, pki: TestPki, reply: Reply): P
   };
 }
 
+/**
+ * What a debug endpoint or an httpbin-like API does on `/api/echo*` and `/bucket/echo*`: reflect the request as it
+ * arrived (with whatever real value the proxy put in) in a JSON body, in response headers, gzip-compressed whatever
+ * was asked for, or five bytes at a time.
+ */
+function echoes(req: RecordedRequest, res: http.ServerResponse): boolean {
+  const route = /^\/(?:api|bucket)\/(echo(?:-[a-z]+)?)(?:[/?]|$)/.exec(req.url)?.[1];
+  if (route === undefined) return false;
+  const doc = Buffer.from(JSON.stringify({ url: req.url, headers: req.headers }));
+  if (route === 'echo-header') {
+    const echoed = req.headers.filter(([n]) => n.toLowerCase() !== 'host').flatMap(([n, v]) => [`X-Echo-${n}`, v]);
+    res.writeHead(200, echoed);
+    res.end('ok');
+  } else if (route === 'echo-gzip') {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    res.end(gzipSync(doc));
+  } else if (route === 'echo-chunked') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    let at = 0;
+    const next = (): void => {
+      if (at >= doc.length) return void res.end();
+      res.write(doc.subarray(at, (at += 5)));
+      setImmediate(next);
+    };
+    next();
+  } else {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(doc);
+  }
+  return true;
+}
+
 /** Raw listeners a vector might try to reach directly: TCP, UDP, and DNS on port 53 of this machine's address. */
 export interface RawListeners {
   tcpPort: number;
@@ -349,6 +382,7 @@ export async function startEscapeFixture(
         res.writeHead(200, { 'content-type': 'message/http' });
         return void res.end(req.headers.map(([n, v]) => `${n}: ${v}\r\n`).join(''));
       }
+      if (echoes(req, res)) return;
       res.end(`${label}-ok\n`);
     };
   const recorders = {

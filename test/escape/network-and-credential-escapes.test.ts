@@ -8,7 +8,7 @@
  * Run after `npm run build`: node --import tsx --test --test-concurrency=1 test/escape/network-and-credential-escapes.test.ts
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -22,6 +22,7 @@ import {
   removeEscapeFixture,
   vectorTests,
   type EscapeFixture,
+  type Recorder,
   type SandboxRun,
   type VectorTable,
 } from './fixture.js';
@@ -128,6 +129,13 @@ const VECTORS: VectorTable = {
   aws_presigned_out_of_scope: { expect: '200', why: 'out of scope: the surrogate key id travels on' },
   aws_signed_out_of_scope: { expect: '200', why: 'out of scope: the surrogate signature travels on' },
   aws_signed_for_scope_sent_elsewhere: { expect: '200', why: 'judged by the host it is sent to' },
+  echo_body: { expect: '200:own', why: 'a scoped host echoing the request in its body hands back the surrogate' },
+  echo_basic: { expect: '200:own', why: 'an echoed Basic blob comes back exactly as the sandbox encoded it' },
+  echo_header: { expect: '200:own', why: 'echoed in response headers: scrubbed there too' },
+  echo_gzip: { expect: '200:own', why: 'gzip sent anyway is decoded, scrubbed and re-encoded' },
+  echo_chunked: { expect: '200:own', why: 'echoed five bytes at a time: matched across chunk boundaries' },
+  aws_echo_signed: { expect: '200:own', why: 'the echoed Authorization carries the surrogate key id and signature' },
+  aws_echo_presigned: { expect: '200:own', why: 'an echoed presigned URL is the one the sandbox signed' },
 };
 
 for (const engine of ESCAPE_ENGINES) {
@@ -138,9 +146,10 @@ for (const engine of ESCAPE_ENGINES) {
 
     before(async () => {
       fixture = await startEscapeFixture(engine);
-      const script = [`python3 probes/network_vectors.py ${Object.keys(VECTORS).join(' ')}`, dumpScript(dumpDir)].join(
-        '\n',
-      );
+      const script = [
+        `ECHO_DUMP_DIR=${dumpDir}/echoed python3 probes/network_vectors.py ${Object.keys(VECTORS).join(' ')}`,
+        dumpScript(dumpDir),
+      ].join('\n');
       run = await runInSandbox(fixture, script);
     });
 
@@ -208,6 +217,23 @@ for (const engine of ESCAPE_ENGINES) {
       assert.equal(fixture.recorders.anthropic.requests.length, 2);
       assert.match(toolBodies, /"allowed_domains":\["exfil\.test"\]/);
       assert.match(toolBodies, /"allowed_domains":\[\]/);
+    });
+
+    it('echoing hosts received the real values, and what they sent back holds none of them in any encoding', async () => {
+      const echoed = (recorder: Recorder, prefix: string) => recorder.requests.filter((q) => q.url.startsWith(prefix));
+      const toAllowed = echoed(fixture.recorders.allowed, '/api/echo');
+      assert.equal(toAllowed.length, 5);
+      for (const q of toAllowed) {
+        assert.ok(containsSecret(q.headers.map(([, v]) => v).join('\n'), fixture.canaries.ghToken), q.url);
+      }
+      const toAws = echoed(fixture.recorders.aws, '/bucket/echo');
+      assert.equal(toAws.length, 2);
+      for (const q of toAws) {
+        assert.ok(containsSecret(q.url + q.headers.map(([, v]) => v).join('\n'), fixture.canaries.awsKeyId), q.url);
+      }
+      const dir = path.join(fixture.workspace, dumpDir, 'echoed');
+      assert.equal((await readdir(dir)).length, 7, 'every echo vector dumped what it received');
+      assert.deepEqual(await canariesIn(dir, fixture.canaries), []);
     });
 
     it('no canary anywhere in the sandbox (blocked content, real secrets): env, every process environ/cmdline, root file system, output', async () => {

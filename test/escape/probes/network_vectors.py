@@ -8,6 +8,7 @@ import base64
 import datetime
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import random
@@ -654,6 +655,91 @@ def v_aws_signed_out_of_scope():
 def v_aws_signed_for_scope_sent_elsewhere():
     # Signed for s3.aws.test, then delivered with the Host of exfil.test: the proxy must not re-sign it there.
     return aws_curl('GET', 's3.aws.test', '/bucket/moved', False, 'exfil.test')
+
+
+# --- Echoing hosts: a scoped host that reflects the request must hand back only what the sandbox sent ---------------
+
+ECHO_DUMP_DIR = os.environ.get('ECHO_DUMP_DIR', '.escape-dump-network/echoed')
+
+
+def fetch(host, path, headers):
+    """GET through the proxy; returns status, reason, headers and the body (gunzipped if it says gzip)."""
+    conn = http.client.HTTPSConnection(host, 443, context=ssl.create_default_context(cafile=CA), timeout=10)
+    try:
+        conn.putrequest('GET', path, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        r = conn.getresponse()
+        body = r.read()
+        if (r.getheader('Content-Encoding') or '').lower() == 'gzip':
+            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        return r.status, r.reason, r.getheaders(), body
+    finally:
+        conn.close()
+
+
+def echo_vector(name, host, path, headers, own):
+    """`STATUS:own` when the reflection is exactly what was sent, `STATUS:other` if anything else came back.
+    Everything received is also written to the dump, which the host searches for the real values in any encoding."""
+    status, reason, got, body = fetch(host, path, headers)
+    os.makedirs(ECHO_DUMP_DIR, exist_ok=True)
+    with open(os.path.join(ECHO_DUMP_DIR, name + '.txt'), 'wb') as f:
+        f.write(f'{status} {reason}\n'.encode('latin1', 'replace'))
+        f.write(''.join(f'{k}: {v}\n' for k, v in got).encode('latin1', 'replace') + b'\n' + body)
+    try:
+        mine = own(dict((k.lower(), v) for k, v in got), body)
+    except (ValueError, KeyError, StopIteration):
+        mine = False
+    return f'{status}:' + ('own' if mine else 'other')
+
+
+def echoed_header(body, name):
+    return next(v for k, v in json.loads(body)['headers'] if k.lower() == name)
+
+
+def v_echo_body():
+    auth = f'Bearer {SURROGATE}'
+    return echo_vector('echo_body', 'allowed.test', '/api/echo', [('Authorization', auth)],
+                       lambda h, b: echoed_header(b, 'authorization') == auth)
+
+
+def v_echo_basic():
+    auth = 'Basic ' + base64.b64encode(f'x-access-token:{SURROGATE}'.encode()).decode()
+    return echo_vector('echo_basic', 'allowed.test', '/api/echo', [('Authorization', auth)],
+                       lambda h, b: echoed_header(b, 'authorization') == auth)
+
+
+def v_echo_header():
+    auth = f'Bearer {SURROGATE}'
+    return echo_vector('echo_header', 'allowed.test', '/api/echo-header', [('Authorization', auth)],
+                       lambda h, b: h['x-echo-authorization'] == auth)
+
+
+def v_echo_gzip():
+    auth = f'Bearer {SURROGATE}'
+    return echo_vector('echo_gzip', 'allowed.test', '/api/echo-gzip',
+                       [('Authorization', auth), ('Accept-Encoding', 'gzip')],
+                       lambda h, b: echoed_header(b, 'authorization') == auth)
+
+
+def v_echo_chunked():
+    auth = f'Bearer {SURROGATE}'
+    return echo_vector('echo_chunked', 'allowed.test', '/api/echo-chunked', [('Authorization', auth)],
+                       lambda h, b: echoed_header(b, 'authorization') == auth)
+
+
+def v_aws_echo_signed():
+    url, headers = aws_sign_v4('GET', 's3.aws.test', '/bucket/echo', {}, {}, 'UNSIGNED-PAYLOAD', False)
+    return echo_vector('aws_echo_signed', 's3.aws.test', '/bucket/echo', list(headers.items()),
+                       lambda h, b: echoed_header(b, 'authorization') == headers['Authorization'])
+
+
+def v_aws_echo_presigned():
+    url, _ = aws_sign_v4('GET', 's3.aws.test', '/bucket/echo-presigned', {}, {}, 'UNSIGNED-PAYLOAD', True)
+    target = url[len('https://s3.aws.test'):]
+    return echo_vector('aws_echo_presigned', 's3.aws.test', target, [],
+                       lambda h, b: json.loads(b)['url'] == target)
 
 
 def main(names):
