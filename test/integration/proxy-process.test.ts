@@ -110,7 +110,10 @@ void test('reads its config, reports READY with bound ports, serves, logs, and e
     headers: { Host: 'api.test', Authorization: `Bearer ${SURROGATE}` },
   });
   assert.equal(reply.status, 200);
-  assert.ok(reply.body.includes(`Bearer ${REAL}`), 'the real credential processor is wired in');
+  const arrived = upstream.received.findLast((r) => r.url === '/hello');
+  assert.ok(arrived?.rawHeaders.includes(`Bearer ${REAL}`), 'the real credential processor is wired in');
+  // The upstream echoes its request: what comes back is the surrogate the sandbox sent.
+  assert.ok(reply.body.includes(`Bearer ${SURROGATE}`) && !reply.body.includes(REAL), 'the response is scrubbed');
 
   const events: string[] = [];
   for (;;) {
@@ -121,14 +124,14 @@ void test('reads its config, reports READY with bound ports, serves, logs, and e
   const allowed = events.at(-1)!;
   assert.match(
     allowed,
-    /^AIRLOCK-EVENT \{.*"decision":"allowed".*\}\tALLOWED GET https:\/\/api\.test\/hello -> 200 \[masked: 1\]$/,
+    /^AIRLOCK-EVENT \{.*"decision":"allowed".*\}\tALLOWED GET https:\/\/api\.test\/hello -> 200 \[masked: 1\] \[scrubbed: 1\]$/,
   );
 
   child.stdin.end();
   assert.equal(await exit, 0);
   const text = await readFile(join(work, 'net.log'), 'utf8');
   assert.match(text, /^=== TASK START .* ===\n/);
-  assert.ok(text.includes('ALLOWED GET https://api.test/hello -> 200 [masked: 1]\n'));
+  assert.ok(text.includes('ALLOWED GET https://api.test/hello -> 200 [masked: 1] [scrubbed: 1]\n'));
   const jsonl = (await readFile(join(work, 'net.jsonl'), 'utf8'))
     .trim()
     .split('\n')
