@@ -131,6 +131,11 @@ export class ScrubbingTransform extends Transform {
     super();
   }
 
+  /** Bytes held back at the last chunk boundary: never more than the longest needle minus one. */
+  get heldBytes(): number {
+    return this.tail.length;
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     const buf = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
     const out: Buffer[] = [];

@@ -88,7 +88,8 @@ export function scrubResponse(injected: readonly InjectedValue[], head: Response
   if (codec === undefined) {
     return {
       kind: 'refuse',
-      reason: `the response is encoded '${codings.join(', ')}', which the proxy cannot decode to remove the credential it injected`,
+      // The upstream's words, scrubbed above; cut short so a hostile header cannot flood the log line.
+      reason: `the response is encoded '${codings.join(', ').slice(0, 64)}', which the proxy cannot decode to remove the credential it injected`,
     };
   }
   // A body whose length may change is re-framed (chunked, or read to close for an HTTP/1.0 client).
