@@ -43073,6 +43073,130 @@ function parseProxyConfig(line) {
   return parsed.data;
 }
 
+// src/proxy/credentials/response-scrubber.ts
+import { Transform } from "node:stream";
+function injectedForms(sent, sandbox) {
+  const forms = [{ sent, sandbox }];
+  const percent = encodeURIComponent(sent);
+  if (percent !== sent) forms.push({ sent: percent, sandbox: encodeURIComponent(sandbox) });
+  if (sent.includes("/")) forms.push({ sent: sent.replaceAll("/", "\\/"), sandbox: sandbox.replaceAll("/", "\\/") });
+  return forms;
+}
+function latin1(s) {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 255) return null;
+  return Buffer.from(s, "latin1");
+}
+function compile2(values) {
+  const needles = [];
+  const seen = /* @__PURE__ */ new Set();
+  const add = (bytes, replacement) => {
+    if (bytes === null || bytes.length === 0 || bytes.equals(replacement)) return;
+    const key = bytes.toString("hex");
+    if (seen.has(key)) return;
+    seen.add(key);
+    needles.push({ bytes, replacement });
+  };
+  for (const { sent, sandbox } of values) {
+    add(Buffer.from(sent, "utf8"), Buffer.from(sandbox, "utf8"));
+    add(latin1(sent), latin1(sandbox) ?? Buffer.from(sandbox, "utf8"));
+  }
+  return needles;
+}
+function couldStartAt(needles, buf, at) {
+  const rest = buf.length - at;
+  return needles.some((n) => n.bytes.length > rest && buf.compare(n.bytes, 0, rest, at) === 0);
+}
+function scan(needles, longest, buf, final, out) {
+  let pos = 0;
+  let count = 0;
+  const undecided = buf.length - (longest - 1);
+  const next = needles.map(() => -2);
+  const stop2 = (at) => {
+    if (at > pos) out.push(buf.subarray(pos, at));
+    return { rest: at, count };
+  };
+  for (; ; ) {
+    let at = -1;
+    for (let i = 0; i < needles.length; i++) {
+      if (next[i] !== -1 && next[i] < pos) next[i] = buf.indexOf(needles[i].bytes, pos);
+      if (next[i] >= 0 && (at < 0 || next[i] < at)) at = next[i];
+    }
+    const end = at < 0 ? buf.length : at;
+    if (!final) {
+      for (let p = Math.max(pos, undecided); p < end; p++) if (couldStartAt(needles, buf, p)) return stop2(p);
+    }
+    if (at < 0) return stop2(buf.length);
+    if (!final && couldStartAt(needles, buf, at)) return stop2(at);
+    let chosen = needles[0];
+    let found = false;
+    for (let i = 0; i < needles.length; i++) {
+      if (next[i] === at && (!found || needles[i].bytes.length > chosen.bytes.length)) {
+        chosen = needles[i];
+        found = true;
+      }
+    }
+    if (at > pos) out.push(buf.subarray(pos, at));
+    out.push(chosen.replacement);
+    pos = at + chosen.bytes.length;
+    count++;
+  }
+}
+function joined(parts) {
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+var ScrubbingTransform = class extends Transform {
+  constructor(needles, longest) {
+    super();
+    this.needles = needles;
+    this.longest = longest;
+  }
+  needles;
+  longest;
+  replacements = 0;
+  tail = Buffer.alloc(0);
+  /** Bytes held back at the last chunk boundary: never more than the longest needle minus one. */
+  get heldBytes() {
+    return this.tail.length;
+  }
+  _transform(chunk, _encoding, callback) {
+    const buf = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
+    const out = [];
+    const { rest, count } = scan(this.needles, this.longest, buf, false, out);
+    this.replacements += count;
+    this.tail = Buffer.from(buf.subarray(rest));
+    if (out.length > 0) this.push(joined(out));
+    callback();
+  }
+  _flush(callback) {
+    const out = [];
+    this.replacements += scan(this.needles, this.longest, this.tail, true, out).count;
+    this.tail = Buffer.alloc(0);
+    const bytes = joined(out);
+    if (bytes.length > 0) this.push(bytes);
+    callback();
+  }
+};
+function responseScrubber(values) {
+  const needles = compile2(values);
+  if (needles.length === 0) return null;
+  const longest = Math.max(...needles.map((n) => n.bytes.length));
+  return {
+    lengthPreserving: needles.every((n) => n.bytes.length === n.replacement.length),
+    text(value) {
+      const out = [];
+      const { count } = scan(needles, longest, Buffer.from(value, "latin1"), true, out);
+      return count === 0 ? { text: value, replacements: 0 } : { text: joined(out).toString("latin1"), replacements: count };
+    },
+    body: () => new ScrubbingTransform(needles, longest)
+  };
+}
+function acceptingIdentity(headers) {
+  const at = headers.findIndex(([n]) => n.toLowerCase() === "accept-encoding");
+  const out = headers.filter(([n]) => n.toLowerCase() !== "accept-encoding");
+  out.splice(at < 0 ? out.length : at, 0, ["Accept-Encoding", "identity"]);
+  return out;
+}
+
 // src/proxy/credentials/aws/canonical.ts
 import { createHash } from "node:crypto";
 var EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -43351,12 +43475,12 @@ function parsePresignedQuery(params) {
 
 // src/proxy/credentials/aws/chunked.ts
 import { createHash as createHash2 } from "node:crypto";
-import { Transform } from "node:stream";
+import { Transform as Transform2 } from "node:stream";
 var MAX_LINE = 8192;
 var CRLF = Buffer.from("\r\n");
 var CHUNK_HEADER = /^([0-9a-fA-F]{1,16});chunk-signature=([0-9a-fA-F]+\**)$/;
 var TRAILER_SIGNATURE = /^x-amz-trailer-signature:[ \t]*([0-9a-fA-F]+\**)[ \t]*$/i;
-var AwsChunkResigner = class extends Transform {
+var AwsChunkResigner = class extends Transform2 {
   constructor(context, options) {
     super();
     this.context = context;
@@ -43683,6 +43807,15 @@ function rewrite(head, detected, events) {
   });
   return { headers, params };
 }
+function injectedValues(detected, newSignature) {
+  const { credential, signature } = detected;
+  const values = injectedForms(credential.accessKeyId, credential.surrogateAccessKeyId);
+  if (credential.sessionToken !== void 0 && credential.surrogateSessionToken !== void 0) {
+    values.push(...injectedForms(credential.sessionToken, credential.surrogateSessionToken));
+  }
+  values.push({ sent: newSignature, sandbox: signature.signature });
+  return values;
+}
 function serializeQuery(params) {
   return params.map((p) => p.hasEquals ? `${p.name}=${p.value}` : p.name).join("&");
 }
@@ -43757,7 +43890,14 @@ function resign(head, detected, payloadHashes, options) {
   const annotations = ["resigned"];
   const region = regionAnnotation(detected, headers, rewritten.params);
   if (region) annotations.push(region);
-  const result = { headers, target, annotations, events };
+  if (!signature.signedHeaders.includes("accept-encoding")) headers = acceptingIdentity(headers);
+  const result = {
+    headers,
+    target,
+    annotations,
+    events,
+    injected: injectedValues(detected, newSignature)
+  };
   const streaming = mode === "header" ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
   if (streaming) {
     const context = {
@@ -43883,7 +44023,11 @@ function readBasic(value, injectable) {
   if (!passSecret && !PLACEHOLDER_PASSWORDS.has(pass.toLowerCase())) return { kind: "mixed" };
   const used = new Set([userSecret, passSecret].filter((s) => s !== void 0));
   const userPass = `${userSecret?.value ?? user}:${passSecret?.value ?? pass}`;
-  return { kind: "single", replacement: { value: `Basic ${Buffer.from(userPass, "utf8").toString("base64")}`, used } };
+  const encoded = Buffer.from(userPass, "utf8").toString("base64");
+  return {
+    kind: "single",
+    replacement: { value: `Basic ${encoded}`, used, basic: { sent: encoded, sandbox: match[1] } }
+  };
 }
 function readCredential(value, injectable, every = injectable) {
   const direct = readDirect(value, injectable, every);
@@ -43891,6 +44035,16 @@ function readCredential(value, injectable, every = injectable) {
   const basic = readBasic(value, injectable);
   if (basic) return basic;
   return holdsSurrogate(value, injectable) ? { kind: "mixed" } : { kind: "none" };
+}
+function injectedValues2(replacement) {
+  const values = [...replacement.used].flatMap((s) => injectedForms(s.value, s.surrogate));
+  const blob = replacement.basic;
+  if (blob) {
+    values.push(blob);
+    const unpadded = blob.sent.replace(/=+$/, "");
+    if (unpadded !== blob.sent) values.push({ sent: unpadded, sandbox: blob.sandbox.replace(/=+$/, "") });
+  }
+  return values;
 }
 function usable(secret) {
   return secret.surrogate !== "" && secret.value !== "" && !HEADER_BREAKING.test(secret.value);
@@ -43927,6 +44081,7 @@ function applyMaskedSecrets(head, secrets) {
   let masked = 0;
   let dropped = 0;
   let changed = false;
+  const injected = [];
   const strip = (lowerName, entries, reason) => {
     for (const index of entries) output2[index] = null;
     dropped += 1;
@@ -43963,6 +44118,7 @@ function applyMaskedSecrets(head, secrets) {
         );
       } else {
         masked += kept.replacement.used.size;
+        injected.push(...injectedValues2(kept.replacement));
       }
       for (const other of entries) output2[other] = null;
       output2[entries[0]] = [head.headers[index][0], forwarded];
@@ -43978,6 +44134,7 @@ function applyMaskedSecrets(head, secrets) {
   }
   if (!changed) return result;
   result.headers = output2.filter((pair) => pair !== null);
+  if (injected.length > 0) result.injected = injected;
   if (masked > 0) result.annotations.push(`masked: ${masked}`);
   if (dropped > 0) result.annotations.push(`dropped: ${dropped}`);
   return result;
@@ -44007,8 +44164,11 @@ function createCredentialProcessor(config2, opts = {}) {
       }
     }
     const aws = config2.signing.length > 0 ? resignAwsRequest(head, config2.signing, options) : null;
-    return aws ?? { kind: "ready", result: applyMaskedSecrets(head, config2.masked) };
+    return aws ?? { kind: "ready", result: identityWhenInjected(applyMaskedSecrets(head, config2.masked)) };
   };
+}
+function identityWhenInjected(result) {
+  return result.injected ? { ...result, headers: acceptingIdentity(result.headers) } : result;
 }
 function surrogateKeyIn(head, config2) {
   const authorization = head.headers.filter(([n]) => n.toLowerCase() === "authorization").map(([, v]) => v);
@@ -44974,6 +45134,79 @@ function writeRawRefusal(socket, refusal, method) {
   writeRawJson(socket, refusal.status, refusalBody(refusal, method), { [DENY_HEADER]: refusal.code });
 }
 
+// src/proxy/http/scrubbed-response.ts
+import zlib2 from "node:zlib";
+var GZIP_OPTIONS = { flush: zlib2.constants.Z_SYNC_FLUSH };
+var BROTLI_OPTIONS = {
+  flush: zlib2.constants.BROTLI_OPERATION_FLUSH,
+  // Brotli's default quality (11) is for static assets; this runs on a live response.
+  params: { [zlib2.constants.BROTLI_PARAM_QUALITY]: 4 }
+};
+var CODECS = {
+  gzip: { decode: () => zlib2.createGunzip(), encode: () => zlib2.createGzip(GZIP_OPTIONS) },
+  deflate: { decode: () => zlib2.createInflate(), encode: () => zlib2.createDeflate(GZIP_OPTIONS) },
+  br: { decode: () => zlib2.createBrotliDecompress(), encode: () => zlib2.createBrotliCompress(BROTLI_OPTIONS) }
+};
+CODECS["x-gzip"] = CODECS.gzip;
+function bodyless(head) {
+  return head.method === "HEAD" || head.status === 204 || head.status === 304 || head.status < 200;
+}
+function scrubResponse(injected, head) {
+  const scrubber = responseScrubber(injected);
+  if (!scrubber) return null;
+  let replacedInHead = 0;
+  const scrub = (text) => {
+    const scrubbed = scrubber.text(text);
+    replacedInHead += scrubbed.replacements;
+    return scrubbed.text;
+  };
+  const statusMessage = head.statusMessage === void 0 ? void 0 : scrub(head.statusMessage);
+  let headers = head.headers.map(([name, value]) => [scrub(name), scrub(value)]);
+  const annotations = (body) => () => {
+    const total = replacedInHead + (body?.replacements ?? 0);
+    return total > 0 ? [`scrubbed: ${total}`] : [];
+  };
+  if (bodyless(head)) {
+    return { kind: "relay", statusMessage, headers, body: (source) => source, annotations: annotations(null) };
+  }
+  const codings = headerValues2(headers, "content-encoding").flatMap((v) => v.split(",")).map((c) => c.trim().toLowerCase()).filter((c) => c !== "" && c !== "identity");
+  const codec2 = codings.length === 1 ? CODECS[codings[0]] : codings.length === 0 ? null : void 0;
+  if (codec2 === void 0) {
+    return {
+      kind: "refuse",
+      // The upstream's words, scrubbed above; cut short so a hostile header cannot flood the log line.
+      reason: `the response is encoded '${codings.join(", ").slice(0, 64)}', which the proxy cannot decode to remove the credential it injected`
+    };
+  }
+  if (codec2 !== null || !scrubber.lengthPreserving) headers = setHeader(headers, "Content-Length", null);
+  const transform2 = scrubber.body();
+  return {
+    kind: "relay",
+    statusMessage,
+    headers,
+    body(source, onError) {
+      const stages = codec2 ? [codec2.decode(), transform2, codec2.encode()] : [transform2];
+      let failed = false;
+      const fail = (err) => {
+        if (failed) return;
+        failed = true;
+        for (const stage of stages) stage.destroy();
+        onError(err);
+      };
+      source.on("close", () => {
+        if (!source.readableEnded) for (const stage of stages) stage.destroy();
+      });
+      let out = source;
+      for (const stage of stages) {
+        stage.on("error", fail);
+        out = out.pipe(stage);
+      }
+      return out;
+    },
+    annotations: annotations(transform2)
+  };
+}
+
 // src/proxy/http/upgrade.ts
 function headBlock(statusLine, headers) {
   return statusLine + "\r\n" + headers.map(([n, v]) => `${n}: ${v}\r
@@ -45039,13 +45272,27 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
       dedicated: true
     });
     socket.on("close", () => upstream.destroy());
-    const logHandshake = (status) => logAllowed(ctx, x, admission, { status, bytesIn: 0, bytesOut: 0, annotations: prepared.result.annotations });
+    const logHandshake = (status, scrubbedAnnotations = []) => logAllowed(ctx, x, admission, {
+      status,
+      bytesIn: 0,
+      bytesOut: 0,
+      annotations: [...prepared.result.annotations, ...scrubbedAnnotations]
+    });
     upstream.on("error", (err) => {
       if (socket.writable) upstreamError(describeUpstreamError(err));
     });
+    const scrubbed = (upstreamRes, headers2) => prepared.result.injected ? scrubResponse(prepared.result.injected, {
+      method: "GET",
+      status: upstreamRes.statusCode ?? 502,
+      statusMessage: upstreamRes.statusMessage,
+      headers: headers2
+    }) : null;
     upstream.on("upgrade", (upstreamRes, upstreamSocket, upstreamHead) => {
-      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${upstreamRes.statusMessage ?? "Switching Protocols"}`;
-      socket.write(headBlock(status, pairsFromRaw(upstreamRes.rawHeaders)));
+      const scrubbedHead = scrubbed(upstreamRes, pairsFromRaw(upstreamRes.rawHeaders));
+      const answer = scrubbedHead?.kind === "relay" ? scrubbedHead : null;
+      const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
+      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${message ?? "Switching Protocols"}`;
+      socket.write(headBlock(status, answer ? answer.headers : pairsFromRaw(upstreamRes.rawHeaders)));
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
       upstreamSocket.on("error", () => socket.destroy());
@@ -45054,15 +45301,33 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
       socket.on("close", () => upstreamSocket.destroy());
       upstreamSocket.pipe(socket);
       socket.pipe(upstreamSocket);
-      logHandshake(upstreamRes.statusCode ?? 101);
+      logHandshake(upstreamRes.statusCode ?? 101, answer?.annotations());
     });
     upstream.on("response", (upstreamRes) => {
-      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${upstreamRes.statusMessage ?? ""}`;
-      const responseHeaders = withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
+      const answer = scrubbed(upstreamRes, withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders)));
+      if (answer?.kind === "refuse") {
+        upstreamRes.destroy();
+        return upstreamError(answer.reason);
+      }
+      const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
+      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${message ?? ""}`;
+      const responseHeaders = answer ? answer.headers : withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
       responseHeaders.push(["Connection", "close"]);
       socket.write(headBlock(status, responseHeaders));
-      upstreamRes.pipe(socket);
-      logHandshake(upstreamRes.statusCode ?? 502);
+      if (!answer) {
+        upstreamRes.pipe(socket);
+        return logHandshake(upstreamRes.statusCode ?? 502);
+      }
+      const body = answer.body(upstreamRes, () => socket.destroy());
+      body.pipe(socket);
+      let logged = false;
+      const logOnce = () => {
+        if (logged) return;
+        logged = true;
+        logHandshake(upstreamRes.statusCode ?? 502, answer.annotations());
+      };
+      body.once("end", logOnce);
+      socket.once("close", logOnce);
     });
     upstream.end();
   })().catch(() => socket.destroy());
@@ -45209,13 +45474,24 @@ function forward(ctx, req, res, x, admission, route, result, body, expectContinu
   const relay = (upstreamRes) => {
     responded = true;
     const status = upstreamRes.statusCode ?? 502;
-    const responseHeaders = withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
+    let responseHeaders = withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
+    const scrubbed = result.injected ? scrubResponse(result.injected, {
+      method: x.method,
+      status,
+      statusMessage: upstreamRes.statusMessage,
+      headers: responseHeaders
+    }) : null;
+    if (scrubbed?.kind === "refuse") {
+      finished = true;
+      upstreamRes.destroy();
+      logUpstreamError(ctx, x, scrubbed.reason);
+      sendProxyError(res, 502, upstreamErrorBody(x, scrubbed.reason), !req.complete);
+      return;
+    }
+    if (scrubbed) responseHeaders = scrubbed.headers;
     if (expectContinue && !continued && !req.complete) responseHeaders.push(["Connection", "close"]);
-    res.writeHead(status, upstreamRes.statusMessage, flatten(responseHeaders));
+    res.writeHead(status, scrubbed ? scrubbed.statusMessage : upstreamRes.statusMessage, flatten(responseHeaders));
     let bytesOut = 0;
-    upstreamRes.on("data", (chunk) => {
-      bytesOut += chunk.length;
-    });
     let settled = false;
     const settle2 = (err) => {
       if (settled) return;
@@ -45227,14 +45503,19 @@ function forward(ctx, req, res, x, admission, route, result, body, expectContinu
         logUpstreamError(ctx, x, `response interrupted after ${bytesOut} bytes: ${describeUpstreamError(err)}`);
         return;
       }
-      logAllowed(ctx, x, admission, { status, bytesIn, bytesOut, annotations: result.annotations });
+      const annotations = scrubbed ? [...result.annotations, ...scrubbed.annotations()] : result.annotations;
+      logAllowed(ctx, x, admission, { status, bytesIn, bytesOut, annotations });
     };
     upstreamRes.on("error", settle2);
     res.on("finish", () => settle2(null));
     res.on("close", () => {
       if (!res.writableFinished) settle2(new Error("the client closed the connection"));
     });
-    upstreamRes.pipe(res);
+    const body2 = scrubbed ? scrubbed.body(upstreamRes, settle2) : upstreamRes;
+    body2.on("data", (chunk) => {
+      bytesOut += chunk.length;
+    });
+    body2.pipe(res);
   };
   let current = dispatch(true);
   res.on("close", () => {
