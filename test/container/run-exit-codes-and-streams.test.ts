@@ -77,6 +77,29 @@ for (const { engine, skip } of ENGINE_SUITES) {
       }
     });
 
+    it('a command missing from the image exits 127 naming it; one that is not executable exits 126', async () => {
+      const cwd = await workspace(sandboxYaml());
+      const missing = await airlock([...runOn(engine), '--', 'no-such-command-i19', 'arg'], { cwd });
+      assert.equal(missing.code, 127, missing.stderr);
+      assert.match(missing.stderr, /'no-such-command-i19' was not found in the container/);
+      for (const path of ['/etc/passwd', '/etc']) {
+        const denied = await airlock([...runOn(engine), '--', path], { cwd });
+        assert.equal(denied.code, 126, denied.stderr);
+        assert.match(denied.stderr, new RegExp(`'${path}' cannot be executed in the container`));
+      }
+      // A command that exits 127 itself (a shell's "not found") keeps its own code and airlock adds nothing.
+      const shell = await airlock([...runOn(engine), '--', 'sh', '-c', 'no-such-command-i19'], { cwd });
+      assert.equal(shell.code, 127, shell.stderr);
+      assert.doesNotMatch(shell.stderr, /was not found in the container|could not start/);
+    });
+
+    it('sets IS_SANDBOX=1 in the container, over any value the configuration gives', async () => {
+      const cwd = await workspace(sandboxYaml('env:\n  IS_SANDBOX: "0"\n'));
+      const r = await airlock([...runOn(engine), '--', 'sh', '-c', 'echo "IS_SANDBOX=$IS_SANDBOX"'], { cwd });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), 'IS_SANDBOX=1\n');
+    });
+
     it('network_sandbox: true (the default) runs the command behind the proxy, never on an open network', async () => {
       const cwd = await workspace(`image: localhost/airlock-test-debian:bookworm\n`, { marker: 'x' });
       const script =

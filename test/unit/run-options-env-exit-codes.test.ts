@@ -67,12 +67,17 @@ describe('container environment', () => {
       { C: 'surrogate', D: 'surrogate' },
       { D: 'network' },
     );
-    assert.deepEqual(env, { A: 'env', B: 'host', C: 'surrogate', D: 'network', HOSTONLY: 'h' });
+    assert.deepEqual(env, { A: 'env', B: 'host', C: 'surrogate', D: 'network', HOSTONLY: 'h', IS_SANDBOX: '1' });
   });
 
   it('takes nothing from the host environment that is not listed', () => {
     const env = containerEnvironment({}, [], { PATH: '/x', HOME: '/root', GITHUB_TOKEN: 't' }, {}, {});
-    assert.deepEqual(env, {});
+    assert.deepEqual(env, { IS_SANDBOX: '1' });
+  });
+
+  it('sets IS_SANDBOX=1 last, as Airut’s entrypoint does, whatever the config says', () => {
+    const env = containerEnvironment({ IS_SANDBOX: '0' }, ['IS_SANDBOX'], { IS_SANDBOX: 'no' }, {}, {});
+    assert.equal(env.IS_SANDBOX, '1');
   });
 });
 
@@ -82,6 +87,17 @@ describe('exit codes', () => {
     for (const code of [0, 1, 2, 42, 125, 126, 127, 255]) {
       assert.equal(exitCodeFor({ kind: 'exited', code, oomKilled: false }, false, log), code);
     }
+  });
+
+  it('maps a command the init could not execute to 127 (not found) or 126 (not executable), naming it', () => {
+    const missing = quietLog();
+    const notFound = { code: 127 as const, reason: 'No such file or directory' };
+    assert.equal(exitCodeFor({ kind: 'exec-failed', command: 'nope', failure: notFound }, false, missing.log), 127);
+    assert.match(missing.text(), /'nope' was not found in the container/);
+    const denied = quietLog();
+    const notExecutable = { code: 126 as const, reason: 'Permission denied' };
+    assert.equal(exitCodeFor({ kind: 'exec-failed', command: '/etc', failure: notExecutable }, false, denied.log), 126);
+    assert.match(denied.text(), /'\/etc' cannot be executed/);
   });
 
   it('maps timeout to 124, a start failure and sandbox failure to 125, signals to 128+n', () => {

@@ -12,6 +12,7 @@ import { EXIT, UsageError } from '../errors.js';
 import { prepareRunImage } from '../images/run-image.js';
 import { prepareCredentials } from '../secrets/prepare.js';
 import { runContainer, type ContainerOutcome } from '../session/container.js';
+import { describeExecFailure } from '../session/exec-failure.js';
 import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.js';
 import { createLogger, type Logger } from '../session/log.js';
 import { resolveMounts, WORKSPACE } from '../session/mounts.js';
@@ -128,7 +129,11 @@ export function engineFlag(values: { engine?: string; 'container-command'?: stri
   return raw === undefined ? undefined : parseEngineKind(raw);
 }
 
-/** Variables for the container, later wins: `env`, `pass_env` (only those set on the host), surrogates, network. */
+/**
+ * Variables for the container, later wins: `env`, `pass_env` (only those set on the host), surrogates, network, and
+ * `IS_SANDBOX=1` last, as Airut's entrypoint exports it after everything else (tools check it to know they are
+ * sandboxed).
+ */
 export function containerEnvironment(
   env: Record<string, string>,
   passEnv: string[],
@@ -141,7 +146,7 @@ export function containerEnvironment(
     const value = host[name];
     if (value !== undefined) merged[name] = value;
   }
-  return { ...merged, ...surrogates, ...network };
+  return { ...merged, ...surrogates, ...network, IS_SANDBOX: '1' };
 }
 
 export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, log: Logger): number {
@@ -159,6 +164,9 @@ export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, l
         `the container engine could not start the container (engine exit ${outcome.code}); see its message above`,
       );
       return EXIT.airlock;
+    case 'exec-failed':
+      log.error(describeExecFailure(outcome.command, outcome.failure));
+      return outcome.failure.code;
     case 'timeout':
       log.error(`the command timed out after ${outcome.seconds}s; the container was killed`);
       return EXIT.timeout;

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import type { Writable } from 'node:stream';
 import { callEngine, engineEnvironment, signalNumber, type Engine } from '../engine/engine.js';
 import { buildRunArgs, type ContainerSpec } from '../engine/run-args.js';
+import { EXEC_FAILURE_PREFIX_BYTES, parseExecFailure, type ExecFailure } from './exec-failure.js';
 import type { Logger } from './log.js';
 
 import type { StopSignal } from './interruption.js';
@@ -18,6 +19,8 @@ export type ContainerOutcome =
   | { kind: 'exited'; code: number; oomKilled: boolean }
   /** The engine could not create or start the container (bad image, runtime error); its message is on stderr. */
   | { kind: 'not-started'; code: number }
+  /** The container started but its init could not execute the command (not found: 127, not executable: 126). */
+  | { kind: 'exec-failed'; command: string; failure: ExecFailure }
   | { kind: 'timeout'; seconds: number }
   | { kind: 'signal'; signal: StopSignal }
   /** The sandbox infrastructure (network session) failed while the command ran. */
@@ -59,10 +62,11 @@ function stdioFor(run: ContainerRun): StdioOptions {
   if (run.spec.tty) return 'inherit';
   // A terminal on stdin without -t would make the detached client stop on SIGTTIN; give it EOF instead.
   const stdin = process.stdin.isTTY ? 'ignore' : 'inherit';
-  // Inheriting our own descriptors is the most exact passthrough; other sinks (tests, the Action) get a pipe.
+  // Inheriting our own descriptor is the most exact passthrough; other sinks (tests, the Action) get a pipe. stderr is
+  // always a pipe: its first bytes tell a command the init could not execute (exec-failure.ts), and without -t the
+  // command's stderr is a pipe either way, so the command cannot tell the difference.
   const stdout = run.stdout === process.stdout ? 'inherit' : 'pipe';
-  const stderr = run.stderr === process.stderr ? 'inherit' : 'pipe';
-  return [stdin, stdout, stderr];
+  return [stdin, stdout, 'pipe'];
 }
 
 export async function runContainer(run: ContainerRun): Promise<ContainerOutcome> {
@@ -88,6 +92,12 @@ export async function runContainer(run: ContainerRun): Promise<ContainerOutcome>
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
   child.stdout?.pipe(run.stdout, { end: false });
   child.stderr?.pipe(run.stderr, { end: false });
+  let stderrStart = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    if (stderrStart.length < EXEC_FAILURE_PREFIX_BYTES) {
+      stderrStart += chunk.toString('latin1').slice(0, EXEC_FAILURE_PREFIX_BYTES - stderrStart.length);
+    }
+  });
 
   const killContainer = async (): Promise<void> => {
     await callEngine(engine, ['kill', spec.name]);
@@ -137,6 +147,8 @@ export async function runContainer(run: ContainerRun): Promise<ContainerOutcome>
     if (timedOut) return { kind: 'timeout', seconds: run.timeoutSeconds ?? 0 };
     if (failureReason !== null) return { kind: 'sandbox-failure', reason: failureReason };
     const clientCode = code ?? 128 + signalNumber(signal);
+    const execFailure = code === null ? null : parseExecFailure(code, stderrStart);
+    if (execFailure) return { kind: 'exec-failed', command: spec.command[0] ?? '', failure: execFailure };
     // Only these codes are ambiguous: the engine's own failures (125-127, which a command may also return) and 137
     // (OOM or another SIGKILL). Anything else is the command's code, relayed by the client; skip the inspect call.
     if (code !== null && !ENGINE_FAILURE_CODES.has(code) && code !== 137) {
