@@ -84,6 +84,7 @@ export async function checkoutBase(
   workspace: string,
   origin: Origin,
   baseRef: string,
+  kind: 'branch' | 'tag' = 'branch',
 ): Promise<{ baseSha: string; droppedCredentials: string[] }> {
   const droppedCredentials = await persistedCredentialKeys(workspace);
   await mkdir(workspace, { recursive: true });
@@ -93,18 +94,14 @@ export async function checkoutBase(
   }
   await git(workspace, ['init', '--quiet'], null);
   await git(workspace, ['remote', 'add', 'origin', origin.url], null);
-  await git(
-    workspace,
-    [
-      'fetch',
-      '--no-tags',
-      '--no-recurse-submodules',
-      'origin',
-      `+refs/heads/${baseRef}:refs/remotes/origin/${baseRef}`,
-    ],
-    origin,
-  );
-  await git(workspace, ['checkout', '--quiet', '--force', '-B', baseRef, `refs/remotes/origin/${baseRef}`], null);
+  // A tag (release events) is checked out detached; the merge inside the sandbox works the same on it.
+  const [remote, local] =
+    kind === 'branch'
+      ? [`refs/heads/${baseRef}`, `refs/remotes/origin/${baseRef}`]
+      : [`refs/tags/${baseRef}`, `refs/tags/${baseRef}`];
+  await git(workspace, ['fetch', '--no-tags', '--no-recurse-submodules', 'origin', `+${remote}:${local}`], origin);
+  const checkout = kind === 'branch' ? ['-B', baseRef, local] : ['--detach', local];
+  await git(workspace, ['checkout', '--quiet', '--force', ...checkout], null);
   const baseSha = (await git(workspace, ['rev-parse', 'HEAD'], null, { silent: true })).stdout.trim();
   return { baseSha, droppedCredentials };
 }

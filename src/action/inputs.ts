@@ -14,7 +14,25 @@ export interface ActionInputs {
   engine: 'podman' | 'docker' | null;
   /** For the host-side fetches only; never reaches the sandbox. Empty: anonymous. */
   token: string;
+  /** Inputs that were given but mean nothing here (Airut's `airut_version`), to be reported. */
+  ignored: string[];
 }
+
+/**
+ * airutorg/sandbox-action's input names, accepted as aliases so its `with:` blocks work unchanged (it spells
+ * `cache-version` and `cache-max-age` with hyphens like ours; the underscore forms are accepted too).
+ */
+export const INPUT_ALIASES = {
+  'pr-sha': 'pr_sha',
+  'sandbox-args': 'sandbox_args',
+  'cache-version': 'cache_version',
+  'cache-max-age': 'cache_max_age',
+} as const;
+
+/** Airut's inputs that have no meaning for airlock: accepted, reported as ignored. */
+export const IGNORED_INPUTS = {
+  airut_version: 'airlock runs its own bundled code; there is no Airut version to install',
+} as const;
 
 export class InputError extends Error {}
 
@@ -26,26 +44,37 @@ function bool(name: string, raw: string, fallback: boolean): boolean {
   throw new InputError(`input '${name}' must be true or false, not '${v}'`);
 }
 
+/** One input under its airlock name or its sandbox-action alias; both given must agree. */
+function either(get: (name: string) => string, name: keyof typeof INPUT_ALIASES): string {
+  const alias = INPUT_ALIASES[name];
+  const ours = get(name).trim();
+  const theirs = get(alias).trim();
+  if (ours !== '' && theirs !== '' && ours !== theirs) {
+    throw new InputError(`inputs '${name}' and '${alias}' are the same input and disagree; give only one of them`);
+  }
+  return ours || theirs;
+}
+
 export function readInputs(get: (name: string) => string): ActionInputs {
   const command = get('command');
   if (command.trim() === '') throw new InputError(`input 'command' is required: the command to run in the sandbox`);
-  const sandboxArgs = splitWords(get('sandbox-args'));
+  const sandboxArgs = splitWords(either(get, 'sandbox-args'));
   if (sandboxArgs.includes('--')) {
     throw new InputError(`input 'sandbox-args' takes airlock run options only; the command goes in 'command'`);
   }
-  const ageText = get('cache-max-age').trim() || '168';
+  const ageText = either(get, 'cache-max-age') || '168';
   if (!/^\d+$/.test(ageText)) throw new InputError(`input 'cache-max-age' is whole hours, not '${ageText}'`);
   const engineText = get('engine').trim();
   if (engineText !== '' && engineText !== 'podman' && engineText !== 'docker') {
     throw new InputError(`input 'engine' must be podman or docker (or empty to pick one), not '${engineText}'`);
   }
-  const cacheVersion = get('cache-version').trim();
+  const cacheVersion = either(get, 'cache-version');
   if (!/^[\w.-]*$/.test(cacheVersion)) {
     throw new InputError(`input 'cache-version' may hold letters, digits, '.', '_' and '-' only`);
   }
   return {
     command,
-    prSha: get('pr-sha').trim(),
+    prSha: either(get, 'pr-sha'),
     merge: bool('merge', get('merge'), true),
     sandboxArgs,
     cache: bool('cache', get('cache'), true),
@@ -53,5 +82,8 @@ export function readInputs(get: (name: string) => string): ActionInputs {
     cacheMaxAge: Number(ageText),
     engine: engineText === '' ? null : engineText,
     token: get('token').trim(),
+    ignored: Object.entries(IGNORED_INPUTS)
+      .filter(([name]) => get(name).trim() !== '')
+      .map(([name, why]) => `input '${name}' is ignored: ${why}`),
   };
 }

@@ -68,6 +68,7 @@ export async function main(deps: ActionDeps, env: NodeJS.ProcessEnv = process.en
 
 async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<number> {
   const inputs = readInputs((name) => core.getInput(name));
+  for (const notice of inputs.ignored) core.notice(notice);
   // The token is masked before anything can print it; so is the header git derives from it.
   if (inputs.token) {
     core.setSecret(inputs.token);
@@ -85,8 +86,8 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
     token: inputs.token || null,
   };
 
-  core.startGroup(`airlock: check out the base branch '${target.baseRef}'`);
-  const { baseSha, droppedCredentials } = await checkoutBase(workspace, origin, target.baseRef);
+  core.startGroup(`airlock: check out the base ${target.baseKind} '${target.baseRef}'`);
+  const { baseSha, droppedCredentials } = await checkoutBase(workspace, origin, target.baseRef, target.baseKind);
   core.endGroup();
   for (const key of droppedCredentials) {
     core.warning(

@@ -123,7 +123,8 @@ export function renderSummary(f: RunFacts): string {
   const lines: string[] = [];
   const verdict = f.exitCode === 0 ? 'passed' : `failed (exit ${f.exitCode})`;
   lines.push(`## airlock: sandboxed run ${verdict}`, '');
-  lines.push('| | |', '|---|---|');
+  // A Markdown table needs a header row; an empty one renders as a blank bar above the facts.
+  lines.push('| Run | Details |', '|---|---|');
   lines.push(`| Base branch (policy source) | ${cell(f.baseRef)} at ${cell(f.baseSha)} |`);
   lines.push(
     `| PR commit (${f.mode === 'merge' ? 'merged in the sandbox' : 'checked out in the sandbox'}) | ${cell(f.prSha)} |`,

@@ -4,8 +4,10 @@
  */
 
 export interface RunTarget {
-  /** Branch whose tip is checked out on the host (its .airlock/ is the enforced policy). */
+  /** Branch (or tag) whose tip is checked out on the host (its .airlock/ is the enforced policy). */
   baseRef: string;
+  /** Whether `baseRef` names a branch or a tag (a `release` or tag-push event). */
+  baseKind: 'branch' | 'tag';
   /** Full commit SHA merged (or checked out) inside the sandbox. */
   prSha: string;
   /** Said to the user as a workflow warning. */
@@ -33,17 +35,37 @@ export function branchName(ref: string): string {
 
 interface EventPayload {
   pull_request?: { head?: { sha?: unknown }; base?: { ref?: unknown } };
+  merge_group?: { base_ref?: unknown; head_sha?: unknown };
   after?: unknown;
+  repository?: { default_branch?: unknown };
 }
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
+/** `refs/heads/x` or `refs/tags/x` from GITHUB_REF, the base of every event that names no other. */
+function refBase(eventName: string, ref: string | undefined): { ref: string; kind: 'branch' | 'tag' } {
+  if (ref?.startsWith('refs/heads/')) return { ref, kind: 'branch' };
+  if (ref?.startsWith('refs/tags/')) return { ref: ref.slice('refs/tags/'.length), kind: 'tag' };
+  throw new TargetError(
+    `the ${eventName} event ran on '${ref ?? ''}', which is neither a branch nor a tag; the action needs one to take the policy from`,
+  );
+}
+
 /**
- * `pull_request` / `pull_request_target`: the PR's base branch and head commit. `push`: the pushed branch, and the
- * pushed commit as the one to test. `workflow_dispatch`: the dispatched branch, with a warning, since a dispatch can
- * name any branch and its .airlock/ policy is then whatever that branch holds.
+ * Where the policy comes from and what is tested, as sandbox-action decides it (`pull_request.base.ref ||
+ * github.ref_name`), for every event:
+ *
+ * - any event carrying a pull request (`pull_request`, `pull_request_target`, reviews, …): the PR's base branch and
+ *   head commit;
+ * - `merge_group`: the queue's target branch (`merge_group.base_ref`) and the group's head commit. sandbox-action
+ *   takes `ref_name` here, the temporary `gh-readonly-queue/…` branch that already contains the queued PRs, so their
+ *   own .airut/ would be the policy: a deliberate difference;
+ * - everything else (`push`, `schedule`, `workflow_dispatch`, `workflow_call`, `workflow_run`, `release`, …): the
+ *   branch or tag the run is on (GITHUB_REF) and its commit (`after` for a push, else GITHUB_SHA). The base is
+ *   whatever that branch holds, so off the default branch (and always for `workflow_dispatch`, which can name any
+ *   branch) a warning asks for a human to have reviewed it.
  */
 export function resolveTarget(
   eventName: string,
@@ -52,34 +74,31 @@ export function resolveTarget(
   prShaInput: string,
 ): RunTarget {
   const warnings: string[] = [];
-  let baseRef: string | undefined;
+  let base: { ref: string | undefined; kind: 'branch' | 'tag' };
   let defaultSha: string | undefined;
-  switch (eventName) {
-    case 'pull_request':
-    case 'pull_request_target':
-      baseRef = str(event.pull_request?.base?.ref);
-      defaultSha = str(event.pull_request?.head?.sha);
-      break;
-    case 'push':
-      if (!env.GITHUB_REF?.startsWith('refs/heads/')) {
-        throw new TargetError(`push of '${env.GITHUB_REF ?? ''}' is not a branch push; the action needs a base branch`);
-      }
-      baseRef = env.GITHUB_REF;
-      defaultSha = str(event.after) ?? str(env.GITHUB_SHA);
-      break;
-    case 'workflow_dispatch':
-      baseRef = env.GITHUB_REF;
-      defaultSha = str(env.GITHUB_SHA);
+  const prBase = str(event.pull_request?.base?.ref);
+  if (prBase !== undefined || eventName === 'pull_request' || eventName === 'pull_request_target') {
+    base = { ref: prBase, kind: 'branch' };
+    defaultSha = str(event.pull_request?.head?.sha);
+  } else if (eventName === 'merge_group') {
+    base = { ref: str(event.merge_group?.base_ref), kind: 'branch' };
+    defaultSha = str(event.merge_group?.head_sha) ?? str(env.GITHUB_SHA);
+  } else {
+    base = refBase(eventName, env.GITHUB_REF);
+    defaultSha = (eventName === 'push' ? str(event.after) : undefined) ?? str(env.GITHUB_SHA);
+    const name = base.kind === 'branch' ? base.ref!.replace(/^refs\/heads\//, '') : base.ref!;
+    const defaultBranch = str(event.repository?.default_branch);
+    if (eventName === 'workflow_dispatch') {
       warnings.push(
-        `workflow_dispatch: the policy in .airlock/ comes from the dispatched branch '${env.GITHUB_REF_NAME ?? baseRef ?? ''}'; make sure a human reviewed that branch`,
+        `workflow_dispatch: the policy in .airlock/ comes from the dispatched ${base.kind} '${name}'; make sure a human reviewed that ${base.kind}`,
       );
-      break;
-    default:
-      throw new TargetError(
-        `the airlock action runs on pull_request, pull_request_target, push and workflow_dispatch, not '${eventName}'`,
+    } else if (eventName !== 'push' && defaultBranch !== undefined && (base.kind === 'tag' || name !== defaultBranch)) {
+      warnings.push(
+        `${eventName}: the policy in .airlock/ comes from the ${base.kind} '${name}', not the default branch '${defaultBranch}'; make sure that ${base.kind} is protected`,
       );
+    }
   }
-  if (baseRef === undefined) throw new TargetError(`the ${eventName} event does not name a base branch`);
+  if (base.ref === undefined) throw new TargetError(`the ${eventName} event does not name a base branch`);
   const prSha = (prShaInput.trim() || defaultSha || '').toLowerCase();
   if (!COMMIT_SHA.test(prSha)) {
     throw new TargetError(
@@ -88,5 +107,5 @@ export function resolveTarget(
         : `the ${eventName} event has no commit to test; set the pr-sha input`,
     );
   }
-  return { baseRef: branchName(baseRef), prSha, warnings };
+  return { baseRef: branchName(base.ref), baseKind: base.kind, prSha, warnings };
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -61,6 +61,36 @@ void describe('the bundled action on a simulated runner with real Podman', { tim
     // The !env value was registered for masking before the sandbox ran.
     const mask = r.stdout.indexOf(`::add-mask::${HOST_VALUE}`);
     assert.ok(mask >= 0 && mask < r.stdout.indexOf('::stop-commands::'), 'host value not masked before the run');
+  });
+
+  void it("a schedule run with sandbox-action's inputs (pr_sha, sandbox_args, airut_version) works unchanged", async () => {
+    const origin = originWith(
+      'airut-inputs',
+      { '.airlock/sandbox.yaml': basePolicy(), 'lib.txt': 'base\n' },
+      { 'feature.txt': 'feature\n' },
+    );
+    const logFile = join(root, 'airut-inputs', 'airlock.log');
+    const r = await runner.runAction(
+      bundle,
+      root,
+      origin,
+      {
+        command: 'cat lib.txt feature.txt',
+        pr_sha: origin.prSha,
+        sandbox_args: `--verbose --log ${logFile}`,
+        airut_version: '0.15.0',
+      },
+      undefined,
+      { GITHUB_EVENT_NAME: 'schedule', GITHUB_REF: 'refs/heads/main', GITHUB_SHA: origin.baseSha },
+      { schedule: '17 3 * * *', repository: { default_branch: 'main' } },
+    );
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.sandboxOutput, /^base\nfeature$/m);
+    assert.match(r.stdout, /::notice::input 'airut_version' is ignored/);
+    // sandbox_args reached airlock run: its messages went to the --log file instead of stderr.
+    assert.match(readFileSync(logFile, 'utf8'), /\[WARN\] airlock: network_sandbox is false/);
+    assert.doesNotMatch(r.stderr, /network_sandbox is false/);
+    assert.equal(r.outputs['base-sha'], origin.baseSha);
   });
 
   void it("failing PR: the step's exit code is the command's", async () => {

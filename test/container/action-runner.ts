@@ -55,6 +55,8 @@ export async function runAction(
   inputs: Record<string, string>,
   prepare?: (ws: string) => void,
   runnerEnv: Record<string, string> = {},
+  /** The event payload; default: a pull_request `synchronize` event for the origin's PR. */
+  event?: object,
 ): Promise<ActionRun> {
   const dir = join(root, `run-${++counter}`);
   const workspace = join(dir, 'workspace');
@@ -65,16 +67,18 @@ export async function runAction(
   const eventPath = join(dir, 'event.json');
   writeFileSync(
     eventPath,
-    JSON.stringify({
-      action: 'synchronize',
-      number: 1,
-      pull_request: {
+    JSON.stringify(
+      event ?? {
+        action: 'synchronize',
         number: 1,
-        title: 'A PR',
-        head: { sha: origin.prSha, ref: 'feature' },
-        base: { ref: origin.baseRef },
+        pull_request: {
+          number: 1,
+          title: 'A PR',
+          head: { sha: origin.prSha, ref: 'feature' },
+          base: { ref: origin.baseRef },
+        },
       },
-    }),
+    ),
   );
   const summaryFile = join(dir, 'summary.md');
   const outputFile = join(dir, 'output.txt');

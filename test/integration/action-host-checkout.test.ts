@@ -40,6 +40,16 @@ void describe('the action checks out the base branch on the host', () => {
     assert.doesNotMatch(readFileSync(join(ws, '.git/config'), 'utf8'), /extraheader|token/i);
   });
 
+  void it('a tag (release events): the tagged commit, detached, with its policy', async () => {
+    git(origin.bareDir, 'tag', 'v1.0.0', origin.baseSha);
+    const ws = workspace('tag');
+    const { baseSha } = await checkoutBase(ws, originOf(origin), 'v1.0.0', 'tag');
+    assert.equal(baseSha, origin.baseSha);
+    assert.equal(readFileSync(join(ws, '.airlock/sandbox.yaml'), 'utf8'), BASE_POLICY);
+    assert.equal(git(ws, 'rev-parse', '--abbrev-ref', 'HEAD'), 'HEAD', 'not detached');
+    await assert.rejects(checkoutBase(workspace('no-tag'), originOf(origin), 'v9', 'tag'), GitError);
+  });
+
   void it('over a workspace an earlier run left tainted: no hook or fsmonitor runs, no token or stray policy survives', async () => {
     const ws = workspace('tainted');
     const ran = join(root, 'host-code-ran');

@@ -142,15 +142,20 @@ void describe('what the action runs against', () => {
   const pr = { pull_request: { head: { sha }, base: { ref: 'main' } } };
 
   void it('pull_request and pull_request_target: the base branch and the head SHA', () => {
-    for (const name of ['pull_request', 'pull_request_target']) {
-      assert.deepEqual(resolveTarget(name, pr, {}, ''), { baseRef: 'main', prSha: sha, warnings: [] });
+    for (const name of ['pull_request', 'pull_request_target', 'pull_request_review']) {
+      assert.deepEqual(resolveTarget(name, pr, {}, ''), {
+        baseRef: 'main',
+        baseKind: 'branch',
+        prSha: sha,
+        warnings: [],
+      });
     }
     assert.equal(resolveTarget('pull_request', pr, {}, 'B'.repeat(40)).prSha, 'b'.repeat(40));
   });
 
   void it('push: the pushed branch and commit; workflow_dispatch: the dispatched branch, with a warning', () => {
     const push = resolveTarget('push', { after: sha }, { GITHUB_REF: 'refs/heads/release/1.x' }, '');
-    assert.deepEqual(push, { baseRef: 'release/1.x', prSha: sha, warnings: [] });
+    assert.deepEqual(push, { baseRef: 'release/1.x', baseKind: 'branch', prSha: sha, warnings: [] });
     const dispatch = resolveTarget(
       'workflow_dispatch',
       {},
@@ -161,9 +166,51 @@ void describe('what the action runs against', () => {
     assert.match(dispatch.warnings[0]!, /dispatched branch 'dev'/);
   });
 
-  void it('refuses other events, tag pushes, short or non-hex SHAs, and branch names git would read as options', () => {
-    assert.throws(() => resolveTarget('issue_comment', pr, {}, ''), TargetError);
-    assert.throws(() => resolveTarget('push', { after: sha }, { GITHUB_REF: 'refs/tags/v1' }, ''), TargetError);
+  void it("merge_group: the queue's target branch, never the gh-readonly-queue branch holding the queued PRs", () => {
+    const queue = 'refs/heads/gh-readonly-queue/main/pr-7-' + 'c'.repeat(40);
+    const target = resolveTarget(
+      'merge_group',
+      { merge_group: { base_ref: 'refs/heads/main', head_sha: sha } },
+      { GITHUB_REF: queue, GITHUB_SHA: 'd'.repeat(40) },
+      '',
+    );
+    assert.deepEqual(target, { baseRef: 'main', baseKind: 'branch', prSha: sha, warnings: [] });
+  });
+
+  void it('every other event falls back to the branch or tag it runs on, as sandbox-action does (ref_name)', () => {
+    const repository = { default_branch: 'main' };
+    const onMain = { GITHUB_REF: 'refs/heads/main', GITHUB_SHA: sha };
+    for (const name of ['schedule', 'workflow_call', 'workflow_run', 'issue_comment', 'repository_dispatch']) {
+      assert.deepEqual(resolveTarget(name, { repository }, onMain, ''), {
+        baseRef: 'main',
+        baseKind: 'branch',
+        prSha: sha,
+        warnings: [],
+      });
+    }
+    // workflow_run on a PR's workflow: the commit to test comes from the input, the policy from the default branch.
+    const run = resolveTarget('workflow_run', { repository }, onMain, 'E'.repeat(40));
+    assert.equal(run.prSha, 'e'.repeat(40));
+    // Off the default branch the policy is that branch's: said, not refused.
+    const other = resolveTarget('schedule', { repository }, { GITHUB_REF: 'refs/heads/dev', GITHUB_SHA: sha }, '');
+    assert.equal(other.baseRef, 'dev');
+    assert.match(other.warnings[0]!, /comes from the branch 'dev', not the default branch 'main'/);
+    // A release (or tag push) runs on a tag: checked out as a tag.
+    const release = resolveTarget('release', { repository }, { GITHUB_REF: 'refs/tags/v1.2.0', GITHUB_SHA: sha }, '');
+    assert.deepEqual([release.baseRef, release.baseKind], ['v1.2.0', 'tag']);
+    assert.match(release.warnings[0]!, /tag 'v1.2.0'/);
+    const tagPush = resolveTarget('push', { after: sha }, { GITHUB_REF: 'refs/tags/v1' }, '');
+    assert.deepEqual([tagPush.baseRef, tagPush.baseKind, tagPush.warnings], ['v1', 'tag', []]);
+  });
+
+  void it('refuses runs on neither branch nor tag, short or non-hex SHAs, and names git would read as options', () => {
+    assert.throws(() => resolveTarget('issue_comment', {}, { GITHUB_REF: 'refs/pull/1/merge' }, sha), TargetError);
+    assert.throws(() => resolveTarget('schedule', {}, {}, sha), TargetError);
+    assert.throws(() => resolveTarget('pull_request', {}, { GITHUB_REF: 'refs/heads/main' }, sha), TargetError);
+    assert.throws(
+      () => resolveTarget('merge_group', {}, { GITHUB_REF: 'refs/heads/x', GITHUB_SHA: sha }, ''),
+      TargetError,
+    );
     for (const bad of ['abc123', `${sha.slice(1)}g`, '--upload-pack=x']) {
       assert.throws(() => resolveTarget('pull_request', pr, {}, bad), TargetError, bad);
     }
@@ -171,6 +218,7 @@ void describe('what the action runs against', () => {
       const event = { pull_request: { head: { sha }, base: { ref } } };
       assert.throws(() => resolveTarget('pull_request', event, {}, ''), TargetError, ref);
     }
+    assert.throws(() => resolveTarget('release', {}, { GITHUB_REF: 'refs/tags/--upload-pack=x', GITHUB_SHA: sha }, ''));
   });
 
   void it('inputs: defaults, booleans, and refusals', () => {
@@ -185,6 +233,7 @@ void describe('what the action runs against', () => {
       cacheMaxAge: 168,
       engine: null,
       token: '',
+      ignored: [],
     });
     assert.equal(from({ command: 'x', merge: 'false', cache: 'False' }).merge, false);
     assert.deepEqual(from({ command: 'x', 'sandbox-args': ' --verbose  --timeout 60 ' }).sandboxArgs, [
@@ -202,5 +251,28 @@ void describe('what the action runs against', () => {
     for (const bad of refusals) {
       assert.throws(() => from(bad), InputError, JSON.stringify(bad));
     }
+  });
+
+  void it("inputs: sandbox-action's names are aliases; airut_version is accepted and reported as ignored", () => {
+    const from = (values: Record<string, string>) => readInputs((name) => values[name] ?? '');
+    const airut = from({
+      command: 'make',
+      pr_sha: 'A'.repeat(40),
+      sandbox_args: '--verbose',
+      cache_version: '2',
+      cache_max_age: '24',
+      airut_version: '0.15.0',
+    });
+    assert.equal(airut.prSha, 'A'.repeat(40));
+    assert.deepEqual(airut.sandboxArgs, ['--verbose']);
+    assert.equal(airut.cacheVersion, '2');
+    assert.equal(airut.cacheMaxAge, 24);
+    assert.equal(airut.ignored.length, 1);
+    assert.match(airut.ignored[0]!, /'airut_version' is ignored/);
+    // The same value under both names is fine; different values are a mistake to stop at.
+    assert.equal(from({ command: 'x', 'pr-sha': 'a'.repeat(40), pr_sha: 'a'.repeat(40) }).prSha, 'a'.repeat(40));
+    assert.throws(() => from({ command: 'x', 'cache-max-age': '1', cache_max_age: '2' }), /disagree/);
+    assert.throws(() => from({ command: 'x', sandbox_args: '-- sh' }), InputError);
+    assert.throws(() => from({ command: 'x', cache_max_age: '1h' }), InputError);
   });
 });

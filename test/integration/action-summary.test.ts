@@ -80,6 +80,16 @@ void describe('job summary from the JSONL network log', () => {
     assert.match(md, /1 allowed, 4 blocked, 1 upstream errors/);
     assert.match(md, /\| 2 \| <code>GET<\/code> \| <code>evil\.example<\/code> \| <code>\/a<\/code> \|/);
     assert.doesNotMatch(md, /differs/);
+    // Every table's header row names its columns: an empty header renders as a blank bar.
+    for (const header of md.split('\n').filter((line, i, all) => /^\|[-:|]+\|$/.test(all[i + 1] ?? ''))) {
+      assert.ok(
+        header
+          .split('|')
+          .slice(1, -1)
+          .every((c) => c.trim() !== ''),
+        `empty header cell in: ${header}`,
+      );
+    }
   });
 
   void it('text chosen by the sandbox cannot break out of its table cell or inject markup', () => {
