@@ -1,4 +1,5 @@
 import { AirlockError, EXIT, UsageError } from './errors.js';
+import { closestOption } from './commands/parse-flags.js';
 import type { Command, CommandContext } from './commands/types.js';
 
 export const VERSION = '0.1.0';
@@ -42,7 +43,12 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
       return EXIT.ok;
     }
     const load = COMMANDS[name];
-    if (!load) throw new UsageError(`unknown command '${name}'\n\n${USAGE}`);
+    if (!load) {
+      const suggestion = closestOption(name, Object.keys(COMMANDS));
+      throw new UsageError(
+        `unknown command '${name}'${suggestion ? ` (did you mean ${suggestion}?)` : ''}\n\n${USAGE}`,
+      );
+    }
     const command = await load();
     return await command.run(rest, ctx);
   } catch (err) {

@@ -45,6 +45,8 @@ export interface AirlockOptions {
   cwd: string;
   env?: Record<string, string>;
   input?: Buffer | string;
+  /** Its own process group, so a test can signal the whole group as a CI runner's cancel does. */
+  detached?: boolean;
 }
 
 function childEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
@@ -63,6 +65,7 @@ export function startAirlock(args: string[], options: AirlockOptions): ChildProc
       cwd: options.cwd,
       env: childEnv(options.env),
       stdio: ['pipe', 'pipe', 'pipe'],
+      detached: options.detached ?? false,
     }),
   );
 }

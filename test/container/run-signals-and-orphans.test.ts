@@ -44,6 +44,22 @@ for (const { engine, skip } of ENGINE_SUITES) {
       });
     }
 
+    it('SIGTERM to the whole process group (a cancelled CI job) exits 143 without blaming the proxy', async () => {
+      // The network sandbox is on: the proxy's engine client is a child of airlock too.
+      const cwd = await workspace(`image: ${TEST_IMAGE}\n`);
+      const child = startAirlock([...runOn(engine), '--', 'sh', '-c', TRAPPING], { cwd, detached: true });
+      const result = collect(child);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor('the command to start', () => out.includes('ready'), 60000);
+      process.kill(-child.pid!, 'SIGTERM');
+      const r = await result;
+      assert.equal(r.code, 143, r.stderr);
+      assert.doesNotMatch(r.stderr, /sandbox failure|proxy exited|infrastructure failed/);
+      assert.equal(readFileSync(join(cwd, 'term'), 'utf8'), 'got-term\n');
+      assert.deepEqual(await airlockContainers(engine), []);
+    });
+
     it('kills a command that ignores SIGTERM after the 5 s grace', async () => {
       const cwd = await workspace(sandboxYaml());
       const stubborn = 'trap "" TERM; echo ready; while :; do sleep 0.1; done';

@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import {
   AWS_ACCESS_KEY_ID_LENGTH,
@@ -10,6 +9,7 @@ import {
 import { loadPolicy } from '../config/load.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { EXIT, UsageError } from '../errors.js';
+import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
 const USAGE =
@@ -105,19 +105,22 @@ export function resolvedView(policy: LoadedPolicy): Record<string, unknown> {
 export const run: Command = async (argv, ctx) => {
   const [sub, ...rest] = argv;
   if (sub !== 'check') throw new UsageError(sub === undefined ? USAGE : `unknown config command '${sub}'\n${USAGE}`);
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      'config-dir': { type: 'string' },
-      config: { type: 'string' },
-      allowlist: { type: 'string' },
-      dockerfile: { type: 'string' },
-      'context-dir': { type: 'string' },
-      json: { type: 'boolean', default: false },
+  const { values, positionals } = parseFlags(
+    {
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        'config-dir': { type: 'string' },
+        config: { type: 'string' },
+        allowlist: { type: 'string' },
+        dockerfile: { type: 'string' },
+        'context-dir': { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
     },
-  });
+    'config check',
+  );
   if (positionals.length) throw new UsageError(USAGE);
   const location: Parameters<typeof loadPolicy>[0] = { cwd: ctx.cwd };
   if (values['config-dir'] !== undefined) location.configDir = values['config-dir'];

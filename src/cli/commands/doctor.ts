@@ -4,7 +4,6 @@
  * and for everything wrong says how to fix it. Exit 0 when nothing failed, else 125.
  */
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { callEngine, findOnPath, resolveEngine, type Engine, type EngineResult } from '../engine/engine.js';
 import {
   formatFinding,
@@ -23,6 +22,7 @@ import { newRunIdentity, resourceLabelArgs, resourceLabels, resourceName } from 
 import { seccompFinding, writeSeccompProfile } from '../session/seccomp-file.js';
 import { readFileSync } from 'node:fs';
 import { engineFlag, ENGINE_OPTIONS } from './run.js';
+import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
 interface EngineFacts {
@@ -122,11 +122,14 @@ async function checkContainer(engine: Engine): Promise<Finding> {
 }
 
 export const run: Command = async (argv, ctx) => {
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...ENGINE_OPTIONS, help: { type: 'boolean', short: 'h', default: false } },
-    strict: true,
-  });
+  const { values } = parseFlags(
+    {
+      args: argv,
+      options: { ...ENGINE_OPTIONS, help: { type: 'boolean', short: 'h', default: false } },
+      strict: true,
+    },
+    'doctor',
+  );
   if (values.help) {
     ctx.stdout.write('usage: airlock doctor [--engine podman|docker]\n');
     return EXIT.ok;

@@ -4,7 +4,6 @@
  */
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadPolicy } from '../config/load.js';
 import { callEngine, resolveEngine, type Engine } from '../engine/engine.js';
 import { EXIT, UsageError } from '../errors.js';
@@ -19,6 +18,7 @@ import {
   policyLocation,
   splitAtDoubleDash,
 } from './run.js';
+import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
 const OPTIONS = { ...POLICY_OPTIONS, ...ENGINE_OPTIONS, ...LOG_OPTIONS, image: { type: 'string' } } as const;
@@ -38,7 +38,7 @@ interface ProxyImageModule {
 }
 
 async function proxyImage(): Promise<ProxyImageModule | null> {
-  return (await import('../session/proxy-image.js'));
+  return await import('../session/proxy-image.js');
 }
 
 /**
@@ -61,7 +61,10 @@ async function exists(path: string): Promise<boolean> {
 
 export const run: Command = async (argv, ctx) => {
   const { options } = splitAtDoubleDash(argv);
-  const { values, positionals } = parseArgs({ args: options, options: OPTIONS, strict: true, allowPositionals: true });
+  const { values, positionals } = parseFlags(
+    { args: options, options: OPTIONS, strict: true, allowPositionals: true },
+    'image',
+  );
   if (values.help) {
     ctx.stdout.write(USAGE);
     return EXIT.ok;

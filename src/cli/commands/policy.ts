@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import {
   checkGraphqlOperation,
   checkGraphqlUrl,
@@ -8,6 +7,7 @@ import {
 import { decide, describeRule, type Decision } from '../../protocol/policy.js';
 import { loadPolicy } from '../config/load.js';
 import { EXIT, UsageError } from '../errors.js';
+import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
 const USAGE = 'usage: airlock policy check [--config-dir DIR | --allowlist FILE] [--json] [--data BODY] METHOD URL';
@@ -36,17 +36,20 @@ export function formatDecision(d: Decision): string {
 export const run: Command = async (argv, ctx) => {
   const [sub, ...rest] = argv;
   if (sub !== 'check') throw new UsageError(sub === undefined ? USAGE : `unknown policy command '${sub}'\n${USAGE}`);
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      'config-dir': { type: 'string' },
-      allowlist: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      data: { type: 'string' },
+  const { values, positionals } = parseFlags(
+    {
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        'config-dir': { type: 'string' },
+        allowlist: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        data: { type: 'string' },
+      },
     },
-  });
+    'policy check',
+  );
   if (positionals.length !== 2) throw new UsageError(USAGE);
   const [method, url] = positionals as [string, string];
   if (!/^[A-Za-z]+$/.test(method)) throw new UsageError(`"${method}" is not an HTTP method`);

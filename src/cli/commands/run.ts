@@ -3,7 +3,6 @@
  * network the network session provides, with the command's own exit code — or 124 (timeout), 137 (OOM), 125
  * (airlock's own failure), 128+signal (stopped by SIGINT/SIGTERM).
  */
-import { parseArgs } from 'node:util';
 import { loadPolicy } from '../config/load.js';
 import { parseEngineKind, resolveEngine } from '../engine/engine.js';
 import { readHostLimits } from '../engine/host-limits.js';
@@ -22,6 +21,7 @@ import { removeOrphans } from '../session/orphans.js';
 import { assertKernelSeccomp, writeSeccompProfile, type SeccompProfileFile } from '../session/seccomp-file.js';
 import { signalNumber } from '../engine/engine.js';
 import type { PolicyLocation } from '../config/types.js';
+import { parseFlags } from './parse-flags.js';
 import type { Command, CommandContext } from './types.js';
 
 /** Options every image-aware command shares (run, image save/load). */
@@ -180,10 +180,20 @@ export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, l
 
 export const run: Command = async (argv, ctx) => {
   const split = splitAtDoubleDash(argv);
-  const { values } = parseArgs({ args: split.options, options: RUN_OPTIONS, strict: true, allowPositionals: false });
+  const { values, positionals } = parseFlags(
+    { args: split.options, options: RUN_OPTIONS, strict: true, allowPositionals: true },
+    'run',
+  );
   if (values.help) {
     ctx.stdout.write(USAGE);
     return EXIT.ok;
+  }
+  if (positionals.length > 0) {
+    // `airlock run npm test`: the words are the command, written where options go.
+    const words = [...positionals, ...(split.command ?? [])].join(' ');
+    throw new UsageError(
+      `'${positionals[0]}' is not an option of airlock run: put the command after --, as in airlock run [options] -- ${words}`,
+    );
   }
   if (split.command === null || split.command.length === 0) {
     throw new UsageError(`no command given: write it after --, e.g. airlock run -- npm test\n\n${USAGE}`);

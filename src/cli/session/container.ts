@@ -131,6 +131,8 @@ export async function runContainer(run: ContainerRun): Promise<ContainerOutcome>
       handlers.push([signal, handler]);
     }
     void run.failure?.then((reason) => {
+      // Stopping on a signal may take the proxy down with it; that is the stop, not a failure to report.
+      if (stoppedBy !== null) return;
       failureReason = reason;
       log.error(`sandbox failure: ${reason}; killing the container`);
       void killContainer().then(() => reapClient(5000));

@@ -242,10 +242,14 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
     const labels = resourceLabelArgs(identity);
     cleanups.push(async () => void (await callEngine(engine, ['rm', '-f', name])));
     let child: ChildProcessWithoutNullStreams;
+    // Its own process group: a SIGTERM to airlock's group (a cancelled CI job) is airlock's to handle; reaching the
+    // proxy's client too would stop the proxy under the running command and read as a sandbox failure. The client
+    // still dies with airlock: closing its stdin stops it.
     if (engine.kind === 'podman') {
       child = spawn(engine.binary, proxyContainerArgs(engine, name, image, nets, labels), {
         env: engineEnvironment(undefined),
         stdio: 'pipe',
+        detached: true,
       });
     } else {
       await mustCallEngine(
@@ -261,6 +265,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
       child = spawn(engine.binary, ['start', '--attach', '--interactive', name], {
         env: engineEnvironment(undefined),
         stdio: 'pipe',
+        detached: true,
       });
     }
     child.stdin.on('error', () => undefined);
