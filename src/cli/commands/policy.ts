@@ -4,6 +4,7 @@ import {
   graphqlHint,
   type GraphqlVerdict,
 } from '../../protocol/graphql-operations.js';
+import { guardLiteralTarget } from '../../protocol/address-guard.js';
 import { decide, describeRule, type Decision } from '../../protocol/policy.js';
 import { loadPolicy } from '../config/load.js';
 import { EXIT, UsageError } from '../errors.js';
@@ -30,6 +31,7 @@ export function splitUrl(url: string): { scheme: 'http' | 'https'; authority: st
 
 export function formatDecision(d: Decision): string {
   if (d.allowed) return `ALLOWED ${describeRule(d.rule)}`;
+  if (d.code === 'upstream_address_not_allowed') return `BLOCKED ${d.code}: ${d.reason} (${d.hint ?? ''})`;
   return `BLOCKED ${d.code}: ${d.reason}${d.hint ? ` (would be allowed by: ${d.hint})` : ''}`;
 }
 
@@ -58,7 +60,8 @@ export const run: Command = async (argv, ctx) => {
   if (values['config-dir'] !== undefined) location.configDir = values['config-dir'];
   if (values.allowlist !== undefined) location.allowlist = values.allowlist;
   const policy = await loadPolicy({ ...location, allowlistOnly: true }, ctx.env);
-  const decision = decide({ method, host: authority, target }, policy.allowlist);
+  // What the proxy would answer: the allowlist first, then (for an IP literal) the address guard.
+  const decision = guardLiteralTarget(decide({ method, host: authority, target }, policy.allowlist));
   // An entry with a `graphql` block also judges the body, as the proxy does; without --data that part is unknown.
   const graphql = decision.allowed && decision.rule.kind === 'url_prefix' ? decision.rule.entry.graphql : undefined;
   const verdict: GraphqlVerdict | undefined = graphql
