@@ -1,3 +1,4 @@
+import { canRunOn } from './conditions.js';
 import { findExpressions, prControlledReferences, readsSecret } from './expressions.js';
 import {
   parseWorkflow,
@@ -70,10 +71,15 @@ export function formatFinding(f: Finding): string {
 
 const PR_EVENTS = new Set(['pull_request', 'pull_request_target']);
 
-/** `uses: <owner>/airlock@<ref>` (any owner, optionally a sub-path) or `uses: ./` (the action repository itself). */
+/**
+ * `uses: <owner>/airlock@<ref>` (any owner, optionally a sub-path), `uses: ./` (the action repository itself), or
+ * Airut's `airutorg/sandbox-action@<ref>`, which airlock replaces and which makes the same promises.
+ */
 export function isAirlockUses(uses: string): boolean {
   const u = uses.trim();
-  return /^[\w.-]+\/airlock(?:\/[^@\s]*)?@\S+$/i.test(u) || /^\.\/?$/.test(u);
+  return (
+    /^[\w.-]+\/airlock(?:\/[^@\s]*)?@\S+$/i.test(u) || /^airutorg\/sandbox-action@\S+$/i.test(u) || /^\.\/?$/.test(u)
+  );
 }
 
 /** A shell line that invokes `airlock run` (also through npx or a path). */
@@ -157,8 +163,13 @@ function stepLabel(step: Step): string {
   return `step ${step.index + 1} (${what})`;
 }
 
+/** The workflow's triggers under which the job's `if:` can hold (`if: github.event_name == 'push'` drops the rest). */
+function jobEvents(workflow: Workflow, job: Job): Set<string> {
+  return new Set(workflow.triggers.map((t) => t.event).filter((event) => canRunOn(job.if?.value ?? null, event)));
+}
+
 function checkJob(workflow: Workflow, job: Job, file: string, findings: Finding[]): void {
-  const triggers = new Set(workflow.triggers.map((t) => t.event));
+  const triggers = jobEvents(workflow, job);
   const prTriggered = triggers.has('pull_request');
   const targetTriggered = triggers.has('pull_request_target');
   const hasAirlock = job.steps.some(isAirlockStep);
@@ -197,7 +208,8 @@ function checkJob(workflow: Workflow, job: Job, file: string, findings: Finding[
       }
     }
 
-    const prCode = checksOutPrCode(step, prTriggered, [...workflow.env, ...job.env, ...step.env]);
+    const stepOnPr = prTriggered && canRunOn(step.if?.value ?? null, 'pull_request');
+    const prCode = checksOutPrCode(step, stepOnPr, [...workflow.env, ...job.env, ...step.env]);
     if (isCheckoutAction(step) && step.with.get('persist-credentials')?.value.trim().toLowerCase() !== 'false') {
       if (hasAirlock || prCode) {
         const why = hasAirlock
@@ -258,10 +270,12 @@ export function checkWorkflow(source: string, file: string): Finding[] {
     return [{ file, line: e.line, rule: 'invalid-workflow', severity: 'error', message: e.message }];
   }
   const findings: Finding[] = [];
-  const usesAirlock = workflow.jobs.some((j) => j.steps.some(isAirlockStep));
-  if (usesAirlock) {
+  const airlockJobs = workflow.jobs.filter((j) => j.steps.some(isAirlockStep));
+  if (airlockJobs.length > 0) {
     for (const trigger of workflow.triggers) {
       if (!PR_EVENTS.has(trigger.event)) continue;
+      // A PR trigger that no airlock job runs on is not the sandbox's business.
+      if (!airlockJobs.some((j) => jobEvents(workflow, j).has(trigger.event))) continue;
       const wildcard = trigger.branches?.find((b) => /^\*{1,2}$/.test(b.trim()));
       if (trigger.branches === null || trigger.branches.length === 0) {
         findings.push({

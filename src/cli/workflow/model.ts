@@ -31,6 +31,8 @@ export interface Step {
   index: number;
   line: number;
   name: string | null;
+  /** The step's `if:` condition, as written. */
+  if: LocatedText | null;
   uses: LocatedText | null;
   run: LocatedText | null;
   with: Map<string, LocatedText>;
@@ -40,6 +42,8 @@ export interface Step {
 export interface Job {
   id: string;
   line: number;
+  /** The job's `if:` condition, as written. */
+  if: LocatedText | null;
   env: EnvEntry[];
   steps: Step[];
 }
@@ -149,6 +153,7 @@ export function parseWorkflow(source: string): Workflow {
             index,
             line: nodeLine(item as Node, keyLine),
             name: name?.value ?? null,
+            if: text(field(item, 'if')),
             uses: text(field(item, 'uses')),
             run: text(field(item, 'run')),
             with: withEntries,
@@ -156,7 +161,7 @@ export function parseWorkflow(source: string): Workflow {
           };
         })
       : [];
-    return { id: key, line: keyLine, env: envOf(value), steps };
+    return { id: key, line: keyLine, if: text(field(value, 'if')), env: envOf(value), steps };
   });
 
   return { triggers, env: envOf(root), jobs, lineOf };
