@@ -77,9 +77,9 @@ for (const { engine, skip } of ENGINE_SUITES) {
       assert.deepEqual(await airlockContainers(engine), []);
     });
 
-    it('SIGTERM during an image build aborts the build, runs nothing, and exits 143', async () => {
-      // A base image of its own, so the build container Podman leaves behind when a build is aborted (its RUN step
-      // keeps going; Podman 4.3) has a name only this test uses and can be removed afterwards.
+    it('SIGTERM during an image build aborts the build, runs nothing, leaves no build container, exits 143', async () => {
+      // A base image of its own, so a build container Podman 4.3 leaves behind when a build is aborted would have a
+      // name only this test uses.
       const base = `localhost/airlock-abort-base-${process.pid}:latest`;
       assert.equal((await exec([engine, 'tag', TEST_IMAGE, base])).code, 0);
       const cwd = await workspace('network_sandbox: false\n', {
@@ -98,6 +98,17 @@ for (const { engine, skip } of ENGINE_SUITES) {
         assert.ok(Date.now() - stoppedAt < 15000, 'the build was not aborted');
         assert.doesNotMatch(r.stdout.toString(), /the-command-ran/);
         assert.deepEqual(await airlockContainers(engine), []);
+        if (engine === 'podman') {
+          const storage = await exec(['podman', 'ps', '--all', '--external', '--format', '{{.Names}}']);
+          const left = storage.stdout
+            .split('\n')
+            .filter(
+              (n) => n.startsWith(`airlock-abort-base-${process.pid}-`) || n.startsWith(`airlock-build-${child.pid}-`),
+            );
+          assert.deepEqual(left, [], 'the interrupted build left its working container');
+          const tags = await exec(['podman', 'images', '--format', '{{.Repository}}']);
+          assert.doesNotMatch(tags.stdout, new RegExp(`airlock-build-${child.pid}-`), 'the build alias tags were left');
+        }
       } finally {
         if (engine === 'podman') {
           const leftovers = await exec(['podman', 'ps', '--all', '--external', '--format', '{{.Names}}']);

@@ -78,10 +78,15 @@ describe('build lock', () => {
 
 describe('build progress', () => {
   it('recognises the step markers of Podman, Docker and BuildKit', () => {
-    assert.deepEqual(parseBuildStep('STEP 2/5: RUN apt-get update'), { step: 2, total: 5 });
-    assert.deepEqual(parseBuildStep('Step 3/7 : COPY . /app'), { step: 3, total: 7 });
-    assert.deepEqual(parseBuildStep('#6 [2/4] RUN npm ci'), { step: 2, total: 4 });
-    assert.deepEqual(parseBuildStep('#6 [builder 3/4] RUN make'), { step: 3, total: 4 });
+    assert.deepEqual(parseBuildStep('STEP 2/5: RUN apt-get update'), {
+      step: 2,
+      total: 5,
+      instruction: 'RUN apt-get update',
+    });
+    assert.deepEqual(parseBuildStep('Step 3/7 : COPY . /app'), { step: 3, total: 7, instruction: 'COPY . /app' });
+    assert.deepEqual(parseBuildStep('#6 [2/4] RUN npm ci'), { step: 2, total: 4, instruction: 'RUN npm ci' });
+    assert.deepEqual(parseBuildStep('#6 [builder 3/4] RUN make'), { step: 3, total: 4, instruction: 'RUN make' });
+    assert.deepEqual(parseBuildStep('STEP 1/1:'), { step: 1, total: 1 });
     assert.equal(parseBuildStep('Get:1 http://deb.debian.org bookworm InRelease'), null);
   });
 });

@@ -12,6 +12,7 @@ import type { LoadedPolicy } from '../config/types.js';
 import {
   engineFlag,
   ENGINE_OPTIONS,
+  keepImagesFlag,
   LOG_OPTIONS,
   loggerFor,
   POLICY_OPTIONS,
@@ -21,14 +22,20 @@ import {
 import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
-const OPTIONS = { ...POLICY_OPTIONS, ...ENGINE_OPTIONS, ...LOG_OPTIONS, image: { type: 'string' } } as const;
+const OPTIONS = {
+  ...POLICY_OPTIONS,
+  ...ENGINE_OPTIONS,
+  ...LOG_OPTIONS,
+  image: { type: 'string' },
+  'keep-images': { type: 'string' },
+} as const;
 
 const USAGE = `usage: airlock image hash | save DIR | load DIR [options]
 
   hash       print repo=<sha256> and proxy=<sha256> (cache keys)
   save DIR   build the images if needed and write DIR/repo.tar, DIR/proxy.tar
   load DIR   load whichever of DIR/repo.tar, DIR/proxy.tar exist
-options: --config-dir --config --dockerfile --context-dir --image --engine --verbose --debug --log FILE
+options: --config-dir --config --dockerfile --context-dir --image --engine --keep-images N --verbose --debug --log FILE
 `;
 
 /** What the proxy image side provides (src/cli/session/proxy-image.ts, written with the network sandbox). */
@@ -97,7 +104,7 @@ export const run: Command = async (argv, ctx) => {
       await mkdir(dir, { recursive: true });
       const plan = await planRunImage(await policy(), values.image);
       // Saving for a cache: an image that exists is good enough, whatever its age.
-      await plan.ensure(engine, Infinity, log);
+      await plan.ensure(engine, Infinity, log, { keepImages: keepImagesFlag(values['keep-images']) });
       const repoTar = join(dir, 'repo.tar');
       await rm(repoTar, { force: true });
       await saveImage(engine, plan.ref, repoTar);

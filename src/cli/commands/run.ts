@@ -59,6 +59,7 @@ const RUN_OPTIONS = {
   ...NETWORK_OPTIONS,
   image: { type: 'string' },
   'max-image-age': { type: 'string' },
+  'keep-images': { type: 'string' },
   timeout: { type: 'string' },
   mount: { type: 'string', multiple: true, default: [] as string[] },
   'fail-on-block': { type: 'boolean', default: false },
@@ -72,6 +73,7 @@ const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
   --engine podman|docker  container engine (alias --container-command; default podman if installed)
   --image REF             run this prebuilt image instead of building one
   --max-image-age HOURS   rebuild the repo image when older (default 24, 0 = always)
+  --keep-images N         after a build keep the N newest images of this Dockerfile (default 3, 0 = keep all)
   --timeout SECONDS       kill the container after this long (exit 124; at least 10)
   --mount SRC:DST[:ro]    extra bind mount (repeatable; DST /workspace replaces the default)
   --network-log FILE      append the network log (text) to FILE
@@ -119,6 +121,10 @@ export function parseWholeNumber(flag: string, value: string, min: number): numb
     throw new UsageError(`${flag} must be a whole number of at least ${min}, not '${value}'`);
   }
   return Number(value);
+}
+
+export function keepImagesFlag(value: string | undefined): number | undefined {
+  return value === undefined ? undefined : parseWholeNumber('--keep-images', value, 0);
 }
 
 export function engineFlag(values: { engine?: string; 'container-command'?: string }) {
@@ -253,6 +259,7 @@ export const run: Command = async (argv, ctx) => {
       maxAgeHours,
       log,
       signal: interruption.signal,
+      keepImages: keepImagesFlag(values['keep-images']),
     });
     const [opened, prepared] = await Promise.allSettled([networkOpening, imagePreparing]);
     if (opened.status === 'rejected') {

@@ -12,6 +12,7 @@ import { buildImage } from './build.js';
 import { hashBuildInputs, repoImageTag } from './context-hash.js';
 import { defaultImageTag, describeHostToolchain, importHostToolchain } from './host-toolchain.js';
 import { ensureImage, type ImageAction } from './image-cache.js';
+import { DEFAULT_KEEP_IMAGES, pruneRepoImages, REPO_SOURCE_LABEL } from './prune.js';
 
 export type ImageSource = 'flag' | 'config' | 'dockerfile' | 'embedded';
 
@@ -30,6 +31,13 @@ export interface RunImageRequest {
   maxAgeHours: number;
   log: Logger;
   signal?: AbortSignal;
+  /** Repository images kept per Dockerfile after a build (`--keep-images`); 0 keeps all. */
+  keepImages?: number;
+}
+
+export interface EnsureOptions {
+  signal?: AbortSignal;
+  keepImages?: number;
 }
 
 /** A prebuilt image is used as is; airlock pulls it only when the engine does not have it yet. */
@@ -54,7 +62,7 @@ export interface ImagePlan {
   /** Content hash for CI cache keys (for a prebuilt image: of its reference). */
   hash: string;
   mounts: BindMount[];
-  ensure(engine: Engine, maxAgeHours: number, log: Logger, signal?: AbortSignal): Promise<ImageAction>;
+  ensure(engine: Engine, maxAgeHours: number, log: Logger, options?: EnsureOptions): Promise<ImageAction>;
 }
 
 export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Promise<ImagePlan> {
@@ -77,7 +85,8 @@ export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Pr
       ref: tag,
       hash,
       mounts: [],
-      ensure: async (engine, maxAgeHours, log, signal) => {
+      ensure: async (engine, maxAgeHours, log, options = {}) => {
+        const { signal } = options;
         const ensured = await ensureImage({
           engine,
           tag,
@@ -92,10 +101,19 @@ export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Pr
               contextDir: build.contextDir,
               noCache,
               log,
+              labels: { [REPO_SOURCE_LABEL]: build.dockerfile },
               signal,
             }),
         });
         log.info(`image ${tag}: ${ensured.action}`);
+        if (ensured.action !== 'reuse') {
+          await pruneRepoImages(engine, {
+            dockerfile: build.dockerfile,
+            currentTag: tag,
+            keep: options.keepImages ?? DEFAULT_KEEP_IMAGES,
+            log,
+          });
+        }
         return ensured.action;
       },
     };
@@ -123,7 +141,10 @@ export async function planRunImage(policy: LoadedPolicy, imageFlag?: string): Pr
 
 export async function prepareRunImage(request: RunImageRequest): Promise<RunImage> {
   const plan = await planRunImage(request.policy, request.imageFlag);
-  const action = await plan.ensure(request.engine, request.maxAgeHours, request.log, request.signal);
+  const action = await plan.ensure(request.engine, request.maxAgeHours, request.log, {
+    signal: request.signal,
+    keepImages: request.keepImages,
+  });
   return { ref: plan.ref, source: plan.source, mounts: plan.mounts, action };
 }
 

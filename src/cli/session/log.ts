@@ -20,6 +20,11 @@ export interface Logger {
   debug(message: string): void;
   /** Engine output streamed verbatim at `--verbose` (build logs). */
   stream(chunk: Buffer): void;
+  /**
+   * A line of progress through a long step (an image build) at the default level, where a CI log would otherwise
+   * show minutes of silence; `--verbose` streams the engine's own output instead.
+   */
+  progress(message: string): void;
   /** Whether transient progress lines may be drawn on the terminal (stderr is a TTY and no log file). */
   readonly interactive: boolean;
   /** The terminal to draw progress on, when `interactive`. */
@@ -50,12 +55,12 @@ export function createLogger(options: LoggerOptions): Logger {
     file.on('error', () => undefined);
   }
   const sink: Writable = file ?? options.stderr;
-  const write = (at: LogLevel, message: string): void => {
+  const write = (at: LogLevel, message: string, tagged = true): void => {
     if (RANK[at] > RANK[level]) return;
     if (file) {
-      file.write(`${timestamp(new Date())} [${at.toUpperCase()}] airlock: ${message}\n`);
+      file.write(`${timestamp(new Date())} [${tagged ? at.toUpperCase() : 'INFO'}] airlock: ${message}\n`);
     } else {
-      const tag = at === 'error' ? 'error: ' : at === 'warn' ? 'warning: ' : '';
+      const tag = !tagged ? '' : at === 'error' ? 'error: ' : at === 'warn' ? 'warning: ' : '';
       options.stderr.write(`airlock: ${tag}${message}\n`);
     }
   };
@@ -70,6 +75,7 @@ export function createLogger(options: LoggerOptions): Logger {
     stream: (chunk) => {
       if (RANK[level] >= RANK.info) sink.write(chunk);
     },
+    progress: (m) => write('warn', m, false),
     close: () =>
       new Promise<void>((done) => {
         if (file) file.end(done);
