@@ -6,10 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callEngine, type Engine } from '../engine/engine.js';
 import { processStartTime } from '../session/labels.js';
+import { stateDir } from '../session/state-dir.js';
 
 export type ImageAction = 'reuse' | 'build' | 'rebuild';
 
@@ -58,10 +58,6 @@ export interface LockOptions {
   signal?: AbortSignal;
 }
 
-function lockDirectory(): string {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-  return join(tmpdir(), `airlock-${uid}`, 'locks');
-}
 
 function ownerIsAlive(content: string): boolean {
   const [pidText, start] = content.trim().split(' ');
@@ -76,7 +72,7 @@ function ownerIsAlive(content: string): boolean {
  * is stale and taken over, so a build killed with SIGKILL does not block later runs.
  */
 export async function withBuildLock<T>(key: string, body: () => Promise<T>, options: LockOptions = {}): Promise<T> {
-  const dir = options.dir ?? lockDirectory();
+  const dir = options.dir ?? stateDir('locks');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.lock`);
   let warned = false;

@@ -25,6 +25,7 @@ import { generateRunCa } from './ca.js';
 import { resourceLabelArgs, resourceName } from './labels.js';
 import type { NetworkCounts, NetworkSession, NetworkSessionRequest } from './network-session.js';
 import { ensureProxyImage, PROXY_UID } from './proxy-image.js';
+import { keptNetworkLogPath, pruneKeptNetworkLogs } from './state-dir.js';
 
 /** Where the per-run CA certificate appears in the sandbox. */
 export const SANDBOX_CA_PATH = '/etc/airlock/ca.pem';
@@ -394,7 +395,8 @@ async function openLogSinks(options: NetworkLogOptions, runId: string): Promise<
     await mkdir(path.dirname(file), { recursive: true });
     return createWriteStream(file, { flags: 'a', mode: 0o600 });
   };
-  const textPath = options.textFile ?? path.join(tmpdir(), `airlock-${runId}-network.log`);
+  // Unrequested, the log lives in airlock's own directory, where only the newest few are kept (state-dir.ts).
+  const textPath = options.textFile ?? (await keptNetworkLogPath(runId));
   const text = await open(textPath);
   const json = options.jsonFile ? await open(options.jsonFile) : undefined;
   let blockedSeen = false;
@@ -422,8 +424,11 @@ async function openLogSinks(options: NetworkLogOptions, runId: string): Promise<
     },
     async close() {
       await Promise.all([text, json].map((s) => (s ? new Promise<void>((r) => s.end(r)) : Promise.resolve())));
-      // An unrequested temporary log is kept only when it explains something: a blocked request.
-      if (!options.textFile && !blockedSeen) await rm(textPath, { force: true });
+      // An unrequested log is kept only when it explains something (a blocked request), and only the newest few.
+      if (!options.textFile) {
+        if (blockedSeen) await pruneKeptNetworkLogs(path.dirname(textPath));
+        else await rm(textPath, { force: true });
+      }
     },
   };
 }
