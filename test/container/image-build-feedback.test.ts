@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { airlock, ENGINE_SUITES, exec, prepareEngine, runOn, TEST_IMAGE, workspace } from './harness.js';
@@ -98,7 +99,7 @@ for (const { engine, skip } of ENGINE_SUITES) {
       const builtIds: string[] = [];
       try {
         for (const n of [1, 2, 3, 4]) {
-          await exec(['sh', '-c', `printf 'FROM ${TEST_IMAGE}\\nRUN echo ${n}-${Date.now()} > /n\\n' > ${file}`]);
+          await writeFile(file, `FROM ${TEST_IMAGE}\nRUN echo ${n}-${Date.now()} > /n\n`);
           const r = await airlock([...runOn(engine), '--keep-images', '2', '--', 'cat', '/n'], { cwd });
           assert.equal(r.code, 0, r.stderr);
           assert.match(r.stdout.toString(), new RegExp(`^${n}-`));
