@@ -42869,7 +42869,7 @@ var AllowlistSchema = external_exports.strictObject({
   url_prefixes: external_exports.array(UrlPrefixSchema).nullish().transform((v) => v ?? []).describe("Host + path + method rules, tried in order; the first match wins.")
 }).describe("airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.");
 
-// src/proxy/upstream/address-guard.ts
+// src/protocol/address-guard.ts
 var V4_FORBIDDEN = [
   [ipv4ToInt("0.0.0.0"), 8, 'unspecified ("this network")'],
   [ipv4ToInt("10.0.0.0"), 8, "private"],
