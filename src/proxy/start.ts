@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Allowlist } from '../protocol/allowlist.js';
+import type { ProxyConfig } from '../protocol/proxy-config.js';
 import { isGlob } from '../protocol/fnmatch.js';
 import { isIPv4, isIPv6, normalizeHost } from '../protocol/policy.js';
 import { ProxyConfigError, parseProxyConfig } from './config.js';
@@ -225,6 +226,26 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   }
 }
 
+/** What a validated configuration means for `startProxy`, whichever channel it arrived on (stdin, a mounted file). */
+export function proxyOptionsFrom(config: ProxyConfig, log: NetworkLog): ProxyOptions {
+  return {
+    allowlist: config.allowlist,
+    ca: config.ca,
+    sandboxAddress: config.sandboxAddress,
+    listen: config.listen,
+    upstream: {
+      hosts: config.upstream.hosts,
+      dns: config.upstream.dns,
+      connectTimeoutMs: config.upstream.connectTimeoutMs,
+      ...(config.upstream.caPem ? { caPem: config.upstream.caPem } : {}),
+      ...(config.upstream.hostAddresses ? { hostAddresses: config.upstream.hostAddresses } : {}),
+    },
+    credentials: createCredentialProcessor(config.credentials),
+    log,
+    run: config.run,
+  };
+}
+
 export const READY_PREFIX = 'AIRLOCK-PROXY-READY ';
 
 export interface ProxyProcessIo {
@@ -254,22 +275,7 @@ export async function runProxyProcess(io: ProxyProcessIo): Promise<number> {
   try {
     const config = parseProxyConfig(first.value);
     log = openProcessLog(config.log ?? {}, io.stdout);
-    proxy = await startProxy({
-      allowlist: config.allowlist,
-      ca: config.ca,
-      sandboxAddress: config.sandboxAddress,
-      listen: config.listen,
-      upstream: {
-        hosts: config.upstream.hosts,
-        dns: config.upstream.dns,
-        connectTimeoutMs: config.upstream.connectTimeoutMs,
-        ...(config.upstream.caPem ? { caPem: config.upstream.caPem } : {}),
-        ...(config.upstream.hostAddresses ? { hostAddresses: config.upstream.hostAddresses } : {}),
-      },
-      credentials: createCredentialProcessor(config.credentials),
-      log,
-      run: config.run,
-    });
+    proxy = await startProxy(proxyOptionsFrom(config, log));
   } catch (err) {
     const message = err instanceof ProxyConfigError ? err.message : `cannot start: ${(err as Error).message}`;
     io.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, ' ')}\n`);
