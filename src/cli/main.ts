@@ -13,6 +13,7 @@ usage:
   airlock image hash|save DIR|load DIR         image content hashes and tarballs (CI caches)
   airlock doctor                               check the container engine and this machine
   airlock check-workflow FILE...               check GitHub workflows for sandbox-escaping mistakes
+  airlock kube manifests|rbac                  Kubernetes objects of a run, and the runner's Role
 
 Run 'airlock COMMAND --help' for a command's options. Docs: docs/ in the airlock repository.
 `;
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
   image: () => import('./commands/image.js'),
   doctor: () => import('./commands/doctor.js'),
   'check-workflow': () => import('./commands/check-workflow.js'),
+  kube: () => import('./commands/kube.js'),
 };
 
 export function registerCommand(name: string, load: () => Promise<{ run: Command }>): void {

@@ -70,7 +70,8 @@ const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
   --config-dir DIR        policy directory (default .airlock/, else .airut/)
   --config FILE           sandbox.yaml        --allowlist FILE   network allowlist
   --dockerfile FILE       repo image Dockerfile  --context-dir DIR  its build context
-  --engine podman|docker  container engine (alias --container-command; default podman if installed)
+  --engine podman|docker|kubernetes  container engine (alias --container-command; default podman if
+                          installed; kubernetes: see airlock run --engine kubernetes --help)
   --image REF             run this prebuilt image instead of building one
   --max-image-age HOURS   rebuild the repo image when older (default 24, 0 = always)
   --keep-images N         after a build keep the N newest images of this Dockerfile (default 3, 0 = keep all)
@@ -185,6 +186,9 @@ export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, l
 }
 
 export const run: Command = async (argv, ctx) => {
+  // Kubernetes is a different run altogether (pods, not containers): docs/kubernetes.md.
+  const kube = await import('./kube.js');
+  if (await kube.kubernetesChosen(kube.rawEngineFlag(argv), ctx.env)) return kube.runOnKubernetes(argv, ctx);
   const split = splitAtDoubleDash(argv);
   const { values, positionals } = parseFlags(
     { args: split.options, options: RUN_OPTIONS, strict: true, allowPositionals: true },

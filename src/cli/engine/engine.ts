@@ -51,7 +51,7 @@ export async function findOnPath(name: string, pathVar: string | undefined): Pro
 
 export function parseEngineKind(value: string): EngineKind {
   if (value === 'podman' || value === 'docker') return value;
-  throw new UsageError(`--engine must be podman or docker, not '${value}'`);
+  throw new UsageError(`--engine must be podman, docker or kubernetes, not '${value}'`);
 }
 
 /** `--engine` when given, else podman if installed, else docker. */

@@ -383,14 +383,14 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
   }
 }
 
-interface LogSinks {
+export interface LogSinks {
   textPath?: string;
   event(raw: string, counts: NetworkCounts, live: NodeJS.WritableStream | undefined): void;
   close(): Promise<void>;
 }
 
 /** Event lines are `<json>\t<text>`: JSON escapes tabs and the text line has no control characters. */
-async function openLogSinks(options: NetworkLogOptions, runId: string): Promise<LogSinks> {
+export async function openLogSinks(options: NetworkLogOptions, runId: string): Promise<LogSinks> {
   const open = async (file: string): Promise<WriteStream> => {
     await mkdir(path.dirname(file), { recursive: true });
     return createWriteStream(file, { flags: 'a', mode: 0o600 });
