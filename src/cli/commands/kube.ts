@@ -154,7 +154,8 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
     const namespace = values.namespace ?? connection.namespace ?? 'default';
 
     // In a pod (ARC): the runner pod owns the run's objects, and its volume is the workspace.
-    const runner = inClusterConnection(ctx.env)
+    // A pod's host name is its name; outside a pod there is no runner pod to look up.
+    const runner = ctx.env.KUBERNETES_SERVICE_HOST
       ? await readRunnerPod(api, namespace, ctx.env.HOSTNAME ?? hostname())
       : null;
     const owner =
