@@ -11,7 +11,7 @@ export interface ActionInputs {
   cacheVersion: string;
   /** Hours; images older than this are rebuilt even on a cache hit. */
   cacheMaxAge: number;
-  engine: 'podman' | 'docker' | null;
+  engine: 'podman' | 'docker' | 'kubernetes' | null;
   /** For the host-side fetches only; never reaches the sandbox. Empty: anonymous. */
   token: string;
   /** Inputs that were given but mean nothing here (Airut's `airut_version`), to be reported. */
@@ -65,8 +65,10 @@ export function readInputs(get: (name: string) => string): ActionInputs {
   const ageText = either(get, 'cache-max-age') || '168';
   if (!/^\d+$/.test(ageText)) throw new InputError(`input 'cache-max-age' is whole hours, not '${ageText}'`);
   const engineText = get('engine').trim();
-  if (engineText !== '' && engineText !== 'podman' && engineText !== 'docker') {
-    throw new InputError(`input 'engine' must be podman or docker (or empty to pick one), not '${engineText}'`);
+  if (engineText !== '' && engineText !== 'podman' && engineText !== 'docker' && engineText !== 'kubernetes') {
+    throw new InputError(
+      `input 'engine' must be podman, docker or kubernetes (or empty to pick one), not '${engineText}'`,
+    );
   }
   const cacheVersion = either(get, 'cache-version');
   if (!/^[\w.-]*$/.test(cacheVersion)) {

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as core from '@actions/core';
+import { kubernetesChosen } from '../cli/commands/kube.js';
 import type { Command, CommandContext } from '../cli/commands/types.js';
 import type { LoadedPolicy, PolicyLocation } from '../cli/config/types.js';
 import { AirlockError, EXIT } from '../cli/errors.js';
@@ -113,7 +114,9 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   const ctx: CommandContext = { cwd: workspace, env, stdout: process.stdout, stderr: process.stderr, isTTY: false };
   const engineArgs: string[] = inputs.engine ? [RUN_FLAGS.engine, inputs.engine] : [];
   const actionArgs = [...engineArgs];
-  if (inputs.cache) {
+  // On Kubernetes the images come from a registry (docs/kubernetes.md): there is no local image store to cache.
+  const onKubernetes = await kubernetesChosen(inputs.engine ?? undefined, env);
+  if (inputs.cache && !onKubernetes) {
     const outcome = await core.group('airlock: images from the Actions cache', () =>
       syncImageCache({
         image: cli(deps.image),

@@ -82,6 +82,9 @@ const RUN_OPTIONS = {
   image: { type: 'string' },
   timeout: { type: 'string' },
   'fail-on-block': { type: 'boolean', default: false },
+  // Accepted so the same options work on every engine; images come from a registry here, nothing is built.
+  'max-image-age': { type: 'string' },
+  mount: { type: 'string', multiple: true, default: [] as string[] },
 } as const;
 
 const RUN_USAGE = `usage: airlock run --engine kubernetes [options] -- COMMAND [ARGS...]
@@ -140,6 +143,9 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
     throw new UsageError(`no command given: write it after --, e.g. airlock run -- npm test\n\n${RUN_USAGE}`);
   }
   const command = split.command;
+  if (values.mount.length > 0) {
+    throw new UsageError('--mount is not available with --engine kubernetes: a pod mounts volumes, not host paths');
+  }
   const timeoutFlag = values.timeout === undefined ? undefined : parseWholeNumber('--timeout', values.timeout, 10);
   const log = loggerFor(values, ctx);
   const stop = new AbortController();
@@ -190,7 +196,10 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
     });
     const logOptions = networkLogOptions(
       Object.fromEntries(
-        Object.keys(NETWORK_OPTIONS).map((k) => [k, (values as Record<string, string | boolean | undefined>)[k]]),
+        Object.keys(NETWORK_OPTIONS).map((k) => [
+          k,
+          (values as Record<string, unknown>)[k] as string | boolean | undefined,
+        ]),
       ),
       ctx.cwd,
     );
