@@ -186,9 +186,12 @@ export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, l
 }
 
 export const run: Command = async (argv, ctx) => {
-  // Kubernetes is a different run altogether (pods, not containers): docs/kubernetes.md.
-  const kube = await import('./kube.js');
-  if (await kube.kubernetesChosen(kube.rawEngineFlag(argv), ctx.env)) return kube.runOnKubernetes(argv, ctx);
+  // Kubernetes is a different run altogether (pods, not containers): docs/kubernetes.md. Its code is loaded only
+  // when it may be wanted, so a Podman/Docker run pays nothing for it.
+  if (argv.includes('kubernetes') || argv.some((a) => a.endsWith('=kubernetes')) || ctx.env.KUBERNETES_SERVICE_HOST) {
+    const kube = await import('./kube.js');
+    if (await kube.kubernetesChosen(kube.rawEngineFlag(argv), ctx.env)) return kube.runOnKubernetes(argv, ctx);
+  }
   const split = splitAtDoubleDash(argv);
   const { values, positionals } = parseFlags(
     { args: split.options, options: RUN_OPTIONS, strict: true, allowPositionals: true },
