@@ -50,7 +50,12 @@ const KINDS: Record<string, string> = {
   networkpolicies: 'NetworkPolicy',
 };
 
-export async function startFakeKubeApi(script: (pod: Obj) => PodScript | null, seed: Obj[] = []): Promise<FakeKubeApi> {
+export async function startFakeKubeApi(
+  script: (pod: Obj) => PodScript | null,
+  seed: Obj[] = [],
+  /** Requests (method and path) answered 403 Forbidden, as RBAC would. */
+  forbidden?: RegExp,
+): Promise<FakeKubeApi> {
   const objects = new Map<string, Obj>();
   const calls: RecordedCall[] = [];
   const watchers = new Map<string, Set<http.ServerResponse>>();
@@ -154,6 +159,9 @@ export async function startFakeKubeApi(script: (pod: Obj) => PodScript | null, s
         res.writeHead(code, { 'content-type': 'application/json' });
         res.end(JSON.stringify(obj));
       };
+      if (forbidden?.test(`${req.method} ${url.pathname}`)) {
+        return reply(403, { kind: 'Status', message: 'forbidden by the test', reason: 'Forbidden' });
+      }
       if (!m) return reply(404, { kind: 'Status', message: 'no route', reason: 'NotFound' });
       const [, , resource, name, sub] = m;
       const kind = KINDS[resource!];

@@ -58,6 +58,7 @@ interface Scenario {
   sandbox?: Partial<PodScript>;
   extraArgs?: string[];
   during?: (api: FakeKubeApi) => void;
+  forbidden?: RegExp;
 }
 
 const REAL = 'ghp_REALrealREALrealREALrealREALreal0000';
@@ -78,6 +79,7 @@ async function runScenario(s: Scenario) {
       return null;
     },
     [RUNNER],
+    s.forbidden,
   );
   const kubeconfig = join(work, `kubeconfig-${Math.random().toString(36).slice(2)}`);
   await writeFile(
@@ -137,7 +139,7 @@ interface Meta {
   labels?: Record<string, string>;
   ownerReferences?: unknown;
 }
-const meta = (c: RecordedCall): Meta => (c.body?.metadata ?? {});
+const meta = (c: RecordedCall): Meta => c.body?.metadata ?? {};
 const isPod = (c: RecordedCall, prefix: string) =>
   c.method === 'POST' && c.body?.kind === 'Pod' && (meta(c).name ?? '').startsWith(prefix);
 
@@ -263,6 +265,36 @@ describe('airlock run --engine kubernetes against a fake API server', { timeout:
     assert.equal(code, 125);
     assert.match(err, /the proxy pod could not start: proxy: ImagePullBackOff/);
     assert.ok(!creates(api.calls).some((c) => c.startsWith('Pod airlock-sandbox')));
+    assertNothingLeft(api);
+  });
+
+  test('a command past its --timeout: its pod is deleted at once, exit 124, nothing left', async () => {
+    const { code, err, api } = await runScenario({
+      sandbox: { containers: { sandbox: { log: ['working\n'] } } },
+      extraArgs: ['--timeout', '10'],
+    });
+    assert.equal(code, 124);
+    assert.match(err, /timed out after 10s/);
+    const stop = api.calls.find((c) => c.method === 'DELETE' && /pods\/airlock-sandbox-/.test(c.path))!;
+    assert.equal(stop.body?.gracePeriodSeconds, 0);
+    const sandbox = api.calls.find((c) => isPod(c, 'airlock-sandbox-'))!.body as unknown as IPod;
+    assert.equal(sandbox.spec?.activeDeadlineSeconds, 10 + 300, 'the pod ends by itself should airlock die');
+    assertNothingLeft(api);
+  });
+
+  test('RBAC refusing a call: 125 naming the Role the runner needs; nothing created, nothing left', async () => {
+    const { code, err, api } = await runScenario({ forbidden: /^GET .*\/pods\/runner-abc$/ });
+    assert.equal(code, 125);
+    assert.match(err, /403 forbidden by the test \(see docs\/kubernetes\.md#rbac/);
+    assert.ok(!api.calls.some((c) => c.method === 'POST'));
+    assertNothingLeft(api);
+  });
+
+  test('RBAC refusing NetworkPolicies: 125, and what was created before is deleted', async () => {
+    const { code, err, api } = await runScenario({ forbidden: /^POST .*\/networkpolicies$/ });
+    assert.equal(code, 125);
+    assert.match(err, /networkpolicies: 403/);
+    assert.ok(api.calls.some((c) => c.method === 'DELETE' && /secrets\/airlock-proxy-config-/.test(c.path)));
     assertNothingLeft(api);
   });
 

@@ -10,7 +10,7 @@ import { decodeCanaryLine } from '../../protocol/proxy-pod.js';
 import { SandboxError } from '../errors.js';
 import type { ContainerOutcome, StopSignal } from '../session/container.js';
 import type { Logger } from '../session/log.js';
-import { lineSplitter, type KubeApi, type WatchEvent } from './api.js';
+import { KubeApiError, lineSplitter, type KubeApi, type WatchEvent } from './api.js';
 import {
   caConfigMap,
   kubeNames,
@@ -389,14 +389,19 @@ function reportCleanup(log: Logger) {
   return (err: unknown) => log.warn(`cleanup: ${err instanceof Error ? err.message : String(err)}`);
 }
 
-/** The runner's own pod, when airlock runs in one: owner of the run's objects, node and workspace volume. */
+/**
+ * The runner's own pod, when airlock runs in one: owner of the run's objects, node and workspace volume. Not found
+ * is an answer (airlock runs in some other pod, or outside this namespace); any other failure — above all a 403
+ * for a missing `get pods` — is the run's failure, with the RBAC hint.
+ */
 export async function readRunnerPod(api: KubeApi, namespace: string, name: string): Promise<IPod | null> {
   try {
     return await api.request<IPod>(
       'GET',
       `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
     );
-  } catch {
-    return null;
+  } catch (err) {
+    if (err instanceof KubeApiError && err.status === 404) return null;
+    throw err;
   }
 }
