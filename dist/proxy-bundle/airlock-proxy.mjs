@@ -20,9 +20,9 @@ var __commonJS = (cb, mod) => function __require() {
     throw mod = 0, e;
   }
 };
-var __export = (target, all) => {
+var __export = (target2, all) => {
   for (var name in all)
-    __defProp(target, name, { get: all[name], enumerable: true });
+    __defProp(target2, name, { get: all[name], enumerable: true });
 };
 var __copyProps = (to, from, except, desc) => {
   if (from && typeof from === "object" || typeof from === "function") {
@@ -32,12 +32,12 @@ var __copyProps = (to, from, except, desc) => {
   }
   return to;
 };
-var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__getProtoOf(mod)) : {}, __copyProps(
+var __toESM = (mod, isNodeMode, target2) => (target2 = mod != null ? __create(__getProtoOf(mod)) : {}, __copyProps(
   // If the importer is in node compatibility mode or this is not an ESM
   // file that has been converted to a CommonJS file using a Babel-
   // compatible transform (i.e. "__esModule" has not been set), then set
   // "default" to the CommonJS "module.exports" for node compatibility.
-  isNodeMode || !mod || !mod.__esModule ? __defProp(target, "default", { value: mod, enumerable: true }) : target,
+  isNodeMode || !mod || !mod.__esModule ? __defProp(target2, "default", { value: mod, enumerable: true }) : target2,
   mod
 ));
 var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: true }), mod);
@@ -3677,9 +3677,9 @@ var require_Reflect = __commonJS({
         if (typeof root.Reflect === "undefined") {
           root.Reflect = Reflect3;
         }
-        function makeExporter(target, previous) {
+        function makeExporter(target2, previous) {
           return function(key, value) {
-            Object.defineProperty(target, key, { configurable: true, writable: true, value });
+            Object.defineProperty(target2, key, { configurable: true, writable: true, value });
             if (previous)
               previous(key, value);
           };
@@ -3734,130 +3734,130 @@ var require_Reflect = __commonJS({
         var registrySymbol = supportsSymbol ? /* @__PURE__ */ Symbol.for("@reflect-metadata:registry") : void 0;
         var metadataRegistry = GetOrCreateMetadataRegistry();
         var metadataProvider = CreateMetadataProvider(metadataRegistry);
-        function decorate(decorators, target, propertyKey, attributes) {
+        function decorate(decorators, target2, propertyKey, attributes) {
           if (!IsUndefined(propertyKey)) {
             if (!IsArray(decorators))
               throw new TypeError();
-            if (!IsObject(target))
+            if (!IsObject(target2))
               throw new TypeError();
             if (!IsObject(attributes) && !IsUndefined(attributes) && !IsNull(attributes))
               throw new TypeError();
             if (IsNull(attributes))
               attributes = void 0;
             propertyKey = ToPropertyKey(propertyKey);
-            return DecorateProperty(decorators, target, propertyKey, attributes);
+            return DecorateProperty(decorators, target2, propertyKey, attributes);
           } else {
             if (!IsArray(decorators))
               throw new TypeError();
-            if (!IsConstructor(target))
+            if (!IsConstructor(target2))
               throw new TypeError();
-            return DecorateConstructor(decorators, target);
+            return DecorateConstructor(decorators, target2);
           }
         }
         exporter("decorate", decorate);
         function metadata(metadataKey, metadataValue) {
-          function decorator(target, propertyKey) {
-            if (!IsObject(target))
+          function decorator(target2, propertyKey) {
+            if (!IsObject(target2))
               throw new TypeError();
             if (!IsUndefined(propertyKey) && !IsPropertyKey(propertyKey))
               throw new TypeError();
-            OrdinaryDefineOwnMetadata(metadataKey, metadataValue, target, propertyKey);
+            OrdinaryDefineOwnMetadata(metadataKey, metadataValue, target2, propertyKey);
           }
           return decorator;
         }
         exporter("metadata", metadata);
-        function defineMetadata(metadataKey, metadataValue, target, propertyKey) {
-          if (!IsObject(target))
+        function defineMetadata(metadataKey, metadataValue, target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          return OrdinaryDefineOwnMetadata(metadataKey, metadataValue, target, propertyKey);
+          return OrdinaryDefineOwnMetadata(metadataKey, metadataValue, target2, propertyKey);
         }
         exporter("defineMetadata", defineMetadata);
-        function hasMetadata(metadataKey, target, propertyKey) {
-          if (!IsObject(target))
+        function hasMetadata(metadataKey, target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          return OrdinaryHasMetadata(metadataKey, target, propertyKey);
+          return OrdinaryHasMetadata(metadataKey, target2, propertyKey);
         }
         exporter("hasMetadata", hasMetadata);
-        function hasOwnMetadata(metadataKey, target, propertyKey) {
-          if (!IsObject(target))
+        function hasOwnMetadata(metadataKey, target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          return OrdinaryHasOwnMetadata(metadataKey, target, propertyKey);
+          return OrdinaryHasOwnMetadata(metadataKey, target2, propertyKey);
         }
         exporter("hasOwnMetadata", hasOwnMetadata);
-        function getMetadata(metadataKey, target, propertyKey) {
-          if (!IsObject(target))
+        function getMetadata(metadataKey, target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          return OrdinaryGetMetadata(metadataKey, target, propertyKey);
+          return OrdinaryGetMetadata(metadataKey, target2, propertyKey);
         }
         exporter("getMetadata", getMetadata);
-        function getOwnMetadata(metadataKey, target, propertyKey) {
-          if (!IsObject(target))
+        function getOwnMetadata(metadataKey, target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          return OrdinaryGetOwnMetadata(metadataKey, target, propertyKey);
+          return OrdinaryGetOwnMetadata(metadataKey, target2, propertyKey);
         }
         exporter("getOwnMetadata", getOwnMetadata);
-        function getMetadataKeys(target, propertyKey) {
-          if (!IsObject(target))
+        function getMetadataKeys(target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          return OrdinaryMetadataKeys(target, propertyKey);
+          return OrdinaryMetadataKeys(target2, propertyKey);
         }
         exporter("getMetadataKeys", getMetadataKeys);
-        function getOwnMetadataKeys(target, propertyKey) {
-          if (!IsObject(target))
+        function getOwnMetadataKeys(target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          return OrdinaryOwnMetadataKeys(target, propertyKey);
+          return OrdinaryOwnMetadataKeys(target2, propertyKey);
         }
         exporter("getOwnMetadataKeys", getOwnMetadataKeys);
-        function deleteMetadata(metadataKey, target, propertyKey) {
-          if (!IsObject(target))
+        function deleteMetadata(metadataKey, target2, propertyKey) {
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
-          if (!IsObject(target))
+          if (!IsObject(target2))
             throw new TypeError();
           if (!IsUndefined(propertyKey))
             propertyKey = ToPropertyKey(propertyKey);
           var provider = GetMetadataProvider(
-            target,
+            target2,
             propertyKey,
             /*Create*/
             false
           );
           if (IsUndefined(provider))
             return false;
-          return provider.OrdinaryDeleteMetadata(metadataKey, target, propertyKey);
+          return provider.OrdinaryDeleteMetadata(metadataKey, target2, propertyKey);
         }
         exporter("deleteMetadata", deleteMetadata);
-        function DecorateConstructor(decorators, target) {
+        function DecorateConstructor(decorators, target2) {
           for (var i = decorators.length - 1; i >= 0; --i) {
             var decorator = decorators[i];
-            var decorated = decorator(target);
+            var decorated = decorator(target2);
             if (!IsUndefined(decorated) && !IsNull(decorated)) {
               if (!IsConstructor(decorated))
                 throw new TypeError();
-              target = decorated;
+              target2 = decorated;
             }
           }
-          return target;
+          return target2;
         }
-        function DecorateProperty(decorators, target, propertyKey, descriptor) {
+        function DecorateProperty(decorators, target2, propertyKey, descriptor) {
           for (var i = decorators.length - 1; i >= 0; --i) {
             var decorator = decorators[i];
-            var decorated = decorator(target, propertyKey, descriptor);
+            var decorated = decorator(target2, propertyKey, descriptor);
             if (!IsUndefined(decorated) && !IsNull(decorated)) {
               if (!IsObject(decorated))
                 throw new TypeError();
@@ -4135,7 +4135,7 @@ var require_Reflect = __commonJS({
           }
           var first;
           var second;
-          var rest;
+          var rest2;
           var targetProviderMap = new _WeakMap();
           var registry2 = {
             registerProvider,
@@ -4161,9 +4161,9 @@ var require_Reflect = __commonJS({
               case second === provider:
                 break;
               default:
-                if (rest === void 0)
-                  rest = new _Set();
-                rest.add(provider);
+                if (rest2 === void 0)
+                  rest2 = new _Set();
+                rest2.add(provider);
                 break;
             }
           }
@@ -4174,8 +4174,8 @@ var require_Reflect = __commonJS({
               if (!IsUndefined(second)) {
                 if (second.isProviderFor(O, P))
                   return first;
-                if (!IsUndefined(rest)) {
-                  var iterator = GetIterator(rest);
+                if (!IsUndefined(rest2)) {
+                  var iterator = GetIterator(rest2);
                   while (true) {
                     var next = IteratorStep(iterator);
                     if (!next) {
@@ -4217,7 +4217,7 @@ var require_Reflect = __commonJS({
           function hasProvider(provider) {
             if (IsUndefined(provider))
               throw new TypeError();
-            return first === provider || second === provider || !IsUndefined(rest) && rest.has(provider);
+            return first === provider || second === provider || !IsUndefined(rest2) && rest2.has(provider);
           }
           function setProvider(O, P, provider) {
             if (!hasProvider(provider)) {
@@ -4647,34 +4647,34 @@ var require_Reflect = __commonJS({
               function WeakMap2() {
                 this._key = CreateUniqueKey();
               }
-              WeakMap2.prototype.has = function(target) {
+              WeakMap2.prototype.has = function(target2) {
                 var table = GetOrCreateWeakMapTable(
-                  target,
+                  target2,
                   /*create*/
                   false
                 );
                 return table !== void 0 ? HashMap.has(table, this._key) : false;
               };
-              WeakMap2.prototype.get = function(target) {
+              WeakMap2.prototype.get = function(target2) {
                 var table = GetOrCreateWeakMapTable(
-                  target,
+                  target2,
                   /*create*/
                   false
                 );
                 return table !== void 0 ? HashMap.get(table, this._key) : void 0;
               };
-              WeakMap2.prototype.set = function(target, value) {
+              WeakMap2.prototype.set = function(target2, value) {
                 var table = GetOrCreateWeakMapTable(
-                  target,
+                  target2,
                   /*create*/
                   true
                 );
                 table[this._key] = value;
                 return this;
               };
-              WeakMap2.prototype.delete = function(target) {
+              WeakMap2.prototype.delete = function(target2) {
                 var table = GetOrCreateWeakMapTable(
-                  target,
+                  target2,
                   /*create*/
                   false
                 );
@@ -4694,13 +4694,13 @@ var require_Reflect = __commonJS({
             keys[key] = true;
             return key;
           }
-          function GetOrCreateWeakMapTable(target, create) {
-            if (!hasOwn.call(target, rootKey)) {
+          function GetOrCreateWeakMapTable(target2, create) {
+            if (!hasOwn.call(target2, rootKey)) {
               if (!create)
                 return void 0;
-              Object.defineProperty(target, rootKey, { value: HashMap.create() });
+              Object.defineProperty(target2, rootKey, { value: HashMap.create() });
             }
-            return target[rootKey];
+            return target2[rootKey];
           }
           function FillRandomBytes(buffer, size) {
             for (var i = 0; i < size; ++i)
@@ -4804,15 +4804,15 @@ function __rest(s, e) {
     }
   return t;
 }
-function __decorate(decorators, target, key, desc) {
-  var c = arguments.length, r = c < 3 ? target : desc === null ? desc = Object.getOwnPropertyDescriptor(target, key) : desc, d;
-  if (typeof Reflect === "object" && typeof Reflect.decorate === "function") r = Reflect.decorate(decorators, target, key, desc);
-  else for (var i = decorators.length - 1; i >= 0; i--) if (d = decorators[i]) r = (c < 3 ? d(r) : c > 3 ? d(target, key, r) : d(target, key)) || r;
-  return c > 3 && r && Object.defineProperty(target, key, r), r;
+function __decorate(decorators, target2, key, desc) {
+  var c = arguments.length, r = c < 3 ? target2 : desc === null ? desc = Object.getOwnPropertyDescriptor(target2, key) : desc, d;
+  if (typeof Reflect === "object" && typeof Reflect.decorate === "function") r = Reflect.decorate(decorators, target2, key, desc);
+  else for (var i = decorators.length - 1; i >= 0; i--) if (d = decorators[i]) r = (c < 3 ? d(r) : c > 3 ? d(target2, key, r) : d(target2, key)) || r;
+  return c > 3 && r && Object.defineProperty(target2, key, r), r;
 }
 function __param(paramIndex, decorator) {
-  return function(target, key) {
-    decorator(target, key, paramIndex);
+  return function(target2, key) {
+    decorator(target2, key, paramIndex);
   };
 }
 function __esDecorate(ctor, descriptorIn, decorators, contextIn, initializers, extraInitializers) {
@@ -4821,8 +4821,8 @@ function __esDecorate(ctor, descriptorIn, decorators, contextIn, initializers, e
     return f;
   }
   var kind = contextIn.kind, key = kind === "getter" ? "get" : kind === "setter" ? "set" : "value";
-  var target = !descriptorIn && ctor ? contextIn["static"] ? ctor : ctor.prototype : null;
-  var descriptor = descriptorIn || (target ? Object.getOwnPropertyDescriptor(target, contextIn.name) : {});
+  var target2 = !descriptorIn && ctor ? contextIn["static"] ? ctor : ctor.prototype : null;
+  var descriptor = descriptorIn || (target2 ? Object.getOwnPropertyDescriptor(target2, contextIn.name) : {});
   var _, done = false;
   for (var i = decorators.length - 1; i >= 0; i--) {
     var context = {};
@@ -4844,7 +4844,7 @@ function __esDecorate(ctor, descriptorIn, decorators, contextIn, initializers, e
       else descriptor[key] = _;
     }
   }
-  if (target) Object.defineProperty(target, contextIn.name, descriptor);
+  if (target2) Object.defineProperty(target2, contextIn.name, descriptor);
   done = true;
 }
 function __runInitializers(thisArg, initializers, value) {
@@ -5151,7 +5151,7 @@ function __addDisposableResource(env, value, async) {
   return value;
 }
 function __disposeResources(env) {
-  function fail(e) {
+  function fail2(e) {
     env.error = env.hasError ? new _SuppressedError(e, env.error, "An error was suppressed during disposal.") : e;
     env.hasError = true;
   }
@@ -5163,12 +5163,12 @@ function __disposeResources(env) {
         if (r.dispose) {
           var result = r.dispose.call(r.value);
           if (r.async) return s |= 2, Promise.resolve(result).then(next, function(e) {
-            fail(e);
+            fail2(e);
             return next();
           });
         } else s |= 1;
       } catch (e) {
-        fail(e);
+        fail2(e);
       }
     }
     if (s === 1) return env.hasError ? Promise.reject(env.error) : Promise.resolve();
@@ -5600,7 +5600,7 @@ var require_build = __commonJS({
       }
     };
     Convert.DEFAULT_UTF8_ENCODING = "utf8";
-    function assign(target, ...sources) {
+    function assign(target2, ...sources) {
       const res = arguments[0];
       for (let i = 1; i < arguments.length; i++) {
         const obj = arguments[i];
@@ -9714,20 +9714,20 @@ var require_concat = __commonJS({
       }
       return result;
     }
-    function concat(first, second, ...rest) {
+    function concat(first, second, ...rest2) {
       let buffers;
       let type;
       if (typeof second === "function") {
         buffers = Array.from(first);
         type = second;
       } else if ((0, buffer_source_js_1.isBufferSource)(first)) {
-        buffers = [first, second, ...rest].filter(buffer_source_js_1.isBufferSource);
+        buffers = [first, second, ...rest2].filter(buffer_source_js_1.isBufferSource);
       } else {
         buffers = Array.from(first);
         if (second) {
           buffers.push(second);
         }
-        buffers.push(...rest);
+        buffers.push(...rest2);
       }
       const bytes = concatToUint8Array(buffers);
       return type ? (0, buffer_source_js_1.toView)(bytes, type) : bytes.buffer;
@@ -11035,11 +11035,11 @@ var require_buffer_source_converter = __commonJS({
       static isEqual(a, b) {
         return (0, index_js_1.equal)(a, b);
       }
-      static concat(first, second, ...rest) {
+      static concat(first, second, ...rest2) {
         if (Array.isArray(first)) {
           return typeof second === "function" ? (0, index_js_1.concat)(first, second) : (0, index_js_1.concat)(first);
         }
-        const buffers = [first, second, ...rest].filter(Boolean);
+        const buffers = [first, second, ...rest2].filter(Boolean);
         return (0, index_js_1.concat)(buffers);
       }
     };
@@ -11134,16 +11134,16 @@ var require_functions = __commonJS({
     exports.combine = combine;
     exports.isEqual = isEqual;
     var index_js_1 = require_bytes();
-    function assign(target, ...sources) {
+    function assign(target2, ...sources) {
       for (const source of sources) {
         if (!source) {
           continue;
         }
         for (const prop in source) {
-          target[prop] = source[prop];
+          target2[prop] = source[prop];
         }
       }
-      return target;
+      return target2;
     }
     function combine(...buf) {
       return (0, index_js_1.concat)(buf);
@@ -11533,20 +11533,20 @@ var require_helper = __commonJS({
     exports.isConvertible = isConvertible;
     exports.isTypeOfArray = isTypeOfArray;
     exports.isArrayEqual = isArrayEqual;
-    function isConvertible(target) {
-      if (typeof target === "function" && target.prototype) {
-        if (target.prototype.toASN && target.prototype.fromASN) {
+    function isConvertible(target2) {
+      if (typeof target2 === "function" && target2.prototype) {
+        if (target2.prototype.toASN && target2.prototype.fromASN) {
           return true;
         } else {
-          return isConvertible(target.prototype);
+          return isConvertible(target2.prototype);
         }
       } else {
-        return !!(target && typeof target === "object" && "toASN" in target && "fromASN" in target);
+        return !!(target2 && typeof target2 === "object" && "toASN" in target2 && "fromASN" in target2);
       }
     }
-    function isTypeOfArray(target) {
-      if (target) {
-        const proto = Object.getPrototypeOf(target);
+    function isTypeOfArray(target2) {
+      if (target2) {
+        const proto = Object.getPrototypeOf(target2);
         if (proto?.prototype?.constructor === Array) {
           return true;
         }
@@ -11585,39 +11585,39 @@ var require_schema = __commonJS({
     var helper_1 = require_helper();
     var AsnSchemaStorage = class {
       items = /* @__PURE__ */ new WeakMap();
-      has(target) {
-        return this.items.has(target);
+      has(target2) {
+        return this.items.has(target2);
       }
-      get(target, checkSchema = false) {
-        const schema = this.items.get(target);
+      get(target2, checkSchema = false) {
+        const schema = this.items.get(target2);
         if (!schema) {
-          throw new Error(`Cannot get schema for '${target.prototype.constructor.name}' target`);
+          throw new Error(`Cannot get schema for '${target2.prototype.constructor.name}' target`);
         }
         if (checkSchema && !schema.schema) {
-          throw new Error(`Schema '${target.prototype.constructor.name}' doesn't contain ASN.1 schema. Call 'AsnSchemaStorage.cache'.`);
+          throw new Error(`Schema '${target2.prototype.constructor.name}' doesn't contain ASN.1 schema. Call 'AsnSchemaStorage.cache'.`);
         }
         return schema;
       }
-      cache(target) {
-        const schema = this.get(target);
+      cache(target2) {
+        const schema = this.get(target2);
         if (!schema.schema) {
-          schema.schema = this.create(target, true);
+          schema.schema = this.create(target2, true);
         }
       }
-      createDefault(target) {
+      createDefault(target2) {
         const schema = {
           type: enums_1.AsnTypeTypes.Sequence,
           items: {}
         };
-        const parentSchema = this.findParentSchema(target);
+        const parentSchema = this.findParentSchema(target2);
         if (parentSchema) {
           Object.assign(schema, parentSchema);
           schema.items = Object.assign({}, schema.items, parentSchema.items);
         }
         return schema;
       }
-      create(target, useNames) {
-        const schema = this.items.get(target) || this.createDefault(target);
+      create(target2, useNames) {
+        const schema = this.items.get(target2) || this.createDefault(target2);
         const asn1Value = [];
         for (const key in schema.items) {
           const item = schema.items[key];
@@ -11720,12 +11720,12 @@ var require_schema = __commonJS({
             throw new Error("Unsupported ASN1 type in use");
         }
       }
-      set(target, schema) {
-        this.items.set(target, schema);
+      set(target2, schema) {
+        this.items.set(target2, schema);
         return this;
       }
-      findParentSchema(target) {
-        const parent = Object.getPrototypeOf(target);
+      findParentSchema(target2) {
+        const parent = Object.getPrototypeOf(target2);
         if (parent) {
           const schema = this.items.get(parent);
           return schema || this.findParentSchema(parent);
@@ -11758,13 +11758,13 @@ var require_decorators = __commonJS({
     var converters = tslib_1.__importStar(require_converters2());
     var enums_1 = require_enums();
     var storage_1 = require_storage();
-    var AsnType = (options) => (target) => {
+    var AsnType = (options) => (target2) => {
       let schema;
-      if (!storage_1.schemaStorage.has(target)) {
-        schema = storage_1.schemaStorage.createDefault(target);
-        storage_1.schemaStorage.set(target, schema);
+      if (!storage_1.schemaStorage.has(target2)) {
+        schema = storage_1.schemaStorage.createDefault(target2);
+        storage_1.schemaStorage.set(target2, schema);
       } else {
-        schema = storage_1.schemaStorage.get(target);
+        schema = storage_1.schemaStorage.get(target2);
       }
       Object.assign(schema, options);
     };
@@ -11781,19 +11781,19 @@ var require_decorators = __commonJS({
       ...options
     });
     exports.AsnSequenceType = AsnSequenceType;
-    var AsnProp = (options) => (target, propertyKey) => {
+    var AsnProp = (options) => (target2, propertyKey) => {
       let schema;
-      if (!storage_1.schemaStorage.has(target.constructor)) {
-        schema = storage_1.schemaStorage.createDefault(target.constructor);
-        storage_1.schemaStorage.set(target.constructor, schema);
+      if (!storage_1.schemaStorage.has(target2.constructor)) {
+        schema = storage_1.schemaStorage.createDefault(target2.constructor);
+        storage_1.schemaStorage.set(target2.constructor, schema);
       } else {
-        schema = storage_1.schemaStorage.get(target.constructor);
+        schema = storage_1.schemaStorage.get(target2.constructor);
       }
       const copyOptions = Object.assign({}, options);
       if (typeof copyOptions.type === "number" && !copyOptions.converter) {
         const defaultConverter = converters.defaultConverter(options.type);
         if (!defaultConverter) {
-          throw new Error(`Cannot get default converter for property '${propertyKey}' of ${target.constructor.name}`);
+          throw new Error(`Cannot get default converter for property '${propertyKey}' of ${target2.constructor.name}`);
         }
         copyOptions.converter = defaultConverter;
       }
@@ -11842,45 +11842,45 @@ var require_parser2 = __commonJS({
     var helper_1 = require_helper();
     var storage_1 = require_storage();
     var AsnParser = class {
-      static parse(data, target, options) {
+      static parse(data, target2, options) {
         const asn1Parsed = asn1js.fromBER((0, utils_1.toArrayBuffer)(data), options?.berOptions);
         if (asn1Parsed.result.error) {
           throw new Error(asn1Parsed.result.error);
         }
-        const res = this.fromASN(asn1Parsed.result, target, options);
+        const res = this.fromASN(asn1Parsed.result, target2, options);
         return res;
       }
-      static fromASN(asn1Schema, target, options) {
+      static fromASN(asn1Schema, target2, options) {
         try {
-          if ((0, helper_1.isConvertible)(target)) {
-            const value = new target();
+          if ((0, helper_1.isConvertible)(target2)) {
+            const value = new target2();
             return value.fromASN(asn1Schema);
           }
-          const schema = storage_1.schemaStorage.get(target);
-          storage_1.schemaStorage.cache(target);
+          const schema = storage_1.schemaStorage.get(target2);
+          storage_1.schemaStorage.cache(target2);
           let targetSchema = schema.schema;
-          const choiceResult = this.handleChoiceTypes(asn1Schema, schema, target, targetSchema, options);
+          const choiceResult = this.handleChoiceTypes(asn1Schema, schema, target2, targetSchema, options);
           if (choiceResult?.result) {
             return choiceResult.result;
           }
           if (choiceResult?.targetSchema) {
             targetSchema = choiceResult.targetSchema;
           }
-          const sequenceResult = this.handleSequenceTypes(asn1Schema, schema, target, targetSchema);
-          const res = new target();
-          if ((0, helper_1.isTypeOfArray)(target)) {
-            return this.handleArrayTypes(asn1Schema, schema, target, options);
+          const sequenceResult = this.handleSequenceTypes(asn1Schema, schema, target2, targetSchema);
+          const res = new target2();
+          if ((0, helper_1.isTypeOfArray)(target2)) {
+            return this.handleArrayTypes(asn1Schema, schema, target2, options);
           }
           this.processSchemaItems(schema, sequenceResult, res, options);
           return res;
         } catch (error62) {
           if (error62 instanceof errors_1.AsnSchemaValidationError) {
-            error62.schemas.push(target.name);
+            error62.schemas.push(target2.name);
           }
           throw error62;
         }
       }
-      static handleChoiceTypes(asn1Schema, schema, target, targetSchema, options) {
+      static handleChoiceTypes(asn1Schema, schema, target2, targetSchema, options) {
         if (asn1Schema.constructor === asn1js.Constructed && schema.type === enums_1.AsnTypeTypes.Choice && asn1Schema.idBlock.tagClass === 3) {
           for (const key in schema.items) {
             const schemaItem = schema.items[key];
@@ -11892,7 +11892,7 @@ var require_parser2 = __commonJS({
                   if ("value" in asn1Schema.valueBlock && Array.isArray(asn1Schema.valueBlock.value) && "value" in newSeq.valueBlock) {
                     newSeq.valueBlock.value = asn1Schema.valueBlock.value;
                     const fieldValue = this.fromASN(newSeq, schemaItem.type, options);
-                    const res = new target();
+                    const res = new target2();
                     res[key] = fieldValue;
                     return { result: res };
                   }
@@ -11915,17 +11915,17 @@ var require_parser2 = __commonJS({
         }
         return null;
       }
-      static handleSequenceTypes(asn1Schema, schema, target, targetSchema) {
+      static handleSequenceTypes(asn1Schema, schema, target2, targetSchema) {
         if (schema.type === enums_1.AsnTypeTypes.Sequence) {
           const asn1ComparedSchema = asn1js.compareSchema({}, asn1Schema, targetSchema);
           if (!asn1ComparedSchema.verified) {
-            throw new errors_1.AsnSchemaValidationError(`Data does not match to ${target.name} ASN1 schema.${asn1ComparedSchema.result.error ? ` ${asn1ComparedSchema.result.error}` : ""}`);
+            throw new errors_1.AsnSchemaValidationError(`Data does not match to ${target2.name} ASN1 schema.${asn1ComparedSchema.result.error ? ` ${asn1ComparedSchema.result.error}` : ""}`);
           }
           return asn1ComparedSchema;
         } else {
           const asn1ComparedSchema = asn1js.compareSchema({}, asn1Schema, targetSchema);
           if (!asn1ComparedSchema.verified) {
-            throw new errors_1.AsnSchemaValidationError(`Data does not match to ${target.name} ASN1 schema.${asn1ComparedSchema.result.error ? ` ${asn1ComparedSchema.result.error}` : ""}`);
+            throw new errors_1.AsnSchemaValidationError(`Data does not match to ${target2.name} ASN1 schema.${asn1ComparedSchema.result.error ? ` ${asn1ComparedSchema.result.error}` : ""}`);
           }
           return asn1ComparedSchema;
         }
@@ -11982,7 +11982,7 @@ var require_parser2 = __commonJS({
           throw err;
         }
       }
-      static handleArrayTypes(asn1Schema, schema, target, options) {
+      static handleArrayTypes(asn1Schema, schema, target2, options) {
         if (!("value" in asn1Schema.valueBlock && Array.isArray(asn1Schema.valueBlock.value))) {
           throw new Error("Cannot get items from the ASN.1 parsed value. ASN.1 object is not constructed.");
         }
@@ -11990,11 +11990,11 @@ var require_parser2 = __commonJS({
         if (typeof itemType === "number") {
           const converter = converters.defaultConverter(itemType);
           if (!converter) {
-            throw new Error(`Cannot get default converter for array item of ${target.name} ASN1 schema`);
+            throw new Error(`Cannot get default converter for array item of ${target2.name} ASN1 schema`);
           }
-          return target.from(asn1Schema.valueBlock.value, (element) => converter.fromASN(element));
+          return target2.from(asn1Schema.valueBlock.value, (element) => converter.fromASN(element));
         } else {
-          return target.from(asn1Schema.valueBlock.value, (element) => this.fromASN(element, itemType, options));
+          return target2.from(asn1Schema.valueBlock.value, (element) => this.fromASN(element, itemType, options));
         }
       }
       static processSchemaItems(schema, asn1ComparedSchema, res, options) {
@@ -12147,9 +12147,9 @@ var require_serializer = __commonJS({
         if (!(obj && typeof obj === "object")) {
           throw new TypeError("Parameter 1 should be type of Object.");
         }
-        const target = obj.constructor;
-        const schema = storage_1.schemaStorage.get(target);
-        storage_1.schemaStorage.cache(target);
+        const target2 = obj.constructor;
+        const schema = storage_1.schemaStorage.get(target2);
+        storage_1.schemaStorage.cache(target2);
         let asn1Value = [];
         if (schema.itemType) {
           if (!Array.isArray(obj)) {
@@ -12158,11 +12158,11 @@ var require_serializer = __commonJS({
           if (typeof schema.itemType === "number") {
             const converter = converters.defaultConverter(schema.itemType);
             if (!converter) {
-              throw new Error(`Cannot get default converter for array item of ${target.name} ASN1 schema`);
+              throw new Error(`Cannot get default converter for array item of ${target2.name} ASN1 schema`);
             }
             asn1Value = obj.map((o) => converter.toASN(o));
           } else {
-            asn1Value = obj.map((o) => this.toAsnItem({ type: schema.itemType }, "[]", target, o));
+            asn1Value = obj.map((o) => this.toAsnItem({ type: schema.itemType }, "[]", target2, o));
           }
         } else {
           for (const key in schema.items) {
@@ -12171,7 +12171,7 @@ var require_serializer = __commonJS({
             if (objProp === void 0 || schemaItem.defaultValue === objProp || typeof schemaItem.defaultValue === "object" && typeof objProp === "object" && (0, helper_1.isArrayEqual)(this.serialize(schemaItem.defaultValue), this.serialize(objProp))) {
               continue;
             }
-            const asn1Item = _AsnSerializer.toAsnItem(schemaItem, key, target, objProp);
+            const asn1Item = _AsnSerializer.toAsnItem(schemaItem, key, target2, objProp);
             if (typeof schemaItem.context === "number") {
               if (schemaItem.implicit) {
                 if (!schemaItem.repeated && (typeof schemaItem.type === "number" || (0, helper_1.isConvertible)(schemaItem.type))) {
@@ -12222,19 +12222,19 @@ var require_serializer = __commonJS({
             break;
           case enums_1.AsnTypeTypes.Choice:
             if (!asn1Value[0]) {
-              throw new Error(`Schema '${target.name}' has wrong data. Choice cannot be empty.`);
+              throw new Error(`Schema '${target2.name}' has wrong data. Choice cannot be empty.`);
             }
             asnSchema = asn1Value[0];
             break;
         }
         return asnSchema;
       }
-      static toAsnItem(schemaItem, key, target, objProp) {
+      static toAsnItem(schemaItem, key, target2, objProp) {
         let asn1Item;
         if (typeof schemaItem.type === "number") {
           const converter = schemaItem.converter;
           if (!converter) {
-            throw new Error(`Property '${key}' doesn't have converter for type ${enums_1.AsnPropTypes[schemaItem.type]} in schema '${target.name}'`);
+            throw new Error(`Property '${key}' doesn't have converter for type ${enums_1.AsnPropTypes[schemaItem.type]} in schema '${target2.name}'`);
           }
           if (schemaItem.repeated) {
             if (!Array.isArray(objProp)) {
@@ -12302,8 +12302,8 @@ var require_convert3 = __commonJS({
       static serialize(obj) {
         return serializer_1.AsnSerializer.serialize(obj);
       }
-      static parse(data, target, options) {
-        return parser_1.AsnParser.parse(data, target, options);
+      static parse(data, target2, options) {
+        return parser_1.AsnParser.parse(data, target2, options);
       }
       static toString(data, options) {
         const buf = (0, utils_1.isBufferSource)(data) ? (0, utils_1.toArrayBuffer)(data) : _AsnConvert.serialize(data);
@@ -17307,15 +17307,15 @@ function __rest2(s, e) {
     }
   return t;
 }
-function __decorate2(decorators, target, key, desc) {
-  var c = arguments.length, r = c < 3 ? target : desc === null ? desc = Object.getOwnPropertyDescriptor(target, key) : desc, d;
-  if (typeof Reflect === "object" && typeof Reflect.decorate === "function") r = Reflect.decorate(decorators, target, key, desc);
-  else for (var i = decorators.length - 1; i >= 0; i--) if (d = decorators[i]) r = (c < 3 ? d(r) : c > 3 ? d(target, key, r) : d(target, key)) || r;
-  return c > 3 && r && Object.defineProperty(target, key, r), r;
+function __decorate2(decorators, target2, key, desc) {
+  var c = arguments.length, r = c < 3 ? target2 : desc === null ? desc = Object.getOwnPropertyDescriptor(target2, key) : desc, d;
+  if (typeof Reflect === "object" && typeof Reflect.decorate === "function") r = Reflect.decorate(decorators, target2, key, desc);
+  else for (var i = decorators.length - 1; i >= 0; i--) if (d = decorators[i]) r = (c < 3 ? d(r) : c > 3 ? d(target2, key, r) : d(target2, key)) || r;
+  return c > 3 && r && Object.defineProperty(target2, key, r), r;
 }
 function __param2(paramIndex, decorator) {
-  return function(target, key) {
-    decorator(target, key, paramIndex);
+  return function(target2, key) {
+    decorator(target2, key, paramIndex);
   };
 }
 function __metadata2(metadataKey, metadataValue) {
@@ -17624,9 +17624,9 @@ var require_reflection_helpers = __commonJS({
     Object.defineProperty(exports, "__esModule", { value: true });
     exports.defineInjectionTokenMetadata = exports.getParamInfo = exports.INJECTION_TOKEN_METADATA_KEY = void 0;
     exports.INJECTION_TOKEN_METADATA_KEY = "injectionTokens";
-    function getParamInfo(target) {
-      const params = Reflect.getMetadata("design:paramtypes", target) || [];
-      const injectionTokens = Reflect.getOwnMetadata(exports.INJECTION_TOKEN_METADATA_KEY, target) || {};
+    function getParamInfo(target2) {
+      const params = Reflect.getMetadata("design:paramtypes", target2) || [];
+      const injectionTokens = Reflect.getOwnMetadata(exports.INJECTION_TOKEN_METADATA_KEY, target2) || {};
       Object.keys(injectionTokens).forEach((key) => {
         params[+key] = injectionTokens[key];
       });
@@ -17634,14 +17634,14 @@ var require_reflection_helpers = __commonJS({
     }
     exports.getParamInfo = getParamInfo;
     function defineInjectionTokenMetadata(data, transform2) {
-      return function(target, _propertyKey, parameterIndex) {
-        const descriptors = Reflect.getOwnMetadata(exports.INJECTION_TOKEN_METADATA_KEY, target) || {};
+      return function(target2, _propertyKey, parameterIndex) {
+        const descriptors = Reflect.getOwnMetadata(exports.INJECTION_TOKEN_METADATA_KEY, target2) || {};
         descriptors[parameterIndex] = transform2 ? {
           token: data,
           transform: transform2.transformToken,
           transformArgs: transform2.args || []
         } : data;
-        Reflect.defineMetadata(exports.INJECTION_TOKEN_METADATA_KEY, descriptors, target);
+        Reflect.defineMetadata(exports.INJECTION_TOKEN_METADATA_KEY, descriptors, target2);
       };
     }
     exports.defineInjectionTokenMetadata = defineInjectionTokenMetadata;
@@ -17698,7 +17698,7 @@ var require_lazy_helpers = __commonJS({
         ];
       }
       createProxy(createObject) {
-        const target = {};
+        const target2 = {};
         let init = false;
         let value;
         const delayedObject = () => {
@@ -17708,7 +17708,7 @@ var require_lazy_helpers = __commonJS({
           }
           return value;
         };
-        return new Proxy(target, this.createHandler(delayedObject));
+        return new Proxy(target2, this.createHandler(delayedObject));
       }
       createHandler(delayedObject) {
         const handler = {};
@@ -18239,7 +18239,7 @@ var require_dependency_container = __commonJS({
       }
       construct(ctor, context) {
         if (ctor instanceof lazy_helpers_1.DelayedConstructor) {
-          return ctor.createProxy((target) => this.resolve(target, context));
+          return ctor.createProxy((target2) => this.resolve(target2, context));
         }
         const instance = (() => {
           const paramInfo = exports.typeInfo.get(ctor);
@@ -18297,9 +18297,9 @@ var require_auto_injectable = __commonJS({
     var injection_token_1 = require_injection_token();
     var error_helpers_1 = require_error_helpers();
     function autoInjectable() {
-      return function(target) {
-        const paramInfo = reflection_helpers_1.getParamInfo(target);
-        return class extends target {
+      return function(target2) {
+        const paramInfo = reflection_helpers_1.getParamInfo(target2);
+        return class extends target2 {
           constructor(...args) {
             super(...args.concat(paramInfo.slice(args.length).map((type, index) => {
               try {
@@ -18315,7 +18315,7 @@ var require_auto_injectable = __commonJS({
                 return dependency_container_1.instance.resolve(type);
               } catch (e) {
                 const argIndex = index + args.length;
-                throw new Error(error_helpers_1.formatErrorCtor(target, argIndex, e));
+                throw new Error(error_helpers_1.formatErrorCtor(target2, argIndex, e));
               }
             })));
           }
@@ -18353,14 +18353,14 @@ var require_injectable = __commonJS({
     var dependency_container_1 = require_dependency_container();
     var dependency_container_2 = require_dependency_container();
     function injectable(options) {
-      return function(target) {
-        dependency_container_1.typeInfo.set(target, reflection_helpers_1.getParamInfo(target));
+      return function(target2) {
+        dependency_container_1.typeInfo.set(target2, reflection_helpers_1.getParamInfo(target2));
         if (options && options.token) {
           if (!Array.isArray(options.token)) {
-            dependency_container_2.instance.register(options.token, target);
+            dependency_container_2.instance.register(options.token, target2);
           } else {
             options.token.forEach((token) => {
-              dependency_container_2.instance.register(token, target);
+              dependency_container_2.instance.register(token, target2);
             });
           }
         }
@@ -18378,12 +18378,12 @@ var require_registry3 = __commonJS({
     var tslib_1 = (init_tslib_es62(), __toCommonJS(tslib_es6_exports2));
     var dependency_container_1 = require_dependency_container();
     function registry2(registrations = []) {
-      return function(target) {
+      return function(target2) {
         registrations.forEach((_a3) => {
           var { token, options } = _a3, provider = tslib_1.__rest(_a3, ["token", "options"]);
           return dependency_container_1.instance.register(token, provider, options);
         });
-        return target;
+        return target2;
       };
     }
     exports.default = registry2;
@@ -18398,9 +18398,9 @@ var require_singleton = __commonJS({
     var injectable_1 = require_injectable();
     var dependency_container_1 = require_dependency_container();
     function singleton() {
-      return function(target) {
-        injectable_1.default()(target);
-        dependency_container_1.instance.registerSingleton(target);
+      return function(target2) {
+        injectable_1.default()(target2);
+        dependency_container_1.instance.registerSingleton(target2);
       };
     }
     exports.default = singleton;
@@ -18468,9 +18468,9 @@ var require_scoped = __commonJS({
     var injectable_1 = require_injectable();
     var dependency_container_1 = require_dependency_container();
     function scoped2(lifecycle, token) {
-      return function(target) {
-        injectable_1.default()(target);
-        dependency_container_1.instance.register(token || target, target, {
+      return function(target2) {
+        injectable_1.default()(target2);
+        dependency_container_1.instance.register(token || target2, target2, {
           lifecycle
         });
       };
@@ -22814,317 +22814,114 @@ var require_x509_cjs = __commonJS({
   }
 });
 
-// src/proxy/start.ts
-import http2 from "node:http";
-import https2 from "node:https";
-import { createInterface } from "node:readline";
-
-// src/protocol/fnmatch.ts
-function isGlob(pattern) {
-  return pattern.includes("*") || pattern.includes("?");
+// src/protocol/proxy-pod.ts
+var PROXY_POD_ENV = {
+  /** Path of the mounted configuration (a ProxyConfig as JSON, without `sandboxAddress`). */
+  configFile: "AIRLOCK_PROXY_CONFIG_FILE",
+  /** The pod's own IP (downward API `status.podIP`): the answer to every DNS query. */
+  podIp: "AIRLOCK_PROXY_POD_IP",
+  /** The canary port. */
+  canaryPort: "AIRLOCK_PROXY_CANARY_PORT"
+};
+var PROXY_MODE = { pod: "pod", networkPolicyProbe: "netpolicy-probe" };
+var CANARY_LINE_PREFIX = "AIRLOCK-CANARY ";
+function encodeCanaryLine(from) {
+  return `${CANARY_LINE_PREFIX}${JSON.stringify({ from })}
+`;
 }
-var cache = /* @__PURE__ */ new Map();
-var CACHE_LIMIT = 4096;
-function codePoints(s) {
-  const out = [];
-  for (const ch of s) out.push(ch.codePointAt(0));
-  return out;
+var PROBE_EXIT = {
+  enforced: 0,
+  /** A forbidden target answered: the cluster does not enforce the sandbox's NetworkPolicy. */
+  notEnforced: 10,
+  /** The proxy itself was unreachable, so a blocked forbidden target would prove nothing. */
+  noControl: 11,
+  usage: 12
+};
+function target(text) {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port2 = Number(m[2]);
+  if (port2 < 1 || port2 > 65535) return null;
+  return { host: m[1].replace(/^\[|\]$/g, ""), port: port2 };
 }
-function parseClass(body, negate) {
-  const singles = /* @__PURE__ */ new Set();
-  const ranges = [];
-  const DASH = 45;
-  for (let i = 0; i < body.length; i++) {
-    const lo = body[i];
-    if (body[i + 1] === DASH && i + 2 < body.length) {
-      const hi = body[i + 2];
-      if (lo <= hi) ranges.push([lo, hi]);
-      i += 2;
+function decodeProbeArgs(argv) {
+  let allowed = null;
+  const forbidden = [];
+  let deadlineMs = 2e4;
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (value === void 0) return `${flag} needs a value`;
+    if (flag === "--allowed" || flag === "--forbidden") {
+      const t = target(value);
+      if (!t) return `${flag}: expected IP:PORT, not '${value}'`;
+      if (flag === "--allowed") allowed = t;
+      else forbidden.push(t);
+    } else if (flag === "--deadline-ms" && /^\d{1,7}$/.test(value)) {
+      deadlineMs = Number(value);
     } else {
-      singles.add(lo);
+      return `unknown argument '${flag}'`;
     }
   }
-  return { kind: "class", negate, singles, ranges };
-}
-function compileGlob(pattern) {
-  const hit = cache.get(pattern);
-  if (hit) return hit;
-  const p = codePoints(pattern);
-  const tokens = [];
-  const [STAR, QUESTION, OPEN, CLOSE, BANG] = [42, 63, 91, 93, 33];
-  for (let i = 0; i < p.length; ) {
-    const c = p[i++];
-    if (c === STAR) {
-      if (tokens[tokens.length - 1]?.kind !== "star") tokens.push({ kind: "star" });
-    } else if (c === QUESTION) {
-      tokens.push({ kind: "any" });
-    } else if (c === OPEN) {
-      let j = i;
-      if (p[j] === BANG) j++;
-      if (p[j] === CLOSE) j++;
-      while (j < p.length && p[j] !== CLOSE) j++;
-      if (j >= p.length) {
-        tokens.push({ kind: "char", cp: OPEN });
-      } else {
-        const negate = p[i] === BANG;
-        tokens.push(parseClass(p.slice(negate ? i + 1 : i, j), negate));
-        i = j + 1;
-      }
-    } else {
-      tokens.push({ kind: "char", cp: c });
-    }
-  }
-  if (cache.size >= CACHE_LIMIT) cache.clear();
-  cache.set(pattern, tokens);
-  return tokens;
-}
-function matchesOne(t, cp) {
-  switch (t.kind) {
-    case "char":
-      return t.cp === cp;
-    case "any":
-      return true;
-    case "class": {
-      const inClass = t.singles.has(cp) || t.ranges.some(([lo, hi]) => cp >= lo && cp <= hi);
-      return inClass !== t.negate;
-    }
-    case "star":
-      return false;
-  }
-}
-function globMatch(value, pattern) {
-  return globWalk(value, pattern).matched;
-}
-function globWalk(value, pattern) {
-  const tokens = compileGlob(pattern);
-  const v = codePoints(value);
-  let ti = 0;
-  let vi = 0;
-  let starTi = -1;
-  let starVi = 0;
-  let steps = 0;
-  while (vi < v.length) {
-    steps++;
-    const t = tokens[ti];
-    if (t !== void 0 && t.kind === "star") {
-      starTi = ti++;
-      starVi = vi;
-    } else if (t !== void 0 && matchesOne(t, v[vi])) {
-      ti++;
-      vi++;
-    } else if (starTi >= 0) {
-      ti = starTi + 1;
-      vi = ++starVi;
-    } else {
-      return { matched: false, steps };
-    }
-  }
-  while (tokens[ti]?.kind === "star") ti++;
-  return { matched: ti === tokens.length, steps };
-}
-function fnmatchCase(value, pattern) {
-  if (!isGlob(pattern)) return value === pattern;
-  return globMatch(value, pattern);
-}
-function fnmatchIgnoreCase(value, pattern) {
-  return fnmatchCase(value.toLowerCase(), pattern.toLowerCase());
-}
-function globMatcher(pattern) {
-  compileGlob(pattern);
-  return { test: (value) => globMatch(value, pattern) };
+  if (!allowed) return "--allowed is required";
+  if (forbidden.length === 0) return "at least one --forbidden target is required";
+  return { allowed, forbidden, deadlineMs };
 }
 
-// src/protocol/policy.ts
-var DNS_LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
-function normalizeHost(raw) {
-  let host = raw.trim();
-  if (!/^[\x21-\x7e]*$/.test(host)) return null;
-  if (host.startsWith("[")) {
-    const end = host.indexOf("]");
-    if (end < 0) return null;
-    const rest = host.slice(end + 1);
-    if (rest !== "" && !/^:\d{1,5}$/.test(rest)) return null;
-    const inner = host.slice(1, end).toLowerCase();
-    return isIPv6(inner) ? inner : null;
-  }
-  if (isIPv6(host.toLowerCase())) return host.toLowerCase();
-  const colon = host.lastIndexOf(":");
-  if (colon >= 0) {
-    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return null;
-    host = host.slice(0, colon);
-  }
-  if (host.endsWith(".")) host = host.slice(0, -1);
-  host = host.toLowerCase();
-  if (host.length === 0 || host.length > 253) return null;
-  if (/^[0-9.]+$/.test(host)) return isIPv4(host) ? host : null;
-  return host.split(".").every((label) => DNS_LABEL.test(label)) ? host : null;
-}
-function isIPv4(s) {
-  const parts = s.split(".");
-  return parts.length === 4 && parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) <= 255);
-}
-function isIPv6(s) {
-  if (!s.includes(":") || !/^[0-9a-f:.]+$/i.test(s)) return false;
-  const dbl = s.split("::");
-  if (dbl.length > 2) return false;
-  const groups = (part) => {
-    if (part === "") return [];
-    const g = part.split(":");
-    const last = g[g.length - 1];
-    const out = [];
-    for (const [i, x] of g.entries()) {
-      if (i === g.length - 1 && last.includes(".")) {
-        if (!isIPv4(last)) return null;
-        out.push("0", "0");
-      } else if (/^[0-9a-f]{1,4}$/i.test(x)) out.push(x);
-      else return null;
-    }
-    return out;
-  };
-  const head = groups(dbl[0]);
-  const tail = dbl.length === 2 ? groups(dbl[1]) : [];
-  if (!head || !tail) return false;
-  const count = head.length + tail.length;
-  return dbl.length === 2 ? count <= 7 : count === 8;
-}
-function splitTarget(target) {
-  const q2 = target.indexOf("?");
-  return q2 < 0 ? { path: target, query: null } : { path: target.slice(0, q2), query: target.slice(q2 + 1) };
-}
-function percentDecode(s) {
-  if (!s.includes("%")) return s;
-  const bytes = [];
-  const enc = new TextEncoder();
-  for (let i = 0; i < s.length; ) {
-    const c = s[i];
-    if (c === "%" && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
-      i += 3;
-    } else {
-      const cp = s.codePointAt(i);
-      const ch = String.fromCodePoint(cp);
-      for (const b of enc.encode(ch)) bytes.push(b);
-      i += ch.length;
-    }
-  }
-  return new TextDecoder("utf-8", { fatal: false }).decode(Uint8Array.from(bytes));
-}
-function pathProblem(rawPath) {
-  if (!rawPath.startsWith("/")) return 'the path must start with "/"';
-  const decoded = percentDecode(rawPath);
-  if (decoded.includes("\0")) return "the path contains a NUL byte";
-  if (decoded.includes("\\")) return "the path contains a backslash";
-  if (decoded.split("/").some((seg) => seg === "..")) return 'the path contains a ".." segment';
-  return null;
-}
-var UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-function normalizeTarget(target) {
-  if (!target.includes("%")) return target;
-  return target.replace(/%([0-9a-fA-F]{2})/g, (_m, hex3) => {
-    const ch = String.fromCharCode(parseInt(hex3, 16));
-    return UNRESERVED.test(ch) ? ch : "%" + hex3.toUpperCase();
+// src/proxy/netpolicy-probe.ts
+import { writeFile } from "node:fs/promises";
+import net from "node:net";
+var RETRY_MS = 500;
+function reachable(target2, timeoutMs) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: target2.host, port: target2.port });
+    const done = (ok) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
   });
 }
-function hostMatches(host, pattern) {
-  let p = pattern.toLowerCase();
-  if (p.endsWith(".") && p.length > 1) p = p.slice(0, -1);
-  if (p.startsWith("[") && p.endsWith("]")) p = p.slice(1, -1);
-  return fnmatchIgnoreCase(host, p);
-}
-function pathMatches(target, pattern) {
-  return pattern === "" || fnmatchCase(target, normalizeTarget(pattern));
-}
-function methodMatches(method, methods) {
-  return methods.length === 0 || methods.some((m) => m.toUpperCase() === method);
-}
-function q(s) {
-  return JSON.stringify(s);
-}
-function hintFor(method, host, target) {
-  const { path, query } = splitTarget(target);
-  const pathPattern = query === null ? path : `${path}[?]*`;
-  return `url_prefixes: - {host: ${q(host)}, path: ${q(pathPattern)}, methods: [${method}]}`;
-}
-function describeRule(rule) {
-  if (rule.kind === "domain") return `domains[${rule.index}] ${rule.pattern}`;
-  const e = rule.entry;
-  const methods = e.methods.length ? ` methods=${e.methods.map((m) => m.toUpperCase()).join(",")}` : "";
-  const graphql = e.graphql ? " +graphql filter" : "";
-  return `url_prefixes[${rule.index}] ${e.host}${e.path === "" ? " (any path)" : " " + e.path}${methods}${graphql}`;
-}
-function decide(request, allowlist) {
-  const method = request.method.toUpperCase();
-  const rawTarget = request.target === "" ? "/" : request.target;
-  const host = normalizeHost(request.host);
-  if (host === null) {
-    return {
-      allowed: false,
-      code: "invalid_host",
-      host: request.host,
-      path: rawTarget,
-      reason: `"${request.host}" is not a valid host name or IP literal`
-    };
-  }
-  const { path } = splitTarget(rawTarget);
-  const problem = pathProblem(path);
-  if (problem !== null) {
-    return { allowed: false, code: "invalid_path", host, path: rawTarget, reason: problem };
-  }
-  const target = normalizeTarget(rawTarget);
-  for (const [index, pattern] of allowlist.domains.entries()) {
-    if (hostMatches(host, pattern)) {
-      const rule = { kind: "domain", index, pattern };
-      return {
-        allowed: true,
-        code: "allowed",
-        rule,
-        host,
-        path: rawTarget,
-        reason: `allowed by ${describeRule(rule)}`
-      };
-    }
-  }
-  let hostSeen = false;
-  let pathSeen = false;
-  for (const [index, entry] of allowlist.url_prefixes.entries()) {
-    if (!hostMatches(host, entry.host)) continue;
-    hostSeen = true;
-    if (!pathMatches(target, entry.path)) continue;
-    pathSeen = true;
-    if (!methodMatches(method, entry.methods)) continue;
-    const rule = { kind: "url_prefix", index, entry };
-    return { allowed: true, code: "allowed", rule, host, path: rawTarget, reason: `allowed by ${describeRule(rule)}` };
-  }
-  const hint = hintFor(method, host, rawTarget);
-  if (pathSeen) {
-    return {
-      allowed: false,
-      code: "method_not_allowed",
-      host,
-      path: rawTarget,
-      hint,
-      reason: `method ${method} is not allowed for ${host}${splitTarget(rawTarget).path}; add it to the matching entry's methods`
-    };
-  }
-  if (hostSeen) {
-    return {
-      allowed: false,
-      code: "path_not_allowed",
-      host,
-      path: rawTarget,
-      hint,
-      reason: `no url_prefixes entry for ${host} matches the path ${rawTarget}`
-    };
-  }
-  return {
-    allowed: false,
-    code: "host_not_allowed",
-    host,
-    path: rawTarget,
-    hint,
-    reason: `${host} is not in the network allowlist`
+var show = (t) => t.host.includes(":") ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
+async function runNetworkPolicyProbe(args, io2) {
+  const timeoutMs = io2.connectTimeoutMs ?? 2e3;
+  const deadline = Date.now() + args.deadlineMs;
+  const finish = async (code, message) => {
+    io2.stderr.write(`airlock-netpolicy-probe: ${message}
+`);
+    if (io2.terminationLog) await writeFile(io2.terminationLog, message).catch(() => void 0);
+    return code;
   };
+  let control = false;
+  while (!control && Date.now() < deadline) {
+    control = await reachable(args.allowed, timeoutMs);
+    if (!control) await new Promise((r) => setTimeout(r, RETRY_MS));
+  }
+  if (!control) {
+    return finish(PROBE_EXIT.noControl, `the proxy at ${show(args.allowed)} is unreachable: nothing can be proven`);
+  }
+  for (; ; ) {
+    const answered = await Promise.all(args.forbidden.map((t) => reachable(t, timeoutMs)));
+    const reached = args.forbidden.filter((_, i) => answered[i]);
+    if (reached.length === 0) {
+      return finish(PROBE_EXIT.enforced, `enforced: ${args.forbidden.map(show).join(", ")} unreachable`);
+    }
+    if (Date.now() >= deadline) {
+      return finish(
+        PROBE_EXIT.notEnforced,
+        `the NetworkPolicy is not enforced: this pod reached ${reached.map(show).join(", ")}, which its policy forbids`
+      );
+    }
+    await new Promise((r) => setTimeout(r, RETRY_MS));
+  }
 }
+
+// src/proxy/pod.ts
+import { readFile } from "node:fs/promises";
+import net3 from "node:net";
 
 // node_modules/zod/v4/classic/external.js
 var external_exports = {};
@@ -23874,8 +23671,8 @@ function defineLazy(object2, key, getter) {
 function objectClone(obj) {
   return Object.create(Object.getPrototypeOf(obj), Object.getOwnPropertyDescriptors(obj));
 }
-function assignProp(target, prop, value) {
-  Object.defineProperty(target, prop, {
+function assignProp(target2, prop, value) {
+  Object.defineProperty(target2, prop, {
     value,
     writable: true,
     enumerable: true,
@@ -23889,8 +23686,8 @@ function rawShape(def) {
 function sourceShape(schema) {
   return rawShape(schema._zod.def) ?? schema._zod.def.shape;
 }
-function deferProp(target, key, getter) {
-  Object.defineProperty(target, key, {
+function deferProp(target2, key, getter) {
+  Object.defineProperty(target2, key, {
     get() {
       const value = getter();
       assignProp(this, key, value);
@@ -23900,36 +23697,36 @@ function deferProp(target, key, getter) {
     configurable: true
   });
 }
-function putProp(target, key, value) {
-  if (key in target)
-    assignProp(target, key, value);
+function putProp(target2, key, value) {
+  if (key in target2)
+    assignProp(target2, key, value);
   else
-    target[key] = value;
+    target2[key] = value;
 }
-function mirrorShape(target, source, keys, wrap) {
+function mirrorShape(target2, source, keys, wrap) {
   const raw = sourceShape(source);
   for (const key of keys) {
     const desc = Object.getOwnPropertyDescriptor(raw, key);
     if (!desc.enumerable)
       continue;
     if (desc.get) {
-      deferProp(target, key, () => {
+      deferProp(target2, key, () => {
         const value = source._zod.def.shape[key];
         return wrap ? wrap(value, key) : value;
       });
     } else
-      putProp(target, key, wrap ? wrap(desc.value, key) : desc.value);
+      putProp(target2, key, wrap ? wrap(desc.value, key) : desc.value);
   }
 }
-function mirrorProps(target, source) {
+function mirrorProps(target2, source) {
   for (const key of Reflect.ownKeys(source)) {
     const desc = Object.getOwnPropertyDescriptor(source, key);
     if (!desc.enumerable)
       continue;
     if (desc.get)
-      deferProp(target, key, () => source[key]);
+      deferProp(target2, key, () => source[key]);
     else
-      putProp(target, key, desc.value);
+      putProp(target2, key, desc.value);
   }
 }
 function mergeDefs(...defs) {
@@ -24108,35 +23905,35 @@ function normalizeParams(_params) {
   return params;
 }
 function createTransparentProxy(getter) {
-  let target;
+  let target2;
   return new Proxy({}, {
     get(_, prop, receiver) {
-      target ?? (target = getter());
-      return Reflect.get(target, prop, receiver);
+      target2 ?? (target2 = getter());
+      return Reflect.get(target2, prop, receiver);
     },
     set(_, prop, value, receiver) {
-      target ?? (target = getter());
-      return Reflect.set(target, prop, value, receiver);
+      target2 ?? (target2 = getter());
+      return Reflect.set(target2, prop, value, receiver);
     },
     has(_, prop) {
-      target ?? (target = getter());
-      return Reflect.has(target, prop);
+      target2 ?? (target2 = getter());
+      return Reflect.has(target2, prop);
     },
     deleteProperty(_, prop) {
-      target ?? (target = getter());
-      return Reflect.deleteProperty(target, prop);
+      target2 ?? (target2 = getter());
+      return Reflect.deleteProperty(target2, prop);
     },
     ownKeys(_) {
-      target ?? (target = getter());
-      return Reflect.ownKeys(target);
+      target2 ?? (target2 = getter());
+      return Reflect.ownKeys(target2);
     },
     getOwnPropertyDescriptor(_, prop) {
-      target ?? (target = getter());
-      return Reflect.getOwnPropertyDescriptor(target, prop);
+      target2 ?? (target2 = getter());
+      return Reflect.getOwnPropertyDescriptor(target2, prop);
     },
     defineProperty(_, prop, descriptor) {
-      target ?? (target = getter());
-      return Reflect.defineProperty(target, prop, descriptor);
+      target2 ?? (target2 = getter());
+      return Reflect.defineProperty(target2, prop, descriptor);
     }
   });
 }
@@ -24619,10 +24416,10 @@ function $constructor(name, initializer3, proto, params) {
       let up = own2;
       while (up && up !== ctorProto)
         up = Object.getPrototypeOf(up);
-      const target = up ?? own2;
-      if (!initialized.has(target)) {
-        initialized.add(target);
-        members(target, protoMembers);
+      const target2 = up ?? own2;
+      if (!initialized.has(target2)) {
+        initialized.add(target2);
+        members(target2, protoMembers);
       }
     }
     const proto2 = _.prototype;
@@ -27253,9 +27050,9 @@ var $ZodTuple = /* @__PURE__ */ $constructor("$ZodTuple", (inst, def) => {
     }
     if (def.rest && !itemAborted) {
       let i = items.length - 1;
-      const rest = input2.slice(items.length);
+      const rest2 = input2.slice(items.length);
       let seen = payload.issues.length;
-      for (const el of rest) {
+      for (const el of rest2) {
         if (abortEarly && payload.issues.length !== seen) {
           if (aborted(payload, seen))
             break;
@@ -36134,8 +35931,8 @@ function withParser(schema, parser) {
     installCompiledUserMethods(clone2, schema, parser);
   return clone2;
 }
-function installCompiledUserMethods(target, source, parser) {
-  const targetAny = target;
+function installCompiledUserMethods(target2, source, parser) {
+  const targetAny = target2;
   const sourceAny = source;
   if (typeof sourceAny.safeParse === "function") {
     const originalSafeParse = sourceAny.safeParse;
@@ -37225,11 +37022,11 @@ function generateNonOptionalCheck(doc, ctx, schema, accessor) {
 function generateTupleCheck(doc, ctx, schema, accessor) {
   const def = schema._zod.def;
   const items = def.items;
-  const rest = def.rest;
+  const rest2 = def.rest;
   doc.write(`if (!Array.isArray(${accessor})) return INVALID;`);
   const optinStart = getTupleOptStart2(items, "optin");
   const optoutStart = getTupleOptStart2(items, "optout");
-  if (rest) {
+  if (rest2) {
     doc.write(`if (${accessor}.length < ${optinStart}) return INVALID;`);
   } else {
     doc.write(`if (${accessor}.length < ${optinStart} || ${accessor}.length > ${items.length}) return INVALID;`);
@@ -37276,13 +37073,13 @@ function generateTupleCheck(doc, ctx, schema, accessor) {
       doc.write(`${outputVar}[${i}] = ${elemOutput};`);
     }
   }
-  if (rest) {
+  if (rest2) {
     const iVar = newVar(ctx);
     const elemVar = newVar(ctx);
     doc.write(`for (let ${iVar} = ${items.length}; ${iVar} < ${accessor}.length; ${iVar}++) {`);
     doc.indented((d) => {
       d.write(`const ${elemVar} = ${accessor}[${iVar}];`);
-      const elemOutput = compileChild(d, ctx, rest, elemVar);
+      const elemOutput = compileChild(d, ctx, rest2, elemVar);
       d.write(`${outputVar}[${iVar}] = ${elemOutput};`);
     });
     doc.write(`}`);
@@ -38430,11 +38227,11 @@ function _intersection(Class2, left, right) {
 function _tuple(Class2, items, _paramsOrRest, _params) {
   const hasRest = _paramsOrRest instanceof $ZodType;
   const params = hasRest ? _params : _paramsOrRest;
-  const rest = hasRest ? _paramsOrRest : null;
+  const rest2 = hasRest ? _paramsOrRest : null;
   return new Class2({
     type: "tuple",
     items,
-    rest,
+    rest: rest2,
     ...normalizeParams(params)
   });
 }
@@ -38738,26 +38535,26 @@ function _stringFormat(Class2, format, fnOrRegex, _params = {}) {
 }
 
 // node_modules/zod/v4/core/to-json-schema.js
-function assignProps(target, ...sources) {
+function assignProps(target2, ...sources) {
   for (const source of sources) {
     for (const key of Reflect.ownKeys(source)) {
       if (Object.prototype.propertyIsEnumerable.call(source, key)) {
-        assignProp(target, key, source[key]);
+        assignProp(target2, key, source[key]);
       }
     }
   }
-  return target;
+  return target2;
 }
 function initializeContext(params) {
-  let target = params?.target ?? "draft-2020-12";
-  if (target === "draft-4")
-    target = "draft-04";
-  if (target === "draft-7")
-    target = "draft-07";
+  let target2 = params?.target ?? "draft-2020-12";
+  if (target2 === "draft-4")
+    target2 = "draft-04";
+  if (target2 === "draft-7")
+    target2 = "draft-07";
   return {
     processors: params.processors ?? {},
     metadataRegistry: params?.metadata ?? globalRegistry,
-    target,
+    target: target2,
     unrepresentable: params?.unrepresentable ?? "throw",
     override: params?.override ?? (() => {
     }),
@@ -39031,8 +38828,8 @@ function foldIntersection(json2) {
     const keyword = UNION_KEYS.find((k) => Array.isArray(union2[k]));
     if (Object.keys(union2).length !== 1)
       return;
-    const rest = allOf.filter((m) => m !== union2);
-    const branches = union2[keyword].map((branch) => foldObjects([...rest, branch]));
+    const rest2 = allOf.filter((m) => m !== union2);
+    const branches = union2[keyword].map((branch) => foldObjects([...rest2, branch]));
     if (branches.some((b) => !b))
       return;
     folded = { [keyword]: branches };
@@ -39260,8 +39057,8 @@ var createToJSONSchemaMethod = (schema, processors = {}) => (params) => {
   return finalize(ctx, schema);
 };
 var createStandardJSONSchemaMethod = (schema, io2, processors = {}) => (params) => {
-  const { libraryOptions, target } = params ?? {};
-  const ctx = initializeContext({ ...libraryOptions ?? {}, target, io: io2, processors });
+  const { libraryOptions, target: target2 } = params ?? {};
+  const ctx = initializeContext({ ...libraryOptions ?? {}, target: target2, io: io2, processors });
   processSchema(schema, ctx);
   extractDefs(ctx, schema);
   return finalize(ctx, schema);
@@ -39436,11 +39233,11 @@ var numberProcessor = (schema, ctx, _json, params) => {
       else
         handleUnrepresentable(schema, ctx, json2, params, `A multipleOf divisor of ${divisor} cannot be represented in JSON Schema`);
     }
-    const [first, ...rest] = divisors;
+    const [first, ...rest2] = divisors;
     if (first !== void 0)
       json2.multipleOf = first;
-    if (rest.length)
-      json2.allOf = [...json2.allOf ?? [], ...rest.map((m) => ({ multipleOf: m }))];
+    if (rest2.length)
+      json2.allOf = [...json2.allOf ?? [], ...rest2.map((m) => ({ multipleOf: m }))];
   }
 };
 var booleanProcessor = (_schema, _ctx, json2, _params) => {
@@ -39681,7 +39478,7 @@ var tupleProcessor = (schema, ctx, _json, params) => {
     ...params,
     path: [...params.path, prefixPath, i]
   }));
-  const rest = def.rest ? processSchema(def.rest, ctx, {
+  const rest2 = def.rest ? processSchema(def.rest, ctx, {
     ...params,
     path: [...params.path, restPath, ...ctx.target === "openapi-3.0" ? [def.items.length] : []]
   }) : null;
@@ -39699,8 +39496,8 @@ var tupleProcessor = (schema, ctx, _json, params) => {
     json2.prefixItems = prefixItems;
     if (isClosed) {
       json2.items = false;
-    } else if (rest) {
-      json2.items = rest;
+    } else if (rest2) {
+      json2.items = rest2;
     }
     if (minItems > 0)
       json2.minItems = minItems;
@@ -39710,8 +39507,8 @@ var tupleProcessor = (schema, ctx, _json, params) => {
     json2.items = {
       anyOf: prefixItems
     };
-    if (rest) {
-      json2.items.anyOf.push(rest);
+    if (rest2) {
+      json2.items.anyOf.push(rest2);
     }
     if (minItems > 0)
       json2.minItems = minItems;
@@ -39721,8 +39518,8 @@ var tupleProcessor = (schema, ctx, _json, params) => {
     json2.items = prefixItems;
     if (isClosed) {
       json2.additionalItems = false;
-    } else if (rest) {
-      json2.additionalItems = rest;
+    } else if (rest2) {
+      json2.additionalItems = rest2;
     }
     if (minItems > 0)
       json2.minItems = minItems;
@@ -39759,17 +39556,17 @@ function stringifyKeyNames(bySchema, json2, visited) {
   const values = json2.enum ?? (json2.const !== void 0 ? [json2.const] : void 0);
   if (!numericType && !values?.some((v) => typeof v === "number"))
     return json2;
-  const { minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, format, id, ...rest } = json2;
-  if (rest.enum)
-    rest.enum = rest.enum.map((v) => typeof v === "number" ? String(v) : v);
-  else if (typeof rest.const === "number")
-    rest.const = String(rest.const);
+  const { minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, format, id, ...rest2 } = json2;
+  if (rest2.enum)
+    rest2.enum = rest2.enum.map((v) => typeof v === "number" ? String(v) : v);
+  else if (typeof rest2.const === "number")
+    rest2.const = String(rest2.const);
   if (!numericType)
-    return rest;
-  rest.type = "string";
+    return rest2;
+  rest2.type = "string";
   if (!values)
-    rest.pattern = (types.includes("number") ? number : integer).source;
-  return rest;
+    rest2.pattern = (types.includes("number") ? number : integer).source;
+  return rest2;
 }
 var pendingRecords = /* @__PURE__ */ new WeakMap();
 function rewriteKeyNames(ctx) {
@@ -40455,8 +40252,8 @@ var ZodType = /* @__PURE__ */ $constructor("ZodType", (inst, def) => {
   catch(params) {
     return _catch2(this, params);
   },
-  pipe(target) {
-    return pipe(this, target);
+  pipe(target2) {
+    return pipe(this, target2);
   },
   readonly() {
     return readonly(this);
@@ -41315,10 +41112,10 @@ var ZodTuple = /* @__PURE__ */ $constructor("ZodTuple", (inst, def) => {
   ZodType.init(inst, def);
   inst._zod.processJSONSchema = (ctx, json2, params) => tupleProcessor(inst, ctx, json2, params);
 }, {
-  rest(rest) {
+  rest(rest2) {
     return this.clone({
       ...this._zod.def,
-      rest
+      rest: rest2
     });
   },
   partial() {
@@ -41334,11 +41131,11 @@ var ZodTuple = /* @__PURE__ */ $constructor("ZodTuple", (inst, def) => {
 function tuple(items, _paramsOrRest, _params) {
   const hasRest = _paramsOrRest instanceof $ZodType;
   const params = hasRest ? _params : _paramsOrRest;
-  const rest = hasRest ? _paramsOrRest : null;
+  const rest2 = hasRest ? _paramsOrRest : null;
   return new ZodTuple({
     type: "tuple",
     items,
-    rest,
+    rest: rest2,
     ...util_exports.normalizeParams(params)
   });
 }
@@ -42467,9 +42264,9 @@ function convertBaseSchema(schema, ctx) {
         const minItems = typeof schema.minItems === "number" ? schema.minItems : 0;
         const tupleItems = prefixItems.map((item) => convertSchema(item, ctx));
         const positionalItems = applyMinItems(tupleItems, minItems);
-        const rest = !Array.isArray(items) ? getTupleRest(items, ctx) : void 0;
+        const rest2 = !Array.isArray(items) ? getTupleRest(items, ctx) : void 0;
         const tupleSchema = z.tuple(positionalItems);
-        zodSchema = rest ? tupleSchema.rest(rest) : tupleSchema;
+        zodSchema = rest2 ? tupleSchema.rest(rest2) : tupleSchema;
         if (typeof schema.minItems === "number") {
           zodSchema = zodSchema.check(z.minLength(schema.minItems));
         }
@@ -42480,9 +42277,9 @@ function convertBaseSchema(schema, ctx) {
         const minItems = typeof schema.minItems === "number" ? schema.minItems : 0;
         const tupleItems = items.map((item) => convertSchema(item, ctx));
         const positionalItems = applyMinItems(tupleItems, minItems);
-        const rest = getTupleRest(schema.additionalItems, ctx);
+        const rest2 = getTupleRest(schema.additionalItems, ctx);
         const tupleSchema = z.tuple(positionalItems);
-        zodSchema = rest ? tupleSchema.rest(rest) : tupleSchema;
+        zodSchema = rest2 ? tupleSchema.rest(rest2) : tupleSchema;
         if (typeof schema.minItems === "number") {
           zodSchema = zodSchema.check(z.minLength(schema.minItems));
         }
@@ -42741,8 +42538,8 @@ function visit(schema, fnOrHandlers) {
       }
       case "lazy": {
         const original = def.getter;
-        const { _cachedInner, ...rest } = def;
-        return clone(s, { ...rest, getter: () => run(original()) });
+        const { _cachedInner, ...rest2 } = def;
+        return clone(s, { ...rest2, getter: () => run(original()) });
       }
       // A leaf by choice: `parts` are regex fragments, not data positions.
       case "template_literal":
@@ -42868,6 +42665,313 @@ var AllowlistSchema = external_exports.strictObject({
   domains: external_exports.array(hostPattern).nullish().transform((v) => v ?? []).describe("Hosts allowed for every path and method."),
   url_prefixes: external_exports.array(UrlPrefixSchema).nullish().transform((v) => v ?? []).describe("Host + path + method rules, tried in order; the first match wins.")
 }).describe("airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.");
+
+// src/protocol/fnmatch.ts
+function isGlob(pattern) {
+  return pattern.includes("*") || pattern.includes("?");
+}
+var cache = /* @__PURE__ */ new Map();
+var CACHE_LIMIT = 4096;
+function codePoints(s) {
+  const out = [];
+  for (const ch of s) out.push(ch.codePointAt(0));
+  return out;
+}
+function parseClass(body, negate) {
+  const singles = /* @__PURE__ */ new Set();
+  const ranges = [];
+  const DASH = 45;
+  for (let i = 0; i < body.length; i++) {
+    const lo = body[i];
+    if (body[i + 1] === DASH && i + 2 < body.length) {
+      const hi = body[i + 2];
+      if (lo <= hi) ranges.push([lo, hi]);
+      i += 2;
+    } else {
+      singles.add(lo);
+    }
+  }
+  return { kind: "class", negate, singles, ranges };
+}
+function compileGlob(pattern) {
+  const hit = cache.get(pattern);
+  if (hit) return hit;
+  const p = codePoints(pattern);
+  const tokens = [];
+  const [STAR, QUESTION, OPEN, CLOSE, BANG] = [42, 63, 91, 93, 33];
+  for (let i = 0; i < p.length; ) {
+    const c = p[i++];
+    if (c === STAR) {
+      if (tokens[tokens.length - 1]?.kind !== "star") tokens.push({ kind: "star" });
+    } else if (c === QUESTION) {
+      tokens.push({ kind: "any" });
+    } else if (c === OPEN) {
+      let j = i;
+      if (p[j] === BANG) j++;
+      if (p[j] === CLOSE) j++;
+      while (j < p.length && p[j] !== CLOSE) j++;
+      if (j >= p.length) {
+        tokens.push({ kind: "char", cp: OPEN });
+      } else {
+        const negate = p[i] === BANG;
+        tokens.push(parseClass(p.slice(negate ? i + 1 : i, j), negate));
+        i = j + 1;
+      }
+    } else {
+      tokens.push({ kind: "char", cp: c });
+    }
+  }
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(pattern, tokens);
+  return tokens;
+}
+function matchesOne(t, cp) {
+  switch (t.kind) {
+    case "char":
+      return t.cp === cp;
+    case "any":
+      return true;
+    case "class": {
+      const inClass = t.singles.has(cp) || t.ranges.some(([lo, hi]) => cp >= lo && cp <= hi);
+      return inClass !== t.negate;
+    }
+    case "star":
+      return false;
+  }
+}
+function globMatch(value, pattern) {
+  return globWalk(value, pattern).matched;
+}
+function globWalk(value, pattern) {
+  const tokens = compileGlob(pattern);
+  const v = codePoints(value);
+  let ti = 0;
+  let vi = 0;
+  let starTi = -1;
+  let starVi = 0;
+  let steps = 0;
+  while (vi < v.length) {
+    steps++;
+    const t = tokens[ti];
+    if (t !== void 0 && t.kind === "star") {
+      starTi = ti++;
+      starVi = vi;
+    } else if (t !== void 0 && matchesOne(t, v[vi])) {
+      ti++;
+      vi++;
+    } else if (starTi >= 0) {
+      ti = starTi + 1;
+      vi = ++starVi;
+    } else {
+      return { matched: false, steps };
+    }
+  }
+  while (tokens[ti]?.kind === "star") ti++;
+  return { matched: ti === tokens.length, steps };
+}
+function fnmatchCase(value, pattern) {
+  if (!isGlob(pattern)) return value === pattern;
+  return globMatch(value, pattern);
+}
+function fnmatchIgnoreCase(value, pattern) {
+  return fnmatchCase(value.toLowerCase(), pattern.toLowerCase());
+}
+function globMatcher(pattern) {
+  compileGlob(pattern);
+  return { test: (value) => globMatch(value, pattern) };
+}
+
+// src/protocol/policy.ts
+var DNS_LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
+function normalizeHost(raw) {
+  let host = raw.trim();
+  if (!/^[\x21-\x7e]*$/.test(host)) return null;
+  if (host.startsWith("[")) {
+    const end = host.indexOf("]");
+    if (end < 0) return null;
+    const rest2 = host.slice(end + 1);
+    if (rest2 !== "" && !/^:\d{1,5}$/.test(rest2)) return null;
+    const inner = host.slice(1, end).toLowerCase();
+    return isIPv6(inner) ? inner : null;
+  }
+  if (isIPv6(host.toLowerCase())) return host.toLowerCase();
+  const colon = host.lastIndexOf(":");
+  if (colon >= 0) {
+    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return null;
+    host = host.slice(0, colon);
+  }
+  if (host.endsWith(".")) host = host.slice(0, -1);
+  host = host.toLowerCase();
+  if (host.length === 0 || host.length > 253) return null;
+  if (/^[0-9.]+$/.test(host)) return isIPv4(host) ? host : null;
+  return host.split(".").every((label) => DNS_LABEL.test(label)) ? host : null;
+}
+function isIPv4(s) {
+  const parts = s.split(".");
+  return parts.length === 4 && parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) <= 255);
+}
+function isIPv6(s) {
+  if (!s.includes(":") || !/^[0-9a-f:.]+$/i.test(s)) return false;
+  const dbl = s.split("::");
+  if (dbl.length > 2) return false;
+  const groups = (part) => {
+    if (part === "") return [];
+    const g = part.split(":");
+    const last = g[g.length - 1];
+    const out = [];
+    for (const [i, x] of g.entries()) {
+      if (i === g.length - 1 && last.includes(".")) {
+        if (!isIPv4(last)) return null;
+        out.push("0", "0");
+      } else if (/^[0-9a-f]{1,4}$/i.test(x)) out.push(x);
+      else return null;
+    }
+    return out;
+  };
+  const head = groups(dbl[0]);
+  const tail = dbl.length === 2 ? groups(dbl[1]) : [];
+  if (!head || !tail) return false;
+  const count = head.length + tail.length;
+  return dbl.length === 2 ? count <= 7 : count === 8;
+}
+function splitTarget(target2) {
+  const q2 = target2.indexOf("?");
+  return q2 < 0 ? { path: target2, query: null } : { path: target2.slice(0, q2), query: target2.slice(q2 + 1) };
+}
+function percentDecode(s) {
+  if (!s.includes("%")) return s;
+  const bytes = [];
+  const enc = new TextEncoder();
+  for (let i = 0; i < s.length; ) {
+    const c = s[i];
+    if (c === "%" && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 3;
+    } else {
+      const cp = s.codePointAt(i);
+      const ch = String.fromCodePoint(cp);
+      for (const b of enc.encode(ch)) bytes.push(b);
+      i += ch.length;
+    }
+  }
+  return new TextDecoder("utf-8", { fatal: false }).decode(Uint8Array.from(bytes));
+}
+function pathProblem(rawPath) {
+  if (!rawPath.startsWith("/")) return 'the path must start with "/"';
+  const decoded = percentDecode(rawPath);
+  if (decoded.includes("\0")) return "the path contains a NUL byte";
+  if (decoded.includes("\\")) return "the path contains a backslash";
+  if (decoded.split("/").some((seg) => seg === "..")) return 'the path contains a ".." segment';
+  return null;
+}
+var UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+function normalizeTarget(target2) {
+  if (!target2.includes("%")) return target2;
+  return target2.replace(/%([0-9a-fA-F]{2})/g, (_m, hex3) => {
+    const ch = String.fromCharCode(parseInt(hex3, 16));
+    return UNRESERVED.test(ch) ? ch : "%" + hex3.toUpperCase();
+  });
+}
+function hostMatches(host, pattern) {
+  let p = pattern.toLowerCase();
+  if (p.endsWith(".") && p.length > 1) p = p.slice(0, -1);
+  if (p.startsWith("[") && p.endsWith("]")) p = p.slice(1, -1);
+  return fnmatchIgnoreCase(host, p);
+}
+function pathMatches(target2, pattern) {
+  return pattern === "" || fnmatchCase(target2, normalizeTarget(pattern));
+}
+function methodMatches(method, methods) {
+  return methods.length === 0 || methods.some((m) => m.toUpperCase() === method);
+}
+function q(s) {
+  return JSON.stringify(s);
+}
+function hintFor(method, host, target2) {
+  const { path, query } = splitTarget(target2);
+  const pathPattern = query === null ? path : `${path}[?]*`;
+  return `url_prefixes: - {host: ${q(host)}, path: ${q(pathPattern)}, methods: [${method}]}`;
+}
+function describeRule(rule) {
+  if (rule.kind === "domain") return `domains[${rule.index}] ${rule.pattern}`;
+  const e = rule.entry;
+  const methods = e.methods.length ? ` methods=${e.methods.map((m) => m.toUpperCase()).join(",")}` : "";
+  const graphql = e.graphql ? " +graphql filter" : "";
+  return `url_prefixes[${rule.index}] ${e.host}${e.path === "" ? " (any path)" : " " + e.path}${methods}${graphql}`;
+}
+function decide(request, allowlist) {
+  const method = request.method.toUpperCase();
+  const rawTarget = request.target === "" ? "/" : request.target;
+  const host = normalizeHost(request.host);
+  if (host === null) {
+    return {
+      allowed: false,
+      code: "invalid_host",
+      host: request.host,
+      path: rawTarget,
+      reason: `"${request.host}" is not a valid host name or IP literal`
+    };
+  }
+  const { path } = splitTarget(rawTarget);
+  const problem = pathProblem(path);
+  if (problem !== null) {
+    return { allowed: false, code: "invalid_path", host, path: rawTarget, reason: problem };
+  }
+  const target2 = normalizeTarget(rawTarget);
+  for (const [index, pattern] of allowlist.domains.entries()) {
+    if (hostMatches(host, pattern)) {
+      const rule = { kind: "domain", index, pattern };
+      return {
+        allowed: true,
+        code: "allowed",
+        rule,
+        host,
+        path: rawTarget,
+        reason: `allowed by ${describeRule(rule)}`
+      };
+    }
+  }
+  let hostSeen = false;
+  let pathSeen = false;
+  for (const [index, entry] of allowlist.url_prefixes.entries()) {
+    if (!hostMatches(host, entry.host)) continue;
+    hostSeen = true;
+    if (!pathMatches(target2, entry.path)) continue;
+    pathSeen = true;
+    if (!methodMatches(method, entry.methods)) continue;
+    const rule = { kind: "url_prefix", index, entry };
+    return { allowed: true, code: "allowed", rule, host, path: rawTarget, reason: `allowed by ${describeRule(rule)}` };
+  }
+  const hint = hintFor(method, host, rawTarget);
+  if (pathSeen) {
+    return {
+      allowed: false,
+      code: "method_not_allowed",
+      host,
+      path: rawTarget,
+      hint,
+      reason: `method ${method} is not allowed for ${host}${splitTarget(rawTarget).path}; add it to the matching entry's methods`
+    };
+  }
+  if (hostSeen) {
+    return {
+      allowed: false,
+      code: "path_not_allowed",
+      host,
+      path: rawTarget,
+      hint,
+      reason: `no url_prefixes entry for ${host} matches the path ${rawTarget}`
+    };
+  }
+  return {
+    allowed: false,
+    code: "host_not_allowed",
+    host,
+    path: rawTarget,
+    hint,
+    reason: `${host} is not in the network allowlist`
+  };
+}
 
 // src/protocol/address-guard.ts
 var V4_FORBIDDEN = [
@@ -43073,6 +43177,130 @@ function parseProxyConfig(line) {
   return parsed.data;
 }
 
+// src/proxy/log/file-sinks.ts
+import { createWriteStream } from "node:fs";
+
+// src/proxy/log/network-log.ts
+var NETWORK_LOG_VERSION = 1;
+function utcSeconds(ts) {
+  return ts.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+function oneLine(s) {
+  return s.replace(/[\x00-\x1f\x7f]/g, (c) => "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0"));
+}
+function bracketed(annotations) {
+  return annotations.map((a) => ` [${oneLine(a)}]`).join("");
+}
+function formatTextLine(e) {
+  switch (e.event) {
+    case "start":
+      return `=== TASK START ${utcSeconds(e.ts)} ===`;
+    case "dns":
+      return e.answer === null ? `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> NOERROR (no records)` : `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> ${oneLine(e.answer)}`;
+    case "request": {
+      const verdict = e.decision === "allowed" ? "ALLOWED" : "BLOCKED";
+      const code = e.decision === "blocked" ? ` (${e.code})` : "";
+      return `${verdict} ${oneLine(e.method)} ${oneLine(e.url)} -> ${e.status}${code}${bracketed(e.annotations)}`;
+    }
+    case "error":
+      return `ERROR ${oneLine(e.method)} ${oneLine(e.url)} -> ${oneLine(e.reason)}`;
+    case "tls":
+      return e.code === "host_mismatch" ? `BLOCKED TLS ${oneLine(e.servername ?? "(no SNI)")} -> handshake refused (host_mismatch)` : `ERROR TLS ${oneLine(e.servername ?? "(no SNI)")} -> ${oneLine(e.reason)}`;
+    case "credential":
+      return oneLine(e.line);
+  }
+}
+function formatJsonLine(e) {
+  const base = { v: NETWORK_LOG_VERSION, ts: e.ts.toISOString(), event: e.event };
+  switch (e.event) {
+    case "start":
+      return JSON.stringify({
+        ...base,
+        run_id: e.runId,
+        policy_sha256: e.policySha256,
+        base_commit: e.baseCommit
+      });
+    case "dns":
+      return JSON.stringify({ ...base, transport: e.transport, type: e.type, name: e.name, answer: e.answer });
+    case "request":
+      return JSON.stringify({
+        ...base,
+        decision: e.decision,
+        method: e.method,
+        url: e.url,
+        host: e.host,
+        path: e.path,
+        status: e.status,
+        code: e.code,
+        rule: e.rule ?? null,
+        reason: e.reason ?? null,
+        bytes_in: e.bytesIn,
+        bytes_out: e.bytesOut,
+        duration_ms: e.durationMs,
+        annotations: e.annotations
+      });
+    case "error":
+      return JSON.stringify({
+        ...base,
+        decision: "error",
+        method: e.method,
+        url: e.url,
+        host: e.host,
+        path: e.path,
+        reason: e.reason,
+        duration_ms: e.durationMs
+      });
+    case "tls":
+      return JSON.stringify({
+        ...base,
+        decision: e.code === "host_mismatch" ? "blocked" : "error",
+        servername: e.servername,
+        code: e.code,
+        reason: e.reason
+      });
+    case "credential":
+      return JSON.stringify({ ...base, line: e.line });
+  }
+}
+function lineLog(sinks) {
+  return {
+    write(event) {
+      sinks.text?.write(formatTextLine(event) + "\n");
+      sinks.json?.write(formatJsonLine(event) + "\n");
+    }
+  };
+}
+var silentLog = { write: () => void 0 };
+
+// src/proxy/log/file-sinks.ts
+var EVENT_PREFIX = "AIRLOCK-EVENT ";
+function openProcessLog(where, stdout) {
+  const files = [];
+  const open2 = (path) => {
+    const stream = createWriteStream(path, { flags: "a", mode: 384 });
+    stream.on("error", () => void 0);
+    files.push(stream);
+    return stream;
+  };
+  const toFiles = lineLog({
+    ...where.textPath ? { text: open2(where.textPath) } : {},
+    ...where.jsonPath ? { json: open2(where.jsonPath) } : {}
+  });
+  return {
+    write(event) {
+      toFiles.write(event);
+      if (where.stdout) stdout.write(`${EVENT_PREFIX}${formatJsonLine(event)}	${formatTextLine(event)}
+`);
+    },
+    close: () => Promise.all(files.map((f) => new Promise((resolve) => f.end(() => resolve())))).then(() => void 0)
+  };
+}
+
+// src/proxy/start.ts
+import http2 from "node:http";
+import https2 from "node:https";
+import { createInterface } from "node:readline";
+
 // src/proxy/credentials/response-scrubber.ts
 import { Transform } from "node:stream";
 function injectedForms(sent, sandbox) {
@@ -43103,8 +43331,8 @@ function compile2(values) {
   return needles;
 }
 function couldStartAt(needles, buf, at) {
-  const rest = buf.length - at;
-  return needles.some((n) => n.bytes.length > rest && buf.compare(n.bytes, 0, rest, at) === 0);
+  const rest2 = buf.length - at;
+  return needles.some((n) => n.bytes.length > rest2 && buf.compare(n.bytes, 0, rest2, at) === 0);
 }
 function scan(needles, longest, buf, final, out) {
   let pos = 0;
@@ -43161,9 +43389,9 @@ var ScrubbingTransform = class extends Transform {
   _transform(chunk, _encoding, callback) {
     const buf = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
     const out = [];
-    const { rest, count } = scan(this.needles, this.longest, buf, false, out);
+    const { rest: rest2, count } = scan(this.needles, this.longest, buf, false, out);
     this.replacements += count;
-    this.tail = Buffer.from(buf.subarray(rest));
+    this.tail = Buffer.from(buf.subarray(rest2));
     if (out.length > 0) this.push(joined(out));
     callback();
   }
@@ -43312,9 +43540,9 @@ function canonicalRequest(parts) {
     "\n"
   );
 }
-function splitTarget2(target) {
-  const q2 = target.indexOf("?");
-  return q2 < 0 ? { path: target, query: "" } : { path: target.slice(0, q2), query: target.slice(q2 + 1) };
+function splitTarget2(target2) {
+  const q2 = target2.indexOf("?");
+  return q2 < 0 ? { path: target2, query: "" } : { path: target2.slice(0, q2), query: target2.slice(q2 + 1) };
 }
 
 // src/proxy/credentials/aws/sigv4.ts
@@ -43652,7 +43880,7 @@ ${dataHash}`;
     this.previous = signature;
     return signature.length < width ? signature + SIGV4A_PADDING.repeat(width - signature.length) : signature;
   }
-  giveUp(reason, rest) {
+  giveUp(reason, rest2) {
     this.failure = reason;
     this.emit("resign-failure", reason);
     if (this.state === "chunk-data" || this.state === "chunk-crlf") {
@@ -43661,7 +43889,7 @@ ${dataHash}`;
     }
     this.held = [];
     this.state = "passthrough";
-    if (rest.length > 0) this.push(Buffer.from(rest));
+    if (rest2.length > 0) this.push(Buffer.from(rest2));
   }
 };
 
@@ -43703,15 +43931,15 @@ function formatAmzDate(date5) {
 }
 function detect(head, credentials) {
   const authorization = headerValues(head.headers, "authorization");
-  let mode;
+  let mode2;
   let signature;
   let amzDate;
   if (authorization.length > 0) {
-    mode = "header";
+    mode2 = "header";
     signature = parseAuthorizationHeader(authorization[0]);
     amzDate = headerValues(head.headers, "x-amz-date")[0]?.trim();
   } else {
-    mode = "query";
+    mode2 = "query";
     const presigned = parsePresignedQuery(parseRawQuery(splitTarget2(head.target).query));
     signature = presigned;
     amzDate = presigned?.amzDate;
@@ -43719,7 +43947,7 @@ function detect(head, credentials) {
   if (!signature) return null;
   const credential = credentials.find((c) => c.surrogateAccessKeyId === signature.accessKeyId);
   if (!credential || !inScope(head.host, credential)) return null;
-  return { mode, signature, amzDate: amzDate ?? "", credential };
+  return { mode: mode2, signature, amzDate: amzDate ?? "", credential };
 }
 function clockSkewEvent(amzDate, now) {
   const signed = parseAmzDate(amzDate);
@@ -43729,8 +43957,8 @@ function clockSkewEvent(amzDate, now) {
   return `WARNING: Container clock skew detected: x-amz-date=${amzDate}, proxy-time=${formatAmzDate(now)} (drift=${drift}m). Upstream rejection likely.`;
 }
 function buildCanonical(form, detected, variant) {
-  const { signature, mode } = detected;
-  const exclude = (name) => mode === "query" && (name === "X-Amz-Signature" || !variant.tokenSigned && name === "X-Amz-Security-Token");
+  const { signature, mode: mode2 } = detected;
+  const exclude = (name) => mode2 === "query" && (name === "X-Amz-Signature" || !variant.tokenSigned && name === "X-Amz-Security-Token");
   return canonicalRequest({
     method: form.method,
     uri: canonicalUri(form.path, variant.pathStyle),
@@ -43783,13 +44011,13 @@ function realSigner(detected, keyCache) {
   };
 }
 function rewrite(head, detected, events) {
-  const { credential, signature, mode } = detected;
+  const { credential, signature, mode: mode2 } = detected;
   const swapToken = credential.sessionToken !== void 0 && credential.surrogateSessionToken !== void 0;
   const headers = head.headers.map(
     ([name, value]) => swapToken && name.toLowerCase() === "x-amz-security-token" ? [name, credential.sessionToken] : [name, value]
   );
   const params = parseRawQuery(splitTarget2(head.target).query).map((p) => {
-    if (mode !== "query") return p;
+    if (mode2 !== "query") return p;
     if (p.name === "X-Amz-Credential")
       return { ...p, value: awsUriEncode(`${credential.accessKeyId}/${signature.scope}`, false) };
     if (p.name === "X-Amz-Security-Token" && swapToken)
@@ -43827,9 +44055,9 @@ function regionAnnotation(detected, headers, params) {
   return regionSet === void 0 ? null : `region: ${regionSet.trim()}`;
 }
 function resign(head, detected, payloadHashes, options) {
-  const { signature, credential, mode, amzDate } = detected;
+  const { signature, credential, mode: mode2, amzDate } = detected;
   const events = [];
-  const skew = mode === "header" ? clockSkewEvent(amzDate, options.now()) : null;
+  const skew = mode2 === "header" ? clockSkewEvent(amzDate, options.now()) : null;
   if (skew) events.push(skew);
   const { path, query } = splitTarget2(head.target);
   const original = { method: head.method, path, params: parseRawQuery(query), headers: head.headers };
@@ -43869,8 +44097,8 @@ function resign(head, detected, payloadHashes, options) {
     clientSignatureVerified: verified
   });
   let headers = rewritten.headers;
-  let target = head.target;
-  if (mode === "header") {
+  let target2 = head.target;
+  if (mode2 === "header") {
     const value = `${signature.algorithm} Credential=${credential.accessKeyId}/${signature.scope}, SignedHeaders=${signature.signedHeaders.join(";")}, Signature=${newSignature}`;
     let seen = 0;
     headers = headers.flatMap(([name, v]) => {
@@ -43885,7 +44113,7 @@ function resign(head, detected, payloadHashes, options) {
     }
   } else {
     const params = rewritten.params.map((p) => p.name === "X-Amz-Signature" ? { ...p, value: newSignature } : p);
-    target = `${path}?${serializeQuery(params)}`;
+    target2 = `${path}?${serializeQuery(params)}`;
   }
   const annotations = ["resigned"];
   const region = regionAnnotation(detected, headers, rewritten.params);
@@ -43893,12 +44121,12 @@ function resign(head, detected, payloadHashes, options) {
   if (!signature.signedHeaders.includes("accept-encoding")) headers = acceptingIdentity(headers);
   const result = {
     headers,
-    target,
+    target: target2,
     annotations,
     events,
     injected: injectedValues(detected, newSignature)
   };
-  const streaming = mode === "header" ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
+  const streaming = mode2 === "header" ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
   if (streaming) {
     const context = {
       algorithm: signature.algorithm,
@@ -43933,12 +44161,12 @@ function resignAwsRequest(head, credentials, options) {
   if (!parseAmzDate(detected.amzDate)) {
     return { kind: "ready", result: unchanged(head, "no valid X-Amz-Date") };
   }
-  const { mode, signature } = detected;
+  const { mode: mode2, signature } = detected;
   const s3 = signature.service === "s3";
   const params = parseRawQuery(splitTarget2(head.target).query);
   let fixed = null;
   let wantsBody = null;
-  if (mode === "header") {
+  if (mode2 === "header") {
     const declared = headerValues(head.headers, "x-amz-content-sha256")[0];
     if (declared !== void 0) fixed = [declared.trim()];
     else wantsBody = "only";
@@ -43949,7 +44177,7 @@ function resignAwsRequest(head, credentials, options) {
     else wantsBody = "first";
   }
   if (fixed) {
-    if (mode === "query" && s3 && bodyIsEmpty(head)) fixed.push(EMPTY_SHA256);
+    if (mode2 === "query" && s3 && bodyIsEmpty(head)) fixed.push(EMPTY_SHA256);
     const hashes = fixed;
     return { kind: "ready", result: safely(head, () => resign(head, detected, hashes, options)) };
   }
@@ -44198,7 +44426,7 @@ var passThrough = (head) => ({
 // src/proxy/dns/responder.ts
 import dgram from "node:dgram";
 import { once } from "node:events";
-import net from "node:net";
+import net2 from "node:net";
 
 // src/proxy/dns/packet.ts
 var DNS_HEADER_BYTES = 12;
@@ -44374,7 +44602,7 @@ async function startDnsResponder(opts) {
   };
 }
 async function bindBoth(host, port2) {
-  const type = net.isIPv6(host) ? "udp6" : "udp4";
+  const type = net2.isIPv6(host) ? "udp6" : "udp4";
   for (let attempt = 1; ; attempt++) {
     const udp = dgram.createSocket({ type });
     try {
@@ -44384,7 +44612,7 @@ async function bindBoth(host, port2) {
       udp.close();
       throw error62;
     }
-    const tcp = net.createServer();
+    const tcp = net2.createServer();
     try {
       tcp.listen(udp.address().port, host);
       await once(tcp, "listening");
@@ -44517,13 +44745,13 @@ function portOf(hostHeader, listener) {
 function splitAbsoluteForm(rawTarget) {
   const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)(.*)$/.exec(rawTarget);
   if (!m) return null;
-  const rest = m[2];
-  return { authority: m[1], target: rest === "" ? "/" : rest.startsWith("?") ? "/" + rest : rest };
+  const rest2 = m[2];
+  return { authority: m[1], target: rest2 === "" ? "/" : rest2.startsWith("?") ? "/" + rest2 : rest2 };
 }
 function admit(request, allowlist) {
   const method = request.method.toUpperCase();
   const absolute = splitAbsoluteForm(request.rawTarget);
-  const target = absolute ? absolute.target : request.rawTarget;
+  const target2 = absolute ? absolute.target : request.rawTarget;
   const hostHeader = request.hostHeaders[0];
   const shownHost = hostHeader ?? request.sni ?? absolute?.authority ?? "";
   const refuse3 = (code, reason, status = 403) => ({
@@ -44531,7 +44759,7 @@ function admit(request, allowlist) {
     status,
     code,
     host: shownHost,
-    path: target,
+    path: target2,
     reason,
     ...FIXED_HINTS[code] ? { hint: FIXED_HINTS[code] } : {}
   });
@@ -44560,7 +44788,7 @@ function admit(request, allowlist) {
       );
     }
   }
-  const decision = decide({ method, host: hostHeader, target }, allowlist);
+  const decision = decide({ method, host: hostHeader, target: target2 }, allowlist);
   if (!decision.allowed) {
     return {
       kind: "deny",
@@ -44577,7 +44805,7 @@ function admit(request, allowlist) {
     host: decision.host,
     hostHeader,
     port: portOf(hostHeader, request.listener),
-    target,
+    target: target2,
     rule: describeRule(decision.rule),
     decision
   };
@@ -44642,13 +44870,13 @@ function elapsedMs(started) {
 }
 function exchangeFor(listener, req, admission) {
   const hostShown = admission.kind === "allow" ? admission.hostHeader : admission.host || "-";
-  const target = admission.kind === "allow" ? admission.target : admission.path;
+  const target2 = admission.kind === "allow" ? admission.target : admission.path;
   return {
     listener,
     method: req.method ?? "-",
-    url: `${listener}://${hostShown}${target}`,
+    url: `${listener}://${hostShown}${target2}`,
     host: admission.host,
-    path: target,
+    path: target2,
     started: performance.now()
   };
 }
@@ -44808,8 +45036,8 @@ function chooseOperation(document, operationName) {
   return named[0];
 }
 var URL_PARAMETERS = ["query", "operationName", "variables", "extensions"];
-function checkGraphqlUrl(target) {
-  const { query } = splitTarget(target);
+function checkGraphqlUrl(target2) {
+  const { query } = splitTarget(target2);
   if (query === null) return null;
   const params = new URLSearchParams(query);
   const found = URL_PARAMETERS.find((p) => params.has(p));
@@ -44889,9 +45117,9 @@ function graphqlHint(verdict, rule) {
 var TOOL_DOMAINS_HOST = "api.anthropic.com";
 var TOOL_DOMAINS_MAX_BODY_BYTES = 32 * 1024 * 1024;
 var NETWORK_TOOL_PREFIXES = ["web_fetch_", "web_search_", "computer_", "bash_", "code_execution_"];
-function isMessagesRequest(host, target) {
+function isMessagesRequest(host, target2) {
   if (host !== TOOL_DOMAINS_HOST) return false;
-  const { path } = splitTarget(target);
+  const { path } = splitTarget(target2);
   const segments = percentDecode(path).toLowerCase().split("/").filter((s) => s !== "" && s !== ".");
   return segments[0] === "v1" && segments[1] === "messages";
 }
@@ -45187,7 +45415,7 @@ function scrubResponse(injected, head) {
     body(source, onError) {
       const stages = codec2 ? [codec2.decode(), transform2, codec2.encode()] : [transform2];
       let failed = false;
-      const fail = (err) => {
+      const fail2 = (err) => {
         if (failed) return;
         failed = true;
         for (const stage of stages) stage.destroy();
@@ -45198,7 +45426,7 @@ function scrubResponse(injected, head) {
       });
       let out = source;
       for (const stage of stages) {
-        stage.on("error", fail);
+        stage.on("error", fail2);
         out = out.pipe(stage);
       }
       return out;
@@ -45567,125 +45795,6 @@ function attachProxyHandlers(server, listener, ctx) {
   });
 }
 
-// src/proxy/log/file-sinks.ts
-import { createWriteStream } from "node:fs";
-
-// src/proxy/log/network-log.ts
-var NETWORK_LOG_VERSION = 1;
-function utcSeconds(ts) {
-  return ts.toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-function oneLine(s) {
-  return s.replace(/[\x00-\x1f\x7f]/g, (c) => "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0"));
-}
-function bracketed(annotations) {
-  return annotations.map((a) => ` [${oneLine(a)}]`).join("");
-}
-function formatTextLine(e) {
-  switch (e.event) {
-    case "start":
-      return `=== TASK START ${utcSeconds(e.ts)} ===`;
-    case "dns":
-      return e.answer === null ? `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> NOERROR (no records)` : `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> ${oneLine(e.answer)}`;
-    case "request": {
-      const verdict = e.decision === "allowed" ? "ALLOWED" : "BLOCKED";
-      const code = e.decision === "blocked" ? ` (${e.code})` : "";
-      return `${verdict} ${oneLine(e.method)} ${oneLine(e.url)} -> ${e.status}${code}${bracketed(e.annotations)}`;
-    }
-    case "error":
-      return `ERROR ${oneLine(e.method)} ${oneLine(e.url)} -> ${oneLine(e.reason)}`;
-    case "tls":
-      return e.code === "host_mismatch" ? `BLOCKED TLS ${oneLine(e.servername ?? "(no SNI)")} -> handshake refused (host_mismatch)` : `ERROR TLS ${oneLine(e.servername ?? "(no SNI)")} -> ${oneLine(e.reason)}`;
-    case "credential":
-      return oneLine(e.line);
-  }
-}
-function formatJsonLine(e) {
-  const base = { v: NETWORK_LOG_VERSION, ts: e.ts.toISOString(), event: e.event };
-  switch (e.event) {
-    case "start":
-      return JSON.stringify({
-        ...base,
-        run_id: e.runId,
-        policy_sha256: e.policySha256,
-        base_commit: e.baseCommit
-      });
-    case "dns":
-      return JSON.stringify({ ...base, transport: e.transport, type: e.type, name: e.name, answer: e.answer });
-    case "request":
-      return JSON.stringify({
-        ...base,
-        decision: e.decision,
-        method: e.method,
-        url: e.url,
-        host: e.host,
-        path: e.path,
-        status: e.status,
-        code: e.code,
-        rule: e.rule ?? null,
-        reason: e.reason ?? null,
-        bytes_in: e.bytesIn,
-        bytes_out: e.bytesOut,
-        duration_ms: e.durationMs,
-        annotations: e.annotations
-      });
-    case "error":
-      return JSON.stringify({
-        ...base,
-        decision: "error",
-        method: e.method,
-        url: e.url,
-        host: e.host,
-        path: e.path,
-        reason: e.reason,
-        duration_ms: e.durationMs
-      });
-    case "tls":
-      return JSON.stringify({
-        ...base,
-        decision: e.code === "host_mismatch" ? "blocked" : "error",
-        servername: e.servername,
-        code: e.code,
-        reason: e.reason
-      });
-    case "credential":
-      return JSON.stringify({ ...base, line: e.line });
-  }
-}
-function lineLog(sinks) {
-  return {
-    write(event) {
-      sinks.text?.write(formatTextLine(event) + "\n");
-      sinks.json?.write(formatJsonLine(event) + "\n");
-    }
-  };
-}
-var silentLog = { write: () => void 0 };
-
-// src/proxy/log/file-sinks.ts
-var EVENT_PREFIX = "AIRLOCK-EVENT ";
-function openProcessLog(where, stdout) {
-  const files = [];
-  const open2 = (path) => {
-    const stream = createWriteStream(path, { flags: "a", mode: 384 });
-    stream.on("error", () => void 0);
-    files.push(stream);
-    return stream;
-  };
-  const toFiles = lineLog({
-    ...where.textPath ? { text: open2(where.textPath) } : {},
-    ...where.jsonPath ? { json: open2(where.jsonPath) } : {}
-  });
-  return {
-    write(event) {
-      toFiles.write(event);
-      if (where.stdout) stdout.write(`${EVENT_PREFIX}${formatJsonLine(event)}	${formatTextLine(event)}
-`);
-    },
-    close: () => Promise.all(files.map((f) => new Promise((resolve) => f.end(() => resolve())))).then(() => void 0)
-  };
-}
-
 // src/proxy/tls/leaf-certs.ts
 var x509 = __toESM(require_x509_cjs(), 1);
 import { X509Certificate as NodeX509Certificate, createPrivateKey as createPrivateKey2 } from "node:crypto";
@@ -45997,6 +46106,24 @@ async function startProxy(options) {
     throw err;
   }
 }
+function proxyOptionsFrom(config2, log) {
+  return {
+    allowlist: config2.allowlist,
+    ca: config2.ca,
+    sandboxAddress: config2.sandboxAddress,
+    listen: config2.listen,
+    upstream: {
+      hosts: config2.upstream.hosts,
+      dns: config2.upstream.dns,
+      connectTimeoutMs: config2.upstream.connectTimeoutMs,
+      ...config2.upstream.caPem ? { caPem: config2.upstream.caPem } : {},
+      ...config2.upstream.hostAddresses ? { hostAddresses: config2.upstream.hostAddresses } : {}
+    },
+    credentials: createCredentialProcessor(config2.credentials),
+    log,
+    run: config2.run
+  };
+}
 var READY_PREFIX = "AIRLOCK-PROXY-READY ";
 async function runProxyProcess(io2) {
   const lines = createInterface({ input: io2.stdin, crlfDelay: Infinity });
@@ -46012,22 +46139,7 @@ async function runProxyProcess(io2) {
   try {
     const config2 = parseProxyConfig(first.value);
     log = openProcessLog(config2.log ?? {}, io2.stdout);
-    proxy = await startProxy({
-      allowlist: config2.allowlist,
-      ca: config2.ca,
-      sandboxAddress: config2.sandboxAddress,
-      listen: config2.listen,
-      upstream: {
-        hosts: config2.upstream.hosts,
-        dns: config2.upstream.dns,
-        connectTimeoutMs: config2.upstream.connectTimeoutMs,
-        ...config2.upstream.caPem ? { caPem: config2.upstream.caPem } : {},
-        ...config2.upstream.hostAddresses ? { hostAddresses: config2.upstream.hostAddresses } : {}
-      },
-      credentials: createCredentialProcessor(config2.credentials),
-      log,
-      run: config2.run
-    });
+    proxy = await startProxy(proxyOptionsFrom(config2, log));
   } catch (err) {
     const message = err instanceof ProxyConfigError ? err.message : `cannot start: ${err.message}`;
     io2.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, " ")}
@@ -46042,9 +46154,89 @@ async function runProxyProcess(io2) {
   return 0;
 }
 
+// src/proxy/pod.ts
+function fail(io2, message) {
+  io2.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, " ")}
+`);
+  return 1;
+}
+function startCanary(host, port2, io2) {
+  const server = net3.createServer((socket) => {
+    io2.stdout.write(encodeCanaryLine((socket.remoteAddress ?? "unknown").replace(/^::ffff:/, "")));
+    socket.on("error", () => void 0);
+    socket.destroy();
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port: port2 }, () => resolve(server));
+  });
+}
+async function runProxyPod(io2) {
+  const file2 = io2.env[PROXY_POD_ENV.configFile];
+  const podIp = io2.env[PROXY_POD_ENV.podIp];
+  const canaryPort = Number(io2.env[PROXY_POD_ENV.canaryPort] ?? "");
+  if (!file2) return fail(io2, `${PROXY_POD_ENV.configFile} is not set`);
+  if (!Number.isInteger(canaryPort) || canaryPort < 1 || canaryPort > 65535) {
+    return fail(io2, `${PROXY_POD_ENV.canaryPort} must be a port number`);
+  }
+  let text;
+  try {
+    text = await readFile(file2, "utf8");
+  } catch (err) {
+    return fail(io2, `cannot read the configuration ${file2}: ${err.code ?? "error"}`);
+  }
+  let raw;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return fail(io2, `the configuration ${file2} is not JSON`);
+  }
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return fail(io2, "the configuration is not an object");
+  const withAddress = { ...raw, sandboxAddress: podIp };
+  let config2;
+  try {
+    config2 = parseProxyConfig(JSON.stringify(withAddress));
+  } catch (err) {
+    if (err instanceof ProxyConfigError) return fail(io2, err.message);
+    throw err;
+  }
+  const log = openProcessLog(config2.log ?? {}, io2.stdout);
+  let proxy;
+  try {
+    proxy = await startProxy(proxyOptionsFrom(config2, log));
+  } catch (err) {
+    await log.close();
+    return fail(io2, `cannot start: ${err.message}`);
+  }
+  let canary;
+  try {
+    canary = await startCanary(config2.listen.host, canaryPort, io2);
+  } catch (err) {
+    await proxy.close();
+    await log.close();
+    return fail(io2, `cannot start the canary on port ${canaryPort}: ${err.message}`);
+  }
+  io2.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}
+`);
+  if (!io2.signal.aborted) await new Promise((resolve) => io2.signal.addEventListener("abort", () => resolve()));
+  await new Promise((resolve) => canary.close(() => resolve()));
+  await proxy.close();
+  await log.close();
+  return 0;
+}
+
 // src/proxy/main.ts
 var stop = new AbortController();
 process.once("SIGTERM", () => stop.abort());
 var io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signal: stop.signal };
-process.exitCode = await runProxyProcess(io);
+var [mode, ...rest] = process.argv.slice(2);
+if (mode === PROXY_MODE.pod) {
+  process.exitCode = await runProxyPod({ ...io, env: process.env });
+} else if (mode === PROXY_MODE.networkPolicyProbe) {
+  const args = decodeProbeArgs(rest);
+  process.exitCode = typeof args === "string" ? (process.stderr.write(`airlock-netpolicy-probe: ${args}
+`), PROBE_EXIT.usage) : await runNetworkPolicyProbe(args, { stderr: process.stderr, terminationLog: "/dev/termination-log" });
+} else {
+  process.exitCode = await runProxyProcess(io);
+}
 process.exit();
