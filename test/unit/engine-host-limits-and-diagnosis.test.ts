@@ -34,21 +34,40 @@ describe('container ulimits follow the host', () => {
 });
 
 describe('airlock doctor diagnoses', () => {
-  it('crun on cgroup v1 fails with the containers.conf fix', () => {
-    const finding = judgeRuntime({ engine: 'podman', runtime: 'crun', cgroupVersion: 'v1', runcInstalled: true });
+  it('crun on a hybrid cgroup v1 host whose cgroup2 hierarchy holds controllers fails with the runc fix', () => {
+    const hybrid = { engine: 'podman', runtime: 'crun', cgroupVersion: 'v1', hybridControllers: ['hugetlb'] } as const;
+    const finding = judgeRuntime({ ...hybrid, runcInstalled: true });
     assert.equal(finding.verdict, 'fail');
+    assert.match(finding.detail, /hugetlb/);
     assert.match(finding.fix ?? '', /runtime = "runc"/);
-    const missing = judgeRuntime({ engine: 'podman', runtime: 'crun', cgroupVersion: 'v1', runcInstalled: false });
+    const missing = judgeRuntime({ ...hybrid, runcInstalled: false });
     assert.match(missing.fix ?? '', /install runc/);
+  });
+
+  it('crun on cgroup v1 without controllers on a cgroup2 hierarchy is fine (the Podman 5 lane runs it)', () => {
+    const legacy = { engine: 'podman', runtime: 'crun', cgroupVersion: 'v1', runcInstalled: false } as const;
+    assert.equal(judgeRuntime({ ...legacy, hybridControllers: [] }).verdict, 'ok');
   });
 
   it('crun on cgroup v2 and runc anywhere are fine', () => {
     assert.equal(
-      judgeRuntime({ engine: 'podman', runtime: 'crun', cgroupVersion: 'v2', runcInstalled: false }).verdict,
+      judgeRuntime({
+        engine: 'podman',
+        runtime: 'crun',
+        cgroupVersion: 'v2',
+        runcInstalled: false,
+        hybridControllers: [],
+      }).verdict,
       'ok',
     );
     assert.equal(
-      judgeRuntime({ engine: 'podman', runtime: 'runc', cgroupVersion: 'v1', runcInstalled: true }).verdict,
+      judgeRuntime({
+        engine: 'podman',
+        runtime: 'runc',
+        cgroupVersion: 'v1',
+        runcInstalled: true,
+        hybridControllers: ['hugetlb'],
+      }).verdict,
       'ok',
     );
   });

@@ -3,7 +3,6 @@
  * runtime, ulimits, networking, and finally starts a real hardened container from the embedded default image —
  * and for everything wrong says how to fix it. Exit 0 when nothing failed, else 125.
  */
-import { existsSync } from 'node:fs';
 import { callEngine, findOnPath, resolveEngine, type Engine, type EngineResult } from '../engine/engine.js';
 import {
   formatFinding,
@@ -121,6 +120,15 @@ async function checkContainer(engine: Engine): Promise<Finding> {
   return { check: 'container', verdict: 'fail', detail: `starting a container failed: ${message}`, fix };
 }
 
+/** Controllers on the cgroup2 hierarchy of a hybrid cgroup v1 host, or null when the host has no such hierarchy. */
+function readHybridControllers(): string[] | null {
+  try {
+    return readFileSync('/sys/fs/cgroup/unified/cgroup.controllers', 'utf8').split(/\s+/).filter(Boolean);
+  } catch {
+    return null;
+  }
+}
+
 export const run: Command = async (argv, ctx) => {
   const { values } = parseFlags(
     {
@@ -165,15 +173,15 @@ export const run: Command = async (argv, ctx) => {
   }
   report(judgeVersion(engine.kind, facts.version));
   report({ check: 'mode', verdict: 'ok', detail: facts.rootless ? 'rootless' : 'rootful' });
-  report(
-    judgeCgroups({ version: facts.cgroupVersion, hybrid: existsSync('/sys/fs/cgroup/unified/cgroup.controllers') }),
-  );
+  const hybridControllers = readHybridControllers();
+  report(judgeCgroups({ version: facts.cgroupVersion, hybrid: hybridControllers !== null }));
   report(
     judgeRuntime({
       engine: engine.kind,
       runtime: facts.runtime,
       cgroupVersion: facts.cgroupVersion,
       runcInstalled: (await findOnPath('runc', ctx.env.PATH)) !== null,
+      hybridControllers: hybridControllers ?? [],
     }),
   );
   let limitsText = '';

@@ -65,15 +65,28 @@ export interface RuntimeFacts {
   runtime: string;
   cgroupVersion: string;
   runcInstalled: boolean;
+  /**
+   * Controllers enabled on the cgroup2 hierarchy that a cgroup v1 host mounts beside its v1 hierarchies
+   * (`/sys/fs/cgroup/unified/cgroup.controllers`); empty when there is none or it holds no controller.
+   */
+  hybridControllers: readonly string[];
 }
 
+/**
+ * crun runs on cgroup v2, and on cgroup v1 as long as the cgroup2 hierarchy beside it holds no controller (the
+ * classic systemd hybrid layout, or v1 alone); with a controller there it refuses every container ("cgroups in
+ * hybrid mode not supported, drop all controllers from cgroupv2" — crun 1.21 on the development machine, whose
+ * unified hierarchy holds hugetlb). runc runs in all three.
+ */
 export function judgeRuntime(facts: RuntimeFacts): Finding {
   const v1 = !(facts.cgroupVersion === 'v2' || facts.cgroupVersion === '2');
-  if (facts.engine === 'podman' && facts.runtime === 'crun' && v1) {
+  if (facts.engine === 'podman' && facts.runtime === 'crun' && v1 && facts.hybridControllers.length > 0) {
     return {
       check: 'runtime',
       verdict: 'fail',
-      detail: 'podman uses crun, which fails on cgroup v1/hybrid hosts ("cgroups in hybrid mode")',
+      detail:
+        `podman uses crun, which refuses cgroup v1 hosts whose cgroup2 hierarchy holds controllers ` +
+        `(here: ${facts.hybridControllers.join(' ')}): "cgroups in hybrid mode not supported"`,
       fix: facts.runcInstalled
         ? 'set `runtime = "runc"` under [engine] in /etc/containers/containers.conf (or ~/.config/containers/containers.conf)'
         : 'install runc (apt-get install runc) and set `runtime = "runc"` under [engine] in containers.conf',
