@@ -29,7 +29,6 @@ doctor_says() { # doctor_says EXPECTED_CODE PATTERN [ENV…] -- ARGS…: doctor'
 if $hybrid; then
   # This machine as it is: cgroup v1 plus a cgroup2 hierarchy that holds a controller. crun refuses to run there;
   # doctor must say so and name runc, and with runc configured everything passes.
-  podman info --format json >"$out/engine-info/podman5-rootful-cgroupv1-hybrid-crun.json"
   lane_check "doctor (Podman 5, crun, hybrid cgroups) fails and names the runc fix" \
     doctor_says 125 'FAIL +runtime: .*crun.*' -- --engine podman
   printf '[engine]\nruntime = "runc"\n' >/tmp/runc.conf

@@ -22,6 +22,7 @@ import { readHostLimits } from '../engine/host-limits.js';
 import { SandboxError } from '../errors.js';
 import { allowWithinBridge } from './bridge-forwarding.js';
 import { generateRunCa } from './ca.js';
+import { resolveHostGateway } from './host-gateway.js';
 import { resourceLabelArgs, resourceName } from './labels.js';
 import type { NetworkCounts, NetworkSession, NetworkSessionRequest } from './network-session.js';
 import { ensureProxyImage, PROXY_UID } from './proxy-image.js';
@@ -292,7 +293,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
       throw new SandboxError(
         `the proxy container has no address on the sandbox network (${await Promise.race([exited, Promise.resolve('still running')])})`,
       );
-    const hostGateway = endpoints?.[nets.egress]?.Gateway || null;
+    const hostGateway = await resolveHostGateway(engine, name, endpoints?.[nets.egress]?.Gateway || null);
 
     const counts: NetworkCounts = { allowed: 0, blocked: 0, errors: 0 };
     const sinks = await openLogSinks(logOptions, identity.runId);
