@@ -282,9 +282,12 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
       child.on('error', (e) => resolve(`the proxy could not be started: ${e.message}`));
     });
 
-    // Its address on the sandbox network, which the DNS responder hands out for every name.
+    // Its address on the sandbox network, which the DNS responder hands out for every name. A proxy that already
+    // exited will never get one: waiting out the polls would only delay its error (by minutes on a slow engine).
+    let proxyGone = false;
+    void exited.then(() => (proxyGone = true));
     let endpoints: Record<string, NetworkEndpoint> | null = null;
-    for (let i = 0; i < 200 && !endpoints?.[nets.internal]?.IPAddress; i++) {
+    for (let i = 0; i < 200 && !proxyGone && !endpoints?.[nets.internal]?.IPAddress; i++) {
       endpoints = await containerNetworks(engine, name);
       if (!endpoints?.[nets.internal]?.IPAddress) await new Promise((r) => setTimeout(r, 50));
     }
