@@ -69,7 +69,10 @@ v_sysfs_write() {
   echo "release_agent=${agents:-absent},cgroup_mount=$(denied_or mount -t cgroup -o rdma cgroup /mnt),pids_max=$(denied_or sh -c "echo 100000 > $limit"),ksm=$(denied_or sh -c 'echo 1 > /sys/kernel/mm/ksm/run')"
 }
 v_proc_leaks() {
-  echo "kcore=$(denied_or head -c1 /proc/kcore),keys=$(wc -c </proc/keys 2>/dev/null || echo 0),kallsyms_addrs=$(awk '$1 != "0000000000000000"' /proc/kallsyms 2>/dev/null | head -1 | wc -l)"
+  # Engines mask /proc/kcore with /dev/null, which opens and reads as empty: only a byte read is a leak.
+  local kcore_bytes
+  kcore_bytes=$(head -c1 /proc/kcore 2>/dev/null | wc -c)
+  echo "kcore=$([ "$kcore_bytes" -gt 0 ] && echo allowed || echo denied),keys=$(wc -c </proc/keys 2>/dev/null || echo 0),kallsyms_addrs=$(awk '$1 != "0000000000000000"' /proc/kallsyms 2>/dev/null | head -1 | wc -l)"
 }
 v_proxy_invisible() {
   local hits=0
