@@ -55,3 +55,13 @@ lane_add_part() {
     echo "not ok - $1 ended without its counts"
   fi
 }
+
+# lane_stage_repo REPO DEST: a snapshot of REPO's files (no .git; node_modules as a link to the real one), taken
+# before anything else, so a build running beside the lane (CI runs `npm test` in the same checkout) cannot
+# change dist/ under it.
+lane_stage_repo() {
+  local src=$1 dest=$2
+  rm -rf "$dest" && mkdir -p "$dest"
+  tar -C "$src" --exclude=./.git --exclude=./node_modules -cf - . | tar -C "$dest" -xf -
+  ln -s "$(readlink -f "$src/node_modules")" "$dest/node_modules"
+}

@@ -23,6 +23,8 @@ fi
 
 step() { echo "[podman5] $*" >&2; }
 t0=$SECONDS
+lane_stage_repo "$repo" "$work/podman5-repo"
+repo=$work/podman5-repo
 step "building the trixie root in $root (cached across runs of this script)"
 "$here/trixie-root.sh" "$root"
 step "trixie root ready after $((SECONDS - t0))s"

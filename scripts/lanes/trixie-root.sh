@@ -8,6 +8,10 @@ set -euo pipefail
 root=${1:?usage: trixie-root.sh ROOT}
 ready="$root/.airlock-lane-root"
 recipe="trixie-root/3"
+mkdir -p "$(dirname "$root")"
+# Lanes started side by side build the root once: the second waits for the first.
+exec 9>"$root.lock"
+flock 9
 if [[ -f $ready && $(cat "$ready") == "$recipe" ]]; then exit 0; fi
 
 mirror=http://deb.debian.org/debian
@@ -28,7 +32,6 @@ if [[ $root != /*/* ]] || grep -q " ${root%/}[/ ]" /proc/self/mountinfo; then
   exit 1
 fi
 rm -rf "$root"
-mkdir -p "$(dirname "$root")"
 start=$SECONDS
 debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
   { tail -n 30 "$root.debootstrap.log" >&2; exit 1; }

@@ -30,16 +30,19 @@ command -v qemu-system-x86_64 >/dev/null || fail_early "qemu-system-x86_64 is no
 
 step() { echo "[vm-cgroupv2] $*" >&2; }
 t0=$SECONDS
+lane_stage_repo "$repo" "$work/vm-repo"
+repo=$work/vm-repo
 "$here/trixie-root.sh" "$root"
 step "trixie root ready after $((SECONDS - t0))s"
 (cd "$repo" && node --import tsx -e 'await (await import("./test/helpers/images.ts")).ensureTestRootfs()')
 
-# The disk: the trixie root, plus (in an overlay, so the root itself stays as built) the repository at the same
-# path, its node_modules, and the suites' Debian rootfs tarball.
+# The disk: the trixie root, plus (in an overlay, so the root itself stays as built) the repository at /airlock
+# with its node_modules, and the suites' Debian rootfs tarball.
 t1=$SECONDS
-rm -rf "$vm" && mkdir -p "$vm/upper$repo/node_modules" "$vm/upper/var/cache/airlock-test" "$vm/work" "$vm/merged" "$vm/out"
-tar -C "$repo" --exclude=./.git --exclude=./node_modules -cf - . | tar -C "$vm/upper$repo" -xf -
-tar -C "$(readlink -f "$repo/node_modules")" -cf - . | tar -C "$vm/upper$repo/node_modules" -xf -
+guest_repo=/airlock
+rm -rf "$vm" && mkdir -p "$vm/upper$guest_repo/node_modules" "$vm/upper/var/cache/airlock-test" "$vm/work" "$vm/merged" "$vm/out"
+tar -C "$repo" --exclude=./node_modules -cf - . | tar -C "$vm/upper$guest_repo" -xf -
+tar -C "$(readlink -f "$repo/node_modules")" -cf - . | tar -C "$vm/upper$guest_repo/node_modules" -xf -
 tarball=/var/cache/airlock-test/debian-bookworm-rootfs.tar
 ln "$tarball" "$vm/upper$tarball" 2>/dev/null || cp "$tarball" "$vm/upper$tarball"
 unshare --mount --propagation private bash -c '
@@ -59,7 +62,7 @@ timeout --kill-after=10 "$budget" qemu-system-x86_64 -accel tcg -cpu max -smp "$
   -kernel "$kernel" -initrd "$initrd" \
   -drive "file=$vm/disk.img,if=virtio,format=raw" -drive "file=$vm/out.img,if=virtio,format=raw" \
   -nic none -display none -serial stdio -monitor none -no-reboot \
-  -append "root=/dev/vda rw console=ttyS0 quiet panic=-1 init=$repo/scripts/lanes/vm-guest-init.sh airlock.repo=$repo airlock.suites=${AIRLOCK_VM_SUITES:-all}" \
+  -append "root=/dev/vda rw console=ttyS0 quiet panic=-1 init=$guest_repo/scripts/lanes/vm-guest-init.sh airlock.repo=$guest_repo airlock.suites=${AIRLOCK_VM_SUITES:-all}" \
   </dev/null | tee "$vm/console.log"
 qemu_rc=${PIPESTATUS[0]}
 set -e
