@@ -32,6 +32,12 @@ doctor_says() { # doctor_says RUN_AS… -- ARGS…: doctor exits 0 and its conta
 
 podman info --format json >"$out/engine-info/podman5-rootful-cgroupv2-crun.json"
 as_runner podman info --format json >"$out/engine-info/podman5-rootless-cgroupv2-crun-pasta.json"
+# The same user in a cgroup nobody delegated controllers to (a login without systemd's user manager): what
+# Podman reports when it cannot apply limits on cgroup v2.
+mkdir -p /sys/fs/cgroup/undelegated.slice/runner.scope
+(echo $BASHPID >/sys/fs/cgroup/undelegated.slice/runner.scope/cgroup.procs &&
+  exec runuser -u runner -- env -i PATH="$PATH" HOME=/home/runner USER=runner XDG_RUNTIME_DIR=/run/user/1001 \
+    podman info --format json) >"$out/engine-info/podman5-rootless-cgroupv2-crun-pasta-undelegated.json"
 echo "    rootless: $(as_runner podman info --format '{{.Host.CgroupManager}} {{.Host.CgroupsVersion}} {{.Host.NetworkBackend}} {{.Host.CgroupControllers}}')"
 
 lane_check "doctor (Podman 5 rootful, crun, cgroup v2)" timed doctor_says env -- --engine podman
