@@ -58,7 +58,12 @@ export const CA_ENV_VARIABLES = [
 
 const READY_PREFIX = 'AIRLOCK-PROXY-READY ';
 const EVENT_PREFIX = 'AIRLOCK-EVENT ';
-const READY_TIMEOUT_MS = 20_000;
+/**
+ * A watchdog for a proxy that is alive but never gets ready (one that exits is reported at once). Natively it is
+ * ready within a second; in the cgroup v2 lane's emulated VM on a loaded 2-core machine, a rootless start took
+ * more than 20 s, so the bound is generous: it only decides how long a hung proxy keeps a run waiting.
+ */
+const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 
 export interface NetworkLogOptions {
