@@ -13,11 +13,12 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from
 import net, { type AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { streamFrom } from '../helpers/plain-stream.js';
 import { containsSecret } from '../helpers/secret-forms.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
 
@@ -68,34 +69,6 @@ export interface RecordedRequest {
 export interface Chunk {
   at: number;
   bytes: Buffer;
-}
-
-/** The socket as a plain Duplex that starts with `first`, the bytes already read while sniffing. */
-function streamFrom(socket: Duplex, first: Buffer): Duplex {
-  const duplex = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _encoding, callback) {
-      socket.write(chunk, callback);
-    },
-    final(callback) {
-      socket.end();
-      callback();
-    },
-    destroy(err, callback) {
-      socket.destroy();
-      callback(err);
-    },
-  });
-  socket.pause();
-  if (first.length > 0) duplex.push(first);
-  socket.on('data', (chunk: Buffer) => {
-    if (!duplex.push(chunk)) socket.pause();
-  });
-  socket.on('end', () => duplex.push(null));
-  socket.on('close', () => duplex.destroy());
-  return duplex;
 }
 
 /** A listener on this machine that keeps every byte it receives, decrypted when the peer spoke TLS. */
