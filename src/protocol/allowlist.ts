@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hostPatternProblem } from './policy.js';
 
 /** Host patterns are ASCII (punycode for IDNs) and may carry fnmatch wildcards. */
 const hostPattern = z
@@ -7,7 +8,15 @@ const hostPattern = z
   .refine((s) => /^[\x21-\x7e]+$/.test(s), {
     message: 'host patterns are ASCII without spaces; write an internationalised name in its punycode form (xn--…)',
   })
-  .describe('Host name, IP literal or fnmatch pattern (`*.example.com`, `api-?.example.com`); case-insensitive.');
+  .superRefine((s, ctx) => {
+    const problem = hostPatternProblem(s);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .describe(
+    'Host name, IP literal or fnmatch pattern (`*.example.com`, `api-?.example.com`); case-insensitive. ' +
+      'Without a port only the default port is open (443 for HTTPS, 80 for HTTP); `registry.internal:5000` ' +
+      'opens that port, and only it.',
+  );
 
 const methodName = z
   .string()

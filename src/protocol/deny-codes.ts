@@ -13,6 +13,13 @@ export const DENY_CODES = {
   trace_not_allowed: 'TRACE and TRACK echo request headers (and so credentials) back to the sender',
   host_mismatch: 'the TLS SNI, the Host header and the request target do not name the same host',
   missing_host: 'the request names no host (no SNI and no Host header)',
+  port_mismatch:
+    'the Host header or an absolute-form target names a port other than the one the connection was made to',
+  port_not_allowed: 'the host is allowed, but not on this port: only an entry naming the port opens it',
+  connection_header_not_allowed:
+    'the `Connection` header names an end-to-end header (Host, framing, a credential or an inspected header)',
+  upgrade_not_allowed:
+    'a protocol upgrade other than WebSocket (`h2c`, …), or a WebSocket handshake that is not well-formed',
   upstream_address_not_allowed:
     'the host resolves to a loopback, private, link-local or metadata address that is not mapped in `upstream_hosts`',
   graphql_operation_blocked: "the GraphQL operation is not in the entry's `graphql` operation allowlist",

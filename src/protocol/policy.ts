@@ -7,12 +7,24 @@ import { fnmatchCase, fnmatchIgnoreCase } from './fnmatch.js';
  * tests is exactly what is enforced. Pure: no I/O.
  */
 
+export type Scheme = 'http' | 'https';
+
+/** The port a URL, a Host header or an allowlist entry means when it names none. */
+export const DEFAULT_PORTS: Readonly<Record<Scheme, number>> = { http: 80, https: 443 };
+
 export interface PolicyRequest {
   method: string;
   /** Host as sent (Host header or SNI); may carry a port, a trailing dot, mixed case, or be an IP literal. */
   host: string;
   /** Request target in origin form: path plus optional `?query`, raw as on the wire. */
   target: string;
+  /** Default `https`. */
+  scheme?: Scheme;
+  /**
+   * The port the request goes to. The proxy passes the port of the listener the sandbox connected to (it has
+   * already refused a Host naming another); without it, the port written in `host`, else the scheme's default.
+   */
+  port?: number;
 }
 
 export type MatchedRule =
@@ -49,6 +61,57 @@ export function normalizeHost(raw: string): string | null {
   if (/^[0-9.]+$/.test(host)) return isIPv4(host) ? host : null;
   return host.split('.').every((label) => DNS_LABEL.test(label)) ? host : null;
 }
+
+/** The port an authority (`host`, `host:port`, `[v6]:port`) names explicitly: a number (maybe out of range), or null. */
+export function explicitPort(authority: string): number | null {
+  const a = authority.trim();
+  const m = a.startsWith('[') ? /\]:(\d{1,5})$/.exec(a) : isIPv6(a) ? null : /:(\d{1,5})$/.exec(a);
+  return m ? Number(m[1]) : null;
+}
+
+/** An authority as the proxy writes it: normalised host (IPv6 in brackets), the port only when not the default. */
+export function formatAuthority(host: string, port: number, scheme: Scheme): string {
+  const name = isIPv6(host) ? `[${host}]` : host;
+  return port === DEFAULT_PORTS[scheme] ? name : `${name}:${port}`;
+}
+
+/**
+ * An allowlist entry's or a scope's host pattern, split into the host pattern and the port it names: `host:5000`,
+ * `*.internal:8443`, `[fd00::1]:443`. Null port: the listener's default port only. A bare IPv6 literal has no port.
+ */
+export function splitHostPattern(pattern: string): { host: string; port: number | null } {
+  const m = pattern.startsWith('[') ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
+  return m ? { host: m[1]!, port: Number(m[2]) } : { host: pattern, port: null };
+}
+
+/** Why a host pattern cannot be used (a port out of range), or null. */
+export function hostPatternProblem(pattern: string): string | null {
+  const { port } = splitHostPattern(pattern);
+  if (port !== null && (port < 1 || port > 65535)) return `the port in "${pattern}" must be between 1 and 65535`;
+  return null;
+}
+
+/**
+ * Whether a request for `host` on `port` is inside a host pattern: the host matches and the port is the one the
+ * pattern names — or, for a pattern without a port, the scheme's default (443 on TLS, 80 in clear).
+ */
+export function endpointMatches(host: string, port: number, scheme: Scheme, pattern: string): boolean {
+  const split = splitHostPattern(pattern);
+  return (split.port ?? DEFAULT_PORTS[scheme]) === port && hostMatches(host, split.host);
+}
+
+/** Every port the allowlist names beyond the default ones: the proxy listens on each (TLS and plain on one port). */
+export function declaredPorts(allowlist: Allowlist): number[] {
+  const ports = new Set<number>();
+  for (const pattern of [...allowlist.domains, ...allowlist.url_prefixes.map((e) => e.host)]) {
+    const { port } = splitHostPattern(pattern);
+    if (port !== null && !RESERVED_PORTS.has(port)) ports.add(port);
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+/** Ports the proxy already serves: 80 and 443 as the defaults, 53 for DNS (no HTTP there, ever). */
+const RESERVED_PORTS = new Set([53, 80, 443]);
 
 export function isIPv4(s: string): boolean {
   const parts = s.split('.');
@@ -158,10 +221,11 @@ function q(s: string): string {
 }
 
 /** The one allowlist entry that would permit exactly this request, as a YAML flow mapping. */
-export function hintFor(method: string, host: string, target: string): string {
+export function hintFor(method: string, host: string, target: string, port?: number, scheme: Scheme = 'https'): string {
   const { path, query } = splitTarget(target);
   const pathPattern = query === null ? path : `${path}[?]*`;
-  return `url_prefixes: - {host: ${q(host)}, path: ${q(pathPattern)}, methods: [${method}]}`;
+  const entryHost = port === undefined ? host : formatAuthority(host, port, scheme);
+  return `url_prefixes: - {host: ${q(entryHost)}, path: ${q(pathPattern)}, methods: [${method}]}`;
 }
 
 export function describeRule(rule: MatchedRule): string {
@@ -191,9 +255,19 @@ export function decide(request: PolicyRequest, allowlist: Allowlist): Decision {
     return { allowed: false, code: 'invalid_path', host, path: rawTarget, reason: problem };
   }
   const target = normalizeTarget(rawTarget);
+  const scheme = request.scheme ?? 'https';
+  const written = explicitPort(request.host);
+  const port = request.port ?? (written !== null ? written : DEFAULT_PORTS[scheme]);
+  // A pattern that names the host on another port: worth its own deny code, since only a port is missing.
+  let otherPort = false;
+  const inEntry = (pattern: string): boolean => {
+    if (endpointMatches(host, port, scheme, pattern)) return true;
+    if (!otherPort && hostMatches(host, splitHostPattern(pattern).host)) otherPort = true;
+    return false;
+  };
 
   for (const [index, pattern] of allowlist.domains.entries()) {
-    if (hostMatches(host, pattern)) {
+    if (inEntry(pattern)) {
       const rule: MatchedRule = { kind: 'domain', index, pattern };
       return {
         allowed: true,
@@ -208,7 +282,7 @@ export function decide(request: PolicyRequest, allowlist: Allowlist): Decision {
   let hostSeen = false;
   let pathSeen = false;
   for (const [index, entry] of allowlist.url_prefixes.entries()) {
-    if (!hostMatches(host, entry.host)) continue;
+    if (!inEntry(entry.host)) continue;
     hostSeen = true;
     if (!pathMatches(target, entry.path)) continue;
     pathSeen = true;
@@ -216,7 +290,7 @@ export function decide(request: PolicyRequest, allowlist: Allowlist): Decision {
     const rule: MatchedRule = { kind: 'url_prefix', index, entry };
     return { allowed: true, code: 'allowed', rule, host, path: rawTarget, reason: `allowed by ${describeRule(rule)}` };
   }
-  const hint = hintFor(method, host, rawTarget);
+  const hint = hintFor(method, host, rawTarget, port, scheme);
   if (pathSeen) {
     return {
       allowed: false,
@@ -235,6 +309,16 @@ export function decide(request: PolicyRequest, allowlist: Allowlist): Decision {
       path: rawTarget,
       hint,
       reason: `no url_prefixes entry for ${host} matches the path ${rawTarget}`,
+    };
+  }
+  if (otherPort) {
+    return {
+      allowed: false,
+      code: 'port_not_allowed',
+      host,
+      path: rawTarget,
+      hint,
+      reason: `${host} is allowed on other ports, not on ${port}: an entry opens a port only by naming it (${formatAuthority(host, port, scheme)}), or the default one by naming none`,
     };
   }
   return {

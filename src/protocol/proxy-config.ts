@@ -29,12 +29,20 @@ export interface ListenConfig {
   http: number;
   https: number;
   dns: number;
+  /**
+   * Ports beyond 80/443 that allowlist entries name (`registry.internal:5000`): the proxy listens on each, telling
+   * TLS from plain HTTP per connection, and judges requests on them as made to that port.
+   */
+  ports?: number[];
 }
 
 export interface UpstreamConfig {
   /** Resolver addresses; empty = the proxy's own system resolver. */
   dns: string[];
-  /** name (lower-case) → "IP" or "IP:PORT"; such names bypass DNS and the private-address guard. */
+  /**
+   * name (lower-case, optionally `name:port`) → "IP" or "IP:PORT"; such names bypass DNS and the private-address
+   * guard. The upstream port is the value's, else the port the sandbox connected to.
+   */
   hosts: Record<string, string>;
   /** Extra PEM CAs trusted for upstream TLS, on top of the system roots. */
   caPem?: string;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isIPv4, isIPv6, normalizeHost } from './policy.js';
+import { explicitPort, hostPatternProblem, isIPv4, isIPv6, normalizeHost } from './policy.js';
 
 const envName = z
   .string()
@@ -10,10 +10,21 @@ const envName = z
 
 const patternList = (what: string) => z.array(z.string().min(1)).min(1, `${what} must list at least one pattern`);
 
+/** Hosts a credential may be sent to: patterns as in the allowlist, a port named where it is not the default. */
+const scopeList = patternList('scopes').superRefine((patterns, ctx) => {
+  for (const [index, pattern] of patterns.entries()) {
+    const problem = hostPatternProblem(pattern);
+    if (problem !== null) ctx.addIssue({ code: 'custom', path: [index], message: problem });
+  }
+});
+
 export const MaskedSecretSchema = z
   .strictObject({
     value: z.string().describe('The real secret, usually `!env NAME`. An empty value injects nothing.'),
-    scopes: patternList('scopes').describe('Hosts (fnmatch, case-insensitive) where the real value may be sent.'),
+    scopes: scopeList.describe(
+      'Hosts (fnmatch, case-insensitive) where the real value may be sent; on the default port only (443) unless ' +
+        'the pattern names one (`git.internal:8443`).',
+    ),
     headers: patternList('headers').describe(
       'Header names (fnmatch, case-insensitive) in which the surrogate is replaced, e.g. `Authorization`.',
     ),
@@ -30,7 +41,10 @@ export const SigningCredentialSchema = z
     access_key_id: z.string().min(1, 'access_key_id cannot be empty').describe('Real AWS access key id.'),
     secret_access_key: z.string().min(1, 'secret_access_key cannot be empty').describe('Real AWS secret key.'),
     session_token: z.string().nullish().describe('Real STS session token, if the credentials are temporary.'),
-    scopes: patternList('scopes').describe('Hosts (fnmatch) where requests are re-signed, e.g. `*.amazonaws.com`.'),
+    scopes: scopeList.describe(
+      'Hosts (fnmatch) where requests are re-signed, e.g. `*.amazonaws.com`; on the default port only unless the ' +
+        'pattern names one (`minio.internal:9000`).',
+    ),
   })
   .describe('AWS credentials the proxy signs with; the sandbox only gets surrogates.');
 
@@ -126,13 +140,20 @@ export const SandboxConfigSchema = z
       .describe("Resolvers the proxy uses for upstream names (default: the host's resolvers)."),
     upstream_hosts: z
       .record(
-        z.string().refine((h) => normalizeHost(h) !== null, 'a key is a host name'),
+        z
+          .string()
+          .refine((h) => normalizeHost(h) !== null, 'a key is a host name, optionally with a port (`name:5000`)')
+          .refine((h) => {
+            const port = explicitPort(h);
+            return port === null || (port >= 1 && port <= 65535);
+          }, 'the port must be between 1 and 65535'),
         upstreamTarget,
       )
       .optional()
       .transform((v) => v ?? {})
       .describe(
-        'Fixed upstream addresses by name, like /etc/hosts for the proxy (also lifts the private-address guard for that exact name). `host-gateway[:PORT]` is the machine running airlock.',
+        'Fixed upstream addresses by name, like /etc/hosts for the proxy (also lifts the private-address guard for that exact name). `host-gateway[:PORT]` is the machine running airlock. ' +
+          "The upstream port is the value's port, else the port the sandbox connected to (never one written in the request); a key with a port (`name:5000`) maps only requests to that port.",
       ),
     upstream_ca_file: z
       .string()

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AllowlistSchema } from '../protocol/allowlist.js';
-import { isIPv4, isIPv6 } from '../protocol/policy.js';
+import { isIPv4, isIPv6, normalizeHost } from '../protocol/policy.js';
 import type { ProxyConfig } from '../protocol/proxy-config.js';
 import { parseHostsEntry } from './upstream/route.js';
 
@@ -11,6 +11,8 @@ import { parseHostsEntry } from './upstream/route.js';
  */
 
 const port = z.number().int().min(0).max(65535);
+/** Listeners beyond 53/80/443 the allowlist may ask for: generous, but bounded (each is a socket and two servers). */
+const MAX_DECLARED_PORTS = 256;
 const pem = (what: string) => z.string().includes('-----BEGIN ', { message: `${what} must be PEM` });
 
 // Credential entries pass unknown keys through: the credential passes own their shape, and an additive field the
@@ -46,11 +48,15 @@ export const ProxyConfigSchema = z.strictObject({
     http: port,
     https: port,
     dns: port,
+    ports: z
+      .array(z.number().int().min(1).max(65535))
+      .max(MAX_DECLARED_PORTS, `at most ${MAX_DECLARED_PORTS} ports`)
+      .optional(),
   }),
   upstream: z.strictObject({
     dns: z.array(z.string().refine((s) => isIPv4(s) || isIPv6(s), 'a resolver is an IP address')),
     hosts: z.record(
-      z.string().min(1),
+      z.string().refine((h) => normalizeHost(h) !== null, 'a key is a host name, optionally with a port'),
       z.string().refine((v) => parseHostsEntry(v) !== null, 'expected IP, IP:PORT or [IPv6]:PORT'),
     ),
     caPem: pem('upstream.caPem').optional(),

@@ -1,11 +1,11 @@
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Allowlist } from '../protocol/allowlist.js';
 import type { ProxyConfig } from '../protocol/proxy-config.js';
 import { isGlob } from '../protocol/fnmatch.js';
-import { isIPv4, isIPv6, normalizeHost } from '../protocol/policy.js';
+import { DEFAULT_PORTS, isIPv4, isIPv6, normalizeHost } from '../protocol/policy.js';
 import { ProxyConfigError, parseProxyConfig } from './config.js';
 import { createCredentialProcessor } from './credentials/index.js';
 import { passThrough, type CredentialProcessor } from './credentials/types.js';
@@ -20,8 +20,8 @@ import { systemResolver } from './upstream/resolver.js';
 import { createUpstreamRouter, type UpstreamResolver } from './upstream/route.js';
 
 /**
- * The proxy as one object: DNS responder, HTTP listener and HTTPS listener sharing one policy, one credential
- * processor, one upstream pool and one log. Production (main.ts, in the proxy container) and the tests start
+ * The proxy as one object: DNS responder, HTTP listener, HTTPS listener and a listener per further port the policy
+ * names, sharing one policy, one credential processor, one upstream pool and one log. Production (main.ts, in the proxy container) and the tests start
  * the same thing; it takes everything as arguments and reads no file or environment variable.
  */
 
@@ -31,8 +31,19 @@ export interface ProxyOptions {
   ca: { certPem: string; keyPem: string };
   /** The address every DNS A query is answered with: this proxy's address on the sandbox network. */
   sandboxAddress: string;
-  /** Ports 0 pick free ports (tests); `addresses` reports what was bound. */
-  listen: { host: string; http: number; https: number; dns: number };
+  /**
+   * Ports 0 pick free ports (tests); `addresses` reports what was bound. The HTTP listener is judged as port 80 and
+   * the HTTPS one as 443 whatever they are bound to. `ports` are the further ports the allowlist names: each
+   * listener takes TLS and plain HTTP (told apart by the first byte) and is judged as `port`, bound to `bind`
+   * (default: `port`; 0 in tests).
+   */
+  listen: {
+    host: string;
+    http: number;
+    https: number;
+    dns: number;
+    ports?: ReadonlyArray<{ port: number; bind?: number }>;
+  };
   upstream: {
     /** name → "IP" or "IP:PORT": fixed addresses that bypass DNS and the private-address guard. */
     hosts?: Readonly<Record<string, string>>;
@@ -60,7 +71,8 @@ export interface ProxyOptions {
 }
 
 export interface RunningProxy {
-  addresses: { http: number; https: number; dns: number };
+  /** Bound ports; `ports` maps each declared port to where it was bound. */
+  addresses: { http: number; https: number; dns: number; ports: Record<number, number> };
   /** Interception certificates cached and minted so far. */
   stats(): { leafCacheSize: number; leavesMinted: number };
   close(): Promise<void>;
@@ -98,7 +110,7 @@ export function wildcardParents(allowlist: Allowlist, limit: number): string[] {
   });
 }
 
-async function listen(server: http.Server, host: string, port: number): Promise<number> {
+async function listen(server: net.Server, host: string, port: number): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port }, () => {
@@ -109,11 +121,46 @@ async function listen(server: http.Server, host: string, port: number): Promise<
   return (server.address() as AddressInfo).port;
 }
 
-function closeServer(server: http.Server): Promise<void> {
+function closeServer(server: net.Server): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
     server.close(() => resolve());
-    server.closeAllConnections();
+    if (server instanceof http.Server) server.closeAllConnections();
+  });
+}
+
+/** How long a connection on a declared port may stay silent before its first byte says TLS or plain. */
+const FIRST_BYTE_TIMEOUT_MS = 60_000;
+
+/**
+ * The front of a declared port: one TCP listener whose connections go to the plain or the TLS server of that port,
+ * told apart by the first byte (0x16 opens every TLS handshake; no HTTP method starts with it). The two servers
+ * never listen themselves; `close` ends every connection the front accepted.
+ */
+function portFront(plain: http.Server, secure: https.Server): net.Server & { dropAll(): void } {
+  // Node starts a server's connection tracking (which enforces headersTimeout) when it starts listening.
+  plain.emit('listening');
+  secure.emit('listening');
+  const sockets = new Set<net.Socket>();
+  const front = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+    socket.once('close', () => sockets.delete(socket));
+    socket.once('data', (first: Buffer) => {
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(first);
+      (first[0] === 0x16 ? secure : plain).emit('connection', socket);
+      // The server reads the chunk given back only once the socket flows again, and only if that happens after
+      // it has wired itself up.
+      process.nextTick(() => socket.resume());
+    });
+  });
+  return Object.assign(front, {
+    dropAll() {
+      for (const socket of sockets) socket.destroy();
+    },
   });
 }
 
@@ -158,33 +205,57 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     },
   };
 
-  const httpServer = http.createServer({ ...SERVER_TIMEOUTS });
-  const httpsServer = https.createServer({
-    ...SERVER_TIMEOUTS,
-    ALPNProtocols: ['http/1.1'],
-    minVersion: 'TLSv1.2',
-    SNICallback: (servername, cb) => {
-      issuer.secureContextFor(servername).then(
-        (context) => cb(null, context),
-        (err: Error) => cb(err),
-      );
-    },
-  });
-  // Without SNI there is no name to mint for, so the handshake fails: no certificate is ever presented for an
-  // unnamed host, and a client cannot reach the request stage without committing to a name.
-  httpsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
-    const servername = typeof socket.servername === 'string' && socket.servername !== '' ? socket.servername : null;
-    if (servername === null && err.code === 'ECONNRESET') return;
-    log.write({
-      event: 'tls',
-      ts: now(),
-      servername,
-      code: servername === null ? 'host_mismatch' : 'handshake_failed',
-      reason: servername === null ? 'the client sent no SNI' : (err.code ?? err.message),
+  const tlsServer = (): https.Server => {
+    const server = https.createServer({
+      ...SERVER_TIMEOUTS,
+      ALPNProtocols: ['http/1.1'],
+      minVersion: 'TLSv1.2',
+      SNICallback: (servername, cb) => {
+        issuer.secureContextFor(servername).then(
+          (context) => cb(null, context),
+          (err: Error) => cb(err),
+        );
+      },
     });
+    // Without SNI there is no name to mint for, so the handshake fails: no certificate is ever presented for an
+    // unnamed host, and a client cannot reach the request stage without committing to a name.
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      const servername = typeof socket.servername === 'string' && socket.servername !== '' ? socket.servername : null;
+      if (servername === null && err.code === 'ECONNRESET') return;
+      log.write({
+        event: 'tls',
+        ts: now(),
+        servername,
+        code: servername === null ? 'host_mismatch' : 'handshake_failed',
+        reason: servername === null ? 'the client sent no SNI' : (err.code ?? err.message),
+      });
+    });
+    return server;
+  };
+  const httpServer = http.createServer({ ...SERVER_TIMEOUTS });
+  const httpsServer = tlsServer();
+  attachProxyHandlers(httpServer, { scheme: 'http', port: DEFAULT_PORTS.http }, ctx);
+  attachProxyHandlers(httpsServer, { scheme: 'https', port: DEFAULT_PORTS.https }, ctx);
+  // Every further port the policy names: its requests are judged (and routed) as made to that port.
+  const declared = (options.listen.ports ?? []).map(({ port, bind }) => {
+    const plain = http.createServer({ ...SERVER_TIMEOUTS });
+    const secure = tlsServer();
+    attachProxyHandlers(plain, { scheme: 'http', port }, ctx);
+    attachProxyHandlers(secure, { scheme: 'https', port }, ctx);
+    return { port, bind: bind ?? port, plain, secure, front: portFront(plain, secure) };
   });
-  attachProxyHandlers(httpServer, 'http', ctx);
-  attachProxyHandlers(httpsServer, 'https', ctx);
+  const closeAll = () =>
+    Promise.all([
+      closeServer(httpServer),
+      closeServer(httpsServer),
+      ...declared.map((d) => {
+        const closed = closeServer(d.front);
+        d.front.dropAll();
+        // Not listening, so this only stops their connection tracking.
+        for (const inner of [d.plain, d.secure]) inner.close(() => undefined);
+        return closed;
+      }),
+    ]);
 
   log.write({
     event: 'start',
@@ -197,6 +268,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   try {
     const httpPort = await listen(httpServer, options.listen.host, options.listen.http);
     const httpsPort = await listen(httpsServer, options.listen.host, options.listen.https);
+    const ports: Record<number, number> = {};
+    for (const d of declared) ports[d.port] = await listen(d.front, options.listen.host, d.bind);
     dns = await startDnsResponder({
       host: options.listen.host,
       port: options.listen.dns,
@@ -212,15 +285,15 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       issuer.secureContextFor(name).catch(() => undefined);
     }
     return {
-      addresses: { http: httpPort, https: httpsPort, dns: running.port },
+      addresses: { http: httpPort, https: httpsPort, dns: running.port, ports },
       stats: () => ({ leafCacheSize: issuer.size, leavesMinted: issuer.minted }),
       async close() {
-        await Promise.all([closeServer(httpServer), closeServer(httpsServer), running.close()]);
+        await Promise.all([closeAll(), running.close()]);
         connector.close();
       },
     };
   } catch (err) {
-    await Promise.all([closeServer(httpServer), closeServer(httpsServer), dns?.close()]);
+    await Promise.all([closeAll(), dns?.close()]);
     connector.close();
     throw err;
   }
@@ -232,7 +305,7 @@ export function proxyOptionsFrom(config: ProxyConfig, log: NetworkLog): ProxyOpt
     allowlist: config.allowlist,
     ca: config.ca,
     sandboxAddress: config.sandboxAddress,
-    listen: config.listen,
+    listen: { ...config.listen, ports: (config.listen.ports ?? []).map((port) => ({ port })) },
     upstream: {
       hosts: config.upstream.hosts,
       dns: config.upstream.dns,

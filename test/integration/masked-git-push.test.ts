@@ -15,7 +15,7 @@ import { createCredentialProcessor } from '../../src/proxy/credentials/index.js'
 import { formatTextLine, memoryLog } from '../../src/proxy/log/network-log.js';
 import { startProxy, type RunningProxy } from '../../src/proxy/start.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
-import { startAuthenticatingGitFront, startGitHttpsServer } from '../helpers/upstream.js';
+import { startAuthenticatingGitFront, startGitHttpsServer, unusedPort } from '../helpers/upstream.js';
 
 /**
  * A real `git push` over HTTPS with the surrogate in the remote URL, through the in-process proxy, to a git server
@@ -33,6 +33,11 @@ let proxy: RunningProxy;
 let backend: { port: number; close(): Promise<void> };
 let front: { port: number; authorizations: string[]; close(): Promise<void> };
 let surrogate: string;
+/**
+ * git has no --connect-to, so the URL names the port the proxy listens on. It is declared (an allowlist entry and
+ * the secret's scope name it) as a port the proxy opens, just as `github.test:PORT` in a policy would be.
+ */
+let port: number;
 const log = memoryLog();
 
 function git(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -54,7 +59,6 @@ function git(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
 
 /** git push as the sandbox runs it: to the proxy (standing in for the host's address), trusting the run CA. */
 function pushThroughProxy(local: string, remote: string, refspec: string) {
-  const port = proxy.addresses.https;
   return git(local, [
     '-c',
     `http.sslCAInfo=${join(work, 'run-ca.pem')}`,
@@ -77,13 +81,14 @@ before(async () => {
   await exec('git', ['init', '--quiet', '--bare', '--initial-branch=main', join(root, 'o', 'r.git')]);
   await git(join(root, 'o', 'r.git'), ['config', 'http.receivepack', 'true']);
   backend = await startGitHttpsServer(pki, root);
+  port = await unusedPort();
 
   const prepared = prepareCredentials(
     {
       configDir: null,
       layout: 'none',
       sandbox: SandboxConfigSchema.parse({
-        masked_secrets: { GH_TOKEN: { value: REAL, scopes: [HOST], headers: ['Authorization'] } },
+        masked_secrets: { GH_TOKEN: { value: REAL, scopes: [`${HOST}:${port}`], headers: ['Authorization'] } },
       }),
       envRefs: new Map(),
       allowlist: { domains: [], url_prefixes: [] },
@@ -101,10 +106,10 @@ before(async () => {
     expected: `Basic ${Buffer.from(`x-access-token:${REAL}`).toString('base64')}`,
   });
   proxy = await startProxy({
-    allowlist: AllowlistSchema.parse({ domains: [HOST] }),
+    allowlist: AllowlistSchema.parse({ domains: [`${HOST}:${port}`] }),
     ca: runCa,
     sandboxAddress: '10.199.1.100',
-    listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0 },
+    listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0, ports: [{ port }] },
     upstream: {
       caPem: pki.caPem,
       hosts: { [HOST]: `127.0.0.1:${front.port}` },
@@ -128,7 +133,6 @@ void it('git push with the surrogate in the remote URL lands, and the server onl
   await writeFile(join(local, 'README'), 'pushed through the airlock\n');
   await git(local, ['add', 'README']);
   await git(local, ['commit', '--quiet', '-m', 'first']);
-  const port = proxy.addresses.https;
   const remote = `https://x-access-token:${surrogate}@${HOST}:${port}/o/r.git`;
   await pushThroughProxy(local, remote, 'main');
 
@@ -149,7 +153,6 @@ void it('git push with the surrogate in the remote URL lands, and the server onl
 
 void it('the same push with a token of its own is stripped and refused by the server', async () => {
   const local = join(work, 'local');
-  const port = proxy.addresses.https;
   const own = `ghp_${randomString(36, 'abcdefghijklmnopqrstuvwxyz0123456789')}`;
   const before = front.authorizations.length;
   await assert.rejects(pushThroughProxy(local, `https://x-access-token:${own}@${HOST}:${port}/o/r.git`, 'main:other'));

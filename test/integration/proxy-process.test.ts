@@ -98,7 +98,7 @@ void test('reads its config, reports READY with bound ports, serves, logs, and e
   const { child, lines, exit } = launch();
   child.stdin.write(JSON.stringify(cfg) + '\n');
   const ready = await readyLine(lines);
-  assert.match(ready, /^AIRLOCK-PROXY-READY \{"http":\d+,"https":\d+,"dns":\d+\}$/);
+  assert.match(ready, /^AIRLOCK-PROXY-READY \{"http":\d+,"https":\d+,"dns":\d+,"ports":\{\}\}$/);
   const ports = JSON.parse(ready.slice('AIRLOCK-PROXY-READY '.length)) as { https: number };
 
   const reply = await requestViaProxy({

@@ -11,6 +11,7 @@ import {
   startGitHttpsServer,
   startHttpsUpstream,
   startProxyFixture,
+  unusedPort,
   type FakeUpstream,
   type ProxyFixture,
 } from '../helpers/upstream.js';
@@ -27,6 +28,7 @@ let upstream: FakeUpstream;
 let git: { port: number; close(): Promise<void> };
 let work: string;
 let caFile: string;
+let gitPort: number;
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'airlock-proxy-clients-'));
@@ -40,10 +42,12 @@ before(async () => {
   await run('git', ['-C', src, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'first']);
   await run('git', ['clone', '-q', '--bare', src, join(work, 'repos', 'demo.git')]);
   git = await startGitHttpsServer(pki, join(work, 'repos'));
+  gitPort = await unusedPort();
   fx = await startProxyFixture({
+    listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0, ports: [{ port: gitPort }] },
     allowlist: {
       domains: ['api.test', '*.svc.test'],
-      url_prefixes: [{ host: 'git.test', path: '/demo.git/*', methods: ['GET', 'POST'] }],
+      url_prefixes: [{ host: `git.test:${gitPort}`, path: '/demo.git/*', methods: ['GET', 'POST'] }],
     },
     upstream: {
       caPem: pki.caPem,
@@ -163,18 +167,16 @@ function gitEnv() {
 }
 
 function gitResolve(host: string) {
-  return ['-c', `http.curloptResolve=${host}:${fx.proxy.addresses.https}:127.0.0.1`, '-c', 'http.proxy='];
+  return ['-c', `http.curloptResolve=${host}:${gitPort}:127.0.0.1`, '-c', 'http.proxy='];
 }
 
 void test('git clone over HTTPS (smart protocol) works through the proxy', async () => {
-  // git has no --connect-to, so the proxy listener's port is named in the URL; the Host carries it, the
-  // allowlist ignores ports, and upstream_hosts decides where the proxy connects.
+  // git has no --connect-to, so the URL names a port: the allowlist entry opens it (git.test:PORT), the proxy
+  // listens on it, and upstream_hosts decides where the proxy connects.
   const target = join(work, 'clone');
-  await run(
-    'git',
-    [...gitResolve('git.test'), 'clone', '-q', `https://git.test:${fx.proxy.addresses.https}/demo.git`, target],
-    { env: gitEnv() },
-  );
+  await run('git', [...gitResolve('git.test'), 'clone', '-q', `https://git.test:${gitPort}/demo.git`, target], {
+    env: gitEnv(),
+  });
   assert.equal(await readFile(join(target, 'README'), 'utf8'), 'hello through the proxy\n');
   assert.ok(
     lines().some((l) => /^ALLOWED POST https:\/\/git\.test:\d+\/demo\.git\/git-upload-pack -> 200$/.test(l)),
@@ -185,13 +187,9 @@ void test('git clone over HTTPS (smart protocol) works through the proxy', async
 void test('git clone of a repository outside the allowed prefix is refused', async () => {
   const target = join(work, 'clone2');
   await assert.rejects(
-    run(
-      'git',
-      [...gitResolve('git.test'), 'clone', '-q', `https://git.test:${fx.proxy.addresses.https}/other.git`, target],
-      {
-        env: gitEnv(),
-      },
-    ),
+    run('git', [...gitResolve('git.test'), 'clone', '-q', `https://git.test:${gitPort}/other.git`, target], {
+      env: gitEnv(),
+    }),
     /403/,
   );
 });

@@ -155,7 +155,7 @@ async function during(attack: () => Promise<string>): Promise<{ reply: string; i
   return { reply, internal: seen(internal).slice(i), api: seen(upstream).slice(a) };
 }
 
-void describe('finding 1: the port comes from the policy, never from the request', () => {
+void describe('finding 1: the port comes from the policy, never from the request', { timeout: 60_000 }, () => {
   test('Host naming another port over the TLS listener: 403 port_mismatch; the other port sees nothing, the real token goes nowhere', async () => {
     const connections = internal.connections.length;
     const r = await during(() =>
@@ -200,7 +200,7 @@ void describe('finding 1: the port comes from the policy, never from the request
   });
 });
 
-void describe('finding 2: Connection never removes an end-to-end header', () => {
+void describe('finding 2: Connection never removes an end-to-end header', { timeout: 60_000 }, () => {
   const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: blocked.test\r\n\r\n';
 
   test('Connection: content-length on a GET with a body: 400, and the body is never read as a second request', async () => {
@@ -277,7 +277,7 @@ void describe('finding 2: Connection never removes an end-to-end header', () => 
   });
 });
 
-void describe('finding 3: nothing is piped after a 101 the proxy has not verified', () => {
+void describe('finding 3: nothing is piped after a 101 the proxy has not verified', { timeout: 60_000 }, () => {
   const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: blocked.test\r\n\r\n';
   const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
   const handshake = (path: string, host: string, extra = '') =>

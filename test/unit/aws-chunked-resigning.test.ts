@@ -128,6 +128,7 @@ function resignVectorRequest(): { result: CredentialResult; surrogateBody: Buffe
     method: signed.method,
     host: 's3.amazonaws.com',
     hostHeader: 's3.amazonaws.com',
+    port: 443,
     target: signed.target,
     headers: signed.headers,
   };

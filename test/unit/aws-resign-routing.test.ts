@@ -91,7 +91,14 @@ function sign(request: Request, who: 'real' | 'surrogate'): ReturnType<typeof cl
 
 function head(signed: ReturnType<typeof clientSign>, host?: string): RequestHead {
   const hostHeader = host ?? signed.headers.find(([n]) => n.toLowerCase() === 'host')![1];
-  return { method: signed.method, host: hostHeader, hostHeader, target: signed.target, headers: signed.headers };
+  return {
+    method: signed.method,
+    host: hostHeader,
+    hostHeader,
+    port: 443,
+    target: signed.target,
+    headers: signed.headers,
+  };
 }
 
 function processor(
@@ -271,6 +278,7 @@ void describe('AWS re-signing: what is left alone', () => {
         method: 'GET',
         host: 'api.github.com',
         hostHeader: 'api.github.com',
+        port: 443,
         target: '/user',
         headers: [['Authorization', `Bearer ${masked.surrogate}`]],
       }),

@@ -104,6 +104,7 @@ function runProxy(
     method: request.method,
     host: HOST,
     hostHeader: HOST,
+    port: 443,
     target: request.target,
     headers: request.headers,
   };

@@ -392,7 +392,15 @@ const GH: MaskedCredential = {
 };
 
 function request(headers: Array<[string, string]>, over: Partial<RequestHead> = {}): RequestHead {
-  return { method: 'GET', host: 'api.github.com', hostHeader: 'api.github.com', target: '/user', headers, ...over };
+  return {
+    method: 'GET',
+    host: 'api.github.com',
+    hostHeader: 'api.github.com',
+    port: 443,
+    target: '/user',
+    headers,
+    ...over,
+  };
 }
 
 void describe('what the credential passes tell the scrubber', { timeout: 10_000 }, () => {
@@ -460,6 +468,7 @@ void describe('what the credential passes tell the scrubber', { timeout: 10_000 
       method: 'GET',
       host: 'b.s3.amazonaws.com',
       hostHeader: 'b.s3.amazonaws.com',
+      port: 443,
       target: client.target,
       headers: client.headers,
     });

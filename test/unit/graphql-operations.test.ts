@@ -130,7 +130,14 @@ describe('graphql filter: parameters in the URL', () => {
 /** The proxy's view: an admitted POST to `host` + `target` under `allowlist`, and the filters that apply to it. */
 function admitted(allowlist: unknown, host: string, target: string) {
   const admission = admit(
-    { listener: 'http', method: 'POST', rawTarget: target, hostHeaders: [host], sni: null },
+    {
+      listener: { scheme: 'http', port: 80 },
+      method: 'POST',
+      rawTarget: target,
+      hostHeaders: [host],
+      sni: null,
+      connection: [],
+    },
     AllowlistSchema.parse(allowlist),
   ) as Admission;
   assert.equal(admission.kind, 'allow');

@@ -40,6 +40,7 @@ function head(headers: Array<[string, string]>, host = HOST, scheme?: 'http' | '
     method: 'POST',
     host,
     hostHeader: host,
+    port: scheme === 'http' ? 80 : 443,
     target: '/repos/o/r/git/refs',
     headers,
     ...(scheme ? { scheme } : {}),

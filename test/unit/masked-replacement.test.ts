@@ -25,6 +25,7 @@ function head(headers: Array<[string, string]>, over: Partial<RequestHead> = {})
     method: 'GET',
     host: 'api.github.com',
     hostHeader: 'api.github.com',
+    port: over.scheme === 'http' ? 80 : 443,
     target: '/user',
     headers,
     ...over,

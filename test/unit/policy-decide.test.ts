@@ -43,6 +43,44 @@ describe('host matching (airut-behaviour.md items 31-33)', () => {
   });
 });
 
+describe('ports: an entry opens the default port, or the one it names (not in Airut: it ignores ports)', () => {
+  const al = allowlist({
+    domains: ['open.test', 'registry.test:5000', '10.0.0.5:8443', '[fd00::1]:9000'],
+    url_prefixes: [{ host: '*.internal:8080', path: '/api/*', methods: ['GET'] }],
+  });
+  const at = (host: string, port: number, scheme: 'http' | 'https' = 'https', target = '/') =>
+    decide({ method: 'GET', host, target, port, scheme }, al);
+  it('an entry without a port opens 443 on TLS and 80 in clear, nothing else', () => {
+    assert.equal(at('open.test', 443).allowed, true);
+    assert.equal(at('open.test', 80, 'http').allowed, true);
+    assert.equal(at('open.test', 80, 'https').code, 'port_not_allowed');
+    assert.equal(at('open.test', 8443).code, 'port_not_allowed');
+  });
+  it('an entry with a port opens that port, whatever the scheme, and not the default', () => {
+    assert.equal(at('registry.test', 5000).allowed, true);
+    assert.equal(at('registry.test', 5000, 'http').allowed, true);
+    assert.equal(at('registry.test', 443).code, 'port_not_allowed');
+    assert.equal(at('10.0.0.5', 8443).allowed, true);
+    assert.equal(at('fd00::1', 9000).allowed, true);
+    assert.equal(at('a.internal', 8080, 'http', '/api/x').allowed, true);
+    assert.equal(at('a.internal', 8080, 'http', '/other').code, 'path_not_allowed');
+    assert.equal(at('a.internal', 80, 'http', '/api/x').code, 'port_not_allowed');
+  });
+  it('without an explicit port, the one written in the host decides (airlock policy check)', () => {
+    assert.equal(check(al, 'GET', 'registry.test:5000', '/').allowed, true);
+    assert.equal(check(al, 'GET', 'registry.test', '/').code, 'port_not_allowed');
+  });
+  it('port_not_allowed names the entry that would open the port', () => {
+    const d = at('open.test', 8443);
+    assert.equal(d.allowed ? '' : d.hint, 'url_prefixes: - {host: "open.test:8443", path: "/", methods: [GET]}');
+    assert.match(d.reason, /open\.test is allowed on other ports, not on 8443/);
+  });
+  it('a port out of range in an entry is a configuration error', () => {
+    assert.throws(() => allowlist({ domains: ['a.test:0'] }), /between 1 and 65535/);
+    assert.throws(() => allowlist({ url_prefixes: [{ host: 'a.test:65536' }] }), /between 1 and 65535/);
+  });
+});
+
 describe('path matching (items 34-36)', () => {
   const al = allowlist({
     url_prefixes: [
@@ -209,7 +247,7 @@ describe('hosts: validity, IDN, IP literals', () => {
   });
   it('an IP literal matches only an entry naming it', () => {
     const al = allowlist({ domains: ['10.1.2.3', '[fd00::1]'] });
-    assert.equal(allowed(al, 'GET', '10.1.2.3:8080', '/'), true);
+    assert.equal(allowed(al, 'GET', '10.1.2.3:443', '/'), true);
     assert.equal(allowed(al, 'GET', '[fd00::1]:443', '/'), true);
     assert.equal(allowed(al, 'GET', '10.1.2.4', '/'), false);
   });

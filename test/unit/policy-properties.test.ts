@@ -170,7 +170,7 @@ void describe('policy properties: hosts', () => {
     );
   });
 
-  void it('the decision does not depend on host case, a trailing dot or a port', () => {
+  void it('on a given port (the listener’s), the decision does not depend on host case, a trailing dot or a port written in the host', () => {
     fc.assert(
       fc.property(
         policy().chain((p) =>
@@ -190,9 +190,10 @@ void describe('policy properties: hosts', () => {
         fc.constantFrom(...METHODS),
         plainPath,
         ([p, [host, spellings]], method, target) => {
-          const base = outcome(decide({ method, host, target }, p.allowlist));
+          const base = outcome(decide({ method, host, target, port: 443 }, p.allowlist));
           for (const spelled of spellings) {
-            assert.deepEqual(outcome(decide({ method, host: spelled, target }, p.allowlist)), base, spelled);
+            const d = decide({ method, host: spelled, target, port: 443 }, p.allowlist);
+            assert.deepEqual(outcome(d), base, spelled);
           }
         },
       ),
@@ -207,8 +208,30 @@ void describe('policy properties: hosts', () => {
         plainPath,
         ([hp, spelled], target) => {
           const al = AllowlistSchema.parse({ url_prefixes: [{ host: hp.pattern, path: target }] });
-          const d = decide({ method: 'GET', host: spelled, target }, al);
+          const d = decide({ method: 'GET', host: spelled, target, port: 443 }, al);
           assert.equal(d.allowed, true, `${spelled} ${target}: ${d.reason}`);
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
+void describe('policy properties: ports', () => {
+  void it('an entry opens exactly one port: the one it names, else the scheme’s default', () => {
+    fc.assert(
+      fc.property(
+        hostPattern,
+        fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined }),
+        fc.integer({ min: 1, max: 65535 }),
+        fc.constantFrom('http' as const, 'https' as const),
+        (hp, named, port, scheme) => {
+          const pattern = named === undefined ? hp.pattern : `${hp.pattern}:${named}`;
+          const al = AllowlistSchema.parse({ domains: [pattern] });
+          const d = decide({ method: 'GET', host: hp.example, target: '/', port, scheme }, al);
+          const open = named ?? (scheme === 'https' ? 443 : 80);
+          assert.equal(d.allowed, port === open, `${pattern} at ${scheme} ${port}`);
+          if (!d.allowed) assert.equal(d.code, 'port_not_allowed');
         },
       ),
       RUNS,

@@ -12,8 +12,19 @@ const allowlist = AllowlistSchema.parse({
   url_prefixes: [{ host: 'paths.test', path: '/v1/*', methods: ['GET'] }],
 });
 
+const HTTPS = { scheme: 'https', port: 443 } as const;
+const HTTP = { scheme: 'http', port: 80 } as const;
+
 function req(over: Partial<AdmissionRequest>): AdmissionRequest {
-  return { listener: 'https', method: 'GET', rawTarget: '/', hostHeaders: ['api.test'], sni: 'api.test', ...over };
+  return {
+    listener: HTTPS,
+    method: 'GET',
+    rawTarget: '/',
+    hostHeaders: ['api.test'],
+    sni: 'api.test',
+    connection: [],
+    ...over,
+  };
 }
 
 function codeOf(over: Partial<AdmissionRequest>): string {
@@ -39,7 +50,7 @@ void describe('order of checks', () => {
   });
   void test('a missing Host is missing_host', () => {
     assert.equal(codeOf({ hostHeaders: [] }), 'missing_host');
-    assert.equal(codeOf({ hostHeaders: [' '], listener: 'http', sni: null }), 'missing_host');
+    assert.equal(codeOf({ hostHeaders: [' '], listener: HTTP, sni: null }), 'missing_host');
   });
   void test('HTTPS without SNI is host_mismatch', () => {
     assert.equal(codeOf({ sni: null }), 'host_mismatch');
@@ -50,9 +61,9 @@ void describe('order of checks', () => {
   });
   void test('an absolute-form target must name the Host on either listener', () => {
     assert.equal(codeOf({ rawTarget: 'https://other.test/x' }), 'host_mismatch');
-    assert.equal(codeOf({ listener: 'http', sni: null, rawTarget: 'http://other.test/x' }), 'host_mismatch');
-    assert.equal(codeOf({ listener: 'http', sni: null, rawTarget: 'http://x@api.test/x' }), 'host_mismatch');
-    assert.equal(codeOf({ listener: 'http', sni: null, rawTarget: 'http://API.test:80/x' }), 'allowed');
+    assert.equal(codeOf({ listener: HTTP, sni: null, rawTarget: 'http://other.test/x' }), 'host_mismatch');
+    assert.equal(codeOf({ listener: HTTP, sni: null, rawTarget: 'http://x@api.test/x' }), 'host_mismatch');
+    assert.equal(codeOf({ listener: HTTP, sni: null, rawTarget: 'http://API.test:80/x' }), 'allowed');
   });
   void test('host mismatch precedes path validation, which precedes the allowlist', () => {
     assert.equal(codeOf({ sni: 'other.test', rawTarget: '/../x' }), 'host_mismatch');
@@ -64,23 +75,57 @@ void describe('order of checks', () => {
     assert.equal(codeOf({ rawTarget: '/a?r=/../' }), 'allowed');
   });
   void test('an invalid Host header is invalid_host on plain HTTP', () => {
-    assert.equal(codeOf({ listener: 'http', sni: null, hostHeaders: ['bad host'] }), 'invalid_host');
+    assert.equal(codeOf({ listener: HTTP, sni: null, hostHeaders: ['bad host'] }), 'invalid_host');
   });
 });
 
 void describe('what an admission carries', () => {
-  void test('port: from the Host header, else the listener default', () => {
-    const port = (over: Partial<AdmissionRequest>) => {
+  void test("port: always the listener's; the authority forwarded is the judged host and port, canonical", () => {
+    const judged = (over: Partial<AdmissionRequest>) => {
       const a = admit(req(over), allowlist);
-      return a.kind === 'allow' ? a.port : -1;
+      return a.kind === 'allow' ? `${a.port} ${a.authority}` : a.code;
     };
-    assert.equal(port({}), 443);
-    assert.equal(port({ hostHeaders: ['api.test:8443'] }), 8443);
-    assert.equal(port({ listener: 'http', sni: null }), 80);
-    assert.equal(port({ listener: 'http', sni: null, hostHeaders: ['api.test:8080'] }), 8080);
+    assert.equal(judged({}), '443 api.test');
+    assert.equal(judged({ hostHeaders: ['API.test.:443'] }), '443 api.test');
+    assert.equal(judged({ listener: HTTP, sni: null }), '80 api.test');
+    assert.equal(judged({ listener: HTTP, sni: null, hostHeaders: ['api.test:80'] }), '80 api.test');
+    const on8443 = AllowlistSchema.parse({ domains: ['api.test:8443', '[fd00::1]:8443'] });
+    const at8443 = (over: Partial<AdmissionRequest>) => {
+      const a = admit(req({ listener: { scheme: 'https', port: 8443 }, ...over }), on8443);
+      return a.kind === 'allow' ? `${a.port} ${a.authority}` : a.code;
+    };
+    assert.equal(at8443({ hostHeaders: ['api.test:8443'] }), '8443 api.test:8443');
+    assert.equal(at8443({ hostHeaders: ['[FD00::1]:8443'], sni: 'fd00::1' }), '8443 [fd00::1]:8443');
+  });
+  void test('a port in Host or an absolute-form target other than the listener’s is port_mismatch', () => {
+    assert.equal(codeOf({ hostHeaders: ['api.test:8443'] }), 'port_mismatch');
+    assert.equal(codeOf({ hostHeaders: ['api.test:22'] }), 'port_mismatch');
+    assert.equal(codeOf({ hostHeaders: ['api.test:0'] }), 'port_mismatch');
+    assert.equal(codeOf({ hostHeaders: ['api.test:99999'] }), 'port_mismatch');
+    assert.equal(codeOf({ listener: HTTP, sni: null, hostHeaders: ['api.test:443'] }), 'port_mismatch');
+    assert.equal(codeOf({ listener: HTTP, sni: null, rawTarget: 'http://api.test:9090/' }), 'port_mismatch');
+    assert.equal(codeOf({ rawTarget: 'https://api.test:8443/' }), 'port_mismatch');
+    // On a declared port a Host without the port means the default one: not the port connected to.
+    const on5000 = AllowlistSchema.parse({ domains: ['api.test:5000'] });
+    const at5000 = admit(req({ listener: { scheme: 'http', port: 5000 }, sni: null }), on5000);
+    assert.equal(at5000.kind === 'deny' && at5000.code, 'port_mismatch');
+  });
+  void test('an allowed host on a port no entry names is port_not_allowed, with the entry that would open it', () => {
+    const a = admit(req({ listener: { scheme: 'https', port: 5000 }, hostHeaders: ['api.test:5000'] }), allowlist);
+    assert.equal(a.kind === 'deny' && a.code, 'port_not_allowed');
+    assert.equal(a.kind === 'deny' && a.hint, 'url_prefixes: - {host: "api.test:5000", path: "/", methods: [GET]}');
+  });
+  void test('Connection naming an end-to-end header is a 400, checked before the host agrees', () => {
+    for (const named of ['Content-Length', 'host', 'Transfer-Encoding', 'authorization', 'Cookie', 'x-amz-date']) {
+      const a = admit(req({ connection: [`keep-alive, ${named}`], sni: 'other.test' }), allowlist);
+      assert.equal(a.kind === 'deny' && `${a.status} ${a.code}`, '400 connection_header_not_allowed', named);
+    }
+    const custom = admit(req({ connection: ['x-token'], credentialHeader: (n) => n === 'x-token' }), allowlist);
+    assert.equal(custom.kind === 'deny' && custom.code, 'connection_header_not_allowed');
+    assert.equal(codeOf({ connection: ['keep-alive, Upgrade, TE, X-Private', 'close'] }), 'allowed');
   });
   void test('the forwarded target is origin-form', () => {
-    const a = admit(req({ listener: 'http', sni: null, rawTarget: 'http://api.test?q=1' }), allowlist);
+    const a = admit(req({ listener: HTTP, sni: null, rawTarget: 'http://api.test?q=1' }), allowlist);
     assert.equal(a.kind === 'allow' && a.target, '/?q=1');
   });
   void test('a refusal from the allowlist carries its hint; one with no allowlist fix carries an explanation', () => {

@@ -55,13 +55,14 @@ export const run: Command = async (argv, ctx) => {
   if (positionals.length !== 2) throw new UsageError(USAGE);
   const [method, url] = positionals as [string, string];
   if (!/^[A-Za-z]+$/.test(method)) throw new UsageError(`"${method}" is not an HTTP method`);
-  const { authority, target } = splitUrl(url);
+  const { scheme, authority, target } = splitUrl(url);
   const location: Parameters<typeof loadPolicy>[0] = { cwd: ctx.cwd };
   if (values['config-dir'] !== undefined) location.configDir = values['config-dir'];
   if (values.allowlist !== undefined) location.allowlist = values.allowlist;
   const policy = await loadPolicy({ ...location, allowlistOnly: true }, ctx.env);
-  // What the proxy would answer: the allowlist first, then (for an IP literal) the address guard.
-  const decision = guardLiteralTarget(decide({ method, host: authority, target }, policy.allowlist));
+  // What the proxy would answer: the allowlist first, then (for an IP literal) the address guard. The port the URL
+  // names (else the scheme's default) is the one judged, as the proxy judges its listener's.
+  const decision = guardLiteralTarget(decide({ method, host: authority, target, scheme }, policy.allowlist));
   // An entry with a `graphql` block also judges the body, as the proxy does; without --data that part is unknown.
   const graphql = decision.allowed && decision.rule.kind === 'url_prefix' ? decision.rule.entry.graphql : undefined;
   const verdict: GraphqlVerdict | undefined = graphql

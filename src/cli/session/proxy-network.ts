@@ -15,6 +15,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { declaredPorts } from '../../protocol/policy.js';
 import type { ProxyConfig } from '../../protocol/proxy-config.js';
 import { callEngine, engineEnvironment, lastLines, mustCallEngine, type Engine } from '../engine/engine.js';
 import type { BindMount } from '../engine/run-args.js';
@@ -190,7 +191,8 @@ function proxyContainerArgs(
     '--read-only',
     '--cap-drop=ALL',
     '--security-opt=no-new-privileges',
-    // Ports 53/80/443 without CAP_NET_BIND_SERVICE: a sysctl scoped to the proxy's own network namespace.
+    // Ports 53/80/443 (and those the allowlist names) without CAP_NET_BIND_SERVICE: a sysctl scoped to the proxy's
+    // own network namespace.
     '--sysctl=net.ipv4.ip_unprivileged_port_start=0',
     '--pids-limit=512',
     `--ulimit=nofile=${nofile}:${nofile}`,
@@ -313,7 +315,8 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
       allowlist: policy.allowlist,
       ca,
       sandboxAddress: proxyIp,
-      listen: { host: '0.0.0.0', http: 80, https: 443, dns: 53 },
+      // The ports allowlist entries name get a listener each (the sysctl above lets the proxy bind any port).
+      listen: { host: '0.0.0.0', http: 80, https: 443, dns: 53, ports: declaredPorts(policy.allowlist) },
       upstream: {
         dns: policy.sandbox.upstream_dns,
         hosts: resolveUpstreamHosts(policy.sandbox.upstream_hosts, hostGateway),

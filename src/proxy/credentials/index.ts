@@ -1,3 +1,4 @@
+import { globMatcher, isGlob } from '../../protocol/fnmatch.js';
 import type { CredentialConfig } from '../../protocol/proxy-config.js';
 import { resignAwsRequest, type SigningTrace } from './aws/resign.js';
 import { applyMaskedSecrets } from './masked.js';
@@ -37,7 +38,7 @@ export function createCredentialProcessor(
     keyCache: new Map(),
     ...(opts.onSigned ? { trace: opts.onSigned } : {}),
   };
-  return (head) => {
+  const process: CredentialProcessor = (head) => {
     if (head.scheme === 'http' && config.signing.length > 0) {
       // A re-signed request carries the real key id (and session token) in clear: never over plain HTTP, as for
       // masked secrets. The surrogate-signed request goes on unchanged and the upstream refuses it.
@@ -54,6 +55,18 @@ export function createCredentialProcessor(
     const aws = config.signing.length > 0 ? resignAwsRequest(head, config.signing, options) : null;
     return aws ?? { kind: 'ready', result: identityWhenInjected(applyMaskedSecrets(head, config.masked)) };
   };
+  return Object.assign(process, { usesHeader: credentialHeaders(config) });
+}
+
+/**
+ * The header names the masked pass reads or writes: each secret's, exact or fnmatch. (AWS signing works on
+ * Authorization and X-Amz-*, which the admission treats as end-to-end whatever the configuration.)
+ */
+function credentialHeaders(config: CredentialConfig): (lowerName: string) => boolean {
+  const patterns = config.masked.flatMap((m) => m.headers.map((h) => h.toLowerCase()));
+  const exact = new Set(patterns.filter((p) => !isGlob(p)));
+  const globs = patterns.filter(isGlob).map(globMatcher);
+  return (name) => exact.has(name) || globs.some((re) => re.test(name));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { globMatcher, isGlob, type GlobMatcher } from '../../protocol/fnmatch.js';
-import { hostMatches } from '../../protocol/policy.js';
+import { endpointMatches } from '../../protocol/policy.js';
 import type { MaskedCredential } from '../../protocol/proxy-config.js';
 import { injectedForms, type InjectedValue } from './response-scrubber.js';
 import type { CredentialResult, RequestHead } from './types.js';
@@ -201,7 +201,10 @@ function stripsForeign(s: ScopedSecret, lowerName: string): boolean {
 
 export function applyMaskedSecrets(head: RequestHead, secrets: readonly MaskedCredential[]): CredentialResult {
   const result: CredentialResult = { headers: head.headers, target: head.target, annotations: [], events: [] };
-  const inScope = secrets.filter((s) => s.scopes.some((pattern) => hostMatches(head.host, pattern))).map(scoped);
+  const scheme = head.scheme ?? 'https';
+  const inScope = secrets
+    .filter((s) => s.scopes.some((pattern) => endpointMatches(head.host, head.port, scheme, pattern)))
+    .map(scoped);
   if (inScope.length === 0) return result;
 
   const cleartext = head.scheme === 'http';

@@ -12,8 +12,10 @@ export interface RequestHead {
   method: string;
   /** Normalised host (lower-case, no port, no trailing dot) used for scope matching. */
   host: string;
-  /** The Host header value as sent (may carry a port); AWS canonical requests sign this. */
+  /** The Host header value forwarded upstream (the judged host and port, written canonically); AWS signs it. */
   hostHeader: string;
+  /** The port the sandbox connected to, which the request was judged on: scopes match host and port. */
+  port: number;
   /** Origin-form target: raw path plus optional `?query`. */
   target: string;
   headers: Array<[string, string]>;
@@ -47,7 +49,13 @@ export type CredentialOutcome =
   /** The signature covers a body hash the client did not send as a header: buffer up to maxBytes, then complete. */
   | { kind: 'needs-body'; maxBytes: number; complete(body: Buffer): CredentialResult };
 
-export type CredentialProcessor = (head: RequestHead) => CredentialOutcome;
+export type CredentialProcessor = ((head: RequestHead) => CredentialOutcome) & {
+  /**
+   * Whether a credential pass reads or writes this header (lower-case name). `Connection` may never name such a
+   * header: the proxy refuses the request rather than drop a credential slot as hop-by-hop.
+   */
+  readonly usesHeader?: (lowerName: string) => boolean;
+};
 
 /** The identity pass, for runs without credentials. */
 export const passThrough: CredentialProcessor = (head) => ({

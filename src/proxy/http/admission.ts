@@ -1,14 +1,29 @@
 import type { Allowlist } from '../../protocol/allowlist.js';
 import type { DenyCode } from '../../protocol/deny-codes.js';
-import { decide, describeRule, normalizeHost, type Decision } from '../../protocol/policy.js';
+import {
+  DEFAULT_PORTS,
+  decide,
+  describeRule,
+  explicitPort,
+  formatAuthority,
+  normalizeHost,
+  type Decision,
+  type Scheme,
+} from '../../protocol/policy.js';
 
 /**
  * The order of checks a request passes before anything leaves the proxy (airut-behaviour.md §4b, with its bugs
- * fixed): CONNECT, TRACE/TRACK, malformed Host, host agreement (SNI, Host, absolute-form target), then path
- * validation and the allowlist through the shared policy engine. Pure, so every branch is unit-tested.
+ * fixed): CONNECT, TRACE/TRACK, malformed Host, end-to-end headers named in `Connection`, host agreement (SNI,
+ * Host, absolute-form target), port agreement, then path validation and the allowlist through the shared policy
+ * engine. Pure, so every branch is unit-tested.
  */
 
-export type Listener = 'http' | 'https';
+/** Where the sandbox connected: a port of the proxy, and whether that connection speaks TLS. */
+export interface Listener {
+  scheme: Scheme;
+  /** The port the sandbox connected to (443, 80, or one an allowlist entry names). */
+  port: number;
+}
 
 export interface AdmissionRequest {
   listener: Listener;
@@ -19,6 +34,10 @@ export interface AdmissionRequest {
   hostHeaders: readonly string[];
   /** TLS SNI on the HTTPS listener; null when the client sent none or on plain HTTP. */
   sni: string | null;
+  /** Every `Connection` header value, in order. */
+  connection: readonly string[];
+  /** Headers a credential pass reads or writes (lower-case names): `Connection` may not name them either. */
+  credentialHeader?: (lowerName: string) => boolean;
 }
 
 export interface Refusal {
@@ -37,8 +56,10 @@ export interface Admission {
   host: string;
   /** The Host header as sent. */
   hostHeader: string;
-  /** Upstream port: the Host header's, else the listener's default. */
+  /** The port judged: the listener's, which the Host (and an absolute-form target) had to agree with. */
   port: number;
+  /** The Host the proxy sends upstream: the judged host and port, written canonically. */
+  authority: string;
   /** Origin-form target forwarded upstream. */
   target: string;
   rule: string;
@@ -56,6 +77,12 @@ export const FIXED_HINTS: Partial<Record<Refusal['code'], string>> = {
   invalid_host: 'use a valid DNS name or IP literal',
   upstream_address_not_allowed:
     'the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended',
+  port_mismatch:
+    'connect to the port the URL names: the proxy takes the upstream port from the connection and the policy, never from the request',
+  connection_header_not_allowed:
+    'list only hop-by-hop headers in Connection (keep-alive, close, upgrade, te, or headers of your own)',
+  upgrade_not_allowed:
+    'only WebSocket upgrades are forwarded (GET, Upgrade: websocket, a 16-byte Sec-WebSocket-Key, version 13); speak HTTP/1.1 otherwise',
   bad_request: 'send exactly one Host header',
   tool_config_too_large: 'send smaller Messages requests (upload large files with the Files API)',
   tool_config_invalid: 'send the Messages request as JSON (identity, gzip, deflate or br encoding)',
@@ -65,12 +92,32 @@ export const FIXED_HINTS: Partial<Record<Refusal['code'], string>> = {
     'list plain host names in allowed_domains; those the allowlist does not open for GET are removed',
 };
 
-const DEFAULT_PORT: Record<Listener, number> = { http: 80, https: 443 };
+/**
+ * End-to-end headers `Connection` may never name. A conforming proxy drops what `Connection` lists, so naming one
+ * of these would strip the request's framing (its body then reads as a second request), its Host (the upstream's
+ * default virtual host answers), a credential or a header a rule inspects after the proxy judged it.
+ */
+const END_TO_END = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'content-encoding',
+  'authorization',
+  'cookie',
+]);
 
-function portOf(hostHeader: string, listener: Listener): number {
-  const m = hostHeader.startsWith('[') ? /\]:(\d{1,5})$/.exec(hostHeader) : /^[^:]*:(\d{1,5})$/.exec(hostHeader);
-  const port = m ? Number(m[1]) : 0;
-  return port >= 1 && port <= 65535 ? port : DEFAULT_PORT[listener];
+/** The first end-to-end header a `Connection` value names, or null. */
+export function endToEndNamedByConnection(
+  connection: readonly string[],
+  credentialHeader: (lowerName: string) => boolean = () => false,
+): string | null {
+  for (const value of connection) {
+    for (const token of value.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (END_TO_END.has(name) || name.startsWith('x-amz-') || (name !== '' && credentialHeader(name))) return name;
+    }
+  }
+  return null;
 }
 
 /** Splits an absolute-form target into its authority and origin-form rest, or null for origin-form and `*`. */
@@ -105,8 +152,17 @@ export function admit(request: AdmissionRequest, allowlist: Allowlist): Admissio
   if (hostHeader === undefined || hostHeader.trim() === '') {
     return refuse('missing_host', 'the request has no Host header');
   }
+  const named = endToEndNamedByConnection(request.connection, request.credentialHeader);
+  if (named !== null) {
+    return refuse(
+      'connection_header_not_allowed',
+      `the Connection header names ${named}, an end-to-end header the proxy never removes`,
+      400,
+    );
+  }
+  const { listener } = request;
   const host = normalizeHost(hostHeader);
-  if (request.listener === 'https') {
+  if (listener.scheme === 'https') {
     if (request.sni === null) return refuse('host_mismatch', 'the TLS handshake named no server (no SNI)');
     const sniHost = normalizeHost(request.sni);
     if (sniHost === null || sniHost !== host) {
@@ -122,7 +178,25 @@ export function admit(request: AdmissionRequest, allowlist: Allowlist): Admissio
       );
     }
   }
-  const decision = decide({ method, host: hostHeader, target }, allowlist);
+  if (host !== null) {
+    // The port is the listener's: a request that names another is refused, never followed.
+    const named = [
+      { what: `Host "${hostHeader}"`, port: explicitPort(hostHeader) ?? DEFAULT_PORTS[listener.scheme] },
+      ...(absolute ? [{ what: `the target "${request.rawTarget}"`, port: explicitPort(absolute.authority) }] : []),
+    ];
+    for (const { what, port } of named) {
+      if (port !== null && port !== listener.port) {
+        return refuse(
+          'port_mismatch',
+          `${what} names port ${port}, but the connection was made to port ${listener.port}`,
+        );
+      }
+    }
+  }
+  const decision = decide(
+    { method, host: hostHeader, target, scheme: listener.scheme, port: listener.port },
+    allowlist,
+  );
   if (!decision.allowed) {
     return {
       kind: 'deny',
@@ -138,7 +212,8 @@ export function admit(request: AdmissionRequest, allowlist: Allowlist): Admissio
     kind: 'allow',
     host: decision.host,
     hostHeader,
-    port: portOf(hostHeader, request.listener),
+    port: listener.port,
+    authority: formatAuthority(decision.host, listener.port, listener.scheme),
     target,
     rule: describeRule(decision.rule),
     decision,

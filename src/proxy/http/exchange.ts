@@ -7,7 +7,7 @@ import type { NetworkLog } from '../log/network-log.js';
 import type { UpstreamConnector } from '../upstream/connector.js';
 import type { UpstreamRoute } from '../upstream/route.js';
 import { admit, FIXED_HINTS, type Admission, type Listener, type Refusal } from './admission.js';
-import { headerValues, pairsFromRaw, withoutHopByHop } from './headers.js';
+import { headerValues, pairsFromRaw, setHeaderInPlace, withoutHopByHop } from './headers.js';
 
 /**
  * What the request path and the upgrade path share: the context they run in, how an exchange is described in
@@ -52,7 +52,7 @@ export function exchangeFor(listener: Listener, req: IncomingMessage, admission:
   return {
     listener,
     method: req.method ?? '-',
-    url: `${listener}://${hostShown}${target}`,
+    url: `${listener.scheme}://${hostShown}${target}`,
     host: admission.host,
     path: target,
     started: performance.now(),
@@ -67,6 +67,7 @@ export function logRefusal(ctx: HttpContext, x: Exchange, refusal: Refusal, byte
     method: x.method,
     url: x.url,
     host: x.host,
+    port: x.listener.port,
     path: x.path,
     status: refusal.status,
     code: refusal.code,
@@ -85,6 +86,7 @@ export function logUpstreamError(ctx: HttpContext, x: Exchange, reason: string):
     method: x.method,
     url: x.url,
     host: x.host,
+    port: x.listener.port,
     path: x.path,
     reason,
     durationMs: elapsedMs(x.started),
@@ -96,25 +98,31 @@ export function logCredentialEvents(ctx: HttpContext, result: CredentialResult):
 }
 
 export function sniOf(listener: Listener, req: IncomingMessage): string | null {
-  if (listener !== 'https') return null;
+  if (listener.scheme !== 'https') return null;
   const name = (req.socket as TLSSocket).servername;
   return typeof name === 'string' && name !== '' ? name : null;
 }
 
-export function admitIncoming(listener: Listener, req: IncomingMessage, allowlist: Allowlist): Admission | Refusal {
+export function admitIncoming(ctx: HttpContext, listener: Listener, req: IncomingMessage): Admission | Refusal {
+  const headers = pairsFromRaw(req.rawHeaders);
   return admit(
     {
       listener,
       method: req.method ?? '',
       rawTarget: req.url ?? '',
-      hostHeaders: headerValues(pairsFromRaw(req.rawHeaders), 'host'),
+      hostHeaders: headerValues(headers, 'host'),
       sni: sniOf(listener, req),
+      connection: headerValues(headers, 'connection'),
+      ...(ctx.credentials.usesHeader ? { credentialHeader: ctx.credentials.usesHeader } : {}),
     },
-    allowlist,
+    ctx.allowlist,
   );
 }
 
-/** The request as the credential passes see it: hop-by-hop headers gone, wire order and case kept. */
+/**
+ * The request as the credential passes see it: hop-by-hop headers gone, wire order and case kept, and Host already
+ * the one the proxy sends (so what AWS re-signing signs is what travels).
+ */
 export function credentialHead(
   listener: Listener,
   req: IncomingMessage,
@@ -124,11 +132,12 @@ export function credentialHead(
   return {
     method: x.method,
     host: admission.host,
-    hostHeader: admission.hostHeader,
+    hostHeader: admission.authority,
+    port: admission.port,
     target: admission.target,
     // The masked pass never puts a real value into a request that travels upstream in clear text.
-    scheme: listener,
-    headers: withoutHopByHop(pairsFromRaw(req.rawHeaders)),
+    scheme: listener.scheme,
+    headers: setHeaderInPlace(withoutHopByHop(pairsFromRaw(req.rawHeaders)), 'Host', admission.authority),
   };
 }
 
@@ -190,6 +199,7 @@ export function logAllowed(
     method: x.method,
     url: x.url,
     host: x.host,
+    port: x.listener.port,
     path: x.path,
     code: 'allowed',
     rule: admission.rule,

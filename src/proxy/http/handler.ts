@@ -18,10 +18,11 @@ import {
   type HttpContext,
 } from './exchange.js';
 import { bodyFiltersFor, readBounded, runBodyFilters } from './body-filters.js';
-import { flatten, hasRequestBody, pairsFromRaw, setHeader, withoutHopByHop, type HeaderPairs } from './headers.js';
+import { flatten, hasRequestBody, pairsFromRaw, setHeader, withoutHopByHop } from './headers.js';
 import { sendProxyError, sendRefusal, writeRawJson, writeRawRefusal } from './responses.js';
 import { scrubResponse } from './scrubbed-response.js';
 import { forwardUpgrade } from './upgrade.js';
+import { framingOf, upstreamHead } from './upstream-head.js';
 
 /**
  * The enforcement point: every request the sandbox makes on the HTTP or HTTPS listener comes through here, is
@@ -73,7 +74,7 @@ async function handleRequest(
   res: ServerResponse,
   expectContinue: boolean,
 ): Promise<void> {
-  const admission = admitIncoming(listener, req, ctx.allowlist);
+  const admission = admitIncoming(ctx, listener, req);
   const x = exchangeFor(listener, req, admission);
   if (admission.kind === 'deny') {
     refuse(ctx, req, res, x, admission, expectContinue);
@@ -148,15 +149,24 @@ function upstreamErrorBody(x: Exchange, reason: string) {
   return { error: 'upstream_error' as const, method: x.method, host: x.host, path: x.path, reason };
 }
 
-function upstreamHeaders(req: IncomingMessage, result: CredentialResult, body: Buffer | null): HeaderPairs {
-  let headers = result.headers;
-  if (body !== null) {
-    headers = setHeader(setHeader(headers, 'Expect', null), 'Content-Length', String(body.length));
-  } else if (req.headers['transfer-encoding'] !== undefined) {
-    // Re-framed chunked on this hop (Node de-chunks what it reads); Content-Length never travels beside it.
-    headers = setHeader(setHeader(headers, 'Content-Length', null), 'Transfer-Encoding', 'chunked');
+/** Exchanges waiting for their answer, by client connection: one 'close' listener per connection serves them all. */
+const waitingOn = new WeakMap<Duplex, Set<() => void>>();
+
+/** Calls `onClose` if the client connection closes first; the returned function stops watching. */
+function whenConnectionCloses(socket: Duplex, onClose: () => void): () => void {
+  let waiting = waitingOn.get(socket);
+  if (!waiting) {
+    const set = new Set<() => void>();
+    waiting = set;
+    waitingOn.set(socket, set);
+    socket.once('close', () => {
+      for (const f of [...set]) f();
+      set.clear();
+    });
   }
-  return headers;
+  waiting.add(onClose);
+  const set = waiting;
+  return () => void set.delete(onClose);
 }
 
 function forward(
@@ -170,21 +180,40 @@ function forward(
   body: Buffer | null,
   expectContinue: boolean,
 ): void {
-  const headers = flatten(upstreamHeaders(req, result, body));
+  // A body the proxy holds travels with its own length; a streamed one with the framing Node read it by.
+  const head = upstreamHead({
+    method: x.method,
+    authority: admission.authority,
+    port: route.port,
+    credentials: result,
+    framing: body !== null ? { kind: 'length', bytes: body.length } : framingOf(req.headers),
+    expectContinue: expectContinue && body === null,
+  });
+  const headers = flatten(head.headers);
   const streamsBody = body === null && hasRequestBody(req.headers);
   let bytesIn = body?.length ?? 0;
   let responded = false;
   let finished = false;
   let continued = false;
+  // Nobody could learn what the upstream did with a request sent after its client connection closed.
+  if (req.socket.destroyed) return;
+  // Node drops an answer queued behind one that ended the connection (a parse error after it, `Connection:
+  // close`): the exchange ends there for the sandbox, and the log says so rather than nothing.
+  const stopWatching = whenConnectionCloses(req.socket, () => {
+    if (finished) return;
+    finished = true;
+    current.destroy();
+    logUpstreamError(ctx, x, 'the client connection closed before the answer was sent');
+  });
 
   const dispatch = (retry: boolean): ClientRequest => {
     const upstream = ctx.connector.request({
-      tls: x.listener === 'https',
+      tls: x.listener.scheme === 'https',
       address: route.address,
-      port: route.port,
+      port: head.port,
       host: admission.host,
-      method: x.method,
-      target: result.target,
+      method: head.method,
+      target: head.target,
       headers,
     });
     upstream.on('continue', () => {
@@ -201,6 +230,7 @@ function forward(
         return;
       }
       finished = true;
+      stopWatching();
       const reason = describeUpstreamError(err);
       logUpstreamError(ctx, x, reason);
       sendProxyError(res, 502, upstreamErrorBody(x, reason), !req.complete);
@@ -226,6 +256,7 @@ function forward(
       : null;
     if (scrubbed?.kind === 'refuse') {
       finished = true;
+      stopWatching();
       upstreamRes.destroy();
       logUpstreamError(ctx, x, scrubbed.reason);
       sendProxyError(res, 502, upstreamErrorBody(x, scrubbed.reason), !req.complete);
@@ -241,7 +272,10 @@ function forward(
     const settle = (err: Error | null) => {
       if (settled) return;
       settled = true;
+      const abandoned = finished;
       finished = true;
+      stopWatching();
+      if (abandoned) return;
       if (err) {
         upstreamRes.destroy();
         res.destroy();
@@ -278,9 +312,18 @@ function forward(
   }
 }
 
-/** Wires the proxy's behaviour onto one listener's server (HTTP on 80 or HTTPS on 443). */
+/** Wires the proxy's behaviour onto one listener's server (plain or TLS, on 80, 443 or a port the policy names). */
 export function attachProxyHandlers(server: Server, listener: Listener, ctx: HttpContext): void {
+  // The answer in progress on each connection. Node goes on parsing pipelined requests behind an answer that will
+  // close the connection, and never sends theirs: such a request is not forwarded (nor logged), since the
+  // upstream would act on it while nobody learns what it did.
+  const answering = new WeakMap<object, ServerResponse>();
   const onRequest = (expectContinue: boolean) => (req: IncomingMessage, res: ServerResponse) => {
+    if (answering.get(req.socket)?.shouldKeepAlive === false) {
+      req.resume();
+      return;
+    }
+    answering.set(req.socket, res);
     handleRequest(ctx, listener, req, res, expectContinue).catch((err: unknown) => {
       sendProxyError(
         res,
@@ -294,7 +337,7 @@ export function attachProxyHandlers(server: Server, listener: Listener, ctx: Htt
   server.on('checkContinue', onRequest(true));
   server.on('connect', (req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => socket.destroy());
-    const refusal = admitIncoming(listener, req, ctx.allowlist);
+    const refusal = admitIncoming(ctx, listener, req);
     const x = exchangeFor(listener, req, refusal);
     x.url = req.url ?? '-';
     if (refusal.kind === 'deny') {

@@ -66,6 +66,16 @@ export function setHeader(pairs: HeaderPairs, name: string, value: string | null
   return out;
 }
 
+/** Replace every `name` header with one `value` where the first of them stood (appended when there was none). */
+export function setHeaderInPlace(pairs: HeaderPairs, name: string, value: string): HeaderPairs {
+  const lower = name.toLowerCase();
+  const at = pairs.findIndex(([n]) => n.toLowerCase() === lower);
+  if (at < 0) return [...pairs, [name, value]];
+  const out = pairs.filter(([n], i) => i === at || n.toLowerCase() !== lower);
+  out[at] = [pairs[at]![0], value];
+  return out;
+}
+
 /** Whether a request announces a body (RFC 9112 §6.3: Transfer-Encoding or a non-zero Content-Length). */
 export function hasRequestBody(headers: { 'content-length'?: string; 'transfer-encoding'?: string }): boolean {
   if (headers['transfer-encoding'] !== undefined) return true;

@@ -78,9 +78,21 @@ export function writeRawJson(socket: Duplex, status: number, body: string, extra
     '',
     '',
   ].join('\r\n');
-  if (socket.writable) socket.end(head + body);
-  else socket.destroy();
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(head + body);
+  // Nothing reads this socket any more (Node handed it over for an upgrade or CONNECT): whatever the client still
+  // sends is read and dropped, so its close is seen, and a client that never closes is cut off after a while.
+  socket.resume();
+  const linger = setTimeout(() => socket.destroy(), RAW_ANSWER_LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
 }
+
+/** How long a connection answered on the raw socket may stay open for the client to read the answer and close. */
+const RAW_ANSWER_LINGER_MS = 10_000;
 
 export function writeRawRefusal(socket: Duplex, refusal: Refusal, method: string): void {
   writeRawJson(socket, refusal.status, refusalBody(refusal, method), { [DENY_HEADER]: refusal.code });

@@ -14,15 +14,19 @@ import {
   prepareCredentials,
   type HttpContext,
 } from './exchange.js';
-import { flatten, headerValues, pairsFromRaw, withoutHopByHop, type HeaderPairs } from './headers.js';
+import { flatten, hasRequestBody, headerValues, pairsFromRaw, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { bodyFiltersFor } from './body-filters.js';
 import { writeRawJson, writeRawRefusal } from './responses.js';
 import { scrubResponse } from './scrubbed-response.js';
+import { upstreamHead } from './upstream-head.js';
+import { acceptProblem, handshakeProblem } from './websocket.js';
 
 /**
- * WebSocket (and any other HTTP/1.1 Upgrade) on an allowed GET: the handshake passes the same admission and
- * credential passes as a request, then both sockets are piped raw after the upstream's 101. Only the handshake is
- * inspected; the frames after it are the allowed host's business, as with any allowed response body.
+ * WebSocket on an allowed GET: the handshake passes the same admission and credential passes as a request, and
+ * must be a well-formed WebSocket handshake (any other upgrade, h2c included, is refused). Both sockets are piped
+ * raw only once the upstream's 101 is verified as a WebSocket accept for the key sent; until then nothing the
+ * sandbox sends after the handshake reaches the upstream. The frames after it are not inspected, as with any
+ * allowed response body.
  */
 
 function headBlock(statusLine: string, headers: HeaderPairs): string {
@@ -37,22 +41,25 @@ export function forwardUpgrade(
   head: Buffer,
 ): void {
   socket.on('error', () => socket.destroy());
-  const admission = admitIncoming(listener, req, ctx.allowlist);
+  const admission = admitIncoming(ctx, listener, req);
   const x = exchangeFor(listener, req, admission);
   const deny = (refusal: Refusal) => {
     logRefusal(ctx, x, refusal);
     writeRawRefusal(socket, refusal, x.method);
   };
   if (admission.kind === 'deny') return deny(admission);
-  if (x.method !== 'GET') {
+  const requestHeaders = pairsFromRaw(req.rawHeaders);
+  const problem = handshakeProblem(x.method, requestHeaders, hasRequestBody(req.headers));
+  if (problem) {
     return deny({
       kind: 'deny',
-      status: 403,
-      code: 'method_not_allowed',
+      ...problem,
       host: admission.host,
       path: admission.target,
-      reason: `protocol upgrades are forwarded only on GET, not ${x.method}`,
-      hint: 'open the WebSocket with a GET request',
+      hint:
+        problem.code === 'method_not_allowed'
+          ? 'open the WebSocket with a GET request'
+          : 'only WebSocket upgrades are forwarded (GET, Upgrade: websocket, a 16-byte Sec-WebSocket-Key, version 13)',
     });
   }
   if (bodyFiltersFor(admission)?.graphql !== undefined) {
@@ -67,6 +74,7 @@ export function forwardUpgrade(
       hint: 'send GraphQL operations as POST requests to this entry',
     });
   }
+  const key = headerValues(requestHeaders, 'sec-websocket-key')[0]!.trim();
   const upstreamError = (reason: string) => {
     logUpstreamError(ctx, x, reason);
     writeRawJson(
@@ -85,16 +93,22 @@ export function forwardUpgrade(
     const prepared = await prepareCredentials(ctx, requestHead, () => Promise.resolve(Buffer.alloc(0)));
     if (prepared.kind === 'failed') return upstreamError(prepared.reason);
     logCredentialEvents(ctx, prepared.result);
-    const upgradeTo = headerValues(pairsFromRaw(req.rawHeaders), 'upgrade')[0] ?? 'websocket';
-    const headers: HeaderPairs = [...prepared.result.headers, ['Connection', 'Upgrade'], ['Upgrade', upgradeTo]];
-    const upstream = ctx.connector.request({
-      tls: listener === 'https',
-      address: route.address,
-      port: route.port,
-      host: admission.host,
+    const forwarded = upstreamHead({
       method: 'GET',
-      target: prepared.result.target,
-      headers: flatten(headers),
+      authority: admission.authority,
+      port: route.port,
+      credentials: prepared.result,
+      framing: { kind: 'none' },
+      websocket: true,
+    });
+    const upstream = ctx.connector.request({
+      tls: listener.scheme === 'https',
+      address: route.address,
+      port: forwarded.port,
+      host: admission.host,
+      method: forwarded.method,
+      target: forwarded.target,
+      headers: flatten(forwarded.headers),
       dedicated: true,
     });
     socket.on('close', () => upstream.destroy());
@@ -121,12 +135,20 @@ export function forwardUpgrade(
           })
         : null;
     upstream.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {
+      const responseHeaders = pairsFromRaw(upstreamRes.rawHeaders);
+      const refused = acceptProblem(key, upstreamRes.statusCode ?? 0, responseHeaders);
+      if (refused !== null) {
+        // Not a WebSocket: whatever the sandbox sends next would be read by the upstream as something else.
+        upstreamSocket.destroy();
+        return upstreamError(refused);
+      }
       // A 101 has no body, so it is never refused for its encoding.
-      const scrubbedHead = scrubbed(upstreamRes, pairsFromRaw(upstreamRes.rawHeaders));
+      const scrubbedHead = scrubbed(upstreamRes, responseHeaders);
       const answer = scrubbedHead?.kind === 'relay' ? scrubbedHead : null;
       const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
-      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${message ?? 'Switching Protocols'}`;
-      socket.write(headBlock(status, answer ? answer.headers : pairsFromRaw(upstreamRes.rawHeaders)));
+      socket.write(
+        headBlock(`HTTP/1.1 101 ${message ?? 'Switching Protocols'}`, answer ? answer.headers : responseHeaders),
+      );
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
       upstreamSocket.on('error', () => socket.destroy());
@@ -135,7 +157,7 @@ export function forwardUpgrade(
       socket.on('close', () => upstreamSocket.destroy());
       upstreamSocket.pipe(socket);
       socket.pipe(upstreamSocket);
-      logHandshake(upstreamRes.statusCode ?? 101, answer?.annotations());
+      logHandshake(101, answer?.annotations());
     });
     // The upstream declined the upgrade: relay its answer as a plain response and close.
     upstream.on('response', (upstreamRes) => {

@@ -17,6 +17,8 @@ export type NetworkEvent =
       method: string;
       url: string;
       host: string;
+      /** The port the sandbox connected to. */
+      port?: number;
       path: string;
       reason: string;
       durationMs: number;
@@ -34,6 +36,8 @@ export interface RequestEvent {
   /** The URL as the sandbox sent it (surrogates, never real values). */
   url: string;
   host: string;
+  /** The port the sandbox connected to: the one judged (a request naming another is refused). */
+  port?: number;
   path: string;
   status: number;
   /** `allowed` or a deny code. */
@@ -115,6 +119,7 @@ export function formatJsonLine(e: NetworkEvent): string {
         method: e.method,
         url: e.url,
         host: e.host,
+        port: e.port ?? null,
         path: e.path,
         status: e.status,
         code: e.code,
@@ -132,6 +137,7 @@ export function formatJsonLine(e: NetworkEvent): string {
         method: e.method,
         url: e.url,
         host: e.host,
+        port: e.port ?? null,
         path: e.path,
         reason: e.reason,
         duration_ms: e.durationMs,

@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from '../../protocol/policy.js';
+import { explicitPort, isIPv4, isIPv6, normalizeHost } from '../../protocol/policy.js';
 import { forbiddenAddressReason } from './address-guard.js';
 
 /** Resolves a host name to its addresses. Injected so tests can play a hostile DNS. */
@@ -12,7 +12,10 @@ export type UpstreamRoute =
   | { kind: 'failed'; reason: string };
 
 export interface UpstreamRouterOptions {
-  /** name (lower-case) → "IP" or "IP:PORT" / "[v6]:PORT"; bypasses DNS and the address guard. */
+  /**
+   * name → "IP" or "IP:PORT" / "[v6]:PORT"; bypasses DNS and the address guard. A name may carry a port
+   * (`name:5000`): that mapping is for requests the sandbox made to that port, and comes before the bare name's.
+   */
   hosts?: Readonly<Record<string, string>>;
   resolve: UpstreamResolver;
   /** How long a vetted answer is reused; 0 disables the cache. */
@@ -38,9 +41,16 @@ export function parseHostsEntry(value: string): { address: string; port?: number
 
 const CACHE_LIMIT = 1024;
 
+/** A mapping's key as looked up: the normalised name, with `:port` when the key names one. */
+function mappingKey(host: string, port: number | null): string {
+  return port === null ? host : `${host}:${port}`;
+}
+
 /**
- * Decides where a request for `host:port` goes. The address returned is the one vetted here and the one the
- * caller connects to — there is no second lookup, so a rebinding DNS cannot swap in another address afterwards.
+ * Decides where a request for `host` made to `port` (the listener's: the port the sandbox connected to, never one
+ * the request names) goes. The upstream port is the mapping's when it has one, else that same port. The address
+ * returned is the one vetted here and the one the caller connects to — there is no second lookup, so a rebinding
+ * DNS cannot swap in another address afterwards.
  */
 export function createUpstreamRouter(
   options: UpstreamRouterOptions,
@@ -49,7 +59,9 @@ export function createUpstreamRouter(
   for (const [name, value] of Object.entries(options.hosts ?? {})) {
     const entry = parseHostsEntry(value);
     if (!entry) throw new Error(`upstream hosts: ${name}: expected IP or IP:PORT`);
-    hosts.set(name.toLowerCase().replace(/\.$/, ''), entry);
+    const host = normalizeHost(name);
+    if (host === null) throw new Error(`upstream hosts: ${name}: expected a host name, optionally with a port`);
+    hosts.set(mappingKey(host, explicitPort(name)), entry);
   }
   const ownHost = new Set((options.hostAddresses ?? []).map(canonicalAddress));
   const ttl = options.cacheTtlMs ?? 10_000;
@@ -68,7 +80,7 @@ export function createUpstreamRouter(
   }
 
   return async (host, port) => {
-    const mapped = hosts.get(host);
+    const mapped = hosts.get(mappingKey(host, port)) ?? hosts.get(host);
     if (mapped) return { kind: 'connect', address: mapped.address, port: mapped.port ?? port, mapped: true };
     const literal = isIPv4(host) || isIPv6(host);
     let addresses: string[];

@@ -1,4 +1,4 @@
-import { hostMatches } from '../../../protocol/policy.js';
+import { endpointMatches } from '../../../protocol/policy.js';
 import type { SigningCredential } from '../../../protocol/proxy-config.js';
 import { acceptingIdentity, injectedForms, type InjectedValue } from '../response-scrubber.js';
 import type { CredentialOutcome, CredentialResult, RequestHead } from '../types.js';
@@ -77,8 +77,8 @@ function headerValues(headers: ReadonlyArray<readonly [string, string]>, name: s
   return headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
 }
 
-function inScope(host: string, credential: SigningCredential): boolean {
-  return credential.scopes.some((scope) => hostMatches(host, scope));
+function inScope(head: RequestHead, credential: SigningCredential): boolean {
+  return credential.scopes.some((scope) => endpointMatches(head.host, head.port, head.scheme ?? 'https', scope));
 }
 
 /**
@@ -131,7 +131,7 @@ function detect(head: RequestHead, credentials: readonly SigningCredential[]): D
   if (!signature) return null;
   const credential = credentials.find((c) => c.surrogateAccessKeyId === signature.accessKeyId);
   // A surrogate on a host outside the credential's scopes is forwarded as it is: useless there, and never real.
-  if (!credential || !inScope(head.host, credential)) return null;
+  if (!credential || !inScope(head, credential)) return null;
   return { mode, signature, amzDate: amzDate ?? '', credential };
 }
 
