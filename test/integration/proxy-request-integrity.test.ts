@@ -347,3 +347,121 @@ void describe('finding 3: nothing is piped after a 101 the proxy has not verifie
     });
   }
 });
+
+void describe('ports an allowlist entry names get a listener of their own', { timeout: 60_000 }, () => {
+  let ported: ProxyFixture;
+  /** svc.test's service: its port is the one the allowlist names, so the upstream port is the listener's. */
+  let svc: RecordingUpstream;
+  /** keyed.test:PORT is mapped (by a key naming that port) to this other service. */
+  let keyed: RecordingUpstream;
+  let port: number;
+
+  before(async () => {
+    const pki = await makeTestPki(['svc.test', 'keyed.test']);
+    svc = await startRecordingUpstream({ pki });
+    keyed = await startRecordingUpstream({ pki });
+    port = svc.port;
+    ported = await startProxyFixture({
+      // Judged as `port`, bound wherever the system likes: the test cannot own a fixed port.
+      listen: { host: '127.0.0.1', http: 0, https: 0, dns: 0, ports: [{ port, bind: 0 }] },
+      allowlist: { domains: [`svc.test:${port}`, `keyed.test:${port}`, 'keyed.test'] },
+      upstream: {
+        caPem: pki.caPem,
+        hosts: {
+          'svc.test': '127.0.0.1',
+          [`keyed.test:${port}`]: `127.0.0.1:${keyed.port}`,
+          'keyed.test': '127.0.0.1:9',
+        },
+      },
+      credentials: createCredentialProcessor({
+        masked: [
+          {
+            name: 'GH_TOKEN',
+            surrogate: SURROGATE,
+            value: REAL,
+            scopes: [`svc.test:${port}`],
+            headers: ['Authorization'],
+            allowForeignCredentials: false,
+          },
+        ],
+        signing: [],
+      }),
+    });
+  });
+
+  after(async () => {
+    await ported?.close();
+    await svc?.close();
+    await keyed?.close();
+  });
+
+  /** One request on the declared port's listener, TLS or plain, as raw bytes. */
+  function onPort(tlsToo: boolean, bytes: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const bound = ported.proxy.addresses.ports[port]!;
+      const socket = tlsToo
+        ? tls.connect({ host: '127.0.0.1', port: bound, servername: 'svc.test', ca: ported.runCa.certPem })
+        : net.connect(bound, '127.0.0.1');
+      let out = '';
+      socket.once(tlsToo ? 'secureConnect' : 'connect', () => socket.write(bytes));
+      socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
+      socket.on('close', () => resolve(out));
+      socket.on('error', reject);
+    });
+  }
+
+  test('TLS and plain HTTP on one declared port; the upstream port is that port and Host carries it', async () => {
+    const before = svc.requests.length;
+    const get = (path: string) =>
+      `GET ${path} HTTP/1.1\r\nHost: svc.test:${port}\r\nAuthorization: Bearer ${SURROGATE}\r\nConnection: close\r\n\r\n`;
+    const secure = await onPort(true, get('/tls'));
+    const plain = await onPort(false, get('/plain'));
+    assert.deepEqual([statusLines(secure), statusLines(plain)], [['200'], ['200']]);
+    const seenNow = svc.requests.slice(before);
+    assert.deepEqual(
+      seenNow.map((q) => `${q.url} ${fromHost(q.headers)} ${auth(q.headers)}`),
+      [`/tls svc.test:${port} Bearer ${REAL}`, `/plain svc.test:${port} Bearer ${SURROGATE}`],
+      'the scope names the port: the real token goes there, over TLS only',
+    );
+    const logged = ported.log.events.filter((e) => e.event === 'request' && e.path === '/tls');
+    assert.equal(logged[0]?.event === 'request' && logged[0].port, port);
+  });
+
+  test('on the declared port, a Host without it (or with another) is a mismatch; on 443 the host is not open', async () => {
+    const before = svc.requests.length;
+    const bare = await onPort(false, 'GET /a HTTP/1.1\r\nHost: svc.test\r\nConnection: close\r\n\r\n');
+    const other = await onPort(false, `GET /a HTTP/1.1\r\nHost: svc.test:${keyed.port}\r\nConnection: close\r\n\r\n`);
+    const on443 = await ported.https('svc.test', { path: '/a' });
+    assert.deepEqual(
+      [...statusLines(bare), ...statusLines(other), `${on443.status}:${String(on443.headers['x-airlock-deny'])}`],
+      ['403:port_mismatch', '403:port_mismatch', '403:port_not_allowed'],
+    );
+    assert.equal(svc.requests.length, before);
+  });
+
+  test('an upstream_hosts key naming the port maps that port only', async () => {
+    const before = keyed.requests.length;
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(ported.proxy.addresses.ports[port]!, '127.0.0.1', () =>
+        socket.write(`GET /k HTTP/1.1\r\nHost: keyed.test:${port}\r\nConnection: close\r\n\r\n`),
+      );
+      let out = '';
+      socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
+      socket.on('close', () => resolve(out));
+      socket.on('error', reject);
+    });
+    assert.deepEqual(statusLines(reply), ['200']);
+    assert.deepEqual(
+      keyed.requests.slice(before).map((q) => q.url),
+      ['/k'],
+    );
+  });
+});
+
+function fromHost(headers: Array<[string, string]>): string {
+  return headers.find(([n]) => n.toLowerCase() === 'host')?.[1] ?? '(no Host)';
+}
+
+function auth(headers: Array<[string, string]>): string {
+  return headers.find(([n]) => n.toLowerCase() === 'authorization')?.[1] ?? '(none)';
+}

@@ -165,6 +165,18 @@ void describe('where the surrogate is replaced', () => {
     assert.deepEqual(apex.headers, [['Authorization', `Bearer ${GH_SURROGATE}`]], '*.github.com excludes the apex');
   });
 
+  void it('with scopes matched on host and port: the default port unless the scope names one', () => {
+    const swapped = (scopes: string[], over: Partial<RequestHead>) =>
+      applyMaskedSecrets(head([['Authorization', `Bearer ${GH_SURROGATE}`]], over), [secret({ scopes })])
+        .headers[0]![1];
+    const real = `Bearer ${GH_REAL}`;
+    assert.equal(swapped(['api.github.com'], { port: 443 }), real);
+    assert.equal(swapped(['api.github.com'], { port: 8443 }), `Bearer ${GH_SURROGATE}`, 'another port is out of scope');
+    assert.equal(swapped(['api.github.com:8443'], { port: 8443 }), real);
+    assert.equal(swapped(['api.github.com:8443'], { port: 443 }), `Bearer ${GH_SURROGATE}`);
+    assert.equal(swapped(['*.github.com:8443'], { port: 8443 }), real);
+  });
+
   void it('for two secrets in one Basic header (username secret and password secret)', () => {
     const user = secret({
       name: 'REG_USER',

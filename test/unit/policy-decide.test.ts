@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AllowlistSchema, type Allowlist } from '../../src/protocol/allowlist.js';
 import { fnmatchCase, globMatch, globWalk } from '../../src/protocol/fnmatch.js';
-import { decide, normalizeHost, pathProblem, percentDecode } from '../../src/protocol/policy.js';
+import {
+  decide,
+  declaredPorts,
+  explicitPort,
+  formatAuthority,
+  normalizeHost,
+  pathProblem,
+  percentDecode,
+  splitHostPattern,
+} from '../../src/protocol/policy.js';
+import { SandboxConfigSchema } from '../../src/protocol/sandbox-config.js';
 
 const allowlist = (raw: unknown): Allowlist => AllowlistSchema.parse(raw);
 const check = (al: Allowlist, method: string, host: string, target: string) => decide({ method, host, target }, al);
@@ -75,9 +85,39 @@ describe('ports: an entry opens the default port, or the one it names (not in Ai
     assert.equal(d.allowed ? '' : d.hint, 'url_prefixes: - {host: "open.test:8443", path: "/", methods: [GET]}');
     assert.match(d.reason, /open\.test is allowed on other ports, not on 8443/);
   });
-  it('a port out of range in an entry is a configuration error', () => {
+  it('a port out of range in an entry, a scope or an upstream_hosts key is a configuration error', () => {
     assert.throws(() => allowlist({ domains: ['a.test:0'] }), /between 1 and 65535/);
     assert.throws(() => allowlist({ url_prefixes: [{ host: 'a.test:65536' }] }), /between 1 and 65535/);
+    const masked = (scopes: string[]) => ({
+      masked_secrets: { T: { value: 'v', scopes, headers: ['Authorization'] } },
+    });
+    assert.doesNotThrow(() => SandboxConfigSchema.parse(masked(['a.test:8443', '*.b.test'])));
+    assert.throws(() => SandboxConfigSchema.parse(masked(['a.test:99999'])), /between 1 and 65535/);
+    assert.doesNotThrow(() => SandboxConfigSchema.parse({ upstream_hosts: { 'git.internal:5000': '10.0.0.5' } }));
+    assert.throws(() => SandboxConfigSchema.parse({ upstream_hosts: { 'git.internal:0': '10.0.0.5' } }), /65535/);
+  });
+  it('host patterns split into host and port; bare IPv6 literals have none', () => {
+    assert.deepEqual(splitHostPattern('registry.test:5000'), { host: 'registry.test', port: 5000 });
+    assert.deepEqual(splitHostPattern('*.internal:8443'), { host: '*.internal', port: 8443 });
+    assert.deepEqual(splitHostPattern('[fd00::1]:443'), { host: '[fd00::1]', port: 443 });
+    assert.deepEqual(splitHostPattern('[fd00::1]'), { host: '[fd00::1]', port: null });
+    assert.deepEqual(splitHostPattern('fd00::1'), { host: 'fd00::1', port: null });
+    assert.deepEqual(splitHostPattern('a.test:http'), { host: 'a.test:http', port: null });
+    assert.equal(explicitPort('a.test:5000'), 5000);
+    assert.equal(explicitPort('[::1]:22'), 22);
+    assert.equal(explicitPort('::1'), null);
+    assert.equal(explicitPort('a.test'), null);
+    assert.equal(formatAuthority('a.test', 443, 'https'), 'a.test');
+    assert.equal(formatAuthority('a.test', 443, 'http'), 'a.test:443');
+    assert.equal(formatAuthority('fd00::1', 8443, 'https'), '[fd00::1]:8443');
+  });
+  it('the ports the proxy listens on besides 53/80/443: every port an entry names, once, in order', () => {
+    const al2 = allowlist({
+      domains: ['a.test:8443', 'b.test', 'c.test:443', 'd.test:53'],
+      url_prefixes: [{ host: '*.e.test:5000' }, { host: 'a.test:8443', path: '/x' }, { host: '[fd00::1]:9000' }],
+    });
+    assert.deepEqual(declaredPorts(al2), [5000, 8443, 9000]);
+    assert.deepEqual(declaredPorts(allowlist({ domains: ['plain.test'] })), []);
   });
 });
 

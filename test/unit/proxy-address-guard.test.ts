@@ -103,6 +103,25 @@ void describe('routing', () => {
     assert.deepEqual(asked, []);
   });
 
+  void test('without a port in the mapping the upstream port is the one given (the listener’s); a key may name a port', async () => {
+    const route = createUpstreamRouter({
+      hosts: { 'svc.test': '10.0.0.7', 'svc.test:5000': '10.0.0.8:6000', 'Other.Test.:9000': '10.0.0.9' },
+      resolve: () => Promise.reject(new Error('no DNS')),
+    });
+    const where = async (host: string, port: number) => {
+      const r = await route(host, port);
+      return r.kind === 'connect' ? `${r.address}:${r.port}` : r.kind;
+    };
+    assert.equal(await where('svc.test', 443), '10.0.0.7:443');
+    assert.equal(await where('svc.test', 8080), '10.0.0.7:8080');
+    assert.equal(await where('svc.test', 5000), '10.0.0.8:6000');
+    assert.equal(await where('other.test', 9000), '10.0.0.9:9000');
+    assert.equal(await where('other.test', 443), 'failed', 'the keyed mapping is for its port only');
+    assert.throws(() =>
+      createUpstreamRouter({ hosts: { 'bad name': '10.0.0.1' }, resolve: () => Promise.resolve([]) }),
+    );
+  });
+
   void test('one internal answer among public ones taints the name', async () => {
     const route = createUpstreamRouter({ resolve: () => Promise.resolve(['1.1.1.1', '127.0.0.1']) });
     assert.equal((await route('mixed.test', 443)).kind, 'forbidden');

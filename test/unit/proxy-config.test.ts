@@ -70,6 +70,16 @@ void test('each wrong value is reported by key path, without the value', () => {
   assert.ok(!message.includes('not-an-ip'));
 });
 
+void test('declared listener ports and port-keyed mappings are checked on arrival', () => {
+  const withPorts = { ...valid, listen: { ...valid.listen, ports: [5000, 8443] } };
+  assert.deepEqual(parseProxyConfig(JSON.stringify(withPorts)).listen.ports, [5000, 8443]);
+  assert.match(problem({ ...valid, listen: { ...valid.listen, ports: [0] } }), /listen\.ports\.0/);
+  assert.match(problem({ ...valid, listen: { ...valid.listen, ports: Array(300).fill(5000) } }), /at most 256/);
+  const keyed = { ...valid, upstream: { ...valid.upstream, hosts: { 'git.internal:5000': '10.0.0.5' } } };
+  assert.deepEqual(parseProxyConfig(JSON.stringify(keyed)).upstream.hosts, { 'git.internal:5000': '10.0.0.5' });
+  assert.match(problem({ ...valid, upstream: { ...valid.upstream, hosts: { 'a b': '10.0.0.5' } } }), /upstream\.hosts/);
+});
+
 void test('not JSON is one clear error', () => {
   assert.throws(() => parseProxyConfig('{'), /one line of JSON/);
 });
