@@ -20,6 +20,7 @@ import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { streamFrom } from '../helpers/plain-stream.js';
 import { containsSecret } from '../helpers/secret-forms.js';
+import { websocketAccept } from '../helpers/recording-upstream.js';
 import { makeTestPki, type TestPki } from '../helpers/tls-fixtures.js';
 
 export { containsSecret } from '../helpers/secret-forms.js';
@@ -93,7 +94,8 @@ export async function startRecorder(name: string, pki: TestPki, reply: Reply): P
   const chunks: Chunk[] = [];
   const requests: RecordedRequest[] = [];
   const sockets = new Set<net.Socket>();
-  const httpServer = http.createServer((req, res) => {
+  // A request without Host gets the default virtual host, as on many real servers (Node's default is a 400).
+  const httpServer = http.createServer({ requireHostHeader: false }, (req, res) => {
     const body: Buffer[] = [];
     req.on('data', (c: Buffer) => body.push(c));
     req.on('error', () => {});
@@ -112,7 +114,7 @@ export async function startRecorder(name: string, pki: TestPki, reply: Reply): P
     });
   });
   httpServer.on('clientError', (_err, socket) => socket.destroy());
-  httpServer.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const pairs: Array<[string, string]> = [];
     for (let i = 0; i < req.rawHeaders.length; i += 2) pairs.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
     requests.push({
@@ -123,9 +125,20 @@ export async function startRecorder(name: string, pki: TestPki, reply: Reply): P
       body: Buffer.alloc(0),
     });
     socket.on('error', () => {});
-    socket.end(
-      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n' + `${name}-upgraded`,
+    const key = req.headers['sec-websocket-key'];
+    if ((req.url ?? '').includes('ws-real') && typeof key === 'string') {
+      socket.end(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Accept: ${websocketAccept(key)}\r\n\r\n`,
+      );
+      return;
+    }
+    // A careless server: it says 101 without switching (no accept) and reads what follows as more requests,
+    // each routed by its own Host — as a server speaking h2c would route each stream by its authority.
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade ?? ''}\r\nConnection: Upgrade\r\n\r\n`,
     );
+    httpServer.emit('connection', streamFrom(socket, head));
   });
   const secureContext = tls.createSecureContext({ cert: pki.certPem, key: pki.keyPem });
   const server = net.createServer((socket) => {
@@ -313,8 +326,11 @@ export interface EscapeFixture {
   pki: TestPki;
   canaries: Canaries;
   workspace: string;
-  /** allowed.test (masked-secret scope), exfil.test (allowed, no scope), s3.aws.test (signing scope), blocked.test, attacker.test. */
-  recorders: Record<'allowed' | 'exfil' | 'aws' | 'blocked' | 'attacker' | 'anthropic', Recorder>;
+  /**
+   * allowed.test (masked-secret scope), exfil.test (allowed, no scope), s3.aws.test (signing scope), blocked.test,
+   * attacker.test, and ported.test, allowed only on the port it listens on (an allowlist entry names the port).
+   */
+  recorders: Record<'allowed' | 'exfil' | 'aws' | 'blocked' | 'attacker' | 'anthropic' | 'ported', Recorder>;
   raw: RawListeners;
   hostIps: string[];
   allowlistYaml: string;
@@ -339,6 +355,8 @@ export async function startEscapeFixture(
     'blocked.test',
     'attacker.test',
     'api.anthropic.com',
+    'ported.test',
+    'steer.test',
   ]);
   const hostIps = hostAddresses();
   const serve =
@@ -366,6 +384,7 @@ export async function startEscapeFixture(
     attacker: await startRecorder('attacker.test', pki, serve('attacker')),
     // Stands in for the Anthropic API (the name only; it is a local listener like the others).
     anthropic: await startRecorder('api.anthropic.com', pki, serve('anthropic')),
+    ported: await startRecorder('ported.test', pki, serve('ported')),
   };
   const raw = await startRawListeners(hostIps[0] ?? null);
   if (hostIps[0]) HOSTILE_DNS['rebind-host.test'] = hostIps[0];
@@ -386,10 +405,14 @@ export async function startEscapeFixture(
     `  blocked.test: host-gateway:${recorders.blocked.port}`,
     `  attacker.test: host-gateway:${recorders.attacker.port}`,
     `  api.anthropic.com: host-gateway:${recorders.anthropic.port}`,
+    // Mapped the documented way, without a port: the port is the one the sandbox connected to. steer.test is
+    // only ever asked for on another port (attacker.test's) and must never get there.
+    '  steer.test: host-gateway',
+    '  ported.test: host-gateway',
     'masked_secrets:',
     '  GH_TOKEN:',
     '    value: !env GH_TOKEN',
-    '    scopes: [allowed.test]',
+    '    scopes: [allowed.test, steer.test]',
     '    headers: [Authorization]',
     'signing_credentials:',
     '  aws:',
@@ -404,6 +427,8 @@ export async function startEscapeFixture(
     `  RECORDER_PORTS: "${Object.values(recorders)
       .map((r) => r.port)
       .join(' ')}"`,
+    `  ATTACKER_PORT: "${recorders.attacker.port}"`,
+    `  PORTED_PORT: "${recorders.ported.port}"`,
     ...extraSandboxYaml,
     '',
   ].join('\n');
@@ -412,6 +437,9 @@ export async function startEscapeFixture(
     '  - exfil.test',
     '  - s3.aws.test',
     '  - api.anthropic.com',
+    '  - steer.test',
+    // The proxy opens this port because the entry names it; on 443 or 80 ported.test is not allowed.
+    `  - ported.test:${recorders.ported.port}`,
     ...Object.keys(HOSTILE_DNS).map((name) => `  - ${name}`),
     'url_prefixes:',
     '  - {host: allowed.test, path: /api/*}',

@@ -68,9 +68,40 @@ const VECTORS: VectorTable = {
   no_sni: { expect: 'handshake_failed', why: 'no SNI, no certificate' },
   domain_fronting_curl: { expect: '403:host_mismatch', why: 'SNI must equal Host' },
   host_port_override: {
-    expect: '200',
-    why: 'a port in Host never redirects the proxy elsewhere (checked at the listeners)',
+    expect: '403:port_mismatch',
+    why: 'a port in Host other than the one connected to is refused, even for a name mapped with a port',
   },
+  port_steer_https: {
+    expect: '403:port_mismatch',
+    why: 'a name mapped without a port: Host naming another port (a scoped secret riding along) is refused, never followed',
+  },
+  port_steer_http: { expect: '403:port_mismatch', why: 'the same over plain HTTP' },
+  port_steer_absolute: { expect: '403:port_mismatch', why: 'the same as an absolute-form target' },
+  declared_port_https: { expect: '200', why: 'an entry naming a port opens it: the proxy listens there (TLS)' },
+  declared_port_http: { expect: '200', why: 'plain HTTP on the same declared port' },
+  declared_port_default: { expect: '403:port_not_allowed', why: 'that entry does not open the default port' },
+  connection_content_length: {
+    expect: '400:connection_header_not_allowed',
+    why: 'Connection may not name Content-Length: the body is never left unframed to be read as a second request',
+  },
+  connection_capture: {
+    expect: '400:connection_header_not_allowed,200',
+    why: 'a smuggled unfinished POST never reaches the pool to capture the next request and its real token',
+  },
+  connection_host: { expect: '400:connection_header_not_allowed', why: 'Connection may not name Host' },
+  connection_transfer_encoding: {
+    expect: '400:connection_header_not_allowed',
+    why: 'Connection may not name Transfer-Encoding',
+  },
+  h2c_upgrade_allowed_host: {
+    expect: '403:upgrade_not_allowed',
+    why: 'h2c is never forwarded, even to an allowed host (its streams would pick their own hosts)',
+  },
+  websocket_fake_accept: {
+    expect: '502',
+    why: 'a 101 without the Sec-WebSocket-Accept for the key sent: nothing is piped, the smuggled request goes nowhere',
+  },
+  websocket_real_accept: { expect: '101', why: 'a genuine accept is relayed (proves the path works)' },
   encoded_traversal: { expect: '403:invalid_path', why: 'decoded `..` segment' },
   plain_traversal: { expect: '403:invalid_path', why: '`..` segment' },
   nul_in_path: { expect: '403:invalid_path', why: 'NUL after decoding' },
@@ -247,7 +278,7 @@ for (const engine of ESCAPE_ENGINES) {
         // Scope the token to the attacker's host, hand the real value to the sandbox, allow the blocked host.
         await writeFile(
           path.join(leaky.workspace, '.airlock/sandbox.yaml'),
-          leaky.sandboxYaml.replace('scopes: [allowed.test]', 'scopes: [allowed.test, exfil.test]') +
+          leaky.sandboxYaml.replace('scopes: [allowed.test, steer.test]', 'scopes: [allowed.test, exfil.test]') +
             '  LEAKED: !env GH_TOKEN\n',
         );
         await writeFile(

@@ -28,7 +28,7 @@ before(async () => {
   await mkdir(path.join(cwd, '.airlock'));
   await writeFile(
     path.join(cwd, '.airlock/network-allowlist.yaml'),
-    'domains: [pypi.org]\nurl_prefixes:\n  - {host: api.github.com, path: /repos/acme/*, methods: [GET]}\n' +
+    'domains: [pypi.org, "registry.internal:5000"]\nurl_prefixes:\n  - {host: api.github.com, path: /repos/acme/*, methods: [GET]}\n' +
       '  - {host: api.github.com, path: /graphql, methods: [POST], graphql: {queries: [viewer]}}\n',
   );
   await writeFile(
@@ -48,6 +48,15 @@ describe('airlock policy check (built package)', () => {
     assert.equal(r.code, 1);
     assert.match(r.stdout, /^BLOCKED method_not_allowed: /);
     assert.equal(r.stdout.split('\n').length, 2, 'exactly one line');
+  });
+  it('judges the port the URL names (else the scheme’s default), as the proxy judges its listener’s', () => {
+    const at = (url: string) => airlock(['policy', 'check', 'GET', url], cwd);
+    assert.equal(at('https://registry.internal:5000/v2/').stdout, 'ALLOWED domains[1] registry.internal:5000\n');
+    assert.equal(at('http://registry.internal:5000/v2/').code, 0);
+    assert.match(at('https://registry.internal/v2/').stdout, /^BLOCKED port_not_allowed: .*"registry\.internal"/);
+    assert.match(at('https://pypi.org:8443/simple/').stdout, /^BLOCKED port_not_allowed: .*"pypi\.org:8443"/);
+    assert.match(at('http://pypi.org/simple/').stdout, /^ALLOWED domains\[0\] pypi\.org/);
+    assert.match(at('http://pypi.org:443/simple/').stdout, /^BLOCKED port_not_allowed/);
   });
   it('judges the raw path: traversal hidden by URL normalisation is still seen', () => {
     const r = airlock(['policy', 'check', 'GET', 'https://api.github.com/repos/acme/../../admin'], cwd);
@@ -82,20 +91,29 @@ describe('airlock policy check --data: the GraphQL filter, offline', () => {
   it('says the body decides when an entry filters GraphQL and no --data is given', () => {
     const r = airlock(['policy', 'check', 'POST', url], cwd);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, /^ALLOWED url_prefixes\[1\] api\.github\.com \/graphql methods=POST \+graphql filter \(the body must also pass/);
+    assert.match(
+      r.stdout,
+      /^ALLOWED url_prefixes\[1\] api\.github\.com \/graphql methods=POST \+graphql filter \(the body must also pass/,
+    );
   });
   it('judges a body exactly as the proxy does', () => {
     const ok = airlock(['policy', 'check', '--data', '{"query":"{ viewer { login } }"}', 'POST', url], cwd);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     assert.match(ok.stdout, /\(graphql query: viewer\)$/m);
-    const bad = airlock(['policy', 'check', '--data', '{"query":"mutation { deleteRepository { id } }"}', 'POST', url], cwd);
+    const bad = airlock(
+      ['policy', 'check', '--data', '{"query":"mutation { deleteRepository { id } }"}', 'POST', url],
+      cwd,
+    );
     assert.equal(bad.code, 1);
     assert.match(bad.stdout, /^BLOCKED graphql_operation_blocked: GraphQL operation 'mutation:<blocked>'/);
     assert.match(bad.stdout, /list the mutation fields to allow in graphql\.mutations of url_prefixes\[1\]/);
     const json = airlock(['policy', 'check', '--json', '--data', '[]', 'POST', url], cwd);
     assert.equal(json.code, 1);
     const parsed = JSON.parse(json.stdout) as { allowed: boolean; code: string; graphql: { detail: string } };
-    assert.deepEqual([parsed.allowed, parsed.code, parsed.graphql.detail], [false, 'graphql_operation_blocked', '<batched>']);
+    assert.deepEqual(
+      [parsed.allowed, parsed.code, parsed.graphql.detail],
+      [false, 'graphql_operation_blocked', '<batched>'],
+    );
   });
 });
 

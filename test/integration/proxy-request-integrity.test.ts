@@ -19,6 +19,23 @@ import { startProxyFixture, type ProxyFixture } from '../helpers/upstream.js';
 const SURROGATE = 'ghp_SURROGATEsurrogateSURROGATEsurrogate00';
 const REAL = 'ghp_REALrealREALrealREALrealREALrealREAL99';
 
+/** The real token behind SURROGATE, in Authorization, on the given scopes. */
+function tokenScopedTo(scopes: string[]) {
+  return createCredentialProcessor({
+    masked: [
+      {
+        name: 'GH_TOKEN',
+        surrogate: SURROGATE,
+        value: REAL,
+        scopes,
+        headers: ['Authorization'],
+        allowForeignCredentials: false,
+      },
+    ],
+    signing: [],
+  });
+}
+
 let fx: ProxyFixture;
 /** The legitimate upstream of steer.test (mapped without a port) would be on 443/80; this is another service there. */
 let internal: RecordingUpstream;
@@ -40,19 +57,7 @@ before(async () => {
         'plain.test': `127.0.0.1:${upstream.port}`,
       },
     },
-    credentials: createCredentialProcessor({
-      masked: [
-        {
-          name: 'GH_TOKEN',
-          surrogate: SURROGATE,
-          value: REAL,
-          scopes: ['steer.test', 'api.test'],
-          headers: ['Authorization'],
-          allowForeignCredentials: false,
-        },
-      ],
-      signing: [],
-    }),
+    credentials: tokenScopedTo(['steer.test', 'api.test']),
   });
 });
 
@@ -85,6 +90,8 @@ async function exchange(
   sni: string,
   steps: Array<string | Buffer>,
   settleMs = 400,
+  /** Keep the connection open until this holds (at most 5 s): for bytes that must reach the upstream first. */
+  holdUntil?: () => boolean,
 ): Promise<string> {
   const socket = await connect(listener, sni);
   let out = '';
@@ -123,6 +130,9 @@ async function exchange(
     socket.write(step);
     const last = i === steps.length - 1;
     await quiet(last ? settleMs : 1000, () => !last && (out.match(/\r\n\r\n/g) ?? []).length > heads);
+  }
+  for (const deadline = Date.now() + 5000; holdUntil && !holdUntil() && Date.now() < deadline;) {
+    await new Promise((r) => setTimeout(r, 20));
   }
   socket.destroy();
   return out;
@@ -320,11 +330,18 @@ void describe('finding 3: nothing is piped after a 101 the proxy has not verifie
   test('a genuine WebSocket accept is relayed and the bytes flow both ways', async () => {
     const connections = upstream.connections.length;
     const frame = Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0x69, 0x67, 0x6f, 0x68, 0x6e]);
-    const r = await during(() => exchange('https', 'api.test', [handshake('/ws-real', 'api.test'), frame]));
+    const accepted = () => upstream.connections.slice(connections).find((c) => c.httpEndsAt !== null);
+    const arrived = () => {
+      const c = accepted();
+      return c !== undefined && Buffer.concat(c.chunks).length >= c.httpEndsAt! + frame.length;
+    };
+    const r = await during(() =>
+      exchange('https', 'api.test', [handshake('/ws-real', 'api.test'), frame], 400, arrived),
+    );
     assert.match(r.reply, /^HTTP\/1\.1 101 /);
     assert.match(r.reply, new RegExp(`Sec-WebSocket-Accept: ${websocketAccept(KEY).replace(/[+/]/g, '\\$&')}`, 'i'));
     assert.deepEqual(r.api, ['GET /ws-real api.test']);
-    const conn = upstream.connections.slice(connections).find((c) => c.httpEndsAt !== null);
+    const conn = accepted();
     assert.ok(conn, 'the upstream accepted the WebSocket');
     const bytes = Buffer.concat(conn.chunks);
     assert.deepEqual(bytes.subarray(conn.httpEndsAt!), frame, 'the frame reached the upstream after the accept');
@@ -373,19 +390,7 @@ void describe('ports an allowlist entry names get a listener of their own', { ti
           'keyed.test': '127.0.0.1:9',
         },
       },
-      credentials: createCredentialProcessor({
-        masked: [
-          {
-            name: 'GH_TOKEN',
-            surrogate: SURROGATE,
-            value: REAL,
-            scopes: [`svc.test:${port}`],
-            headers: ['Authorization'],
-            allowForeignCredentials: false,
-          },
-        ],
-        signing: [],
-      }),
+      credentials: tokenScopedTo([`svc.test:${port}`]),
     });
   });
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { describeUpstreamError } from '../upstream/connector.js';
-import type { Listener, Refusal } from './admission.js';
+import { FIXED_HINTS, type Listener, type Refusal } from './admission.js';
 import {
   addressRefusal,
   admitIncoming,
@@ -57,9 +57,7 @@ export function forwardUpgrade(
       host: admission.host,
       path: admission.target,
       hint:
-        problem.code === 'method_not_allowed'
-          ? 'open the WebSocket with a GET request'
-          : 'only WebSocket upgrades are forwarded (GET, Upgrade: websocket, a 16-byte Sec-WebSocket-Key, version 13)',
+        problem.code === 'method_not_allowed' ? 'open the WebSocket with a GET request' : FIXED_HINTS[problem.code]!,
     });
   }
   if (bodyFiltersFor(admission)?.graphql !== undefined) {

@@ -33,6 +33,8 @@ HOST_IPS = os.environ['HOST_IPS'].split()
 TCP_PORT = int(os.environ['ATTACK_TCP_PORT'])
 UDP_PORT = int(os.environ['ATTACK_UDP_PORT'])
 RECORDER_PORTS = [int(p) for p in os.environ['RECORDER_PORTS'].split()]
+ATTACKER_PORT = int(os.environ['ATTACKER_PORT'])
+PORTED_PORT = int(os.environ['PORTED_PORT'])
 # The sandbox network's usual gateway addresses (x.y.z.1, x.y.z.254), which the engine may or may not hold: ours
 # either way. The proxy itself may hold one of them; it is the one peer the sandbox is meant to reach.
 GATEWAYS = [ip for ip in ('.'.join(PROXY.split('.')[:3] + [n]) for n in ('1', '254')) if ip != PROXY]
@@ -223,8 +225,9 @@ def v_proxy_ip_literal_https():
 
 
 def v_host_ip_literal_via_proxy():
-    # Ask the proxy itself to fetch this machine's address and the attacker port: an IP is not an allowed host.
-    return outcome(over_http(request('GET', '/', f'{HOST_IPS[0]}:{TCP_PORT}')))
+    # Ask the proxy itself to fetch this machine's address: an IP is not an allowed host. (Naming the attacker's
+    # port as well is refused even earlier, as any port other than the one connected to: see the port_* vectors.)
+    return outcome(over_http(request('GET', '/', HOST_IPS[0])))
 
 
 def v_proxy_other_ports():
@@ -307,8 +310,9 @@ def v_rebind_to_loopback():
 
 
 def v_rebind_to_host():
-    # This machine's own address, on the port of a listener there: the runner itself is not an upstream.
-    return curl(f'https://rebind-host.test:{TCP_PORT}/', '--connect-to', f'rebind-host.test:{TCP_PORT}:rebind-host.test:443')
+    # This machine's own address: the runner itself is not an upstream. (A port of a listener there can no longer be
+    # named in the request at all: port_steer_* and host_port_override.)
+    return curl('https://rebind-host.test/')
 
 
 def v_rebind_to_zero():
@@ -357,6 +361,75 @@ def v_host_port_override():
     # The allowlist is per host; a port in Host must not steer the proxy to another listener on the same machine.
     port = [p for p in RECORDER_PORTS if p != RECORDER_PORTS[0]][-1]
     return curl(f'https://allowed.test:{port}/api/port', '--connect-to', f'allowed.test:{port}:allowed.test:443')
+
+
+def v_port_steer_https():
+    # steer.test is mapped without a port; the attacker's listener is another port on the same address.
+    return outcome(over_tls('steer.test', request('GET', '/admin', f'steer.test:{ATTACKER_PORT}',
+                                                  f'Authorization: Bearer {SURROGATE}\r\n')))
+
+
+def v_port_steer_http():
+    return outcome(over_http(request('GET', '/admin', f'steer.test:{ATTACKER_PORT}')))
+
+
+def v_port_steer_absolute():
+    authority = f'steer.test:{ATTACKER_PORT}'
+    return outcome(over_http(request('GET', f'http://{authority}/admin', authority)))
+
+
+def v_declared_port_https():
+    # ported.test:PORT is in the allowlist, so the proxy listens on PORT and connects upstream to that port.
+    return curl(f'https://ported.test:{PORTED_PORT}/api/declared')
+
+
+def v_declared_port_http():
+    return curl(f'http://ported.test:{PORTED_PORT}/api/declared-plain')
+
+
+def v_declared_port_default():
+    return curl('https://ported.test/api/default')
+
+
+SMUGGLED = b'GET /private-smuggled HTTP/1.1\r\nHost: blocked.test\r\n\r\n'
+
+
+def v_connection_content_length():
+    # Dropping Content-Length as hop-by-hop would leave the body unframed: the upstream reads it as a request.
+    raw = (b'GET /api/cl HTTP/1.1\r\nHost: allowed.test\r\nConnection: close, content-length\r\n'
+           + f'Content-Length: {len(SMUGGLED)}\r\n\r\n'.encode() + SMUGGLED)
+    return outcome(over_tls('allowed.test', raw))
+
+
+def v_connection_capture():
+    # An unfinished POST to another virtual host, left on a pooled upstream connection, would swallow the next
+    # request there: the one that carries the real token.
+    capture = b'POST /capture-smuggled HTTP/1.1\r\nHost: blocked.test\r\nContent-Length: 160\r\n\r\n'
+    first = (b'GET /api/first HTTP/1.1\r\nHost: allowed.test\r\nConnection: close, Content-Length\r\n'
+             + f'Content-Length: {len(capture)}\r\n\r\n'.encode() + capture)
+    a = outcome(over_tls('allowed.test', first))
+    filler = b'x' * 300
+    b = outcome(over_tls('allowed.test', request('POST', '/api/victim', 'allowed.test',
+                                                  f'Authorization: Bearer {SURROGATE}\r\n', filler)))
+    return f'{a},{b}'
+
+
+def v_connection_host():
+    # Without Host the upstream's default virtual host would answer.
+    return outcome(over_tls('allowed.test', request('GET', '/api/nohost', 'allowed.test', 'Connection: close, host\r\n',
+                                                    close=False)))
+
+
+def v_connection_transfer_encoding():
+    raw = (b'POST /api/te HTTP/1.1\r\nHost: allowed.test\r\nConnection: close, transfer-encoding\r\n'
+           b'Transfer-Encoding: chunked\r\n\r\n' + f'{len(SMUGGLED):x}\r\n'.encode() + SMUGGLED + b'\r\n0\r\n\r\n')
+    return outcome(over_tls('allowed.test', raw))
+
+
+def v_h2c_upgrade_allowed_host():
+    # An upstream that took h2c would route each HTTP/2 stream by its own authority; here it reads HTTP/1.1 on.
+    extra = 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n'
+    return outcome(over_http(f'GET /api/h2c HTTP/1.1\r\nHost: allowed.test\r\n{extra}\r\n'.encode() + SMUGGLED))
 
 
 def v_encoded_traversal():
@@ -458,10 +531,10 @@ def v_redirect_to_blocked():
     return curl('-L', 'https://allowed.test/api/redirect')
 
 
-def websocket(sni, path, host):
+def websocket(sni, path, host, after=b''):
     extra = ('Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'
              'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n')
-    return outcome(over_tls(sni, f'GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n'.encode()))
+    return outcome(over_tls(sni, f'GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n'.encode() + after))
 
 
 def v_websocket_blocked():
@@ -470,6 +543,15 @@ def v_websocket_blocked():
 
 def v_websocket_host_swap():
     return websocket('allowed.test', '/api/ws', 'blocked.test')
+
+
+def v_websocket_fake_accept():
+    # The upstream says 101 without proving it speaks WebSocket; the bytes after the handshake are a request.
+    return websocket('allowed.test', '/api/ws-fake', 'allowed.test', SMUGGLED)
+
+
+def v_websocket_real_accept():
+    return websocket('allowed.test', '/api/ws-real', 'allowed.test')
 
 
 # --- GraphQL: allowed.test/graphql admits only the query field `viewer` ------------------------------------------
