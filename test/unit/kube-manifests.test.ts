@@ -18,7 +18,12 @@ import {
   type KubeRunPlan,
   type RunObject,
 } from '../../src/cli/kube/manifests.js';
-import { workspaceFromRunnerPod, parseSeccompFlag } from '../../src/cli/kube/plan.js';
+import { proxyPodConfig, workspaceFromRunnerPod, parseSeccompFlag } from '../../src/cli/kube/plan.js';
+import type { LoadedPolicy } from '../../src/cli/config/types.js';
+import type { PreparedCredentials } from '../../src/cli/secrets/prepare.js';
+import type { RunCa } from '../../src/cli/session/ca.js';
+import { AllowlistSchema } from '../../src/protocol/allowlist.js';
+import { SandboxConfigSchema } from '../../src/protocol/sandbox-config.js';
 import { CANARY_PORT } from '../../src/protocol/proxy-pod.js';
 
 /**
@@ -210,6 +215,40 @@ describe('Kubernetes manifests', { timeout: 30_000 }, () => {
     const publicOnly = proxy!.spec!.egress!.find((r) => r.to?.some((t) => t.ipBlock?.cidr === '0.0.0.0/0'));
     assert.ok(publicOnly!.to![0]!.ipBlock!.except!.includes('169.254.0.0/16'));
     assert.ok(publicOnly!.to![0]!.ipBlock!.except!.includes('10.0.0.0/8'));
+  });
+
+  test('ports the allowlist names: the proxy exposes them and the sandbox may reach them there, nowhere else', () => {
+    const p = plan({ declaredPorts: [5000, 8443] });
+    const [sandbox, proxy] = networkPolicies(p);
+    assert.deepEqual(
+      sandbox!.spec!.egress![0]!.ports!.map((x) => `${x.protocol}/${x.port}`),
+      ['UDP/53', 'TCP/53', 'TCP/80', 'TCP/443', 'TCP/5000', 'TCP/8443'],
+    );
+    assert.deepEqual(sandbox!.spec!.egress![0]!.to, [
+      { podSelector: { matchLabels: { 'io.airlock.run': '0123456789ab', 'io.airlock.role': 'proxy' } } },
+    ]);
+    assert.ok([5000, 8443].every((port) => proxy!.spec!.ingress![0]!.ports!.some((x) => x.port === port)));
+    const ports = proxyPod(p).spec!.containers[0]!.ports!.map((x) => `${x.name}/${x.containerPort}`);
+    assert.deepEqual(ports.slice(-2), ['port-5000/5000', 'port-8443/8443']);
+    for (const object of runManifests(p, { proxyConfigJson: '{}', sandboxEnv: {} }, '10.0.0.5')) validate(object);
+  });
+
+  test('the proxy pod listens on the ports the allowlist names; the canary’s port cannot be one of them', () => {
+    const config = (domains: string[]) =>
+      proxyPodConfig(
+        {
+          sandbox: SandboxConfigSchema.parse({}),
+          allowlist: AllowlistSchema.parse({ domains }),
+          allowlistSha256: '0'.repeat(64),
+        } as LoadedPolicy,
+        { proxyCredentials: { masked: [], signing: [] } } as unknown as PreparedCredentials,
+        { certPem: 'c', keyPem: 'k' } as RunCa,
+        'r',
+        undefined,
+        [],
+      );
+    assert.deepEqual(config(['a.test', 'b.test:5000', 'c.test:8443']).listen.ports, [5000, 8443]);
+    assert.throws(() => config([`a.test:${CANARY_PORT}`]), /canary/);
   });
 
   test('owner references only when the runner pod is known; the run label on every object', () => {

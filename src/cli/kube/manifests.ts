@@ -104,6 +104,8 @@ export interface KubeRunPlan {
   upstreamDns: string[];
   /** Fixed upstream addresses (upstream_hosts values): allowed through the proxy's egress policy. */
   upstreamAddresses: string[];
+  /** Ports allowlist entries name (`registry.internal:5000`): the proxy listens on each, the sandbox may reach them. */
+  declaredPorts?: number[];
 }
 
 export interface KubeNames {
@@ -162,13 +164,17 @@ const roleSelector = (plan: KubeRunPlan, role: KubeRole): INetworkPolicySpec['po
   matchLabels: { [KUBE_LABEL.run]: plan.runId, [KUBE_LABEL.role]: role },
 });
 
-/** DNS on both transports, HTTP and HTTPS: the only ports the sandbox may use, and only toward the proxy. */
-function proxyServicePorts(): INetworkPolicyPort[] {
+/**
+ * DNS on both transports, HTTP, HTTPS and the ports the allowlist names: the only ports the sandbox may use, and
+ * only toward the proxy.
+ */
+function proxyServicePorts(plan: KubeRunPlan): INetworkPolicyPort[] {
   return [
     { protocol: 'UDP', port: PROXY_POD_PORTS.dns },
     { protocol: 'TCP', port: PROXY_POD_PORTS.dns },
     { protocol: 'TCP', port: PROXY_POD_PORTS.http },
     { protocol: 'TCP', port: PROXY_POD_PORTS.https },
+    ...(plan.declaredPorts ?? []).map((port): INetworkPolicyPort => ({ protocol: 'TCP', port })),
   ];
 }
 
@@ -246,7 +252,7 @@ export function networkPolicies(plan: KubeRunPlan): INetworkPolicy[] {
         policyTypes: ['Ingress', 'Egress'],
         // No ingress rule: nothing may connect to the sandbox.
         ingress: [],
-        egress: [{ to: [proxyPeer], ports: proxyServicePorts() }],
+        egress: [{ to: [proxyPeer], ports: proxyServicePorts(plan) }],
       },
     },
     {
@@ -260,7 +266,7 @@ export function networkPolicies(plan: KubeRunPlan): INetworkPolicy[] {
           {
             from: [sandboxPeer],
             // The canary is admitted here on purpose: only the sandbox's own egress policy may be what stops it.
-            ports: [...proxyServicePorts(), { protocol: 'TCP', port: CANARY_PORT }],
+            ports: [...proxyServicePorts(plan), { protocol: 'TCP', port: CANARY_PORT }],
           },
         ],
         egress: [
@@ -336,6 +342,11 @@ export function proxyPod(plan: KubeRunPlan): IPod {
       { name: 'http', containerPort: PROXY_POD_PORTS.http, protocol: 'TCP' },
       { name: 'https', containerPort: PROXY_POD_PORTS.https, protocol: 'TCP' },
       { name: 'canary', containerPort: CANARY_PORT, protocol: 'TCP' },
+      ...(plan.declaredPorts ?? []).map((port) => ({
+        name: `port-${port}`,
+        containerPort: port,
+        protocol: 'TCP' as const,
+      })),
     ],
     volumeMounts: [{ name: 'proxy-config', mountPath: PROXY_CONFIG_DIR, readOnly: true }],
     securityContext: containerSecurity({ ...proxyUser, seccompProfile: { type: 'RuntimeDefault' } }),

@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import type { IPod } from 'kubernetes-models/v1';
-import { PROXY_POD_PORTS } from '../../protocol/proxy-pod.js';
+import { declaredPorts } from '../../protocol/policy.js';
+import { CANARY_PORT, PROXY_POD_PORTS } from '../../protocol/proxy-pod.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { ConfigError, UsageError } from '../errors.js';
 import type { PreparedCredentials } from '../secrets/prepare.js';
@@ -118,11 +119,24 @@ export function proxyPodConfig(
   if (Object.values(policy.sandbox.upstream_hosts).some((t) => t.startsWith('host-gateway'))) {
     throw new ConfigError('upstream_hosts: host-gateway has no meaning on Kubernetes; give the address instead');
   }
+  const ports = declaredPorts(policy.allowlist);
+  if (ports.includes(CANARY_PORT)) {
+    throw new ConfigError(
+      `network allowlist: port ${CANARY_PORT} is the canary's on Kubernetes (a port the sandbox must not reach); ` +
+        'serve the upstream on another port, or map it with upstream_hosts',
+    );
+  }
   const config: ProxyPodConfig = {
     version: 1,
     allowlist: policy.allowlist,
     ca,
-    listen: { host: '0.0.0.0', http: PROXY_POD_PORTS.http, https: PROXY_POD_PORTS.https, dns: PROXY_POD_PORTS.dns },
+    listen: {
+      host: '0.0.0.0',
+      http: PROXY_POD_PORTS.http,
+      https: PROXY_POD_PORTS.https,
+      dns: PROXY_POD_PORTS.dns,
+      ports,
+    },
     upstream: {
       dns: policy.sandbox.upstream_dns,
       hosts: resolveUpstreamHosts(policy.sandbox.upstream_hosts, null),
@@ -208,6 +222,7 @@ export function buildPlan(i: PlanInputs): KubeRunPlan {
     activeDeadlineSeconds: activeDeadline(i.timeoutSeconds),
     upstreamDns: i.policy.sandbox.upstream_dns,
     upstreamAddresses: Object.values(i.proxyConfig.upstream.hosts),
+    declaredPorts: i.proxyConfig.listen.ports ?? [],
   };
 }
 
