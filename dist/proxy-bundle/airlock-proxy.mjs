@@ -22921,7 +22921,7 @@ async function runNetworkPolicyProbe(args, io2) {
 
 // src/proxy/pod.ts
 import { readFile } from "node:fs/promises";
-import net3 from "node:net";
+import net4 from "node:net";
 
 // node_modules/zod/v4/classic/external.js
 var external_exports = {};
@@ -42640,32 +42640,6 @@ function date4(params) {
   return _coercedDate(ZodDate, params);
 }
 
-// src/protocol/allowlist.ts
-var hostPattern = external_exports.string().min(1, "a host pattern cannot be empty").refine((s) => /^[\x21-\x7e]+$/.test(s), {
-  message: "host patterns are ASCII without spaces; write an internationalised name in its punycode form (xn--\u2026)"
-}).describe("Host name, IP literal or fnmatch pattern (`*.example.com`, `api-?.example.com`); case-insensitive.");
-var methodName = external_exports.string().regex(/^[A-Za-z]+$/, "a method is a word such as GET or POST").describe("HTTP method, case-insensitive.");
-var graphqlOps = external_exports.array(external_exports.string().describe("fnmatch pattern over top-level field names, case-sensitive.")).optional();
-var GraphqlRuleSchema = external_exports.strictObject({
-  queries: graphqlOps.describe("Allowed top-level query fields; empty or absent blocks every query."),
-  mutations: graphqlOps.describe("Allowed top-level mutation fields; empty or absent blocks every mutation."),
-  subscriptions: graphqlOps.describe("Allowed top-level subscription fields; empty or absent blocks them all.")
-}).describe("Restrict GraphQL operations sent to this entry. `{}` blocks every operation.");
-var UrlPrefixSchema = external_exports.strictObject({
-  host: hostPattern,
-  path: external_exports.string().default("").refine((p) => p === "" || p.startsWith("/") || p.startsWith("*"), {
-    message: "a path starts with `/` (or is a glob such as `*`); leave it out to allow every path"
-  }).describe(
-    "Path (with query) to allow: exact, or an fnmatch pattern when it contains `*` or `?`. Case-sensitive. Empty allows every path. There is no implicit prefix: write `/api/*`."
-  ),
-  methods: external_exports.array(methodName).default([]).describe("Methods to allow, case-insensitive; empty or absent allows every method."),
-  graphql: GraphqlRuleSchema.optional()
-}).describe("Allow requests to one host (pattern) restricted by path and method.");
-var AllowlistSchema = external_exports.strictObject({
-  domains: external_exports.array(hostPattern).nullish().transform((v) => v ?? []).describe("Hosts allowed for every path and method."),
-  url_prefixes: external_exports.array(UrlPrefixSchema).nullish().transform((v) => v ?? []).describe("Host + path + method rules, tried in order; the first match wins.")
-}).describe("airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.");
-
 // src/protocol/fnmatch.ts
 function isGlob(pattern) {
   return pattern.includes("*") || pattern.includes("?");
@@ -42782,6 +42756,7 @@ function globMatcher(pattern) {
 }
 
 // src/protocol/policy.ts
+var DEFAULT_PORTS = { http: 80, https: 443 };
 var DNS_LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
 function normalizeHost(raw) {
   let host = raw.trim();
@@ -42805,6 +42780,28 @@ function normalizeHost(raw) {
   if (host.length === 0 || host.length > 253) return null;
   if (/^[0-9.]+$/.test(host)) return isIPv4(host) ? host : null;
   return host.split(".").every((label) => DNS_LABEL.test(label)) ? host : null;
+}
+function explicitPort(authority) {
+  const a = authority.trim();
+  const m = a.startsWith("[") ? /\]:(\d{1,5})$/.exec(a) : isIPv6(a) ? null : /:(\d{1,5})$/.exec(a);
+  return m ? Number(m[1]) : null;
+}
+function formatAuthority(host, port2, scheme) {
+  const name = isIPv6(host) ? `[${host}]` : host;
+  return port2 === DEFAULT_PORTS[scheme] ? name : `${name}:${port2}`;
+}
+function splitHostPattern(pattern) {
+  const m = pattern.startsWith("[") ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
+  return m ? { host: m[1], port: Number(m[2]) } : { host: pattern, port: null };
+}
+function hostPatternProblem(pattern) {
+  const { port: port2 } = splitHostPattern(pattern);
+  if (port2 !== null && (port2 < 1 || port2 > 65535)) return `the port in "${pattern}" must be between 1 and 65535`;
+  return null;
+}
+function endpointMatches(host, port2, scheme, pattern) {
+  const split = splitHostPattern(pattern);
+  return (split.port ?? DEFAULT_PORTS[scheme]) === port2 && hostMatches(host, split.host);
 }
 function isIPv4(s) {
   const parts = s.split(".");
@@ -42887,10 +42884,11 @@ function methodMatches(method, methods) {
 function q(s) {
   return JSON.stringify(s);
 }
-function hintFor(method, host, target2) {
+function hintFor(method, host, target2, port2, scheme = "https") {
   const { path, query } = splitTarget(target2);
   const pathPattern = query === null ? path : `${path}[?]*`;
-  return `url_prefixes: - {host: ${q(host)}, path: ${q(pathPattern)}, methods: [${method}]}`;
+  const entryHost = port2 === void 0 ? host : formatAuthority(host, port2, scheme);
+  return `url_prefixes: - {host: ${q(entryHost)}, path: ${q(pathPattern)}, methods: [${method}]}`;
 }
 function describeRule(rule) {
   if (rule.kind === "domain") return `domains[${rule.index}] ${rule.pattern}`;
@@ -42918,8 +42916,17 @@ function decide(request, allowlist) {
     return { allowed: false, code: "invalid_path", host, path: rawTarget, reason: problem };
   }
   const target2 = normalizeTarget(rawTarget);
+  const scheme = request.scheme ?? "https";
+  const written = explicitPort(request.host);
+  const port2 = request.port ?? (written !== null ? written : DEFAULT_PORTS[scheme]);
+  let otherPort = false;
+  const inEntry = (pattern) => {
+    if (endpointMatches(host, port2, scheme, pattern)) return true;
+    if (!otherPort && hostMatches(host, splitHostPattern(pattern).host)) otherPort = true;
+    return false;
+  };
   for (const [index, pattern] of allowlist.domains.entries()) {
-    if (hostMatches(host, pattern)) {
+    if (inEntry(pattern)) {
       const rule = { kind: "domain", index, pattern };
       return {
         allowed: true,
@@ -42934,7 +42941,7 @@ function decide(request, allowlist) {
   let hostSeen = false;
   let pathSeen = false;
   for (const [index, entry] of allowlist.url_prefixes.entries()) {
-    if (!hostMatches(host, entry.host)) continue;
+    if (!inEntry(entry.host)) continue;
     hostSeen = true;
     if (!pathMatches(target2, entry.path)) continue;
     pathSeen = true;
@@ -42942,7 +42949,7 @@ function decide(request, allowlist) {
     const rule = { kind: "url_prefix", index, entry };
     return { allowed: true, code: "allowed", rule, host, path: rawTarget, reason: `allowed by ${describeRule(rule)}` };
   }
-  const hint = hintFor(method, host, rawTarget);
+  const hint = hintFor(method, host, rawTarget, port2, scheme);
   if (pathSeen) {
     return {
       allowed: false,
@@ -42963,6 +42970,16 @@ function decide(request, allowlist) {
       reason: `no url_prefixes entry for ${host} matches the path ${rawTarget}`
     };
   }
+  if (otherPort) {
+    return {
+      allowed: false,
+      code: "port_not_allowed",
+      host,
+      path: rawTarget,
+      hint,
+      reason: `${host} is allowed on other ports, not on ${port2}: an entry opens a port only by naming it (${formatAuthority(host, port2, scheme)}), or the default one by naming none`
+    };
+  }
   return {
     allowed: false,
     code: "host_not_allowed",
@@ -42972,6 +42989,37 @@ function decide(request, allowlist) {
     reason: `${host} is not in the network allowlist`
   };
 }
+
+// src/protocol/allowlist.ts
+var hostPattern = external_exports.string().min(1, "a host pattern cannot be empty").refine((s) => /^[\x21-\x7e]+$/.test(s), {
+  message: "host patterns are ASCII without spaces; write an internationalised name in its punycode form (xn--\u2026)"
+}).superRefine((s, ctx) => {
+  const problem = hostPatternProblem(s);
+  if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+}).describe(
+  "Host name, IP literal or fnmatch pattern (`*.example.com`, `api-?.example.com`); case-insensitive. Without a port only the default port is open (443 for HTTPS, 80 for HTTP); `registry.internal:5000` opens that port, and only it."
+);
+var methodName = external_exports.string().regex(/^[A-Za-z]+$/, "a method is a word such as GET or POST").describe("HTTP method, case-insensitive.");
+var graphqlOps = external_exports.array(external_exports.string().describe("fnmatch pattern over top-level field names, case-sensitive.")).optional();
+var GraphqlRuleSchema = external_exports.strictObject({
+  queries: graphqlOps.describe("Allowed top-level query fields; empty or absent blocks every query."),
+  mutations: graphqlOps.describe("Allowed top-level mutation fields; empty or absent blocks every mutation."),
+  subscriptions: graphqlOps.describe("Allowed top-level subscription fields; empty or absent blocks them all.")
+}).describe("Restrict GraphQL operations sent to this entry. `{}` blocks every operation.");
+var UrlPrefixSchema = external_exports.strictObject({
+  host: hostPattern,
+  path: external_exports.string().default("").refine((p) => p === "" || p.startsWith("/") || p.startsWith("*"), {
+    message: "a path starts with `/` (or is a glob such as `*`); leave it out to allow every path"
+  }).describe(
+    "Path (with query) to allow: exact, or an fnmatch pattern when it contains `*` or `?`. Case-sensitive. Empty allows every path. There is no implicit prefix: write `/api/*`."
+  ),
+  methods: external_exports.array(methodName).default([]).describe("Methods to allow, case-insensitive; empty or absent allows every method."),
+  graphql: GraphqlRuleSchema.optional()
+}).describe("Allow requests to one host (pattern) restricted by path and method.");
+var AllowlistSchema = external_exports.strictObject({
+  domains: external_exports.array(hostPattern).nullish().transform((v) => v ?? []).describe("Hosts allowed for every path and method."),
+  url_prefixes: external_exports.array(UrlPrefixSchema).nullish().transform((v) => v ?? []).describe("Host + path + method rules, tried in order; the first match wins.")
+}).describe("airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.");
 
 // src/protocol/address-guard.ts
 var V4_FORBIDDEN = [
@@ -43053,12 +43101,17 @@ function parseHostsEntry(value) {
   return { address, port: port2 };
 }
 var CACHE_LIMIT2 = 1024;
+function mappingKey(host, port2) {
+  return port2 === null ? host : `${host}:${port2}`;
+}
 function createUpstreamRouter(options) {
   const hosts = /* @__PURE__ */ new Map();
   for (const [name, value] of Object.entries(options.hosts ?? {})) {
     const entry = parseHostsEntry(value);
     if (!entry) throw new Error(`upstream hosts: ${name}: expected IP or IP:PORT`);
-    hosts.set(name.toLowerCase().replace(/\.$/, ""), entry);
+    const host = normalizeHost(name);
+    if (host === null) throw new Error(`upstream hosts: ${name}: expected a host name, optionally with a port`);
+    hosts.set(mappingKey(host, explicitPort(name)), entry);
   }
   const ownHost = new Set((options.hostAddresses ?? []).map(canonicalAddress));
   const ttl = options.cacheTtlMs ?? 1e4;
@@ -43075,7 +43128,7 @@ function createUpstreamRouter(options) {
     return addresses;
   }
   return async (host, port2) => {
-    const mapped = hosts.get(host);
+    const mapped = hosts.get(mappingKey(host, port2)) ?? hosts.get(host);
     if (mapped) return { kind: "connect", address: mapped.address, port: mapped.port ?? port2, mapped: true };
     const literal2 = isIPv4(host) || isIPv6(host);
     let addresses;
@@ -43100,6 +43153,7 @@ function canonicalAddress(address) {
 
 // src/proxy/config.ts
 var port = external_exports.number().int().min(0).max(65535);
+var MAX_DECLARED_PORTS = 256;
 var pem = (what) => external_exports.string().includes("-----BEGIN ", { message: `${what} must be PEM` });
 var MaskedCredentialSchema = external_exports.looseObject({
   name: external_exports.string().min(1),
@@ -43129,12 +43183,13 @@ var ProxyConfigSchema = external_exports.strictObject({
     host: external_exports.string().refine((h) => isIPv4(h) || isIPv6(h), "listen.host must be an IP address"),
     http: port,
     https: port,
-    dns: port
+    dns: port,
+    ports: external_exports.array(external_exports.number().int().min(1).max(65535)).max(MAX_DECLARED_PORTS, `at most ${MAX_DECLARED_PORTS} ports`).optional()
   }),
   upstream: external_exports.strictObject({
     dns: external_exports.array(external_exports.string().refine((s) => isIPv4(s) || isIPv6(s), "a resolver is an IP address")),
     hosts: external_exports.record(
-      external_exports.string().min(1),
+      external_exports.string().refine((h) => normalizeHost(h) !== null, "a key is a host name, optionally with a port"),
       external_exports.string().refine((v) => parseHostsEntry(v) !== null, "expected IP, IP:PORT or [IPv6]:PORT")
     ),
     caPem: pem("upstream.caPem").optional(),
@@ -43229,6 +43284,7 @@ function formatJsonLine(e) {
         method: e.method,
         url: e.url,
         host: e.host,
+        port: e.port ?? null,
         path: e.path,
         status: e.status,
         code: e.code,
@@ -43246,6 +43302,7 @@ function formatJsonLine(e) {
         method: e.method,
         url: e.url,
         host: e.host,
+        port: e.port ?? null,
         path: e.path,
         reason: e.reason,
         duration_ms: e.durationMs
@@ -43299,6 +43356,7 @@ function openProcessLog(where, stdout) {
 // src/proxy/start.ts
 import http2 from "node:http";
 import https2 from "node:https";
+import net3 from "node:net";
 import { createInterface } from "node:readline";
 
 // src/proxy/credentials/response-scrubber.ts
@@ -43912,8 +43970,8 @@ function sigv4aKeyPair(keyPairs, accessKeyId, secretAccessKey) {
 function headerValues(headers, name) {
   return headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
 }
-function inScope(host, credential) {
-  return credential.scopes.some((scope) => hostMatches(host, scope));
+function inScope(head, credential) {
+  return credential.scopes.some((scope) => endpointMatches(head.host, head.port, head.scheme ?? "https", scope));
 }
 function bodyIsEmpty(head) {
   const length = headerValues(head.headers, "content-length");
@@ -43946,7 +44004,7 @@ function detect(head, credentials) {
   }
   if (!signature) return null;
   const credential = credentials.find((c) => c.surrogateAccessKeyId === signature.accessKeyId);
-  if (!credential || !inScope(head.host, credential)) return null;
+  if (!credential || !inScope(head, credential)) return null;
   return { mode: mode2, signature, amzDate: amzDate ?? "", credential };
 }
 function clockSkewEvent(amzDate, now) {
@@ -44294,7 +44352,8 @@ function stripsForeign(s, lowerName) {
 }
 function applyMaskedSecrets(head, secrets) {
   const result = { headers: head.headers, target: head.target, annotations: [], events: [] };
-  const inScope2 = secrets.filter((s) => s.scopes.some((pattern) => hostMatches(head.host, pattern))).map(scoped);
+  const scheme = head.scheme ?? "https";
+  const inScope2 = secrets.filter((s) => s.scopes.some((pattern) => endpointMatches(head.host, head.port, scheme, pattern))).map(scoped);
   if (inScope2.length === 0) return result;
   const cleartext = head.scheme === "http";
   const where = `${head.method} ${cleartext ? "http" : "https"}://${head.host}${head.target}`;
@@ -44379,7 +44438,7 @@ function createCredentialProcessor(config2, opts = {}) {
     keyCache: /* @__PURE__ */ new Map(),
     ...opts.onSigned ? { trace: opts.onSigned } : {}
   };
-  return (head) => {
+  const process2 = (head) => {
     if (head.scheme === "http" && config2.signing.length > 0) {
       const key = surrogateKeyIn(head, config2);
       if (key !== null) {
@@ -44394,6 +44453,13 @@ function createCredentialProcessor(config2, opts = {}) {
     const aws = config2.signing.length > 0 ? resignAwsRequest(head, config2.signing, options) : null;
     return aws ?? { kind: "ready", result: identityWhenInjected(applyMaskedSecrets(head, config2.masked)) };
   };
+  return Object.assign(process2, { usesHeader: credentialHeaders(config2) });
+}
+function credentialHeaders(config2) {
+  const patterns = config2.masked.flatMap((m) => m.headers.map((h) => h.toLowerCase()));
+  const exact = new Set(patterns.filter((p) => !isGlob(p)));
+  const globs = patterns.filter(isGlob).map(globMatcher);
+  return (name) => exact.has(name) || globs.some((re) => re.test(name));
 }
 function identityWhenInjected(result) {
   return result.injected ? { ...result, headers: acceptingIdentity(result.headers) } : result;
@@ -44730,17 +44796,31 @@ var FIXED_HINTS = {
   invalid_path: "remove `..` segments, backslashes and NUL bytes from the path (after percent-decoding)",
   invalid_host: "use a valid DNS name or IP literal",
   upstream_address_not_allowed: "the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended",
+  port_mismatch: "connect to the port the URL names: the proxy takes the upstream port from the connection and the policy, never from the request",
+  connection_header_not_allowed: "list only hop-by-hop headers in Connection (keep-alive, close, upgrade, te, or headers of your own)",
+  upgrade_not_allowed: "only WebSocket upgrades are forwarded (GET, Upgrade: websocket, a 16-byte Sec-WebSocket-Key, version 13); speak HTTP/1.1 otherwise",
   bad_request: "send exactly one Host header",
   tool_config_too_large: "send smaller Messages requests (upload large files with the Files API)",
   tool_config_invalid: "send the Messages request as JSON (identity, gzip, deflate or br encoding)",
   blocklist_tool_config_unsupported: "replace blocked_domains with allowed_domains; domains the allowlist does not open for GET are removed",
   wildcard_tool_domain_unsupported: "list plain host names in allowed_domains; those the allowlist does not open for GET are removed"
 };
-var DEFAULT_PORT = { http: 80, https: 443 };
-function portOf(hostHeader, listener) {
-  const m = hostHeader.startsWith("[") ? /\]:(\d{1,5})$/.exec(hostHeader) : /^[^:]*:(\d{1,5})$/.exec(hostHeader);
-  const port2 = m ? Number(m[1]) : 0;
-  return port2 >= 1 && port2 <= 65535 ? port2 : DEFAULT_PORT[listener];
+var END_TO_END = /* @__PURE__ */ new Set([
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "content-encoding",
+  "authorization",
+  "cookie"
+]);
+function endToEndNamedByConnection(connection, credentialHeader = () => false) {
+  for (const value of connection) {
+    for (const token of value.split(",")) {
+      const name = token.trim().toLowerCase();
+      if (END_TO_END.has(name) || name.startsWith("x-amz-") || name !== "" && credentialHeader(name)) return name;
+    }
+  }
+  return null;
 }
 function splitAbsoluteForm(rawTarget) {
   const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)(.*)$/.exec(rawTarget);
@@ -44771,8 +44851,17 @@ function admit(request, allowlist) {
   if (hostHeader === void 0 || hostHeader.trim() === "") {
     return refuse3("missing_host", "the request has no Host header");
   }
+  const named = endToEndNamedByConnection(request.connection, request.credentialHeader);
+  if (named !== null) {
+    return refuse3(
+      "connection_header_not_allowed",
+      `the Connection header names ${named}, an end-to-end header the proxy never removes`,
+      400
+    );
+  }
+  const { listener } = request;
   const host = normalizeHost(hostHeader);
-  if (request.listener === "https") {
+  if (listener.scheme === "https") {
     if (request.sni === null) return refuse3("host_mismatch", "the TLS handshake named no server (no SNI)");
     const sniHost = normalizeHost(request.sni);
     if (sniHost === null || sniHost !== host) {
@@ -44788,7 +44877,24 @@ function admit(request, allowlist) {
       );
     }
   }
-  const decision = decide({ method, host: hostHeader, target: target2 }, allowlist);
+  if (host !== null) {
+    const named2 = [
+      { what: `Host "${hostHeader}"`, port: explicitPort(hostHeader) ?? DEFAULT_PORTS[listener.scheme] },
+      ...absolute ? [{ what: `the target "${request.rawTarget}"`, port: explicitPort(absolute.authority) }] : []
+    ];
+    for (const { what, port: port2 } of named2) {
+      if (port2 !== null && port2 !== listener.port) {
+        return refuse3(
+          "port_mismatch",
+          `${what} names port ${port2}, but the connection was made to port ${listener.port}`
+        );
+      }
+    }
+  }
+  const decision = decide(
+    { method, host: hostHeader, target: target2, scheme: listener.scheme, port: listener.port },
+    allowlist
+  );
   if (!decision.allowed) {
     return {
       kind: "deny",
@@ -44804,7 +44910,8 @@ function admit(request, allowlist) {
     kind: "allow",
     host: decision.host,
     hostHeader,
-    port: portOf(hostHeader, request.listener),
+    port: listener.port,
+    authority: formatAuthority(decision.host, listener.port, listener.scheme),
     target: target2,
     rule: describeRule(decision.rule),
     decision
@@ -44858,6 +44965,14 @@ function setHeader(pairs, name, value) {
   if (value !== null) out.push([name, value]);
   return out;
 }
+function setHeaderInPlace(pairs, name, value) {
+  const lower = name.toLowerCase();
+  const at = pairs.findIndex(([n]) => n.toLowerCase() === lower);
+  if (at < 0) return [...pairs, [name, value]];
+  const out = pairs.filter(([n], i) => i === at || n.toLowerCase() !== lower);
+  out[at] = [pairs[at][0], value];
+  return out;
+}
 function hasRequestBody(headers) {
   if (headers["transfer-encoding"] !== void 0) return true;
   const length = headers["content-length"];
@@ -44874,7 +44989,7 @@ function exchangeFor(listener, req, admission) {
   return {
     listener,
     method: req.method ?? "-",
-    url: `${listener}://${hostShown}${target2}`,
+    url: `${listener.scheme}://${hostShown}${target2}`,
     host: admission.host,
     path: target2,
     started: performance.now()
@@ -44888,6 +45003,7 @@ function logRefusal(ctx, x, refusal, bytesIn = 0) {
     method: x.method,
     url: x.url,
     host: x.host,
+    port: x.listener.port,
     path: x.path,
     status: refusal.status,
     code: refusal.code,
@@ -44905,6 +45021,7 @@ function logUpstreamError(ctx, x, reason) {
     method: x.method,
     url: x.url,
     host: x.host,
+    port: x.listener.port,
     path: x.path,
     reason,
     durationMs: elapsedMs(x.started)
@@ -44914,31 +45031,35 @@ function logCredentialEvents(ctx, result) {
   for (const line of result.events) ctx.log.write({ event: "credential", ts: ctx.now(), line });
 }
 function sniOf(listener, req) {
-  if (listener !== "https") return null;
+  if (listener.scheme !== "https") return null;
   const name = req.socket.servername;
   return typeof name === "string" && name !== "" ? name : null;
 }
-function admitIncoming(listener, req, allowlist) {
+function admitIncoming(ctx, listener, req) {
+  const headers = pairsFromRaw(req.rawHeaders);
   return admit(
     {
       listener,
       method: req.method ?? "",
       rawTarget: req.url ?? "",
-      hostHeaders: headerValues2(pairsFromRaw(req.rawHeaders), "host"),
-      sni: sniOf(listener, req)
+      hostHeaders: headerValues2(headers, "host"),
+      sni: sniOf(listener, req),
+      connection: headerValues2(headers, "connection"),
+      ...ctx.credentials.usesHeader ? { credentialHeader: ctx.credentials.usesHeader } : {}
     },
-    allowlist
+    ctx.allowlist
   );
 }
 function credentialHead(listener, req, x, admission) {
   return {
     method: x.method,
     host: admission.host,
-    hostHeader: admission.hostHeader,
+    hostHeader: admission.authority,
+    port: admission.port,
     target: admission.target,
     // The masked pass never puts a real value into a request that travels upstream in clear text.
-    scheme: listener,
-    headers: withoutHopByHop(pairsFromRaw(req.rawHeaders))
+    scheme: listener.scheme,
+    headers: setHeaderInPlace(withoutHopByHop(pairsFromRaw(req.rawHeaders)), "Host", admission.authority)
   };
 }
 function addressRefusal(admission, reason) {
@@ -44979,6 +45100,7 @@ function logAllowed(ctx, x, admission, outcome) {
     method: x.method,
     url: x.url,
     host: x.host,
+    port: x.listener.port,
     path: x.path,
     code: "allowed",
     rule: admission.rule,
@@ -45355,9 +45477,17 @@ function writeRawJson(socket, status, body, extra = {}) {
     "",
     ""
   ].join("\r\n");
-  if (socket.writable) socket.end(head + body);
-  else socket.destroy();
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(head + body);
+  socket.resume();
+  const linger = setTimeout(() => socket.destroy(), RAW_ANSWER_LINGER_MS);
+  linger.unref();
+  socket.once("close", () => clearTimeout(linger));
 }
+var RAW_ANSWER_LINGER_MS = 1e4;
 function writeRawRefusal(socket, refusal, method) {
   writeRawJson(socket, refusal.status, refusalBody(refusal, method), { [DENY_HEADER]: refusal.code });
 }
@@ -45435,6 +45565,91 @@ function scrubResponse(injected, head) {
   };
 }
 
+// src/proxy/http/upstream-head.ts
+function framingOf(headers) {
+  if (headers["transfer-encoding"] !== void 0) return { kind: "chunked" };
+  const length = headers["content-length"];
+  if (length === void 0) return { kind: "none" };
+  const bytes = Number(length);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error("unparseable Content-Length");
+  return { kind: "length", bytes };
+}
+var OWNED = /* @__PURE__ */ new Set(["host", "content-length", "transfer-encoding", "expect", "connection", "upgrade"]);
+function upstreamHead(input2) {
+  const { target: target2 } = input2.credentials;
+  if (!target2.startsWith("/")) throw new Error("an upstream target must be origin-form");
+  if (input2.websocket && input2.framing.kind !== "none") throw new Error("a WebSocket handshake carries no body");
+  const headers = [["Host", input2.authority]];
+  for (const pair of input2.credentials.headers) {
+    if (!OWNED.has(pair[0].toLowerCase())) headers.push(pair);
+  }
+  switch (input2.framing.kind) {
+    case "length":
+      headers.push(["Content-Length", String(input2.framing.bytes)]);
+      break;
+    case "chunked":
+      headers.push(["Transfer-Encoding", "chunked"]);
+      break;
+    case "none":
+      break;
+  }
+  if (input2.expectContinue && input2.framing.kind !== "none") headers.push(["Expect", "100-continue"]);
+  if (input2.websocket) headers.push(["Connection", "Upgrade"], ["Upgrade", "websocket"]);
+  return { method: input2.method, target: target2, port: input2.port, headers };
+}
+
+// src/proxy/http/websocket.ts
+import { createHash as createHash3 } from "node:crypto";
+var WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+function websocketAccept(key) {
+  return createHash3("sha1").update(key + WEBSOCKET_GUID).digest("base64");
+}
+function headerTokens(headers, name) {
+  return headerValues2(headers, name).flatMap((v) => v.split(",")).map((t) => t.trim().toLowerCase()).filter((t) => t !== "");
+}
+function handshakeProblem(method, headers, hasBody) {
+  const protocols = headerTokens(headers, "upgrade");
+  if (protocols.length !== 1 || protocols[0] !== "websocket") {
+    return {
+      status: 403,
+      code: "upgrade_not_allowed",
+      reason: `only WebSocket upgrades are forwarded, not "${protocols.join(", ")}"`
+    };
+  }
+  if (method !== "GET") {
+    return {
+      status: 403,
+      code: "method_not_allowed",
+      reason: `protocol upgrades are forwarded only on GET, not ${method}`
+    };
+  }
+  const malformed = (reason) => ({ status: 400, code: "upgrade_not_allowed", reason });
+  const keys = headerValues2(headers, "sec-websocket-key");
+  const key = keys[0]?.trim() ?? "";
+  if (keys.length !== 1 || !/^[A-Za-z0-9+/]{22}==$/.test(key)) {
+    return malformed("the handshake needs exactly one Sec-WebSocket-Key of 16 base64-encoded bytes");
+  }
+  const versions = headerValues2(headers, "sec-websocket-version");
+  if (versions.length !== 1 || versions[0].trim() !== "13") {
+    return malformed("the handshake needs Sec-WebSocket-Version: 13");
+  }
+  if (hasBody) return malformed("a WebSocket handshake carries no body");
+  return null;
+}
+function acceptProblem(key, status, headers) {
+  if (status !== 101) return `the upstream answered ${status} where a 101 was expected`;
+  const protocols = headerTokens(headers, "upgrade");
+  if (protocols.length !== 1 || protocols[0] !== "websocket") {
+    return "the upstream switched to something other than websocket";
+  }
+  if (!headerTokens(headers, "connection").includes("upgrade")) return "the upstream 101 lacks Connection: upgrade";
+  const accepts = headerValues2(headers, "sec-websocket-accept");
+  if (accepts.length !== 1 || accepts[0].trim() !== websocketAccept(key)) {
+    return "the upstream 101 carries no valid Sec-WebSocket-Accept for the key sent";
+  }
+  return null;
+}
+
 // src/proxy/http/upgrade.ts
 function headBlock(statusLine, headers) {
   return statusLine + "\r\n" + headers.map(([n, v]) => `${n}: ${v}\r
@@ -45442,22 +45657,22 @@ function headBlock(statusLine, headers) {
 }
 function forwardUpgrade(ctx, listener, req, socket, head) {
   socket.on("error", () => socket.destroy());
-  const admission = admitIncoming(listener, req, ctx.allowlist);
+  const admission = admitIncoming(ctx, listener, req);
   const x = exchangeFor(listener, req, admission);
   const deny = (refusal) => {
     logRefusal(ctx, x, refusal);
     writeRawRefusal(socket, refusal, x.method);
   };
   if (admission.kind === "deny") return deny(admission);
-  if (x.method !== "GET") {
+  const requestHeaders = pairsFromRaw(req.rawHeaders);
+  const problem = handshakeProblem(x.method, requestHeaders, hasRequestBody(req.headers));
+  if (problem) {
     return deny({
       kind: "deny",
-      status: 403,
-      code: "method_not_allowed",
+      ...problem,
       host: admission.host,
       path: admission.target,
-      reason: `protocol upgrades are forwarded only on GET, not ${x.method}`,
-      hint: "open the WebSocket with a GET request"
+      hint: problem.code === "method_not_allowed" ? "open the WebSocket with a GET request" : FIXED_HINTS[problem.code]
     });
   }
   if (bodyFiltersFor(admission)?.graphql !== void 0) {
@@ -45471,6 +45686,7 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
       hint: "send GraphQL operations as POST requests to this entry"
     });
   }
+  const key = headerValues2(requestHeaders, "sec-websocket-key")[0].trim();
   const upstreamError = (reason) => {
     logUpstreamError(ctx, x, reason);
     writeRawJson(
@@ -45487,16 +45703,22 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
     const prepared = await prepareCredentials(ctx, requestHead, () => Promise.resolve(Buffer.alloc(0)));
     if (prepared.kind === "failed") return upstreamError(prepared.reason);
     logCredentialEvents(ctx, prepared.result);
-    const upgradeTo = headerValues2(pairsFromRaw(req.rawHeaders), "upgrade")[0] ?? "websocket";
-    const headers = [...prepared.result.headers, ["Connection", "Upgrade"], ["Upgrade", upgradeTo]];
-    const upstream = ctx.connector.request({
-      tls: listener === "https",
-      address: route.address,
-      port: route.port,
-      host: admission.host,
+    const forwarded = upstreamHead({
       method: "GET",
-      target: prepared.result.target,
-      headers: flatten(headers),
+      authority: admission.authority,
+      port: route.port,
+      credentials: prepared.result,
+      framing: { kind: "none" },
+      websocket: true
+    });
+    const upstream = ctx.connector.request({
+      tls: listener.scheme === "https",
+      address: route.address,
+      port: forwarded.port,
+      host: admission.host,
+      method: forwarded.method,
+      target: forwarded.target,
+      headers: flatten(forwarded.headers),
       dedicated: true
     });
     socket.on("close", () => upstream.destroy());
@@ -45509,19 +45731,26 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
     upstream.on("error", (err) => {
       if (socket.writable) upstreamError(describeUpstreamError(err));
     });
-    const scrubbed = (upstreamRes, headers2) => prepared.result.injected ? scrubResponse(prepared.result.injected, {
+    const scrubbed = (upstreamRes, headers) => prepared.result.injected ? scrubResponse(prepared.result.injected, {
       method: "GET",
       status: upstreamRes.statusCode ?? 502,
       statusMessage: upstreamRes.statusMessage,
-      headers: headers2
+      headers
     }) : null;
-    upstream.on("upgrade", (upstreamRes, upstreamSocket, upstreamHead) => {
-      const scrubbedHead = scrubbed(upstreamRes, pairsFromRaw(upstreamRes.rawHeaders));
+    upstream.on("upgrade", (upstreamRes, upstreamSocket, upstreamHead2) => {
+      const responseHeaders = pairsFromRaw(upstreamRes.rawHeaders);
+      const refused = acceptProblem(key, upstreamRes.statusCode ?? 0, responseHeaders);
+      if (refused !== null) {
+        upstreamSocket.destroy();
+        return upstreamError(refused);
+      }
+      const scrubbedHead = scrubbed(upstreamRes, responseHeaders);
       const answer = scrubbedHead?.kind === "relay" ? scrubbedHead : null;
       const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
-      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 101} ${message ?? "Switching Protocols"}`;
-      socket.write(headBlock(status, answer ? answer.headers : pairsFromRaw(upstreamRes.rawHeaders)));
-      if (upstreamHead.length > 0) socket.write(upstreamHead);
+      socket.write(
+        headBlock(`HTTP/1.1 101 ${message ?? "Switching Protocols"}`, answer ? answer.headers : responseHeaders)
+      );
+      if (upstreamHead2.length > 0) socket.write(upstreamHead2);
       if (head.length > 0) upstreamSocket.write(head);
       upstreamSocket.on("error", () => socket.destroy());
       socket.on("error", () => upstreamSocket.destroy());
@@ -45529,7 +45758,7 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
       socket.on("close", () => upstreamSocket.destroy());
       upstreamSocket.pipe(socket);
       socket.pipe(upstreamSocket);
-      logHandshake(upstreamRes.statusCode ?? 101, answer?.annotations());
+      logHandshake(101, answer?.annotations());
     });
     upstream.on("response", (upstreamRes) => {
       const answer = scrubbed(upstreamRes, withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders)));
@@ -45587,7 +45816,7 @@ function refuse2(ctx, req, res, x, refusal, expectContinue) {
   req.on("error", () => answer(false));
 }
 async function handleRequest(ctx, listener, req, res, expectContinue) {
-  const admission = admitIncoming(listener, req, ctx.allowlist);
+  const admission = admitIncoming(ctx, listener, req);
   const x = exchangeFor(listener, req, admission);
   if (admission.kind === "deny") {
     refuse2(ctx, req, res, x, admission, expectContinue);
@@ -45651,30 +45880,52 @@ async function handleRequest(ctx, listener, req, res, expectContinue) {
 function upstreamErrorBody(x, reason) {
   return { error: "upstream_error", method: x.method, host: x.host, path: x.path, reason };
 }
-function upstreamHeaders(req, result, body) {
-  let headers = result.headers;
-  if (body !== null) {
-    headers = setHeader(setHeader(headers, "Expect", null), "Content-Length", String(body.length));
-  } else if (req.headers["transfer-encoding"] !== void 0) {
-    headers = setHeader(setHeader(headers, "Content-Length", null), "Transfer-Encoding", "chunked");
+var waitingOn = /* @__PURE__ */ new WeakMap();
+function whenConnectionCloses(socket, onClose) {
+  let waiting = waitingOn.get(socket);
+  if (!waiting) {
+    const set3 = /* @__PURE__ */ new Set();
+    waiting = set3;
+    waitingOn.set(socket, set3);
+    socket.once("close", () => {
+      for (const f of [...set3]) f();
+      set3.clear();
+    });
   }
-  return headers;
+  waiting.add(onClose);
+  const set2 = waiting;
+  return () => void set2.delete(onClose);
 }
 function forward(ctx, req, res, x, admission, route, result, body, expectContinue) {
-  const headers = flatten(upstreamHeaders(req, result, body));
+  const head = upstreamHead({
+    method: x.method,
+    authority: admission.authority,
+    port: route.port,
+    credentials: result,
+    framing: body !== null ? { kind: "length", bytes: body.length } : framingOf(req.headers),
+    expectContinue: expectContinue && body === null
+  });
+  const headers = flatten(head.headers);
   const streamsBody = body === null && hasRequestBody(req.headers);
   let bytesIn = body?.length ?? 0;
   let responded = false;
   let finished = false;
   let continued = false;
+  if (req.socket.destroyed) return;
+  const stopWatching = whenConnectionCloses(req.socket, () => {
+    if (finished) return;
+    finished = true;
+    current.destroy();
+    logUpstreamError(ctx, x, "the client connection closed before the answer was sent");
+  });
   const dispatch = (retry) => {
     const upstream = ctx.connector.request({
-      tls: x.listener === "https",
+      tls: x.listener.scheme === "https",
       address: route.address,
-      port: route.port,
+      port: head.port,
       host: admission.host,
-      method: x.method,
-      target: result.target,
+      method: head.method,
+      target: head.target,
       headers
     });
     upstream.on("continue", () => {
@@ -45690,6 +45941,7 @@ function forward(ctx, req, res, x, admission, route, result, body, expectContinu
         return;
       }
       finished = true;
+      stopWatching();
       const reason = describeUpstreamError(err);
       logUpstreamError(ctx, x, reason);
       sendProxyError(res, 502, upstreamErrorBody(x, reason), !req.complete);
@@ -45711,6 +45963,7 @@ function forward(ctx, req, res, x, admission, route, result, body, expectContinu
     }) : null;
     if (scrubbed?.kind === "refuse") {
       finished = true;
+      stopWatching();
       upstreamRes.destroy();
       logUpstreamError(ctx, x, scrubbed.reason);
       sendProxyError(res, 502, upstreamErrorBody(x, scrubbed.reason), !req.complete);
@@ -45724,7 +45977,10 @@ function forward(ctx, req, res, x, admission, route, result, body, expectContinu
     const settle2 = (err) => {
       if (settled) return;
       settled = true;
+      const abandoned = finished;
       finished = true;
+      stopWatching();
+      if (abandoned) return;
       if (err) {
         upstreamRes.destroy();
         res.destroy();
@@ -45760,7 +46016,13 @@ function forward(ctx, req, res, x, admission, route, result, body, expectContinu
   }
 }
 function attachProxyHandlers(server, listener, ctx) {
+  const answering = /* @__PURE__ */ new WeakMap();
   const onRequest = (expectContinue) => (req, res) => {
+    if (answering.get(req.socket)?.shouldKeepAlive === false) {
+      req.resume();
+      return;
+    }
+    answering.set(req.socket, res);
     handleRequest(ctx, listener, req, res, expectContinue).catch((err) => {
       sendProxyError(
         res,
@@ -45774,7 +46036,7 @@ function attachProxyHandlers(server, listener, ctx) {
   server.on("checkContinue", onRequest(true));
   server.on("connect", (req, socket) => {
     socket.on("error", () => socket.destroy());
-    const refusal = admitIncoming(listener, req, ctx.allowlist);
+    const refusal = admitIncoming(ctx, listener, req);
     const x = exchangeFor(listener, req, refusal);
     x.url = req.url ?? "-";
     if (refusal.kind === "deny") {
@@ -46004,7 +46266,31 @@ function closeServer(server) {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
     server.close(() => resolve());
-    server.closeAllConnections();
+    if (server instanceof http2.Server) server.closeAllConnections();
+  });
+}
+var FIRST_BYTE_TIMEOUT_MS = 6e4;
+function portFront(plain, secure) {
+  plain.emit("listening");
+  secure.emit("listening");
+  const sockets = /* @__PURE__ */ new Set();
+  const front = net3.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => socket.destroy());
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+    socket.once("close", () => sockets.delete(socket));
+    socket.once("data", (first) => {
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(first);
+      (first[0] === 22 ? secure : plain).emit("connection", socket);
+      process.nextTick(() => socket.resume());
+    });
+  });
+  return Object.assign(front, {
+    dropAll() {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 }
 var SERVER_TIMEOUTS = {
@@ -46045,31 +46331,52 @@ async function startProxy(options) {
       drainTimeoutMs: options.limits?.drainTimeoutMs ?? 1e4
     }
   };
-  const httpServer = http2.createServer({ ...SERVER_TIMEOUTS });
-  const httpsServer = https2.createServer({
-    ...SERVER_TIMEOUTS,
-    ALPNProtocols: ["http/1.1"],
-    minVersion: "TLSv1.2",
-    SNICallback: (servername, cb) => {
-      issuer.secureContextFor(servername).then(
-        (context) => cb(null, context),
-        (err) => cb(err)
-      );
-    }
-  });
-  httpsServer.on("tlsClientError", (err, socket) => {
-    const servername = typeof socket.servername === "string" && socket.servername !== "" ? socket.servername : null;
-    if (servername === null && err.code === "ECONNRESET") return;
-    log.write({
-      event: "tls",
-      ts: now(),
-      servername,
-      code: servername === null ? "host_mismatch" : "handshake_failed",
-      reason: servername === null ? "the client sent no SNI" : err.code ?? err.message
+  const tlsServer = () => {
+    const server = https2.createServer({
+      ...SERVER_TIMEOUTS,
+      ALPNProtocols: ["http/1.1"],
+      minVersion: "TLSv1.2",
+      SNICallback: (servername, cb) => {
+        issuer.secureContextFor(servername).then(
+          (context) => cb(null, context),
+          (err) => cb(err)
+        );
+      }
     });
+    server.on("tlsClientError", (err, socket) => {
+      const servername = typeof socket.servername === "string" && socket.servername !== "" ? socket.servername : null;
+      if (servername === null && err.code === "ECONNRESET") return;
+      log.write({
+        event: "tls",
+        ts: now(),
+        servername,
+        code: servername === null ? "host_mismatch" : "handshake_failed",
+        reason: servername === null ? "the client sent no SNI" : err.code ?? err.message
+      });
+    });
+    return server;
+  };
+  const httpServer = http2.createServer({ ...SERVER_TIMEOUTS });
+  const httpsServer = tlsServer();
+  attachProxyHandlers(httpServer, { scheme: "http", port: DEFAULT_PORTS.http }, ctx);
+  attachProxyHandlers(httpsServer, { scheme: "https", port: DEFAULT_PORTS.https }, ctx);
+  const declared = (options.listen.ports ?? []).map(({ port: port2, bind }) => {
+    const plain = http2.createServer({ ...SERVER_TIMEOUTS });
+    const secure = tlsServer();
+    attachProxyHandlers(plain, { scheme: "http", port: port2 }, ctx);
+    attachProxyHandlers(secure, { scheme: "https", port: port2 }, ctx);
+    return { port: port2, bind: bind ?? port2, plain, secure, front: portFront(plain, secure) };
   });
-  attachProxyHandlers(httpServer, "http", ctx);
-  attachProxyHandlers(httpsServer, "https", ctx);
+  const closeAll = () => Promise.all([
+    closeServer(httpServer),
+    closeServer(httpsServer),
+    ...declared.map((d) => {
+      const closed = closeServer(d.front);
+      d.front.dropAll();
+      for (const inner of [d.plain, d.secure]) inner.close(() => void 0);
+      return closed;
+    })
+  ]);
   log.write({
     event: "start",
     ts: now(),
@@ -46081,6 +46388,8 @@ async function startProxy(options) {
   try {
     const httpPort = await listen(httpServer, options.listen.host, options.listen.http);
     const httpsPort = await listen(httpsServer, options.listen.host, options.listen.https);
+    const ports = {};
+    for (const d of declared) ports[d.port] = await listen(d.front, options.listen.host, d.bind);
     dns2 = await startDnsResponder({
       host: options.listen.host,
       port: options.listen.dns,
@@ -46093,15 +46402,15 @@ async function startProxy(options) {
       issuer.secureContextFor(name).catch(() => void 0);
     }
     return {
-      addresses: { http: httpPort, https: httpsPort, dns: running.port },
+      addresses: { http: httpPort, https: httpsPort, dns: running.port, ports },
       stats: () => ({ leafCacheSize: issuer.size, leavesMinted: issuer.minted }),
       async close() {
-        await Promise.all([closeServer(httpServer), closeServer(httpsServer), running.close()]);
+        await Promise.all([closeAll(), running.close()]);
         connector.close();
       }
     };
   } catch (err) {
-    await Promise.all([closeServer(httpServer), closeServer(httpsServer), dns2?.close()]);
+    await Promise.all([closeAll(), dns2?.close()]);
     connector.close();
     throw err;
   }
@@ -46111,7 +46420,7 @@ function proxyOptionsFrom(config2, log) {
     allowlist: config2.allowlist,
     ca: config2.ca,
     sandboxAddress: config2.sandboxAddress,
-    listen: config2.listen,
+    listen: { ...config2.listen, ports: (config2.listen.ports ?? []).map((port2) => ({ port: port2 })) },
     upstream: {
       hosts: config2.upstream.hosts,
       dns: config2.upstream.dns,
@@ -46161,7 +46470,7 @@ function fail(io2, message) {
   return 1;
 }
 function startCanary(host, port2, io2) {
-  const server = net3.createServer((socket) => {
+  const server = net4.createServer((socket) => {
     io2.stdout.write(encodeCanaryLine((socket.remoteAddress ?? "unknown").replace(/^::ffff:/, "")));
     socket.on("error", () => void 0);
     socket.destroy();

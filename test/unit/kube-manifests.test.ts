@@ -21,7 +21,6 @@ import {
 import { proxyPodConfig, workspaceFromRunnerPod, parseSeccompFlag } from '../../src/cli/kube/plan.js';
 import type { LoadedPolicy } from '../../src/cli/config/types.js';
 import type { PreparedCredentials } from '../../src/cli/secrets/prepare.js';
-import type { RunCa } from '../../src/cli/session/ca.js';
 import { AllowlistSchema } from '../../src/protocol/allowlist.js';
 import { SandboxConfigSchema } from '../../src/protocol/sandbox-config.js';
 import { CANARY_PORT } from '../../src/protocol/proxy-pod.js';
@@ -242,7 +241,7 @@ describe('Kubernetes manifests', { timeout: 30_000 }, () => {
           allowlistSha256: '0'.repeat(64),
         } as LoadedPolicy,
         { proxyCredentials: { masked: [], signing: [] } } as unknown as PreparedCredentials,
-        { certPem: 'c', keyPem: 'k' } as RunCa,
+        { certPem: 'c', keyPem: 'k' },
         'r',
         undefined,
         [],
