@@ -1,4 +1,3 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import zlib from 'node:zlib';
 import type { Allowlist, GraphqlRule } from '../../protocol/allowlist.js';
 import {
@@ -17,7 +16,6 @@ import {
   type ToolDomainsVerdict,
 } from '../../protocol/tool-domains.js';
 import { FIXED_HINTS, type Admission, type Refusal } from './admission.js';
-import { hasRequestBody } from './headers.js';
 
 /**
  * The proxy's side of the body filters (GraphQL operations, Anthropic tool domains): read the body (bounded),
@@ -60,27 +58,6 @@ export function decodeBody(
   return out;
 }
 
-export function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too-large' | 'aborted'> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) {
-        req.off('data', onData);
-        req.resume();
-        resolve('too-large');
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', () => resolve('aborted'));
-    req.on('aborted', () => resolve('aborted'));
-  });
-}
-
 /** The body filters an admitted request must pass. */
 export interface BodyFilters {
   /** The matched entry's `graphql` block. */
@@ -97,16 +74,21 @@ export function bodyFiltersFor(admission: Admission): BodyFilters | null {
   return graphql === undefined && !messages ? null : { graphql, messages };
 }
 
-export type BodyVerdict =
-  | { kind: 'refuse'; refusal: Refusal }
-  | {
-      kind: 'pass';
-      /** The body to forward in place of the request stream. */
-      body: Buffer;
-      /** True when `body` was rewritten decoded and must travel without Content-Encoding. */
-      decoded: boolean;
-      annotations: string[];
-    };
+/** A body the filters read and passed. */
+export interface InspectedBody {
+  /** The body to forward in place of the request stream. */
+  body: Buffer;
+  /** True when `body` was rewritten decoded and must travel without Content-Encoding. */
+  decoded: boolean;
+  annotations: string[];
+}
+
+/** Most bytes the filters read: a larger body is refused, never forwarded unread. */
+export function inspectionLimit(filters: BodyFilters): number {
+  return filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
+}
+
+export type BodyVerdict = { kind: 'refuse'; refusal: Refusal } | ({ kind: 'pass' } & InspectedBody);
 
 /**
  * Judges a body already read (or cut off at the bound): the GraphQL operation filter, then the tool-domain
@@ -123,8 +105,7 @@ export function judgeBody(
     kind: 'refuse',
     refusal: { kind: 'deny', status: 403, code, host: admission.host, path: admission.target, reason, hint },
   });
-  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
-  const decoded = raw === 'too-large' ? raw : decodeBody(raw, contentEncoding, limit);
+  const decoded = raw === 'too-large' ? raw : decodeBody(raw, contentEncoding, inspectionLimit(filters));
   const annotations: string[] = [];
   if (filters.graphql !== undefined) {
     const verdict: GraphqlVerdict =
@@ -158,20 +139,4 @@ export function judgeBody(
   if (tools.kind !== 'rewrite') return { kind: 'pass', body: raw, decoded: false, annotations };
   if (tools.annotation !== null) annotations.push(tools.annotation);
   return { kind: 'pass', body: Buffer.from(tools.body), decoded: true, annotations };
-}
-
-/** Reads the body (answering 100 Continue first when the client waits for it) and judges it. */
-export async function runBodyFilters(
-  allowlist: Allowlist,
-  req: IncomingMessage,
-  res: ServerResponse,
-  admission: Admission,
-  filters: BodyFilters,
-  expectContinue: boolean,
-): Promise<BodyVerdict | { kind: 'aborted' }> {
-  if (expectContinue) res.writeContinue();
-  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
-  const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
-  if (raw === 'aborted') return { kind: 'aborted' };
-  return judgeBody(raw, req.headers['content-encoding'], admission, filters, allowlist);
 }

@@ -1,17 +1,18 @@
-import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { TLSSocket } from 'node:tls';
 import type { Allowlist } from '../../protocol/allowlist.js';
-import type { CredentialProcessor, CredentialResult, RequestHead } from '../credentials/types.js';
+import type { CredentialProcessor, CredentialResult } from '../credentials/types.js';
 import type { NetworkLog } from '../log/network-log.js';
 import type { UpstreamConnector } from '../upstream/connector.js';
 import type { UpstreamRoute } from '../upstream/route.js';
-import { admit, FIXED_HINTS, type Admission, type Listener, type Refusal } from './admission.js';
-import { headerValues, pairsFromRaw, setHeaderInPlace, withoutHopByHop } from './headers.js';
+import type { Admission, Listener, Refusal } from './admission.js';
+import type { HeaderPairs } from './headers.js';
+import type { ProxyErrorBody } from './responses.js';
+import type { BodyFraming } from './upstream-head.js';
 
 /**
- * What the request path and the upgrade path share: the context they run in, how an exchange is described in
- * the network log, admission of an incoming request, and the credential passes.
+ * What every protocol the proxy speaks to the sandbox shares (HTTP/1.1 requests, upgrades, and HTTP/2 streams
+ * next): the context the stages run in, an exchange described without Node's IncomingMessage, the protocol side
+ * that supplies its body and writes its answers, and how an exchange is recorded in the network log.
  */
 
 export interface HttpLimits {
@@ -31,7 +32,58 @@ export interface HttpContext {
   now: () => Date;
 }
 
-/** What a log line needs to know about one request. */
+/** A request as the sandbox sent it, whatever the protocol it came in: what the stages judge and forward. */
+export interface ExchangeRequest {
+  listener: Listener;
+  method: string;
+  /** The request target exactly as sent (origin-form, absolute-form or `*`). */
+  rawTarget: string;
+  /** Every header in wire order, original case and duplicates kept. */
+  headers: HeaderPairs;
+  /** TLS SNI on an HTTPS listener; null when the client sent none or on plain HTTP. */
+  sni: string | null;
+  body: RequestBody;
+}
+
+/** The request body as the protocol delivers it: read whole (bounded) for a stage that must see it, or streamed. */
+export interface RequestBody {
+  /** Whether the request announces a body (RFC 9112 §6.3). */
+  readonly announced: boolean;
+  /** How the client delimited the body, as the protocol's parser read it. */
+  framing(): BodyFraming;
+  /**
+   * Reads the whole body, asking the client for it first when it waits for `100 Continue`; 'too-large' once past
+   * `maxBytes`, 'aborted' when the client went away.
+   */
+  read(maxBytes: number): Promise<Buffer | 'too-large' | 'aborted'>;
+}
+
+/** A failure answered by the proxy itself: the upstream could not be reached or answered wrong, or a pass failed. */
+export interface ExchangeFailure {
+  status: 413 | 500 | 502;
+  error: ProxyErrorBody['error'];
+  reason: string;
+  /** The request body was read only in part, or not at all: nothing else can follow on this connection. */
+  closeConnection?: boolean;
+}
+
+/**
+ * The protocol side of one exchange: how its refusal and its failure are written back. HTTP/1.1 answers with a
+ * response, an upgrade or CONNECT on the raw socket Node handed over, an HTTP/2 stream on the stream.
+ */
+export interface ExchangePeer {
+  /**
+   * Answers a refusal. `record(bytes)` is called just before the answer goes out, with the bytes of an upload read
+   * and discarded first: a client still sending when the connection closes often reports a reset, not the 403.
+   */
+  refuse(refusal: Refusal, method: string, record: (uploadBytesDiscarded: number) => void): void;
+  /** Answers a failure (413, 500 or 502 with a JSON body); when an answer has already begun, cuts the exchange. */
+  fail(failure: ExchangeFailure, body: ProxyErrorBody): void;
+  /** Ends the exchange without an answer: the client went away mid-request. */
+  abandon(): void;
+}
+
+/** What a log line needs to know about one exchange. */
 export interface Exchange {
   listener: Listener;
   method: string;
@@ -46,50 +98,51 @@ export function elapsedMs(started: number): number {
 }
 
 /** The URL as the sandbox addressed it, for the log: scheme, Host as sent, target. Never a rewritten target. */
-export function exchangeFor(listener: Listener, req: IncomingMessage, admission: Admission | Refusal): Exchange {
-  const hostShown = admission.kind === 'allow' ? admission.hostHeader : admission.host || '-';
-  const target = admission.kind === 'allow' ? admission.target : admission.path;
+export function describeExchange(request: ExchangeRequest, judged: Admission | Refusal): Exchange {
+  const { listener } = request;
+  const hostShown = judged.kind === 'allow' ? judged.hostHeader : judged.host || '-';
+  const target = judged.kind === 'allow' ? judged.target : judged.path;
   return {
     listener,
-    method: req.method ?? '-',
+    method: request.method || '-',
     url: `${listener.scheme}://${hostShown}${target}`,
-    host: admission.host,
+    host: judged.host,
     path: target,
     started: performance.now(),
   };
 }
 
-export function logRefusal(ctx: HttpContext, x: Exchange, refusal: Refusal, bytesIn = 0): void {
+export function logRefusal(ctx: HttpContext, exchange: Exchange, refusal: Refusal, bytesIn = 0): void {
   ctx.log.write({
     event: 'request',
     ts: ctx.now(),
     decision: 'blocked',
-    method: x.method,
-    url: x.url,
-    host: x.host,
-    port: x.listener.port,
-    path: x.path,
+    method: exchange.method,
+    url: exchange.url,
+    host: exchange.host,
+    port: exchange.listener.port,
+    path: exchange.path,
     status: refusal.status,
     code: refusal.code,
     reason: refusal.reason,
     bytesIn,
     bytesOut: 0,
-    durationMs: elapsedMs(x.started),
+    durationMs: elapsedMs(exchange.started),
     annotations: [],
   });
 }
 
-export function logUpstreamError(ctx: HttpContext, x: Exchange, reason: string): void {
+export function logUpstreamError(ctx: HttpContext, exchange: Exchange, reason: string): void {
   ctx.log.write({
     event: 'error',
     ts: ctx.now(),
-    method: x.method,
-    url: x.url,
-    host: x.host,
-    port: x.listener.port,
-    path: x.path,
+    method: exchange.method,
+    url: exchange.url,
+    host: exchange.host,
+    port: exchange.listener.port,
+    path: exchange.path,
     reason,
-    durationMs: elapsedMs(x.started),
+    durationMs: elapsedMs(exchange.started),
   });
 }
 
@@ -97,98 +150,9 @@ export function logCredentialEvents(ctx: HttpContext, result: CredentialResult):
   for (const line of result.events) ctx.log.write({ event: 'credential', ts: ctx.now(), line });
 }
 
-export function sniOf(listener: Listener, req: IncomingMessage): string | null {
-  if (listener.scheme !== 'https') return null;
-  const name = (req.socket as TLSSocket).servername;
-  return typeof name === 'string' && name !== '' ? name : null;
-}
-
-export function admitIncoming(ctx: HttpContext, listener: Listener, req: IncomingMessage): Admission | Refusal {
-  const headers = pairsFromRaw(req.rawHeaders);
-  return admit(
-    {
-      listener,
-      method: req.method ?? '',
-      rawTarget: req.url ?? '',
-      hostHeaders: headerValues(headers, 'host'),
-      sni: sniOf(listener, req),
-      connection: headerValues(headers, 'connection'),
-      ...(ctx.credentials.usesHeader ? { credentialHeader: ctx.credentials.usesHeader } : {}),
-    },
-    ctx.allowlist,
-  );
-}
-
-/**
- * The request as the credential passes see it: hop-by-hop headers gone, wire order and case kept, and Host already
- * the one the proxy sends (so what AWS re-signing signs is what travels).
- */
-export function credentialHead(
-  listener: Listener,
-  req: IncomingMessage,
-  x: Exchange,
-  admission: Admission,
-): RequestHead {
-  return {
-    method: x.method,
-    host: admission.host,
-    hostHeader: admission.authority,
-    port: admission.port,
-    target: admission.target,
-    // The masked pass never puts a real value into a request that travels upstream in clear text.
-    scheme: listener.scheme,
-    headers: setHeaderInPlace(withoutHopByHop(pairsFromRaw(req.rawHeaders)), 'Host', admission.authority),
-  };
-}
-
-export function addressRefusal(admission: Admission, reason: string): Refusal {
-  return {
-    kind: 'deny',
-    status: 403,
-    code: 'upstream_address_not_allowed',
-    host: admission.host,
-    path: admission.target,
-    reason,
-    hint: FIXED_HINTS.upstream_address_not_allowed!,
-  };
-}
-
-export type Prepared =
-  | { kind: 'send'; result: CredentialResult; body: Buffer | null }
-  | { kind: 'failed'; status: 413 | 500; reason: string };
-
-/**
- * Runs the credential passes on an admitted request. A pass that must see the body (AWS signing without a payload
- * hash header) gets it buffered up to its own bound; larger bodies are refused with 413 rather than forwarded
- * with a signature that cannot be right.
- */
-export async function prepareCredentials(
-  ctx: HttpContext,
-  head: RequestHead,
-  readBody: (maxBytes: number) => Promise<Buffer | 'too-large' | 'aborted'>,
-): Promise<Prepared> {
-  let outcome;
-  try {
-    outcome = ctx.credentials(head);
-  } catch (err) {
-    return { kind: 'failed', status: 500, reason: `credential pass failed: ${(err as Error).name}` };
-  }
-  if (outcome.kind === 'ready') return { kind: 'send', result: outcome.result, body: null };
-  const body = await readBody(outcome.maxBytes);
-  if (body === 'too-large') {
-    return { kind: 'failed', status: 413, reason: `the body must be signed and is over ${outcome.maxBytes} bytes` };
-  }
-  if (body === 'aborted') return { kind: 'failed', status: 500, reason: 'the client aborted the request' };
-  try {
-    return { kind: 'send', result: outcome.complete(body), body };
-  } catch (err) {
-    return { kind: 'failed', status: 500, reason: `credential pass failed: ${(err as Error).name}` };
-  }
-}
-
 export function logAllowed(
   ctx: HttpContext,
-  x: Exchange,
+  exchange: Exchange,
   admission: Admission,
   outcome: { status: number; bytesIn: number; bytesOut: number; annotations: string[] },
 ): void {
@@ -196,14 +160,14 @@ export function logAllowed(
     event: 'request',
     ts: ctx.now(),
     decision: 'allowed',
-    method: x.method,
-    url: x.url,
-    host: x.host,
-    port: x.listener.port,
-    path: x.path,
+    method: exchange.method,
+    url: exchange.url,
+    host: exchange.host,
+    port: exchange.listener.port,
+    path: exchange.path,
     code: 'allowed',
     rule: admission.rule,
-    durationMs: elapsedMs(x.started),
+    durationMs: elapsedMs(exchange.started),
     ...outcome,
   });
 }
