@@ -25,7 +25,8 @@ const DEFAULT_MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 /**
  * The credential pass for one run: AWS re-signing first (a SigV4/SigV4A Authorization header or presigned query with
  * a known surrogate key id, on a host in that credential's scopes), and masked-secret replacement for every other
- * request. A re-signed request skips the masked pass, as in Airut (item 149): its credentials are already real.
+ * request. A re-signed request skips the masked pass, as in Airut: its credentials are already real
+ * (docs/aws-signing.md#what-is-re-signed).
  */
 export function createCredentialProcessor(
   config: CredentialConfig,

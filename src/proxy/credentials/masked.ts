@@ -5,7 +5,7 @@ import { injectedForms, type InjectedValue } from './response-scrubber.js';
 import type { CredentialResult, RequestHead } from './types.js';
 
 /**
- * The masked-secret pass (airut-behaviour.md §4c items 115-122): on a host inside a secret's scopes, the secret's
+ * The masked-secret pass (docs/secrets.md#where-the-surrogate-is-replaced): on a host inside a secret's scopes, the secret's
  * surrogate is swapped for the real value in the headers the secret names; an exact-name credential header that
  * carries no surrogate is stripped so the sandbox cannot use a key of its own on that host. Targets and bodies are
  * never touched, and no header value ever reaches an event or annotation.

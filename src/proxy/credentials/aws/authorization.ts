@@ -50,7 +50,7 @@ function parseSignedHeaders(list: string): string[] | null {
 
 /**
  * `AWS4-HMAC-SHA256 Credential=AKID/scope, SignedHeaders=a;b, Signature=hex` (or the ECDSA algorithm). Anchored at
- * the start like Airut (item 123); the three parameters may come in any order, as AWS accepts.
+ * the start, as Airut does (docs/aws-signing.md#what-is-re-signed); the three parameters may come in any order, as AWS accepts.
  */
 export function parseAuthorizationHeader(value: string): AwsSignature | null {
   const match = /^(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)[ \t]+(.*)$/s.exec(value.trim());

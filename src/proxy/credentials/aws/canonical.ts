@@ -153,7 +153,7 @@ export function canonicalHeaderValue(value: string): string {
 }
 
 export interface HeaderOptions {
-  /** Repeated values in wire order (AWS's test suite) or sorted (Airut, item 127). */
+  /** Repeated values in wire order (AWS's test suite) or sorted (Airut; docs/aws-signing.md#learning-the-clients-variant). */
   sortDuplicates: boolean;
 }
 

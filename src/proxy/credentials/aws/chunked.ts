@@ -51,7 +51,7 @@ export class AwsChunkResigner extends Transform {
   private held: Buffer[] = [];
   private hash = createHash('sha256');
   private readonly trailerLines: string[] = [];
-  /** Why re-signing stopped and the rest passed through unchanged, if it did (Airut item 145). */
+  /** Why re-signing stopped and the rest passed through unchanged, if it did (docs/aws-signing.md#streaming-uploads). */
   failure: string | undefined;
 
   constructor(

@@ -4,7 +4,6 @@ import { acceptingIdentity, injectedForms, type InjectedValue } from '../respons
 import type { CredentialOutcome, CredentialResult, RequestHead } from '../types.js';
 import {
   EMPTY_SHA256,
-  awsUriEncode,
   canonicalHeaders,
   canonicalQuery,
   canonicalRequest,
@@ -16,16 +15,20 @@ import {
   type PathStyle,
   type RawQueryParam,
 } from './canonical.js';
-import { parseAuthorizationHeader, parsePresignedQuery, type AwsSignature } from './authorization.js';
 import { AwsChunkResigner, type ChunkSigningContext } from './chunked.js';
+import { headerSigned } from './header-signed.js';
+import { presigned } from './presigned.js';
+import { bodyIsEmpty, headerValues, type DetectedSignature, type PayloadHashes } from './signing-strategy.js';
 import { SIGV4_ALGORITHM, sigv4Sign, sigv4SigningKey, sigv4Verify, stringToSign } from './sigv4.js';
 import { deriveSigV4AKey, sigv4aSign, sigv4aVerify, type SigV4AKeyPair } from './sigv4a.js';
 
 /**
- * AWS re-signing (airut-behaviour.md §4d-4e): a request the sandbox signed with a surrogate key id, on a host in
- * that credential's scopes, is signed again with the real key over exactly what the client signed. The sandbox's
- * signature is worthless upstream, so nothing here is a security check on it; it is used only to learn which of
- * AWS's canonicalisation variants the client used (when the proxy knows the surrogate secret).
+ * AWS re-signing (docs/aws-signing.md): a request the sandbox signed with a surrogate key id, on a host in that
+ * credential's scopes, is signed again with the real key over exactly what the client signed. Where the signature
+ * travels (header-signed.ts, presigned.ts) is a strategy; canonicalising, learning the client's variant and signing
+ * are shared. The sandbox's signature is worthless upstream, so nothing here is a security check on it; it is used
+ * only to learn which of AWS's canonicalisation variants the client used (when the proxy knows the surrogate
+ * secret; docs/aws-signing.md#learning-the-clients-variant).
  */
 
 export interface AwsResignOptions {
@@ -50,13 +53,6 @@ export interface SigningTrace {
 const STREAMING_SIGNED = /^STREAMING-(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)-PAYLOAD(-TRAILER)?$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 const SKEW_WARNING_MINUTES = 5;
-const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
-/**
- * Longest validity a presigned URL gets once it carries a real signature. The sandbox uses the URL at once; a
- * week-long (AWS's maximum) real-signed URL echoed back by an upstream (a redirect, an error page) would outlive
- * the run as a bearer capability.
- */
-export const MAX_PRESIGNED_EXPIRES_SECONDS = 3600;
 
 /** SigV4A key pairs by key id and secret, one cache per credential processor. */
 export type SigV4AKeyCache = Map<string, SigV4AKeyPair>;
@@ -73,22 +69,8 @@ function sigv4aKeyPair(keyPairs: SigV4AKeyCache, accessKeyId: string, secretAcce
   return pair;
 }
 
-function headerValues(headers: ReadonlyArray<readonly [string, string]>, name: string): string[] {
-  return headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
-}
-
 function inScope(head: RequestHead, credential: SigningCredential): boolean {
   return credential.scopes.some((scope) => endpointMatches(head.host, head.port, head.scheme ?? 'https', scope));
-}
-
-/**
- * Only `Content-Length: 0` proves there is no body: the HTTP layer strips Transfer-Encoding (hop by hop) before the
- * credential pass, so a missing length may still mean a chunked body. Reading an absent body costs nothing.
- */
-function bodyIsEmpty(head: RequestHead): boolean {
-  const length = headerValues(head.headers, 'content-length');
-  const encoding = headerValues(head.headers, 'transfer-encoding');
-  return encoding.length === 0 && length.length > 0 && length.every((v) => v.trim() === '0');
 }
 
 function parseAmzDate(value: string): Date | null {
@@ -105,37 +87,24 @@ export function formatAmzDate(date: Date): string {
     .replace(/\.\d{3}/, '');
 }
 
-interface Detected {
-  mode: 'header' | 'query';
-  signature: AwsSignature;
-  amzDate: string;
-  credential: SigningCredential;
-}
-
-/** Which request this is, or null to leave it to the masked-secret pass (Airut items 123, 125). */
-function detect(head: RequestHead, credentials: readonly SigningCredential[]): Detected | null {
-  const authorization = headerValues(head.headers, 'authorization');
-  let mode: Detected['mode'];
-  let signature: AwsSignature | null;
-  let amzDate: string | undefined;
-  if (authorization.length > 0) {
-    mode = 'header';
-    signature = parseAuthorizationHeader(authorization[0]!);
-    amzDate = headerValues(head.headers, 'x-amz-date')[0]?.trim();
-  } else {
-    mode = 'query';
-    const presigned = parsePresignedQuery(parseRawQuery(splitTarget(head.target).query));
-    signature = presigned;
-    amzDate = presigned?.amzDate;
-  }
-  if (!signature) return null;
-  const credential = credentials.find((c) => c.surrogateAccessKeyId === signature.accessKeyId);
+/**
+ * Which request this is, or null to leave it to the masked-secret pass (docs/aws-signing.md#what-is-re-signed). A
+ * request with an `Authorization` header is header-signed or nothing: a presigned query beside it is not looked at.
+ */
+function detect(head: RequestHead, credentials: readonly SigningCredential[]): DetectedSignature | null {
+  const strategy = headerValues(head.headers, 'authorization').length > 0 ? headerSigned : presigned;
+  const found = strategy.find(head, parseRawQuery(splitTarget(head.target).query));
+  if (!found) return null;
+  const credential = credentials.find((c) => c.surrogateAccessKeyId === found.signature.accessKeyId);
   // A surrogate on a host outside the credential's scopes is forwarded as it is: useless there, and never real.
   if (!credential || !inScope(head, credential)) return null;
-  return { mode, signature, amzDate: amzDate ?? '', credential };
+  return { strategy, ...found, credential };
 }
 
-/** Airut item 126: warn, never block and never rewrite the date — the client's clock is the client's problem. */
+/**
+ * Warn, never block and never rewrite the date — the client's clock is the client's problem
+ * (docs/aws-signing.md#log-output).
+ */
 function clockSkewEvent(amzDate: string, now: Date): string | null {
   const signed = parseAmzDate(amzDate);
   if (!signed) return null;
@@ -163,10 +132,10 @@ interface RequestForm {
   headers: ReadonlyArray<readonly [string, string]>;
 }
 
-function buildCanonical(form: RequestForm, detected: Detected, variant: Variant): string {
-  const { signature, mode } = detected;
-  const exclude = (name: string): boolean =>
-    mode === 'query' && (name === 'X-Amz-Signature' || (!variant.tokenSigned && name === 'X-Amz-Security-Token'));
+/** The one canonicaliser both strategies share: the request form, in the variant the client used. */
+function buildCanonical(form: RequestForm, detected: DetectedSignature, variant: Variant): string {
+  const { signature, strategy } = detected;
+  const exclude = (name: string): boolean => strategy.unsignedParam(name, variant.tokenSigned);
   return canonicalRequest({
     method: form.method,
     uri: canonicalUri(form.path, variant.pathStyle),
@@ -178,7 +147,7 @@ function buildCanonical(form: RequestForm, detected: Detected, variant: Variant)
 }
 
 /** Every variant worth trying, the most likely first: the first is what the proxy uses when it cannot verify. */
-function variants(form: RequestForm, detected: Detected, payloadHashes: string[]): Variant[] {
+function variants(form: RequestForm, detected: DetectedSignature, payloadHashes: string[]): Variant[] {
   const s3 = detected.signature.service === 's3';
   const pathStyles: PathStyle[] = s3
     ? ['as-is', 'reencoded', 'double-normalized', 'double']
@@ -186,8 +155,7 @@ function variants(form: RequestForm, detected: Detected, payloadHashes: string[]
   const plus = form.params.some((p) => p.name.includes('+') || p.value.includes('+')) ? [false, true] : [false];
   const repeated = detected.signature.signedHeaders.some((name) => headerValues(form.headers, name).length > 1);
   const sorts = repeated ? [false, true] : [false];
-  const tokenInQuery = detected.mode === 'query' && form.params.some((p) => p.name === 'X-Amz-Security-Token');
-  const tokens = tokenInQuery ? [true, false] : [true];
+  const tokens = detected.strategy.tokenSignedVariants(form.params);
   const out: Variant[] = [];
   for (const payloadHash of payloadHashes)
     for (const tokenSigned of tokens)
@@ -202,7 +170,7 @@ interface Signer {
   verify(stringToSign: string, signature: string): boolean;
 }
 
-function surrogateVerifier(detected: Detected, keyCache: SigV4AKeyCache): Signer | null {
+function surrogateVerifier(detected: DetectedSignature, keyCache: SigV4AKeyCache): Signer | null {
   const { credential, signature } = detected;
   const secret = credential.surrogateSecretAccessKey;
   if (secret === undefined) return null;
@@ -215,7 +183,10 @@ function surrogateVerifier(detected: Detected, keyCache: SigV4AKeyCache): Signer
 }
 
 /** Signs with the real key; SigV4A retries (its signatures are randomised) until one fits the client's width. */
-function realSigner(detected: Detected, keyCache: SigV4AKeyCache): (stringToSign: string, width?: number) => string {
+function realSigner(
+  detected: DetectedSignature,
+  keyCache: SigV4AKeyCache,
+): (stringToSign: string, width?: number) => string {
   const { credential, signature } = detected;
   if (signature.algorithm === SIGV4_ALGORITHM) {
     const key = sigv4SigningKey(credential.secretAccessKey, signature.scopeParts);
@@ -230,36 +201,15 @@ function realSigner(detected: Detected, keyCache: SigV4AKeyCache): (stringToSign
   };
 }
 
-/** The request as it will leave: real session token in headers, real credential and token in the query. */
-function rewrite(
-  head: RequestHead,
-  detected: Detected,
-  events: string[],
-): { headers: Array<[string, string]>; params: RawQueryParam[] } {
-  const { credential, signature, mode } = detected;
-  const swapToken = credential.sessionToken !== undefined && credential.surrogateSessionToken !== undefined;
-  // Before canonicalising (fixes Airut D4): a signed token must be signed as the value AWS will receive.
-  const headers = head.headers.map(([name, value]): [string, string] =>
-    swapToken && name.toLowerCase() === 'x-amz-security-token' ? [name, credential.sessionToken!] : [name, value],
+/** The headers as they will leave: the real session token in place of the surrogate, wherever it is sent. */
+function outgoingHeaders(head: RequestHead, { credential }: DetectedSignature): Array<[string, string]> {
+  if (credential.sessionToken === undefined || credential.surrogateSessionToken === undefined) return head.headers;
+  const token = credential.sessionToken;
+  // Before canonicalising (docs/aws-signing.md#deliberate-differences-from-airut, the session-token row): a signed
+  // token must be signed as the value AWS will receive.
+  return head.headers.map(([name, value]): [string, string] =>
+    name.toLowerCase() === 'x-amz-security-token' ? [name, token] : [name, value],
   );
-  const params = parseRawQuery(splitTarget(head.target).query).map((p) => {
-    if (mode !== 'query') return p;
-    if (p.name === 'X-Amz-Credential')
-      return { ...p, value: awsUriEncode(`${credential.accessKeyId}/${signature.scope}`, false) };
-    if (p.name === 'X-Amz-Security-Token' && swapToken)
-      return { ...p, value: awsUriEncode(credential.sessionToken!, false) };
-    if (p.name === 'X-Amz-Expires') {
-      const expires = Number(percentDecode(p.value).toString('utf8'));
-      if (!(expires <= MAX_PRESIGNED_EXPIRES_SECONDS)) {
-        events.push(
-          `re-sign: presigned X-Amz-Expires lowered to ${MAX_PRESIGNED_EXPIRES_SECONDS}s for ${head.method} ${head.host}`,
-        );
-        return { ...p, value: String(MAX_PRESIGNED_EXPIRES_SECONDS) };
-      }
-    }
-    return p;
-  });
-  return { headers, params };
 }
 
 /**
@@ -267,7 +217,7 @@ function rewrite(
  * the real signature, each mapped back to the sandbox's own. With all three back to surrogates, an echoed presigned
  * URL or Authorization header is worthless outside the proxy. The secret key itself never goes on the wire.
  */
-function injectedValues(detected: Detected, newSignature: string): InjectedValue[] {
+function injectedValues(detected: DetectedSignature, newSignature: string): InjectedValue[] {
   const { credential, signature } = detected;
   const values = injectedForms(credential.accessKeyId, credential.surrogateAccessKeyId);
   if (credential.sessionToken !== undefined && credential.surrogateSessionToken !== undefined) {
@@ -277,13 +227,9 @@ function injectedValues(detected: Detected, newSignature: string): InjectedValue
   return values;
 }
 
-function serializeQuery(params: readonly RawQueryParam[]): string {
-  return params.map((p) => (p.hasEquals ? `${p.name}=${p.value}` : p.name)).join('&');
-}
-
 /** SigV4 scopes name the region; SigV4A requests carry their region set in a header or the query instead. */
 function regionAnnotation(
-  detected: Detected,
+  detected: DetectedSignature,
   headers: ReadonlyArray<readonly [string, string]>,
   params: readonly RawQueryParam[],
 ): string | null {
@@ -296,20 +242,20 @@ function regionAnnotation(
 
 function resign(
   head: RequestHead,
-  detected: Detected,
+  detected: DetectedSignature,
   payloadHashes: string[],
   options: AwsResignOptions,
 ): CredentialResult {
-  const { signature, credential, mode, amzDate } = detected;
+  const { signature, strategy, amzDate } = detected;
   const events: string[] = [];
   // A presigned URL may legitimately have been made a while ago; only a header-signed request says "now".
-  const skew = mode === 'header' ? clockSkewEvent(amzDate, options.now()) : null;
+  const skew = strategy.datedNow ? clockSkewEvent(amzDate, options.now()) : null;
   if (skew) events.push(skew);
 
   const { path, query } = splitTarget(head.target);
   const original: RequestForm = { method: head.method, path, params: parseRawQuery(query), headers: head.headers };
-  const rewritten = rewrite(head, detected, events);
-  const outgoing: RequestForm = { ...original, params: rewritten.params, headers: rewritten.headers };
+  const leaving = { headers: outgoingHeaders(head, detected), params: strategy.outgoingParams(head, detected, events) };
+  const outgoing: RequestForm = { ...original, ...leaving };
 
   const candidates = variants(original, detected, payloadHashes);
   const verifier = surrogateVerifier(detected, options.keyCache);
@@ -347,40 +293,23 @@ function resign(
     clientSignatureVerified: verified,
   });
 
-  let headers = rewritten.headers;
-  let target = head.target;
-  if (mode === 'header') {
-    const value = `${signature.algorithm} Credential=${credential.accessKeyId}/${signature.scope}, SignedHeaders=${signature.signedHeaders.join(';')}, Signature=${newSignature}`;
-    let seen = 0;
-    headers = headers.flatMap(([name, v]): Array<[string, string]> => {
-      if (name.toLowerCase() !== 'authorization') return [[name, v]];
-      seen++;
-      return seen === 1 ? [[name, value]] : [];
-    });
-    if (seen > 1) {
-      events.push(
-        `COLLAPSED ${seen} duplicate 'authorization' headers in ${head.method} ${head.host}${path} (duplicate credential headers removed)`,
-      );
-    }
-  } else {
-    const params = rewritten.params.map((p) => (p.name === 'X-Amz-Signature' ? { ...p, value: newSignature } : p));
-    target = `${path}?${serializeQuery(params)}`;
-  }
-
+  const placed = strategy.place(head, detected, leaving, newSignature, events);
   const annotations = ['resigned'];
-  const region = regionAnnotation(detected, headers, rewritten.params);
+  const region = regionAnnotation(detected, placed.headers, leaving.params);
   if (region) annotations.push(region);
 
   // A signed Accept-Encoding must stay as signed; the response relay then decodes what it has to.
-  if (!signature.signedHeaders.includes('accept-encoding')) headers = acceptingIdentity(headers);
+  const headers = signature.signedHeaders.includes('accept-encoding')
+    ? placed.headers
+    : acceptingIdentity(placed.headers);
   const result: CredentialResult = {
     headers,
-    target,
+    target: placed.target,
     annotations,
     events,
     injected: injectedValues(detected, newSignature),
   };
-  const streaming = mode === 'header' ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
+  const streaming = strategy.streamsChunks ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
   if (streaming) {
     const context: ChunkSigningContext = {
       algorithm: signature.algorithm,
@@ -395,7 +324,10 @@ function resign(
   return result;
 }
 
-/** Fail open (Airut item 148): a request we cannot re-sign still carries only surrogates, useless upstream. */
+/**
+ * Fail open (docs/aws-signing.md#failing-open): a request we cannot re-sign still carries only surrogates, useless
+ * upstream.
+ */
 function unchanged(head: RequestHead, reason: string): CredentialResult {
   return {
     headers: head.headers,
@@ -427,35 +359,21 @@ export function resignAwsRequest(
   if (!parseAmzDate(detected.amzDate)) {
     return { kind: 'ready', result: unchanged(head, 'no valid X-Amz-Date') };
   }
-  const { mode, signature } = detected;
-  const s3 = signature.service === 's3';
-  const params = parseRawQuery(splitTarget(head.target).query);
-
-  let fixed: string[] | null = null; // payload hashes known without the body
-  let wantsBody: 'only' | 'first' | null = null;
-  if (mode === 'header') {
-    const declared = headerValues(head.headers, 'x-amz-content-sha256')[0];
-    if (declared !== undefined) fixed = [declared.trim()];
-    else wantsBody = 'only';
-  } else {
-    const declared = params.find((p) => p.name === 'X-Amz-Content-Sha256');
-    if (declared) fixed = [percentDecode(declared.value).toString('utf8')];
-    // S3 presigned URLs sign UNSIGNED-PAYLOAD (uploads may be large); other services' presigners hash the body.
-    else if (s3) fixed = [UNSIGNED_PAYLOAD];
-    else wantsBody = 'first';
+  const payload: PayloadHashes = detected.strategy.payloadHashes(
+    head,
+    parseRawQuery(splitTarget(head.target).query),
+    detected.signature,
+  );
+  if (payload.kind === 'known') {
+    return { kind: 'ready', result: safely(head, () => resign(head, detected, payload.hashes, options)) };
   }
-  if (fixed) {
-    if (mode === 'query' && s3 && bodyIsEmpty(head)) fixed.push(EMPTY_SHA256);
-    const hashes = fixed;
-    return { kind: 'ready', result: safely(head, () => resign(head, detected, hashes, options)) };
-  }
-  const withBody = (bodyHash: string): string[] => (wantsBody === 'only' ? [bodyHash] : [bodyHash, UNSIGNED_PAYLOAD]);
   if (bodyIsEmpty(head)) {
-    return { kind: 'ready', result: safely(head, () => resign(head, detected, withBody(EMPTY_SHA256), options)) };
+    const hashes = payload.withBodyHash(EMPTY_SHA256);
+    return { kind: 'ready', result: safely(head, () => resign(head, detected, hashes, options)) };
   }
   return {
     kind: 'needs-body',
     maxBytes: options.maxDeferredBody,
-    complete: (body) => safely(head, () => resign(head, detected, withBody(sha256Hex(body)), options)),
+    complete: (body) => safely(head, () => resign(head, detected, payload.withBodyHash(sha256Hex(body)), options)),
   };
 }

@@ -3,7 +3,7 @@ import type { KeyObject } from 'node:crypto';
 
 /**
  * SigV4A (ECDSA P-256) as AWS computes it (aws-c-auth source/key_derivation.c and aws_signing.c), fixing Airut's
- * three deviations (airut-behaviour.md item 139, D5): the KDF's fixed input carries the 32-bit counter prefix and
+ * deviations (docs/aws-signing.md#deliberate-differences-from-airut, the SigV4A row): the KDF's fixed input carries the 32-bit counter prefix and
  * the 256-bit length suffix, the string to sign is hashed once (ECDSA-SHA256 of the string itself), and the
  * signature is DER, hex-encoded.
  */
