@@ -38914,8 +38914,8 @@ function finalize(ctx, schema) {
         compactTypeUnion(entry[1].def ?? entry[1].schema);
       }
     }
-    for (const rewrite2 of ctx.deferred)
-      rewrite2();
+    for (const rewrite of ctx.deferred)
+      rewrite();
     if (ctx.intersections.length) {
       const carriers = /* @__PURE__ */ new Map();
       for (const seen of ctx.seen.values()) {
@@ -43603,6 +43603,10 @@ function splitTarget2(target2) {
   return q2 < 0 ? { path: target2, query: "" } : { path: target2.slice(0, q2), query: target2.slice(q2 + 1) };
 }
 
+// src/proxy/credentials/aws/chunked.ts
+import { createHash as createHash2 } from "node:crypto";
+import { Transform as Transform2 } from "node:stream";
+
 // src/proxy/credentials/aws/sigv4.ts
 import { createHmac, timingSafeEqual } from "node:crypto";
 var SIGV4_ALGORITHM = "AWS4-HMAC-SHA256";
@@ -43697,71 +43701,7 @@ function trimSigV4APadding(signature) {
   return signature.slice(0, end);
 }
 
-// src/proxy/credentials/aws/authorization.ts
-var ALGORITHMS = [SIGV4_ALGORITHM, SIGV4A_ALGORITHM];
-function parseCredential(algorithm, credential) {
-  const slash = credential.indexOf("/");
-  if (slash <= 0) return null;
-  const scope = credential.slice(slash + 1);
-  const scopeParts = scope.split("/");
-  const expected = algorithm === SIGV4A_ALGORITHM ? 3 : 4;
-  if (scopeParts.length !== expected || scopeParts[expected - 1] !== "aws4_request") return null;
-  if (scopeParts.some((p) => p === "") || !/^\d{8}$/.test(scopeParts[0])) return null;
-  return {
-    accessKeyId: credential.slice(0, slash),
-    scope,
-    scopeParts,
-    service: scopeParts[expected - 2],
-    ...algorithm === SIGV4_ALGORITHM ? { region: scopeParts[1] } : {}
-  };
-}
-function parseSignedHeaders(list) {
-  const names = list.split(";").map((n) => n.trim().toLowerCase());
-  return names.length > 0 && names.every((n) => n !== "") ? names : null;
-}
-function parseAuthorizationHeader(value) {
-  const match = /^(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)[ \t]+(.*)$/s.exec(value.trim());
-  if (!match) return null;
-  const algorithm = match[1];
-  const params = /* @__PURE__ */ new Map();
-  for (const part of match[2].split(",")) {
-    const eq = part.indexOf("=");
-    if (eq < 0) return null;
-    const name = part.slice(0, eq).trim();
-    if (params.has(name)) return null;
-    params.set(name, part.slice(eq + 1).trim());
-  }
-  const credential = params.get("Credential");
-  const signedHeaders = params.get("SignedHeaders");
-  const signature = params.get("Signature");
-  if (credential === void 0 || signedHeaders === void 0 || signature === void 0) return null;
-  if (!/^[0-9a-fA-F]+$/.test(signature)) return null;
-  const parsedCredential = parseCredential(algorithm, credential);
-  const names = parseSignedHeaders(signedHeaders);
-  if (!parsedCredential || !names) return null;
-  return { algorithm, ...parsedCredential, signedHeaders: names, signature };
-}
-var decode3 = (raw) => percentDecode2(raw).toString("utf8");
-function parsePresignedQuery(params) {
-  const first = (name) => {
-    const param = params.find((p) => p.name === name);
-    return param === void 0 ? void 0 : decode3(param.value);
-  };
-  const algorithm = first("X-Amz-Algorithm") ?? SIGV4_ALGORITHM;
-  const credential = first("X-Amz-Credential");
-  const signature = first("X-Amz-Signature");
-  const amzDate = first("X-Amz-Date");
-  if (!ALGORITHMS.includes(algorithm) || credential === void 0 || signature === void 0) return null;
-  if (amzDate === void 0 || !/^[0-9a-fA-F]+$/.test(signature)) return null;
-  const parsedCredential = parseCredential(algorithm, credential);
-  const names = parseSignedHeaders(first("X-Amz-SignedHeaders") ?? "host");
-  if (!parsedCredential || !names) return null;
-  return { algorithm, ...parsedCredential, signedHeaders: names, signature, amzDate };
-}
-
 // src/proxy/credentials/aws/chunked.ts
-import { createHash as createHash2 } from "node:crypto";
-import { Transform as Transform2 } from "node:stream";
 var MAX_LINE = 8192;
 var CRLF = Buffer.from("\r\n");
 var CHUNK_HEADER = /^([0-9a-fA-F]{1,16});chunk-signature=([0-9a-fA-F]+\**)$/;
@@ -43785,7 +43725,7 @@ var AwsChunkResigner = class extends Transform2 {
   held = [];
   hash = createHash2("sha256");
   trailerLines = [];
-  /** Why re-signing stopped and the rest passed through unchanged, if it did (Airut item 145). */
+  /** Why re-signing stopped and the rest passed through unchanged, if it did (docs/aws-signing.md#streaming-uploads). */
   failure;
   _transform(chunk, _encoding, done) {
     try {
@@ -43951,12 +43891,169 @@ ${dataHash}`;
   }
 };
 
+// src/proxy/credentials/aws/authorization.ts
+var ALGORITHMS = [SIGV4_ALGORITHM, SIGV4A_ALGORITHM];
+function parseCredential(algorithm, credential) {
+  const slash = credential.indexOf("/");
+  if (slash <= 0) return null;
+  const scope = credential.slice(slash + 1);
+  const scopeParts = scope.split("/");
+  const expected = algorithm === SIGV4A_ALGORITHM ? 3 : 4;
+  if (scopeParts.length !== expected || scopeParts[expected - 1] !== "aws4_request") return null;
+  if (scopeParts.some((p) => p === "") || !/^\d{8}$/.test(scopeParts[0])) return null;
+  return {
+    accessKeyId: credential.slice(0, slash),
+    scope,
+    scopeParts,
+    service: scopeParts[expected - 2],
+    ...algorithm === SIGV4_ALGORITHM ? { region: scopeParts[1] } : {}
+  };
+}
+function parseSignedHeaders(list) {
+  const names = list.split(";").map((n) => n.trim().toLowerCase());
+  return names.length > 0 && names.every((n) => n !== "") ? names : null;
+}
+function parseAuthorizationHeader(value) {
+  const match = /^(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)[ \t]+(.*)$/s.exec(value.trim());
+  if (!match) return null;
+  const algorithm = match[1];
+  const params = /* @__PURE__ */ new Map();
+  for (const part of match[2].split(",")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) return null;
+    const name = part.slice(0, eq).trim();
+    if (params.has(name)) return null;
+    params.set(name, part.slice(eq + 1).trim());
+  }
+  const credential = params.get("Credential");
+  const signedHeaders = params.get("SignedHeaders");
+  const signature = params.get("Signature");
+  if (credential === void 0 || signedHeaders === void 0 || signature === void 0) return null;
+  if (!/^[0-9a-fA-F]+$/.test(signature)) return null;
+  const parsedCredential = parseCredential(algorithm, credential);
+  const names = parseSignedHeaders(signedHeaders);
+  if (!parsedCredential || !names) return null;
+  return { algorithm, ...parsedCredential, signedHeaders: names, signature };
+}
+var decode3 = (raw) => percentDecode2(raw).toString("utf8");
+function parsePresignedQuery(params) {
+  const first = (name) => {
+    const param = params.find((p) => p.name === name);
+    return param === void 0 ? void 0 : decode3(param.value);
+  };
+  const algorithm = first("X-Amz-Algorithm") ?? SIGV4_ALGORITHM;
+  const credential = first("X-Amz-Credential");
+  const signature = first("X-Amz-Signature");
+  const amzDate = first("X-Amz-Date");
+  if (!ALGORITHMS.includes(algorithm) || credential === void 0 || signature === void 0) return null;
+  if (amzDate === void 0 || !/^[0-9a-fA-F]+$/.test(signature)) return null;
+  const parsedCredential = parseCredential(algorithm, credential);
+  const names = parseSignedHeaders(first("X-Amz-SignedHeaders") ?? "host");
+  if (!parsedCredential || !names) return null;
+  return { algorithm, ...parsedCredential, signedHeaders: names, signature, amzDate };
+}
+
+// src/proxy/credentials/aws/signing-strategy.ts
+function headerValues(headers, name) {
+  return headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+}
+function bodyIsEmpty(head) {
+  const length = headerValues(head.headers, "content-length");
+  const encoding = headerValues(head.headers, "transfer-encoding");
+  return encoding.length === 0 && length.length > 0 && length.every((v) => v.trim() === "0");
+}
+var UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
+
+// src/proxy/credentials/aws/header-signed.ts
+var headerSigned = {
+  find(head) {
+    const authorization = headerValues(head.headers, "authorization")[0];
+    const signature = authorization === void 0 ? null : parseAuthorizationHeader(authorization);
+    if (!signature) return null;
+    return { signature, amzDate: headerValues(head.headers, "x-amz-date")[0]?.trim() ?? "" };
+  },
+  payloadHashes(head) {
+    const declared = headerValues(head.headers, "x-amz-content-sha256")[0];
+    if (declared !== void 0) return { kind: "known", hashes: [declared.trim()] };
+    return { kind: "body", withBodyHash: (bodyHash) => [bodyHash] };
+  },
+  datedNow: true,
+  tokenSignedVariants: () => [true],
+  unsignedParam: () => false,
+  outgoingParams: (head) => parseRawQuery(splitTarget2(head.target).query),
+  place(head, { credential, signature }, outgoing, newSignature, events) {
+    const value = `${signature.algorithm} Credential=${credential.accessKeyId}/${signature.scope}, SignedHeaders=${signature.signedHeaders.join(";")}, Signature=${newSignature}`;
+    let seen = 0;
+    const headers = outgoing.headers.flatMap(([name, v]) => {
+      if (name.toLowerCase() !== "authorization") return [[name, v]];
+      seen++;
+      return seen === 1 ? [[name, value]] : [];
+    });
+    if (seen > 1) {
+      const { path } = splitTarget2(head.target);
+      events.push(
+        `COLLAPSED ${seen} duplicate 'authorization' headers in ${head.method} ${head.host}${path} (duplicate credential headers removed)`
+      );
+    }
+    return { headers, target: head.target };
+  },
+  streamsChunks: true
+};
+
+// src/proxy/credentials/aws/presigned.ts
+var MAX_PRESIGNED_EXPIRES_SECONDS = 3600;
+function serializeQuery(params) {
+  return params.map((p) => p.hasEquals ? `${p.name}=${p.value}` : p.name).join("&");
+}
+var presigned = {
+  find(_head, params) {
+    const signature = parsePresignedQuery(params);
+    return signature ? { signature, amzDate: signature.amzDate } : null;
+  },
+  payloadHashes(head, params, signature) {
+    const declared = params.find((p) => p.name === "X-Amz-Content-Sha256");
+    const s3 = signature.service === "s3";
+    const known = declared ? [percentDecode2(declared.value).toString("utf8")] : s3 ? [UNSIGNED_PAYLOAD] : null;
+    if (known) {
+      if (s3 && bodyIsEmpty(head)) known.push(EMPTY_SHA256);
+      return { kind: "known", hashes: known };
+    }
+    return { kind: "body", withBodyHash: (bodyHash) => [bodyHash, UNSIGNED_PAYLOAD] };
+  },
+  datedNow: false,
+  // AWS lets a session token be appended to a presigned URL after signing.
+  tokenSignedVariants: (params) => params.some((p) => p.name === "X-Amz-Security-Token") ? [true, false] : [true],
+  unsignedParam: (name, tokenSigned) => name === "X-Amz-Signature" || !tokenSigned && name === "X-Amz-Security-Token",
+  outgoingParams(head, { credential, signature }, events) {
+    const swapToken = credential.sessionToken !== void 0 && credential.surrogateSessionToken !== void 0;
+    return parseRawQuery(splitTarget2(head.target).query).map((p) => {
+      if (p.name === "X-Amz-Credential")
+        return { ...p, value: awsUriEncode(`${credential.accessKeyId}/${signature.scope}`, false) };
+      if (p.name === "X-Amz-Security-Token" && swapToken)
+        return { ...p, value: awsUriEncode(credential.sessionToken, false) };
+      if (p.name === "X-Amz-Expires") {
+        const expires = Number(percentDecode2(p.value).toString("utf8"));
+        if (!(expires <= MAX_PRESIGNED_EXPIRES_SECONDS)) {
+          events.push(
+            `re-sign: presigned X-Amz-Expires lowered to ${MAX_PRESIGNED_EXPIRES_SECONDS}s for ${head.method} ${head.host}`
+          );
+          return { ...p, value: String(MAX_PRESIGNED_EXPIRES_SECONDS) };
+        }
+      }
+      return p;
+    });
+  },
+  place(head, _detected, outgoing, newSignature) {
+    const params = outgoing.params.map((p) => p.name === "X-Amz-Signature" ? { ...p, value: newSignature } : p);
+    return { headers: outgoing.headers, target: `${splitTarget2(head.target).path}?${serializeQuery(params)}` };
+  },
+  streamsChunks: false
+};
+
 // src/proxy/credentials/aws/resign.ts
 var STREAMING_SIGNED = /^STREAMING-(AWS4-HMAC-SHA256|AWS4-ECDSA-P256-SHA256)-PAYLOAD(-TRAILER)?$/;
 var AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 var SKEW_WARNING_MINUTES = 5;
-var UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
-var MAX_PRESIGNED_EXPIRES_SECONDS = 3600;
 function sigv4aKeyPair(keyPairs, accessKeyId, secretAccessKey) {
   const id = `${accessKeyId}\0${secretAccessKey}`;
   let pair = keyPairs.get(id);
@@ -43967,16 +44064,8 @@ function sigv4aKeyPair(keyPairs, accessKeyId, secretAccessKey) {
   }
   return pair;
 }
-function headerValues(headers, name) {
-  return headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
-}
 function inScope(head, credential) {
   return credential.scopes.some((scope) => endpointMatches(head.host, head.port, head.scheme ?? "https", scope));
-}
-function bodyIsEmpty(head) {
-  const length = headerValues(head.headers, "content-length");
-  const encoding = headerValues(head.headers, "transfer-encoding");
-  return encoding.length === 0 && length.length > 0 && length.every((v) => v.trim() === "0");
 }
 function parseAmzDate(value) {
   const m = AMZ_DATE.exec(value);
@@ -43988,24 +44077,12 @@ function formatAmzDate(date5) {
   return date5.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
 }
 function detect(head, credentials) {
-  const authorization = headerValues(head.headers, "authorization");
-  let mode2;
-  let signature;
-  let amzDate;
-  if (authorization.length > 0) {
-    mode2 = "header";
-    signature = parseAuthorizationHeader(authorization[0]);
-    amzDate = headerValues(head.headers, "x-amz-date")[0]?.trim();
-  } else {
-    mode2 = "query";
-    const presigned = parsePresignedQuery(parseRawQuery(splitTarget2(head.target).query));
-    signature = presigned;
-    amzDate = presigned?.amzDate;
-  }
-  if (!signature) return null;
-  const credential = credentials.find((c) => c.surrogateAccessKeyId === signature.accessKeyId);
+  const strategy = headerValues(head.headers, "authorization").length > 0 ? headerSigned : presigned;
+  const found = strategy.find(head, parseRawQuery(splitTarget2(head.target).query));
+  if (!found) return null;
+  const credential = credentials.find((c) => c.surrogateAccessKeyId === found.signature.accessKeyId);
   if (!credential || !inScope(head, credential)) return null;
-  return { mode: mode2, signature, amzDate: amzDate ?? "", credential };
+  return { strategy, ...found, credential };
 }
 function clockSkewEvent(amzDate, now) {
   const signed = parseAmzDate(amzDate);
@@ -44015,8 +44092,8 @@ function clockSkewEvent(amzDate, now) {
   return `WARNING: Container clock skew detected: x-amz-date=${amzDate}, proxy-time=${formatAmzDate(now)} (drift=${drift}m). Upstream rejection likely.`;
 }
 function buildCanonical(form, detected, variant) {
-  const { signature, mode: mode2 } = detected;
-  const exclude = (name) => mode2 === "query" && (name === "X-Amz-Signature" || !variant.tokenSigned && name === "X-Amz-Security-Token");
+  const { signature, strategy } = detected;
+  const exclude = (name) => strategy.unsignedParam(name, variant.tokenSigned);
   return canonicalRequest({
     method: form.method,
     uri: canonicalUri(form.path, variant.pathStyle),
@@ -44032,8 +44109,7 @@ function variants(form, detected, payloadHashes) {
   const plus = form.params.some((p) => p.name.includes("+") || p.value.includes("+")) ? [false, true] : [false];
   const repeated = detected.signature.signedHeaders.some((name) => headerValues(form.headers, name).length > 1);
   const sorts = repeated ? [false, true] : [false];
-  const tokenInQuery = detected.mode === "query" && form.params.some((p) => p.name === "X-Amz-Security-Token");
-  const tokens = tokenInQuery ? [true, false] : [true];
+  const tokens = detected.strategy.tokenSignedVariants(form.params);
   const out = [];
   for (const payloadHash of payloadHashes)
     for (const tokenSigned of tokens)
@@ -44068,30 +44144,12 @@ function realSigner(detected, keyCache) {
     return sig;
   };
 }
-function rewrite(head, detected, events) {
-  const { credential, signature, mode: mode2 } = detected;
-  const swapToken = credential.sessionToken !== void 0 && credential.surrogateSessionToken !== void 0;
-  const headers = head.headers.map(
-    ([name, value]) => swapToken && name.toLowerCase() === "x-amz-security-token" ? [name, credential.sessionToken] : [name, value]
+function outgoingHeaders(head, { credential }) {
+  if (credential.sessionToken === void 0 || credential.surrogateSessionToken === void 0) return head.headers;
+  const token = credential.sessionToken;
+  return head.headers.map(
+    ([name, value]) => name.toLowerCase() === "x-amz-security-token" ? [name, token] : [name, value]
   );
-  const params = parseRawQuery(splitTarget2(head.target).query).map((p) => {
-    if (mode2 !== "query") return p;
-    if (p.name === "X-Amz-Credential")
-      return { ...p, value: awsUriEncode(`${credential.accessKeyId}/${signature.scope}`, false) };
-    if (p.name === "X-Amz-Security-Token" && swapToken)
-      return { ...p, value: awsUriEncode(credential.sessionToken, false) };
-    if (p.name === "X-Amz-Expires") {
-      const expires = Number(percentDecode2(p.value).toString("utf8"));
-      if (!(expires <= MAX_PRESIGNED_EXPIRES_SECONDS)) {
-        events.push(
-          `re-sign: presigned X-Amz-Expires lowered to ${MAX_PRESIGNED_EXPIRES_SECONDS}s for ${head.method} ${head.host}`
-        );
-        return { ...p, value: String(MAX_PRESIGNED_EXPIRES_SECONDS) };
-      }
-    }
-    return p;
-  });
-  return { headers, params };
 }
 function injectedValues(detected, newSignature) {
   const { credential, signature } = detected;
@@ -44102,9 +44160,6 @@ function injectedValues(detected, newSignature) {
   values.push({ sent: newSignature, sandbox: signature.signature });
   return values;
 }
-function serializeQuery(params) {
-  return params.map((p) => p.hasEquals ? `${p.name}=${p.value}` : p.name).join("&");
-}
 function regionAnnotation(detected, headers, params) {
   if (detected.signature.region !== void 0) return `region: ${detected.signature.region}`;
   const fromHeader = headerValues(headers, "x-amz-region-set")[0];
@@ -44113,14 +44168,14 @@ function regionAnnotation(detected, headers, params) {
   return regionSet === void 0 ? null : `region: ${regionSet.trim()}`;
 }
 function resign(head, detected, payloadHashes, options) {
-  const { signature, credential, mode: mode2, amzDate } = detected;
+  const { signature, strategy, amzDate } = detected;
   const events = [];
-  const skew = mode2 === "header" ? clockSkewEvent(amzDate, options.now()) : null;
+  const skew = strategy.datedNow ? clockSkewEvent(amzDate, options.now()) : null;
   if (skew) events.push(skew);
   const { path, query } = splitTarget2(head.target);
   const original = { method: head.method, path, params: parseRawQuery(query), headers: head.headers };
-  const rewritten = rewrite(head, detected, events);
-  const outgoing = { ...original, params: rewritten.params, headers: rewritten.headers };
+  const leaving = { headers: outgoingHeaders(head, detected), params: strategy.outgoingParams(head, detected, events) };
+  const outgoing = { ...original, ...leaving };
   const candidates = variants(original, detected, payloadHashes);
   const verifier = surrogateVerifier(detected, options.keyCache);
   let chosen = candidates[0];
@@ -44154,37 +44209,19 @@ function resign(head, detected, payloadHashes, options) {
     signature: newSignature,
     clientSignatureVerified: verified
   });
-  let headers = rewritten.headers;
-  let target2 = head.target;
-  if (mode2 === "header") {
-    const value = `${signature.algorithm} Credential=${credential.accessKeyId}/${signature.scope}, SignedHeaders=${signature.signedHeaders.join(";")}, Signature=${newSignature}`;
-    let seen = 0;
-    headers = headers.flatMap(([name, v]) => {
-      if (name.toLowerCase() !== "authorization") return [[name, v]];
-      seen++;
-      return seen === 1 ? [[name, value]] : [];
-    });
-    if (seen > 1) {
-      events.push(
-        `COLLAPSED ${seen} duplicate 'authorization' headers in ${head.method} ${head.host}${path} (duplicate credential headers removed)`
-      );
-    }
-  } else {
-    const params = rewritten.params.map((p) => p.name === "X-Amz-Signature" ? { ...p, value: newSignature } : p);
-    target2 = `${path}?${serializeQuery(params)}`;
-  }
+  const placed = strategy.place(head, detected, leaving, newSignature, events);
   const annotations = ["resigned"];
-  const region = regionAnnotation(detected, headers, rewritten.params);
+  const region = regionAnnotation(detected, placed.headers, leaving.params);
   if (region) annotations.push(region);
-  if (!signature.signedHeaders.includes("accept-encoding")) headers = acceptingIdentity(headers);
+  const headers = signature.signedHeaders.includes("accept-encoding") ? placed.headers : acceptingIdentity(placed.headers);
   const result = {
     headers,
-    target: target2,
+    target: placed.target,
     annotations,
     events,
     injected: injectedValues(detected, newSignature)
   };
-  const streaming = mode2 === "header" ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
+  const streaming = strategy.streamsChunks ? STREAMING_SIGNED.exec(chosen.payloadHash) : null;
   if (streaming) {
     const context = {
       algorithm: signature.algorithm,
@@ -44219,34 +44256,22 @@ function resignAwsRequest(head, credentials, options) {
   if (!parseAmzDate(detected.amzDate)) {
     return { kind: "ready", result: unchanged(head, "no valid X-Amz-Date") };
   }
-  const { mode: mode2, signature } = detected;
-  const s3 = signature.service === "s3";
-  const params = parseRawQuery(splitTarget2(head.target).query);
-  let fixed = null;
-  let wantsBody = null;
-  if (mode2 === "header") {
-    const declared = headerValues(head.headers, "x-amz-content-sha256")[0];
-    if (declared !== void 0) fixed = [declared.trim()];
-    else wantsBody = "only";
-  } else {
-    const declared = params.find((p) => p.name === "X-Amz-Content-Sha256");
-    if (declared) fixed = [percentDecode2(declared.value).toString("utf8")];
-    else if (s3) fixed = [UNSIGNED_PAYLOAD];
-    else wantsBody = "first";
+  const payload = detected.strategy.payloadHashes(
+    head,
+    parseRawQuery(splitTarget2(head.target).query),
+    detected.signature
+  );
+  if (payload.kind === "known") {
+    return { kind: "ready", result: safely(head, () => resign(head, detected, payload.hashes, options)) };
   }
-  if (fixed) {
-    if (mode2 === "query" && s3 && bodyIsEmpty(head)) fixed.push(EMPTY_SHA256);
-    const hashes = fixed;
-    return { kind: "ready", result: safely(head, () => resign(head, detected, hashes, options)) };
-  }
-  const withBody = (bodyHash) => wantsBody === "only" ? [bodyHash] : [bodyHash, UNSIGNED_PAYLOAD];
   if (bodyIsEmpty(head)) {
-    return { kind: "ready", result: safely(head, () => resign(head, detected, withBody(EMPTY_SHA256), options)) };
+    const hashes = payload.withBodyHash(EMPTY_SHA256);
+    return { kind: "ready", result: safely(head, () => resign(head, detected, hashes, options)) };
   }
   return {
     kind: "needs-body",
     maxBytes: options.maxDeferredBody,
-    complete: (body) => safely(head, () => resign(head, detected, withBody(sha256Hex(body)), options))
+    complete: (body) => safely(head, () => resign(head, detected, payload.withBodyHash(sha256Hex(body)), options))
   };
 }
 
@@ -44299,16 +44324,16 @@ function readBasic(value, injectable) {
   const colon = decoded.indexOf(":");
   if (colon < 0) return holdsSurrogate(decoded, injectable) ? { kind: "mixed" } : null;
   const user = decoded.slice(0, colon);
-  const pass = decoded.slice(colon + 1);
+  const pass2 = decoded.slice(colon + 1);
   const userSecret = secretWithSurrogate(user, injectable);
-  const passSecret = secretWithSurrogate(pass, injectable);
-  if (!userSecret && holdsSurrogate(user, injectable) || !passSecret && holdsSurrogate(pass, injectable)) {
+  const passSecret = secretWithSurrogate(pass2, injectable);
+  if (!userSecret && holdsSurrogate(user, injectable) || !passSecret && holdsSurrogate(pass2, injectable)) {
     return { kind: "mixed" };
   }
   if (!userSecret && !passSecret) return null;
-  if (!passSecret && !PLACEHOLDER_PASSWORDS.has(pass.toLowerCase())) return { kind: "mixed" };
+  if (!passSecret && !PLACEHOLDER_PASSWORDS.has(pass2.toLowerCase())) return { kind: "mixed" };
   const used = new Set([userSecret, passSecret].filter((s) => s !== void 0));
-  const userPass = `${userSecret?.value ?? user}:${passSecret?.value ?? pass}`;
+  const userPass = `${userSecret?.value ?? user}:${passSecret?.value ?? pass2}`;
   const encoded = Buffer.from(userPass, "utf8").toString("base64");
   return {
     kind: "single",
@@ -44691,6 +44716,76 @@ async function bindBoth(host, port2) {
   }
 }
 
+// src/proxy/http/exchange.ts
+import { performance } from "node:perf_hooks";
+function elapsedMs(started) {
+  return Math.round((performance.now() - started) * 10) / 10;
+}
+function describeExchange(request, judged) {
+  const { listener } = request;
+  const hostShown = judged.kind === "allow" ? judged.hostHeader : judged.host || "-";
+  const target2 = judged.kind === "allow" ? judged.target : judged.path;
+  return {
+    listener,
+    method: request.method || "-",
+    url: `${listener.scheme}://${hostShown}${target2}`,
+    host: judged.host,
+    path: target2,
+    started: performance.now()
+  };
+}
+function logRefusal(ctx, exchange, refusal, bytesIn = 0) {
+  ctx.log.write({
+    event: "request",
+    ts: ctx.now(),
+    decision: "blocked",
+    method: exchange.method,
+    url: exchange.url,
+    host: exchange.host,
+    port: exchange.listener.port,
+    path: exchange.path,
+    status: refusal.status,
+    code: refusal.code,
+    reason: refusal.reason,
+    bytesIn,
+    bytesOut: 0,
+    durationMs: elapsedMs(exchange.started),
+    annotations: []
+  });
+}
+function logUpstreamError(ctx, exchange, reason) {
+  ctx.log.write({
+    event: "error",
+    ts: ctx.now(),
+    method: exchange.method,
+    url: exchange.url,
+    host: exchange.host,
+    port: exchange.listener.port,
+    path: exchange.path,
+    reason,
+    durationMs: elapsedMs(exchange.started)
+  });
+}
+function logCredentialEvents(ctx, result) {
+  for (const line of result.events) ctx.log.write({ event: "credential", ts: ctx.now(), line });
+}
+function logAllowed(ctx, exchange, admission, outcome) {
+  ctx.log.write({
+    event: "request",
+    ts: ctx.now(),
+    decision: "allowed",
+    method: exchange.method,
+    url: exchange.url,
+    host: exchange.host,
+    port: exchange.listener.port,
+    path: exchange.path,
+    code: "allowed",
+    rule: admission.rule,
+    durationMs: elapsedMs(exchange.started),
+    ...outcome
+  });
+}
+
 // src/proxy/upstream/connector.ts
 import http from "node:http";
 import https from "node:https";
@@ -44784,140 +44879,6 @@ function describeUpstreamError(err) {
   return e.code ? `${e.code}: ${e.message ?? ""}` : e.message ?? "unknown error";
 }
 
-// src/proxy/http/exchange.ts
-import { performance } from "node:perf_hooks";
-
-// src/proxy/http/admission.ts
-var FIXED_HINTS = {
-  connect_not_allowed: "the sandbox has no HTTP proxy: make direct requests (https://host/\u2026); the network routes them through airlock",
-  trace_not_allowed: "TRACE and TRACK are never forwarded; use another method",
-  host_mismatch: "send the same host in the TLS SNI, the Host header and the URL (no domain fronting)",
-  missing_host: "send a Host header (and TLS SNI on HTTPS) naming the server",
-  invalid_path: "remove `..` segments, backslashes and NUL bytes from the path (after percent-decoding)",
-  invalid_host: "use a valid DNS name or IP literal",
-  upstream_address_not_allowed: "the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended",
-  port_mismatch: "connect to the port the URL names: the proxy takes the upstream port from the connection and the policy, never from the request",
-  connection_header_not_allowed: "list only hop-by-hop headers in Connection (keep-alive, close, upgrade, te, or headers of your own)",
-  upgrade_not_allowed: "only WebSocket upgrades are forwarded (GET, Upgrade: websocket, a 16-byte Sec-WebSocket-Key, version 13); speak HTTP/1.1 otherwise",
-  bad_request: "send exactly one Host header",
-  tool_config_too_large: "send smaller Messages requests (upload large files with the Files API)",
-  tool_config_invalid: "send the Messages request as JSON (identity, gzip, deflate or br encoding)",
-  blocklist_tool_config_unsupported: "replace blocked_domains with allowed_domains; domains the allowlist does not open for GET are removed",
-  wildcard_tool_domain_unsupported: "list plain host names in allowed_domains; those the allowlist does not open for GET are removed"
-};
-var END_TO_END = /* @__PURE__ */ new Set([
-  "host",
-  "content-length",
-  "transfer-encoding",
-  "content-encoding",
-  "authorization",
-  "cookie"
-]);
-function endToEndNamedByConnection(connection, credentialHeader = () => false) {
-  for (const value of connection) {
-    for (const token of value.split(",")) {
-      const name = token.trim().toLowerCase();
-      if (END_TO_END.has(name) || name.startsWith("x-amz-") || name !== "" && credentialHeader(name)) return name;
-    }
-  }
-  return null;
-}
-function splitAbsoluteForm(rawTarget) {
-  const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)(.*)$/.exec(rawTarget);
-  if (!m) return null;
-  const rest2 = m[2];
-  return { authority: m[1], target: rest2 === "" ? "/" : rest2.startsWith("?") ? "/" + rest2 : rest2 };
-}
-function admit(request, allowlist) {
-  const method = request.method.toUpperCase();
-  const absolute = splitAbsoluteForm(request.rawTarget);
-  const target2 = absolute ? absolute.target : request.rawTarget;
-  const hostHeader = request.hostHeaders[0];
-  const shownHost = hostHeader ?? request.sni ?? absolute?.authority ?? "";
-  const refuse3 = (code, reason, status = 403) => ({
-    kind: "deny",
-    status,
-    code,
-    host: shownHost,
-    path: target2,
-    reason,
-    ...FIXED_HINTS[code] ? { hint: FIXED_HINTS[code] } : {}
-  });
-  if (method === "CONNECT") return refuse3("connect_not_allowed", "CONNECT tunnelling is not allowed");
-  if (method === "TRACE" || method === "TRACK") {
-    return refuse3("trace_not_allowed", `${method} would echo the request, credentials included, back to the sandbox`);
-  }
-  if (request.hostHeaders.length > 1) return refuse3("bad_request", "the request has more than one Host header", 400);
-  if (hostHeader === void 0 || hostHeader.trim() === "") {
-    return refuse3("missing_host", "the request has no Host header");
-  }
-  const named = endToEndNamedByConnection(request.connection, request.credentialHeader);
-  if (named !== null) {
-    return refuse3(
-      "connection_header_not_allowed",
-      `the Connection header names ${named}, an end-to-end header the proxy never removes`,
-      400
-    );
-  }
-  const { listener } = request;
-  const host = normalizeHost(hostHeader);
-  if (listener.scheme === "https") {
-    if (request.sni === null) return refuse3("host_mismatch", "the TLS handshake named no server (no SNI)");
-    const sniHost = normalizeHost(request.sni);
-    if (sniHost === null || sniHost !== host) {
-      return refuse3("host_mismatch", `TLS SNI "${request.sni}" and Host "${hostHeader}" name different hosts`);
-    }
-  }
-  if (absolute) {
-    const authorityHost = absolute.authority.includes("@") ? null : normalizeHost(absolute.authority);
-    if (authorityHost === null || authorityHost !== host) {
-      return refuse3(
-        "host_mismatch",
-        `the request target names "${absolute.authority}" but the Host header names "${hostHeader}"`
-      );
-    }
-  }
-  if (host !== null) {
-    const named2 = [
-      { what: `Host "${hostHeader}"`, port: explicitPort(hostHeader) ?? DEFAULT_PORTS[listener.scheme] },
-      ...absolute ? [{ what: `the target "${request.rawTarget}"`, port: explicitPort(absolute.authority) }] : []
-    ];
-    for (const { what, port: port2 } of named2) {
-      if (port2 !== null && port2 !== listener.port) {
-        return refuse3(
-          "port_mismatch",
-          `${what} names port ${port2}, but the connection was made to port ${listener.port}`
-        );
-      }
-    }
-  }
-  const decision = decide(
-    { method, host: hostHeader, target: target2, scheme: listener.scheme, port: listener.port },
-    allowlist
-  );
-  if (!decision.allowed) {
-    return {
-      kind: "deny",
-      status: 403,
-      code: decision.code,
-      host: decision.host,
-      path: decision.path,
-      reason: decision.reason,
-      ...decision.hint ?? FIXED_HINTS[decision.code] ? { hint: decision.hint ?? FIXED_HINTS[decision.code] } : {}
-    };
-  }
-  return {
-    kind: "allow",
-    host: decision.host,
-    hostHeader,
-    port: listener.port,
-    authority: formatAuthority(decision.host, listener.port, listener.scheme),
-    target: target2,
-    rule: describeRule(decision.rule),
-    decision
-  };
-}
-
 // src/proxy/http/headers.ts
 var HOP_BY_HOP = /* @__PURE__ */ new Set([
   "connection",
@@ -44979,138 +44940,212 @@ function hasRequestBody(headers) {
   return length !== void 0 && length !== "0";
 }
 
-// src/proxy/http/exchange.ts
-function elapsedMs(started) {
-  return Math.round((performance.now() - started) * 10) / 10;
+// src/proxy/http/scrubbed-response.ts
+import zlib from "node:zlib";
+var GZIP_OPTIONS = { flush: zlib.constants.Z_SYNC_FLUSH };
+var BROTLI_OPTIONS = {
+  flush: zlib.constants.BROTLI_OPERATION_FLUSH,
+  // Brotli's default quality (11) is for static assets; this runs on a live response.
+  params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 4 }
+};
+var CODECS = {
+  gzip: { decode: () => zlib.createGunzip(), encode: () => zlib.createGzip(GZIP_OPTIONS) },
+  deflate: { decode: () => zlib.createInflate(), encode: () => zlib.createDeflate(GZIP_OPTIONS) },
+  br: { decode: () => zlib.createBrotliDecompress(), encode: () => zlib.createBrotliCompress(BROTLI_OPTIONS) }
+};
+CODECS["x-gzip"] = CODECS.gzip;
+function bodyless(head) {
+  return head.method === "HEAD" || head.status === 204 || head.status === 304 || head.status < 200;
 }
-function exchangeFor(listener, req, admission) {
-  const hostShown = admission.kind === "allow" ? admission.hostHeader : admission.host || "-";
-  const target2 = admission.kind === "allow" ? admission.target : admission.path;
-  return {
-    listener,
-    method: req.method ?? "-",
-    url: `${listener.scheme}://${hostShown}${target2}`,
-    host: admission.host,
-    path: target2,
-    started: performance.now()
+function scrubResponse(injected, head) {
+  const scrubber = responseScrubber(injected);
+  if (!scrubber) return null;
+  let replacedInHead = 0;
+  const scrub = (text) => {
+    const scrubbed = scrubber.text(text);
+    replacedInHead += scrubbed.replacements;
+    return scrubbed.text;
   };
-}
-function logRefusal(ctx, x, refusal, bytesIn = 0) {
-  ctx.log.write({
-    event: "request",
-    ts: ctx.now(),
-    decision: "blocked",
-    method: x.method,
-    url: x.url,
-    host: x.host,
-    port: x.listener.port,
-    path: x.path,
-    status: refusal.status,
-    code: refusal.code,
-    reason: refusal.reason,
-    bytesIn,
-    bytesOut: 0,
-    durationMs: elapsedMs(x.started),
-    annotations: []
-  });
-}
-function logUpstreamError(ctx, x, reason) {
-  ctx.log.write({
-    event: "error",
-    ts: ctx.now(),
-    method: x.method,
-    url: x.url,
-    host: x.host,
-    port: x.listener.port,
-    path: x.path,
-    reason,
-    durationMs: elapsedMs(x.started)
-  });
-}
-function logCredentialEvents(ctx, result) {
-  for (const line of result.events) ctx.log.write({ event: "credential", ts: ctx.now(), line });
-}
-function sniOf(listener, req) {
-  if (listener.scheme !== "https") return null;
-  const name = req.socket.servername;
-  return typeof name === "string" && name !== "" ? name : null;
-}
-function admitIncoming(ctx, listener, req) {
-  const headers = pairsFromRaw(req.rawHeaders);
-  return admit(
-    {
-      listener,
-      method: req.method ?? "",
-      rawTarget: req.url ?? "",
-      hostHeaders: headerValues2(headers, "host"),
-      sni: sniOf(listener, req),
-      connection: headerValues2(headers, "connection"),
-      ...ctx.credentials.usesHeader ? { credentialHeader: ctx.credentials.usesHeader } : {}
+  const statusMessage = head.statusMessage === void 0 ? void 0 : scrub(head.statusMessage);
+  let headers = head.headers.map(([name, value]) => [scrub(name), scrub(value)]);
+  const annotations = (body) => () => {
+    const total = replacedInHead + (body?.replacements ?? 0);
+    return total > 0 ? [`scrubbed: ${total}`] : [];
+  };
+  if (bodyless(head)) {
+    return { kind: "relay", statusMessage, headers, body: (source) => source, annotations: annotations(null) };
+  }
+  const codings = headerValues2(headers, "content-encoding").flatMap((v) => v.split(",")).map((c) => c.trim().toLowerCase()).filter((c) => c !== "" && c !== "identity");
+  const codec2 = codings.length === 1 ? CODECS[codings[0]] : codings.length === 0 ? null : void 0;
+  if (codec2 === void 0) {
+    return {
+      kind: "refuse",
+      // The upstream's words, scrubbed above; cut short so a hostile header cannot flood the log line.
+      reason: `the response is encoded '${codings.join(", ").slice(0, 64)}', which the proxy cannot decode to remove the credential it injected`
+    };
+  }
+  if (codec2 !== null || !scrubber.lengthPreserving) headers = setHeader(headers, "Content-Length", null);
+  const transform2 = scrubber.body();
+  return {
+    kind: "relay",
+    statusMessage,
+    headers,
+    body(source, onError) {
+      const stages = codec2 ? [codec2.decode(), transform2, codec2.encode()] : [transform2];
+      let failed2 = false;
+      const fail2 = (err) => {
+        if (failed2) return;
+        failed2 = true;
+        for (const stage of stages) stage.destroy();
+        onError(err);
+      };
+      source.on("close", () => {
+        if (!source.readableEnded) for (const stage of stages) stage.destroy();
+      });
+      let out = source;
+      for (const stage of stages) {
+        stage.on("error", fail2);
+        out = out.pipe(stage);
+      }
+      return out;
     },
-    ctx.allowlist
-  );
-}
-function credentialHead(listener, req, x, admission) {
-  return {
-    method: x.method,
-    host: admission.host,
-    hostHeader: admission.authority,
-    port: admission.port,
-    target: admission.target,
-    // The masked pass never puts a real value into a request that travels upstream in clear text.
-    scheme: listener.scheme,
-    headers: setHeaderInPlace(withoutHopByHop(pairsFromRaw(req.rawHeaders)), "Host", admission.authority)
+    annotations: annotations(transform2)
   };
 }
-function addressRefusal(admission, reason) {
-  return {
+
+// src/proxy/http/admission.ts
+var FIXED_HINTS = {
+  connect_not_allowed: "the sandbox has no HTTP proxy: make direct requests (https://host/\u2026); the network routes them through airlock",
+  trace_not_allowed: "TRACE and TRACK are never forwarded; use another method",
+  host_mismatch: "send the same host in the TLS SNI, the Host header and the URL (no domain fronting)",
+  missing_host: "send a Host header (and TLS SNI on HTTPS) naming the server",
+  invalid_path: "remove `..` segments, backslashes and NUL bytes from the path (after percent-decoding)",
+  invalid_host: "use a valid DNS name or IP literal",
+  upstream_address_not_allowed: "the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended",
+  port_mismatch: "connect to the port the URL names: the proxy takes the upstream port from the connection and the policy, never from the request",
+  connection_header_not_allowed: "list only hop-by-hop headers in Connection (keep-alive, close, upgrade, te, or headers of your own)",
+  upgrade_not_allowed: "only WebSocket upgrades are forwarded (GET, Upgrade: websocket, a 16-byte Sec-WebSocket-Key, version 13); speak HTTP/1.1 otherwise",
+  bad_request: "send exactly one Host header",
+  tool_config_too_large: "send smaller Messages requests (upload large files with the Files API)",
+  tool_config_invalid: "send the Messages request as JSON (identity, gzip, deflate or br encoding)",
+  blocklist_tool_config_unsupported: "replace blocked_domains with allowed_domains; domains the allowlist does not open for GET are removed",
+  wildcard_tool_domain_unsupported: "list plain host names in allowed_domains; those the allowlist does not open for GET are removed"
+};
+var END_TO_END = /* @__PURE__ */ new Set([
+  "host",
+  "content-length",
+  "transfer-encoding",
+  "content-encoding",
+  "authorization",
+  "cookie"
+]);
+function endToEndNamedByConnection(connection, credentialHeader = () => false) {
+  for (const value of connection) {
+    for (const token of value.split(",")) {
+      const name = token.trim().toLowerCase();
+      if (END_TO_END.has(name) || name.startsWith("x-amz-") || name !== "" && credentialHeader(name)) return name;
+    }
+  }
+  return null;
+}
+function splitAbsoluteForm(rawTarget) {
+  const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)(.*)$/.exec(rawTarget);
+  if (!m) return null;
+  const rest2 = m[2];
+  return { authority: m[1], target: rest2 === "" ? "/" : rest2.startsWith("?") ? "/" + rest2 : rest2 };
+}
+function admit(request, allowlist) {
+  const method = request.method.toUpperCase();
+  const absolute = splitAbsoluteForm(request.rawTarget);
+  const target2 = absolute ? absolute.target : request.rawTarget;
+  const hostHeader = request.hostHeaders[0];
+  const shownHost = hostHeader ?? request.sni ?? absolute?.authority ?? "";
+  const refuse2 = (code, reason, status = 403) => ({
     kind: "deny",
-    status: 403,
-    code: "upstream_address_not_allowed",
-    host: admission.host,
-    path: admission.target,
+    status,
+    code,
+    host: shownHost,
+    path: target2,
     reason,
-    hint: FIXED_HINTS.upstream_address_not_allowed
-  };
-}
-async function prepareCredentials(ctx, head, readBody) {
-  let outcome;
-  try {
-    outcome = ctx.credentials(head);
-  } catch (err) {
-    return { kind: "failed", status: 500, reason: `credential pass failed: ${err.name}` };
-  }
-  if (outcome.kind === "ready") return { kind: "send", result: outcome.result, body: null };
-  const body = await readBody(outcome.maxBytes);
-  if (body === "too-large") {
-    return { kind: "failed", status: 413, reason: `the body must be signed and is over ${outcome.maxBytes} bytes` };
-  }
-  if (body === "aborted") return { kind: "failed", status: 500, reason: "the client aborted the request" };
-  try {
-    return { kind: "send", result: outcome.complete(body), body };
-  } catch (err) {
-    return { kind: "failed", status: 500, reason: `credential pass failed: ${err.name}` };
-  }
-}
-function logAllowed(ctx, x, admission, outcome) {
-  ctx.log.write({
-    event: "request",
-    ts: ctx.now(),
-    decision: "allowed",
-    method: x.method,
-    url: x.url,
-    host: x.host,
-    port: x.listener.port,
-    path: x.path,
-    code: "allowed",
-    rule: admission.rule,
-    durationMs: elapsedMs(x.started),
-    ...outcome
+    ...FIXED_HINTS[code] ? { hint: FIXED_HINTS[code] } : {}
   });
+  if (method === "CONNECT") return refuse2("connect_not_allowed", "CONNECT tunnelling is not allowed");
+  if (method === "TRACE" || method === "TRACK") {
+    return refuse2("trace_not_allowed", `${method} would echo the request, credentials included, back to the sandbox`);
+  }
+  if (request.hostHeaders.length > 1) return refuse2("bad_request", "the request has more than one Host header", 400);
+  if (hostHeader === void 0 || hostHeader.trim() === "") {
+    return refuse2("missing_host", "the request has no Host header");
+  }
+  const named = endToEndNamedByConnection(request.connection, request.credentialHeader);
+  if (named !== null) {
+    return refuse2(
+      "connection_header_not_allowed",
+      `the Connection header names ${named}, an end-to-end header the proxy never removes`,
+      400
+    );
+  }
+  const { listener } = request;
+  const host = normalizeHost(hostHeader);
+  if (listener.scheme === "https") {
+    if (request.sni === null) return refuse2("host_mismatch", "the TLS handshake named no server (no SNI)");
+    const sniHost = normalizeHost(request.sni);
+    if (sniHost === null || sniHost !== host) {
+      return refuse2("host_mismatch", `TLS SNI "${request.sni}" and Host "${hostHeader}" name different hosts`);
+    }
+  }
+  if (absolute) {
+    const authorityHost = absolute.authority.includes("@") ? null : normalizeHost(absolute.authority);
+    if (authorityHost === null || authorityHost !== host) {
+      return refuse2(
+        "host_mismatch",
+        `the request target names "${absolute.authority}" but the Host header names "${hostHeader}"`
+      );
+    }
+  }
+  if (host !== null) {
+    const named2 = [
+      { what: `Host "${hostHeader}"`, port: explicitPort(hostHeader) ?? DEFAULT_PORTS[listener.scheme] },
+      ...absolute ? [{ what: `the target "${request.rawTarget}"`, port: explicitPort(absolute.authority) }] : []
+    ];
+    for (const { what, port: port2 } of named2) {
+      if (port2 !== null && port2 !== listener.port) {
+        return refuse2(
+          "port_mismatch",
+          `${what} names port ${port2}, but the connection was made to port ${listener.port}`
+        );
+      }
+    }
+  }
+  const decision = decide(
+    { method, host: hostHeader, target: target2, scheme: listener.scheme, port: listener.port },
+    allowlist
+  );
+  if (!decision.allowed) {
+    return {
+      kind: "deny",
+      status: 403,
+      code: decision.code,
+      host: decision.host,
+      path: decision.path,
+      reason: decision.reason,
+      ...decision.hint ?? FIXED_HINTS[decision.code] ? { hint: decision.hint ?? FIXED_HINTS[decision.code] } : {}
+    };
+  }
+  return {
+    kind: "allow",
+    host: decision.host,
+    hostHeader,
+    port: listener.port,
+    authority: formatAuthority(decision.host, listener.port, listener.scheme),
+    target: target2,
+    rule: describeRule(decision.rule),
+    decision
+  };
 }
 
 // src/proxy/http/body-filters.ts
-import zlib from "node:zlib";
+import zlib2 from "node:zlib";
 
 // src/protocol/graphql-operations.ts
 var import_kinds = __toESM(require_kinds(), 1);
@@ -45209,9 +45244,9 @@ function checkGraphqlOperation(body, rule) {
   if (patterns.length === 0) {
     return refuse(`${type}:<blocked>`, `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`, type);
   }
-  const denied = fields.find((field) => !patterns.some((p) => fnmatchCase(field, p)));
-  if (denied !== void 0) {
-    return refuse(denied, `${type} field "${denied}" is not in graphql.${LIST_OF[type]}`, type);
+  const denied2 = fields.find((field) => !patterns.some((p) => fnmatchCase(field, p)));
+  if (denied2 !== void 0) {
+    return refuse(denied2, `${type} field "${denied2}" is not in graphql.${LIST_OF[type]}`, type);
   }
   return { allowed: true, type, fields };
 }
@@ -45348,10 +45383,10 @@ function trimToolDomains(body, allowlist) {
 // src/proxy/http/body-filters.ts
 var DECODERS = {
   identity: null,
-  gzip: zlib.gunzipSync,
-  "x-gzip": zlib.gunzipSync,
-  deflate: zlib.inflateSync,
-  br: zlib.brotliDecompressSync
+  gzip: zlib2.gunzipSync,
+  "x-gzip": zlib2.gunzipSync,
+  deflate: zlib2.inflateSync,
+  br: zlib2.brotliDecompressSync
 };
 function decodeBody(body, contentEncoding, maxBytes) {
   const codings = (contentEncoding ?? "").split(",").map((c) => c.trim().toLowerCase()).filter(Boolean);
@@ -45369,44 +45404,26 @@ function decodeBody(body, contentEncoding, maxBytes) {
   }
   return out;
 }
-function readBounded(req, maxBytes) {
-  return new Promise((resolve) => {
-    const chunks = [];
-    let size = 0;
-    const onData = (chunk) => {
-      size += chunk.length;
-      if (size > maxBytes) {
-        req.off("data", onData);
-        req.resume();
-        resolve("too-large");
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on("data", onData);
-    req.on("end", () => resolve(Buffer.concat(chunks, size)));
-    req.on("error", () => resolve("aborted"));
-    req.on("aborted", () => resolve("aborted"));
-  });
-}
 function bodyFiltersFor(admission) {
   const rule = admission.decision.rule;
   const graphql = rule.kind === "url_prefix" ? rule.entry.graphql : void 0;
   const messages = isMessagesRequest(admission.host, admission.target);
   return graphql === void 0 && !messages ? null : { graphql, messages };
 }
+function inspectionLimit(filters) {
+  return filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
+}
 function judgeBody(raw, contentEncoding, admission, filters, allowlist) {
-  const refuse3 = (code, reason, hint) => ({
+  const refuse2 = (code, reason, hint) => ({
     kind: "refuse",
     refusal: { kind: "deny", status: 403, code, host: admission.host, path: admission.target, reason, hint }
   });
-  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
-  const decoded = raw === "too-large" ? raw : decodeBody(raw, contentEncoding, limit);
+  const decoded = raw === "too-large" ? raw : decodeBody(raw, contentEncoding, inspectionLimit(filters));
   const annotations = [];
   if (filters.graphql !== void 0) {
     const verdict = checkGraphqlUrl(admission.target) ?? (decoded === "too-large" ? GRAPHQL_TOO_LARGE : Buffer.isBuffer(decoded) ? checkGraphqlOperation(decoded, filters.graphql) : { allowed: false, detail: "<unparseable>", reason: decoded.error });
     if (!verdict.allowed) {
-      return refuse3(
+      return refuse2(
         "graphql_operation_blocked",
         `GraphQL operation '${verdict.detail}' is not allowed by ${admission.rule}: ${verdict.reason}`,
         graphqlHint(verdict, admission.rule)
@@ -45417,19 +45434,345 @@ function judgeBody(raw, contentEncoding, admission, filters, allowlist) {
   let tools = { kind: "pass" };
   if (filters.messages) {
     tools = decoded === "too-large" ? TOOLS_TOO_LARGE : Buffer.isBuffer(decoded) ? trimToolDomains(decoded, allowlist) : { kind: "block", code: "tool_config_invalid", reason: decoded.error };
-    if (tools.kind === "block") return refuse3(tools.code, tools.reason, FIXED_HINTS[tools.code]);
+    if (tools.kind === "block") return refuse2(tools.code, tools.reason, FIXED_HINTS[tools.code]);
   }
-  if (raw === "too-large") return refuse3("tool_config_too_large", "the body is too large to inspect", "");
+  if (raw === "too-large") return refuse2("tool_config_too_large", "the body is too large to inspect", "");
   if (tools.kind !== "rewrite") return { kind: "pass", body: raw, decoded: false, annotations };
   if (tools.annotation !== null) annotations.push(tools.annotation);
   return { kind: "pass", body: Buffer.from(tools.body), decoded: true, annotations };
 }
-async function runBodyFilters(allowlist, req, res, admission, filters, expectContinue) {
-  if (expectContinue) res.writeContinue();
-  const limit = filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
-  const raw = hasRequestBody(req.headers) ? await readBounded(req, limit) : Buffer.alloc(0);
-  if (raw === "aborted") return { kind: "aborted" };
-  return judgeBody(raw, req.headers["content-encoding"], admission, filters, allowlist);
+
+// src/proxy/http/stages.ts
+var pass = (value) => ({ kind: "pass", value });
+var denied = (refusal) => ({ kind: "deny", refusal });
+var failed = (failure2) => ({ kind: "fail", failure: failure2 });
+function admitStage(ctx, request) {
+  const judged = admit(
+    {
+      listener: request.listener,
+      method: request.method,
+      rawTarget: request.rawTarget,
+      hostHeaders: headerValues2(request.headers, "host"),
+      sni: request.sni,
+      connection: headerValues2(request.headers, "connection"),
+      ...ctx.credentials.usesHeader ? { credentialHeader: ctx.credentials.usesHeader } : {}
+    },
+    ctx.allowlist
+  );
+  return judged.kind === "allow" ? { kind: "pass", value: judged } : { kind: "deny", refusal: judged };
+}
+function bodyStage(ctx, request, admission) {
+  const filters = bodyFiltersFor(admission);
+  if (!filters) return pass(null);
+  return request.body.read(inspectionLimit(filters)).then((raw) => {
+    if (raw === "aborted") return { kind: "abandon" };
+    const contentEncoding = headerValues2(request.headers, "content-encoding");
+    const verdict = judgeBody(
+      raw,
+      contentEncoding.length > 0 ? contentEncoding.join(", ") : void 0,
+      admission,
+      filters,
+      ctx.allowlist
+    );
+    return verdict.kind === "refuse" ? denied(verdict.refusal) : pass(verdict);
+  });
+}
+function addressRefusal(admission, reason) {
+  return {
+    kind: "deny",
+    status: 403,
+    code: "upstream_address_not_allowed",
+    host: admission.host,
+    path: admission.target,
+    reason,
+    hint: FIXED_HINTS.upstream_address_not_allowed
+  };
+}
+async function routeStage(ctx, admission) {
+  const route = await ctx.route(admission.host, admission.port);
+  if (route.kind === "forbidden") return denied(addressRefusal(admission, route.reason));
+  if (route.kind === "failed") return failed({ status: 502, error: "upstream_error", reason: route.reason });
+  return pass(route);
+}
+function credentialHead(request, admission) {
+  return {
+    method: request.method,
+    host: admission.host,
+    hostHeader: admission.authority,
+    port: admission.port,
+    target: admission.target,
+    // The masked pass never puts a real value into a request that travels upstream in clear text.
+    scheme: request.listener.scheme,
+    headers: setHeaderInPlace(withoutHopByHop(request.headers), "Host", admission.authority)
+  };
+}
+var passFailed = (err) => ({
+  status: 500,
+  error: "proxy_error",
+  reason: `credential pass failed: ${err.name}`,
+  closeConnection: true
+});
+async function credentialStage(ctx, request, admission, inspected) {
+  let outcome;
+  try {
+    outcome = ctx.credentials(credentialHead(request, admission));
+  } catch (err) {
+    return failed(passFailed(err));
+  }
+  let credentials;
+  let body = inspected?.body ?? null;
+  if (outcome.kind === "ready") credentials = outcome.result;
+  else {
+    const read = inspected ? inspected.body.length > outcome.maxBytes ? "too-large" : inspected.body : await request.body.read(outcome.maxBytes);
+    if (read === "too-large") {
+      return failed({
+        status: 413,
+        error: "request_body_too_large",
+        reason: `the body must be signed and is over ${outcome.maxBytes} bytes`,
+        closeConnection: true
+      });
+    }
+    if (read === "aborted") {
+      return failed({
+        status: 500,
+        error: "proxy_error",
+        reason: "the client aborted the request",
+        closeConnection: true
+      });
+    }
+    body = read;
+    try {
+      credentials = outcome.complete(read);
+    } catch (err) {
+      return failed(passFailed(err));
+    }
+  }
+  if (!inspected) return pass({ credentials, body });
+  if (credentials.bodyTransform) {
+    return failed({
+      status: 500,
+      error: "proxy_error",
+      reason: "a streaming-signed body cannot pass a body filter",
+      closeConnection: true
+    });
+  }
+  return pass({
+    body,
+    credentials: {
+      ...credentials,
+      // A rewritten body travels decoded; the filters never change anything else.
+      headers: inspected.decoded ? setHeader(credentials.headers, "Content-Encoding", null) : credentials.headers,
+      annotations: [...inspected.annotations, ...credentials.annotations]
+    }
+  });
+}
+function deny(ctx, exchange, peer, refusal) {
+  peer.refuse(refusal, exchange.method, (bytesIn) => logRefusal(ctx, exchange, refusal, bytesIn));
+}
+function failExchange(ctx, exchange, peer, failure2) {
+  logUpstreamError(ctx, exchange, failure2.reason);
+  peer.fail(failure2, {
+    error: failure2.error,
+    method: exchange.method,
+    host: exchange.host,
+    path: exchange.path,
+    reason: failure2.reason
+  });
+}
+function proceeds(ctx, exchange, peer, verdict) {
+  switch (verdict.kind) {
+    case "pass":
+      return true;
+    case "deny":
+      deny(ctx, exchange, peer, verdict.refusal);
+      return false;
+    case "fail":
+      failExchange(ctx, exchange, peer, verdict.failure);
+      return false;
+    case "abandon":
+      peer.abandon();
+      return false;
+  }
+}
+async function runStages(ctx, request, peer, protocol) {
+  const admitted = admitStage(ctx, request);
+  const exchange = describeExchange(request, admitted.kind === "pass" ? admitted.value : admitted.refusal);
+  if (!proceeds(ctx, exchange, peer, admitted)) return null;
+  const admission = admitted.value;
+  const problem = protocol.check?.(admission, request) ?? null;
+  if (problem) {
+    deny(ctx, exchange, peer, problem);
+    return null;
+  }
+  const filtered = protocol.filtersBody ? bodyStage(ctx, request, admission) : pass(null);
+  const inspected = filtered instanceof Promise ? await filtered : filtered;
+  if (!proceeds(ctx, exchange, peer, inspected)) return null;
+  const routed = await routeStage(ctx, admission);
+  if (!proceeds(ctx, exchange, peer, routed)) return null;
+  const credentialed = await credentialStage(ctx, request, admission, inspected.value);
+  if (!proceeds(ctx, exchange, peer, credentialed)) return null;
+  logCredentialEvents(ctx, credentialed.value.credentials);
+  return { exchange, admission, route: routed.value, ...credentialed.value };
+}
+
+// src/proxy/http/upstream-head.ts
+function framingOf(headers) {
+  if (headers["transfer-encoding"] !== void 0) return { kind: "chunked" };
+  const length = headers["content-length"];
+  if (length === void 0) return { kind: "none" };
+  const bytes = Number(length);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error("unparseable Content-Length");
+  return { kind: "length", bytes };
+}
+var OWNED = /* @__PURE__ */ new Set(["host", "content-length", "transfer-encoding", "expect", "connection", "upgrade"]);
+function upstreamHead(input2) {
+  const { target: target2 } = input2.credentials;
+  if (!target2.startsWith("/")) throw new Error("an upstream target must be origin-form");
+  if (input2.websocket && input2.framing.kind !== "none") throw new Error("a WebSocket handshake carries no body");
+  const headers = [["Host", input2.authority]];
+  for (const pair of input2.credentials.headers) {
+    if (!OWNED.has(pair[0].toLowerCase())) headers.push(pair);
+  }
+  switch (input2.framing.kind) {
+    case "length":
+      headers.push(["Content-Length", String(input2.framing.bytes)]);
+      break;
+    case "chunked":
+      headers.push(["Transfer-Encoding", "chunked"]);
+      break;
+    case "none":
+      break;
+  }
+  if (input2.expectContinue && input2.framing.kind !== "none") headers.push(["Expect", "100-continue"]);
+  if (input2.websocket) headers.push(["Connection", "Upgrade"], ["Upgrade", "websocket"]);
+  return { method: input2.method, target: target2, port: input2.port, headers };
+}
+
+// src/proxy/http/forward.ts
+var waitingOn = /* @__PURE__ */ new WeakMap();
+function whenConnectionCloses(socket, onClose) {
+  let waiting = waitingOn.get(socket);
+  if (!waiting) {
+    const set3 = /* @__PURE__ */ new Set();
+    waiting = set3;
+    waitingOn.set(socket, set3);
+    socket.once("close", () => {
+      for (const f of [...set3]) f();
+      set3.clear();
+    });
+  }
+  waiting.add(onClose);
+  const set2 = waiting;
+  return () => void set2.delete(onClose);
+}
+function forwardRequest(ctx, forwardable, peer) {
+  const { exchange, admission, route, credentials, body } = forwardable;
+  const { req, res } = peer;
+  const askForBody = peer.awaitingContinue && body === null;
+  const head = upstreamHead({
+    method: exchange.method,
+    authority: admission.authority,
+    port: route.port,
+    credentials,
+    framing: body !== null ? { kind: "length", bytes: body.length } : peer.framing(),
+    expectContinue: askForBody
+  });
+  const headers = flatten(head.headers);
+  const streamsBody = body === null && peer.announced;
+  let bytesIn = body?.length ?? 0;
+  let state = "awaiting-answer";
+  if (req.socket.destroyed) return;
+  const stopWatching = whenConnectionCloses(req.socket, () => {
+    if (state === "over") return;
+    state = "over";
+    current.destroy();
+    logUpstreamError(ctx, exchange, "the client connection closed before the answer was sent");
+  });
+  const end = () => {
+    state = "over";
+    stopWatching();
+  };
+  const dispatch = (retry) => {
+    const upstream = ctx.connector.request({
+      tls: exchange.listener.scheme === "https",
+      address: route.address,
+      port: head.port,
+      host: admission.host,
+      method: head.method,
+      target: head.target,
+      headers
+    });
+    if (askForBody) upstream.on("continue", () => peer.sendContinue());
+    upstream.on("error", (err) => {
+      if (state !== "awaiting-answer") return;
+      if (retry && upstream.reusedSocket && !streamsBody && (err.code === "ECONNRESET" || err.code === "EPIPE")) {
+        current = dispatch(false);
+        return;
+      }
+      end();
+      failExchange(ctx, exchange, peer, { status: 502, error: "upstream_error", reason: describeUpstreamError(err) });
+    });
+    upstream.on("response", (answer) => relay(answer));
+    if (body !== null) upstream.end(body);
+    else if (!streamsBody) upstream.end();
+    return upstream;
+  };
+  const relay = (answer) => {
+    state = "relaying";
+    const status = answer.statusCode ?? 502;
+    let responseHeaders = withoutHopByHop(pairsFromRaw(answer.rawHeaders));
+    const scrubbed = credentials.injected ? scrubResponse(credentials.injected, {
+      method: exchange.method,
+      status,
+      statusMessage: answer.statusMessage,
+      headers: responseHeaders
+    }) : null;
+    if (scrubbed?.kind === "refuse") {
+      end();
+      answer.destroy();
+      failExchange(ctx, exchange, peer, { status: 502, error: "upstream_error", reason: scrubbed.reason });
+      return;
+    }
+    if (scrubbed) responseHeaders = scrubbed.headers;
+    if (peer.awaitingContinue && !req.complete) responseHeaders.push(["Connection", "close"]);
+    res.writeHead(status, scrubbed ? scrubbed.statusMessage : answer.statusMessage, flatten(responseHeaders));
+    let bytesOut = 0;
+    const settle2 = (err) => {
+      if (state === "over") return;
+      end();
+      if (err) {
+        answer.destroy();
+        res.destroy();
+        logUpstreamError(ctx, exchange, `response interrupted after ${bytesOut} bytes: ${describeUpstreamError(err)}`);
+        return;
+      }
+      const annotations = scrubbed ? [...credentials.annotations, ...scrubbed.annotations()] : credentials.annotations;
+      logAllowed(ctx, exchange, admission, { status, bytesIn, bytesOut, annotations });
+    };
+    answer.on("error", settle2);
+    res.on("finish", () => settle2(null));
+    res.on("close", () => {
+      if (!res.writableFinished) settle2(new Error("the client closed the connection"));
+    });
+    const relayed = scrubbed ? scrubbed.body(answer, settle2) : answer;
+    relayed.on("data", (chunk) => {
+      bytesOut += chunk.length;
+    });
+    relayed.pipe(res);
+  };
+  let current = dispatch(true);
+  res.on("close", () => {
+    if (!res.writableFinished) current.destroy();
+  });
+  if (streamsBody) {
+    const source = credentials.bodyTransform ? req.pipe(credentials.bodyTransform()) : req;
+    if (source !== req) source.on("error", (err) => current.destroy(err));
+    req.on("data", (chunk) => {
+      bytesIn += chunk.length;
+    });
+    req.on("error", () => current.destroy());
+    source.pipe(current);
+  }
 }
 
 // src/proxy/http/responses.ts
@@ -45492,111 +45835,123 @@ function writeRawRefusal(socket, refusal, method) {
   writeRawJson(socket, refusal.status, refusalBody(refusal, method), { [DENY_HEADER]: refusal.code });
 }
 
-// src/proxy/http/scrubbed-response.ts
-import zlib2 from "node:zlib";
-var GZIP_OPTIONS = { flush: zlib2.constants.Z_SYNC_FLUSH };
-var BROTLI_OPTIONS = {
-  flush: zlib2.constants.BROTLI_OPERATION_FLUSH,
-  // Brotli's default quality (11) is for static assets; this runs on a live response.
-  params: { [zlib2.constants.BROTLI_PARAM_QUALITY]: 4 }
-};
-var CODECS = {
-  gzip: { decode: () => zlib2.createGunzip(), encode: () => zlib2.createGzip(GZIP_OPTIONS) },
-  deflate: { decode: () => zlib2.createInflate(), encode: () => zlib2.createDeflate(GZIP_OPTIONS) },
-  br: { decode: () => zlib2.createBrotliDecompress(), encode: () => zlib2.createBrotliCompress(BROTLI_OPTIONS) }
-};
-CODECS["x-gzip"] = CODECS.gzip;
-function bodyless(head) {
-  return head.method === "HEAD" || head.status === 204 || head.status === 304 || head.status < 200;
+// src/proxy/http/peers.ts
+function sniOf(listener, req) {
+  if (listener.scheme !== "https") return null;
+  const name = req.socket.servername;
+  return typeof name === "string" && name !== "" ? name : null;
 }
-function scrubResponse(injected, head) {
-  const scrubber = responseScrubber(injected);
-  if (!scrubber) return null;
-  let replacedInHead = 0;
-  const scrub = (text) => {
-    const scrubbed = scrubber.text(text);
-    replacedInHead += scrubbed.replacements;
-    return scrubbed.text;
-  };
-  const statusMessage = head.statusMessage === void 0 ? void 0 : scrub(head.statusMessage);
-  let headers = head.headers.map(([name, value]) => [scrub(name), scrub(value)]);
-  const annotations = (body) => () => {
-    const total = replacedInHead + (body?.replacements ?? 0);
-    return total > 0 ? [`scrubbed: ${total}`] : [];
-  };
-  if (bodyless(head)) {
-    return { kind: "relay", statusMessage, headers, body: (source) => source, annotations: annotations(null) };
-  }
-  const codings = headerValues2(headers, "content-encoding").flatMap((v) => v.split(",")).map((c) => c.trim().toLowerCase()).filter((c) => c !== "" && c !== "identity");
-  const codec2 = codings.length === 1 ? CODECS[codings[0]] : codings.length === 0 ? null : void 0;
-  if (codec2 === void 0) {
-    return {
-      kind: "refuse",
-      // The upstream's words, scrubbed above; cut short so a hostile header cannot flood the log line.
-      reason: `the response is encoded '${codings.join(", ").slice(0, 64)}', which the proxy cannot decode to remove the credential it injected`
-    };
-  }
-  if (codec2 !== null || !scrubber.lengthPreserving) headers = setHeader(headers, "Content-Length", null);
-  const transform2 = scrubber.body();
+function requestFrom(listener, req, body) {
   return {
-    kind: "relay",
-    statusMessage,
-    headers,
-    body(source, onError) {
-      const stages = codec2 ? [codec2.decode(), transform2, codec2.encode()] : [transform2];
-      let failed = false;
-      const fail2 = (err) => {
-        if (failed) return;
-        failed = true;
-        for (const stage of stages) stage.destroy();
-        onError(err);
-      };
-      source.on("close", () => {
-        if (!source.readableEnded) for (const stage of stages) stage.destroy();
-      });
-      let out = source;
-      for (const stage of stages) {
-        stage.on("error", fail2);
-        out = out.pipe(stage);
-      }
-      return out;
-    },
-    annotations: annotations(transform2)
+    listener,
+    method: req.method ?? "",
+    rawTarget: req.url ?? "",
+    headers: pairsFromRaw(req.rawHeaders),
+    sni: sniOf(listener, req),
+    body
   };
 }
-
-// src/proxy/http/upstream-head.ts
-function framingOf(headers) {
-  if (headers["transfer-encoding"] !== void 0) return { kind: "chunked" };
-  const length = headers["content-length"];
-  if (length === void 0) return { kind: "none" };
-  const bytes = Number(length);
-  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error("unparseable Content-Length");
-  return { kind: "length", bytes };
+function readBounded(req, maxBytes) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    let size = 0;
+    const onData = (chunk) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        req.off("data", onData);
+        req.resume();
+        resolve("too-large");
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on("data", onData);
+    req.on("end", () => resolve(Buffer.concat(chunks, size)));
+    req.on("error", () => resolve("aborted"));
+    req.on("aborted", () => resolve("aborted"));
+  });
 }
-var OWNED = /* @__PURE__ */ new Set(["host", "content-length", "transfer-encoding", "expect", "connection", "upgrade"]);
-function upstreamHead(input2) {
-  const { target: target2 } = input2.credentials;
-  if (!target2.startsWith("/")) throw new Error("an upstream target must be origin-form");
-  if (input2.websocket && input2.framing.kind !== "none") throw new Error("a WebSocket handshake carries no body");
-  const headers = [["Host", input2.authority]];
-  for (const pair of input2.credentials.headers) {
-    if (!OWNED.has(pair[0].toLowerCase())) headers.push(pair);
+var Http1Peer = class {
+  constructor(req, res, expectsContinue, limits) {
+    this.req = req;
+    this.res = res;
+    this.limits = limits;
+    this.announced = hasRequestBody(req.headers);
+    this.awaitingContinue = expectsContinue;
   }
-  switch (input2.framing.kind) {
-    case "length":
-      headers.push(["Content-Length", String(input2.framing.bytes)]);
-      break;
-    case "chunked":
-      headers.push(["Transfer-Encoding", "chunked"]);
-      break;
-    case "none":
-      break;
+  req;
+  res;
+  limits;
+  announced;
+  /** The client sent `Expect: 100-continue` and has not been told to go on: its body is not on the wire yet. */
+  awaitingContinue;
+  framing() {
+    return framingOf(this.req.headers);
   }
-  if (input2.expectContinue && input2.framing.kind !== "none") headers.push(["Expect", "100-continue"]);
-  if (input2.websocket) headers.push(["Connection", "Upgrade"], ["Upgrade", "websocket"]);
-  return { method: input2.method, target: target2, port: input2.port, headers };
-}
+  /** Tells a client waiting for `100 Continue` to send its body (once). */
+  sendContinue() {
+    if (!this.awaitingContinue) return;
+    this.awaitingContinue = false;
+    this.res.writeContinue();
+  }
+  read(maxBytes) {
+    this.sendContinue();
+    return this.announced ? readBounded(this.req, maxBytes) : Promise.resolve(Buffer.alloc(0));
+  }
+  refuse(refusal, method, record2) {
+    const { req, res } = this;
+    if (this.awaitingContinue || !this.announced || req.complete) {
+      record2(0);
+      sendRefusal(res, refusal, method, this.awaitingContinue && !req.complete);
+      return;
+    }
+    let drained = 0;
+    let answered = false;
+    const answer = (complete) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      record2(drained);
+      sendRefusal(res, refusal, method, !complete);
+    };
+    const timer = setTimeout(() => answer(false), this.limits.drainTimeoutMs);
+    timer.unref();
+    req.on("data", (chunk) => {
+      drained += chunk.length;
+      if (drained > this.limits.drainBytes) answer(false);
+    });
+    req.on("end", () => answer(true));
+    req.on("error", () => answer(false));
+  }
+  fail(failure2, body) {
+    sendProxyError(this.res, failure2.status, body, failure2.closeConnection ?? !this.req.complete);
+  }
+  abandon() {
+    this.res.destroy();
+  }
+};
+var NO_BODY = {
+  announced: false,
+  framing: () => ({ kind: "none" }),
+  read: () => Promise.resolve(Buffer.alloc(0))
+};
+var SocketPeer = class {
+  constructor(socket) {
+    this.socket = socket;
+  }
+  socket;
+  body = NO_BODY;
+  refuse(refusal, method, record2) {
+    record2(0);
+    writeRawRefusal(this.socket, refusal, method);
+  }
+  fail(failure2, body) {
+    writeRawJson(this.socket, failure2.status, JSON.stringify(body));
+  }
+  abandon() {
+    this.socket.destroy();
+  }
+};
 
 // src/proxy/http/websocket.ts
 import { createHash as createHash3 } from "node:crypto";
@@ -45655,28 +46010,19 @@ function headBlock(statusLine, headers) {
   return statusLine + "\r\n" + headers.map(([n, v]) => `${n}: ${v}\r
 `).join("") + "\r\n";
 }
-function forwardUpgrade(ctx, listener, req, socket, head) {
-  socket.on("error", () => socket.destroy());
-  const admission = admitIncoming(ctx, listener, req);
-  const x = exchangeFor(listener, req, admission);
-  const deny = (refusal) => {
-    logRefusal(ctx, x, refusal);
-    writeRawRefusal(socket, refusal, x.method);
-  };
-  if (admission.kind === "deny") return deny(admission);
-  const requestHeaders = pairsFromRaw(req.rawHeaders);
-  const problem = handshakeProblem(x.method, requestHeaders, hasRequestBody(req.headers));
+function handshakeRefusal(admission, request, hasBody) {
+  const problem = handshakeProblem(request.method, request.headers, hasBody);
   if (problem) {
-    return deny({
+    return {
       kind: "deny",
       ...problem,
       host: admission.host,
       path: admission.target,
       hint: problem.code === "method_not_allowed" ? "open the WebSocket with a GET request" : FIXED_HINTS[problem.code]
-    });
+    };
   }
   if (bodyFiltersFor(admission)?.graphql !== void 0) {
-    return deny({
+    return {
       kind: "deny",
       status: 403,
       code: "graphql_operation_blocked",
@@ -45684,336 +46030,117 @@ function forwardUpgrade(ctx, listener, req, socket, head) {
       path: admission.target,
       reason: `GraphQL operation '<unparseable>' is not allowed by ${admission.rule}: a protocol upgrade carries operations the filter cannot inspect`,
       hint: "send GraphQL operations as POST requests to this entry"
-    });
+    };
   }
-  const key = headerValues2(requestHeaders, "sec-websocket-key")[0].trim();
-  const upstreamError = (reason) => {
-    logUpstreamError(ctx, x, reason);
-    writeRawJson(
-      socket,
-      502,
-      JSON.stringify({ error: "upstream_error", method: x.method, host: x.host, path: x.path, reason })
+  return null;
+}
+function forwardUpgrade(ctx, listener, req, socket, head) {
+  socket.on("error", () => socket.destroy());
+  const peer = new SocketPeer(socket);
+  const request = requestFrom(listener, req, peer.body);
+  const hasBody = hasRequestBody(req.headers);
+  runStages(ctx, request, peer, {
+    check: (admission) => handshakeRefusal(admission, request, hasBody),
+    filtersBody: false
+  }).then((forwardable) => {
+    if (forwardable) forwardHandshake(ctx, forwardable, request, peer, head);
+  }).catch(() => socket.destroy());
+}
+function forwardHandshake(ctx, forwardable, request, peer, head) {
+  const { exchange, admission, route, credentials } = forwardable;
+  const { socket } = peer;
+  const key = headerValues2(request.headers, "sec-websocket-key")[0].trim();
+  const upstreamError = (reason) => failExchange(ctx, exchange, peer, { status: 502, error: "upstream_error", reason });
+  const forwarded = upstreamHead({
+    method: "GET",
+    authority: admission.authority,
+    port: route.port,
+    credentials,
+    framing: { kind: "none" },
+    websocket: true
+  });
+  const upstream = ctx.connector.request({
+    tls: exchange.listener.scheme === "https",
+    address: route.address,
+    port: forwarded.port,
+    host: admission.host,
+    method: forwarded.method,
+    target: forwarded.target,
+    headers: flatten(forwarded.headers),
+    dedicated: true
+  });
+  socket.on("close", () => upstream.destroy());
+  const logHandshake = (status, scrubbedAnnotations = []) => logAllowed(ctx, exchange, admission, {
+    status,
+    bytesIn: 0,
+    bytesOut: 0,
+    annotations: [...credentials.annotations, ...scrubbedAnnotations]
+  });
+  upstream.on("error", (err) => {
+    if (socket.writable) upstreamError(describeUpstreamError(err));
+  });
+  const scrubbed = (upstreamRes, headers) => credentials.injected ? scrubResponse(credentials.injected, {
+    method: "GET",
+    status: upstreamRes.statusCode ?? 502,
+    statusMessage: upstreamRes.statusMessage,
+    headers
+  }) : null;
+  upstream.on("upgrade", (upstreamRes, upstreamSocket, upstreamHead2) => {
+    const responseHeaders = pairsFromRaw(upstreamRes.rawHeaders);
+    const refused = acceptProblem(key, upstreamRes.statusCode ?? 0, responseHeaders);
+    if (refused !== null) {
+      upstreamSocket.destroy();
+      return upstreamError(refused);
+    }
+    const scrubbedHead = scrubbed(upstreamRes, responseHeaders);
+    const answer = scrubbedHead?.kind === "relay" ? scrubbedHead : null;
+    const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
+    socket.write(
+      headBlock(`HTTP/1.1 101 ${message ?? "Switching Protocols"}`, answer ? answer.headers : responseHeaders)
     );
-  };
-  void (async () => {
-    const route = await ctx.route(admission.host, admission.port);
-    if (route.kind === "forbidden") return deny(addressRefusal(admission, route.reason));
-    if (route.kind === "failed") return upstreamError(route.reason);
-    const requestHead = credentialHead(listener, req, x, admission);
-    const prepared = await prepareCredentials(ctx, requestHead, () => Promise.resolve(Buffer.alloc(0)));
-    if (prepared.kind === "failed") return upstreamError(prepared.reason);
-    logCredentialEvents(ctx, prepared.result);
-    const forwarded = upstreamHead({
-      method: "GET",
-      authority: admission.authority,
-      port: route.port,
-      credentials: prepared.result,
-      framing: { kind: "none" },
-      websocket: true
-    });
-    const upstream = ctx.connector.request({
-      tls: listener.scheme === "https",
-      address: route.address,
-      port: forwarded.port,
-      host: admission.host,
-      method: forwarded.method,
-      target: forwarded.target,
-      headers: flatten(forwarded.headers),
-      dedicated: true
-    });
-    socket.on("close", () => upstream.destroy());
-    const logHandshake = (status, scrubbedAnnotations = []) => logAllowed(ctx, x, admission, {
-      status,
-      bytesIn: 0,
-      bytesOut: 0,
-      annotations: [...prepared.result.annotations, ...scrubbedAnnotations]
-    });
-    upstream.on("error", (err) => {
-      if (socket.writable) upstreamError(describeUpstreamError(err));
-    });
-    const scrubbed = (upstreamRes, headers) => prepared.result.injected ? scrubResponse(prepared.result.injected, {
-      method: "GET",
-      status: upstreamRes.statusCode ?? 502,
-      statusMessage: upstreamRes.statusMessage,
-      headers
-    }) : null;
-    upstream.on("upgrade", (upstreamRes, upstreamSocket, upstreamHead2) => {
-      const responseHeaders = pairsFromRaw(upstreamRes.rawHeaders);
-      const refused = acceptProblem(key, upstreamRes.statusCode ?? 0, responseHeaders);
-      if (refused !== null) {
-        upstreamSocket.destroy();
-        return upstreamError(refused);
-      }
-      const scrubbedHead = scrubbed(upstreamRes, responseHeaders);
-      const answer = scrubbedHead?.kind === "relay" ? scrubbedHead : null;
-      const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
-      socket.write(
-        headBlock(`HTTP/1.1 101 ${message ?? "Switching Protocols"}`, answer ? answer.headers : responseHeaders)
-      );
-      if (upstreamHead2.length > 0) socket.write(upstreamHead2);
-      if (head.length > 0) upstreamSocket.write(head);
-      upstreamSocket.on("error", () => socket.destroy());
-      socket.on("error", () => upstreamSocket.destroy());
-      upstreamSocket.on("close", () => socket.destroy());
-      socket.on("close", () => upstreamSocket.destroy());
-      upstreamSocket.pipe(socket);
-      socket.pipe(upstreamSocket);
-      logHandshake(101, answer?.annotations());
-    });
-    upstream.on("response", (upstreamRes) => {
-      const answer = scrubbed(upstreamRes, withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders)));
-      if (answer?.kind === "refuse") {
-        upstreamRes.destroy();
-        return upstreamError(answer.reason);
-      }
-      const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
-      const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${message ?? ""}`;
-      const responseHeaders = answer ? answer.headers : withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
-      responseHeaders.push(["Connection", "close"]);
-      socket.write(headBlock(status, responseHeaders));
-      if (!answer) {
-        upstreamRes.pipe(socket);
-        return logHandshake(upstreamRes.statusCode ?? 502);
-      }
-      const body = answer.body(upstreamRes, () => socket.destroy());
-      body.pipe(socket);
-      let logged = false;
-      const logOnce = () => {
-        if (logged) return;
-        logged = true;
-        logHandshake(upstreamRes.statusCode ?? 502, answer.annotations());
-      };
-      body.once("end", logOnce);
-      socket.once("close", logOnce);
-    });
-    upstream.end();
-  })().catch(() => socket.destroy());
+    if (upstreamHead2.length > 0) socket.write(upstreamHead2);
+    if (head.length > 0) upstreamSocket.write(head);
+    upstreamSocket.on("error", () => socket.destroy());
+    socket.on("error", () => upstreamSocket.destroy());
+    upstreamSocket.on("close", () => socket.destroy());
+    socket.on("close", () => upstreamSocket.destroy());
+    upstreamSocket.pipe(socket);
+    socket.pipe(upstreamSocket);
+    logHandshake(101, answer?.annotations());
+  });
+  upstream.on("response", (upstreamRes) => {
+    const answer = scrubbed(upstreamRes, withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders)));
+    if (answer?.kind === "refuse") {
+      upstreamRes.destroy();
+      return upstreamError(answer.reason);
+    }
+    const message = answer ? answer.statusMessage : upstreamRes.statusMessage;
+    const status = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${message ?? ""}`;
+    const responseHeaders = answer ? answer.headers : withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
+    responseHeaders.push(["Connection", "close"]);
+    socket.write(headBlock(status, responseHeaders));
+    if (!answer) {
+      upstreamRes.pipe(socket);
+      return logHandshake(upstreamRes.statusCode ?? 502);
+    }
+    const body = answer.body(upstreamRes, () => socket.destroy());
+    body.pipe(socket);
+    let logged = false;
+    const logOnce = () => {
+      if (logged) return;
+      logged = true;
+      logHandshake(upstreamRes.statusCode ?? 502, answer.annotations());
+    };
+    body.once("end", logOnce);
+    socket.once("close", logOnce);
+  });
+  upstream.end();
 }
 
 // src/proxy/http/handler.ts
-function refuse2(ctx, req, res, x, refusal, expectContinue) {
-  if (expectContinue || !hasRequestBody(req.headers) || req.complete) {
-    logRefusal(ctx, x, refusal);
-    sendRefusal(res, refusal, x.method, expectContinue && !req.complete);
-    return;
-  }
-  let drained = 0;
-  let answered = false;
-  const answer = (complete) => {
-    if (answered) return;
-    answered = true;
-    clearTimeout(timer);
-    logRefusal(ctx, x, refusal, drained);
-    sendRefusal(res, refusal, x.method, !complete);
-  };
-  const timer = setTimeout(() => answer(false), ctx.limits.drainTimeoutMs);
-  timer.unref();
-  req.on("data", (chunk) => {
-    drained += chunk.length;
-    if (drained > ctx.limits.drainBytes) answer(false);
-  });
-  req.on("end", () => answer(true));
-  req.on("error", () => answer(false));
-}
-async function handleRequest(ctx, listener, req, res, expectContinue) {
-  const admission = admitIncoming(ctx, listener, req);
-  const x = exchangeFor(listener, req, admission);
-  if (admission.kind === "deny") {
-    refuse2(ctx, req, res, x, admission, expectContinue);
-    return;
-  }
-  const filters = bodyFiltersFor(admission);
-  const filtered = filters ? await runBodyFilters(ctx.allowlist, req, res, admission, filters, expectContinue) : null;
-  if (filtered?.kind === "aborted") {
-    res.destroy();
-    return;
-  }
-  if (filtered?.kind === "refuse") {
-    refuse2(ctx, req, res, x, filtered.refusal, false);
-    return;
-  }
-  const inspected = filtered?.body ?? null;
-  const route = await ctx.route(admission.host, admission.port);
-  if (route.kind === "forbidden") {
-    refuse2(ctx, req, res, x, addressRefusal(admission, route.reason), expectContinue && inspected === null);
-    return;
-  }
-  if (route.kind === "failed") {
-    logUpstreamError(ctx, x, route.reason);
-    sendProxyError(res, 502, upstreamErrorBody(x, route.reason), !req.complete);
-    return;
-  }
-  const head = credentialHead(listener, req, x, admission);
-  const prepared = await prepareCredentials(ctx, head, (maxBytes) => {
-    if (inspected !== null) return Promise.resolve(inspected.length > maxBytes ? "too-large" : inspected);
-    if (expectContinue) res.writeContinue();
-    return readBounded(req, maxBytes);
-  });
-  if (prepared.kind === "failed") {
-    logUpstreamError(ctx, x, prepared.reason);
-    sendProxyError(
-      res,
-      prepared.status,
-      {
-        ...upstreamErrorBody(x, prepared.reason),
-        error: prepared.status === 413 ? "request_body_too_large" : "proxy_error"
-      },
-      true
-    );
-    return;
-  }
-  if (inspected !== null && prepared.result.bodyTransform) {
-    const reason = "a streaming-signed body cannot pass a body filter";
-    logUpstreamError(ctx, x, reason);
-    sendProxyError(res, 500, { ...upstreamErrorBody(x, reason), error: "proxy_error" }, true);
-    return;
-  }
-  logCredentialEvents(ctx, prepared.result);
-  const result = !filtered ? prepared.result : {
-    ...prepared.result,
-    // A rewritten body travels decoded; the filters never change anything else.
-    headers: filtered.decoded ? setHeader(prepared.result.headers, "Content-Encoding", null) : prepared.result.headers,
-    annotations: [...filtered.annotations, ...prepared.result.annotations]
-  };
-  forward(ctx, req, res, x, admission, route, result, prepared.body ?? inspected, expectContinue && inspected === null);
-}
-function upstreamErrorBody(x, reason) {
-  return { error: "upstream_error", method: x.method, host: x.host, path: x.path, reason };
-}
-var waitingOn = /* @__PURE__ */ new WeakMap();
-function whenConnectionCloses(socket, onClose) {
-  let waiting = waitingOn.get(socket);
-  if (!waiting) {
-    const set3 = /* @__PURE__ */ new Set();
-    waiting = set3;
-    waitingOn.set(socket, set3);
-    socket.once("close", () => {
-      for (const f of [...set3]) f();
-      set3.clear();
-    });
-  }
-  waiting.add(onClose);
-  const set2 = waiting;
-  return () => void set2.delete(onClose);
-}
-function forward(ctx, req, res, x, admission, route, result, body, expectContinue) {
-  const head = upstreamHead({
-    method: x.method,
-    authority: admission.authority,
-    port: route.port,
-    credentials: result,
-    framing: body !== null ? { kind: "length", bytes: body.length } : framingOf(req.headers),
-    expectContinue: expectContinue && body === null
-  });
-  const headers = flatten(head.headers);
-  const streamsBody = body === null && hasRequestBody(req.headers);
-  let bytesIn = body?.length ?? 0;
-  let responded = false;
-  let finished = false;
-  let continued = false;
-  if (req.socket.destroyed) return;
-  const stopWatching = whenConnectionCloses(req.socket, () => {
-    if (finished) return;
-    finished = true;
-    current.destroy();
-    logUpstreamError(ctx, x, "the client connection closed before the answer was sent");
-  });
-  const dispatch = (retry) => {
-    const upstream = ctx.connector.request({
-      tls: x.listener.scheme === "https",
-      address: route.address,
-      port: head.port,
-      host: admission.host,
-      method: head.method,
-      target: head.target,
-      headers
-    });
-    upstream.on("continue", () => {
-      if (expectContinue && !continued) {
-        continued = true;
-        res.writeContinue();
-      }
-    });
-    upstream.on("error", (err) => {
-      if (responded || finished) return;
-      if (retry && upstream.reusedSocket && !streamsBody && (err.code === "ECONNRESET" || err.code === "EPIPE")) {
-        current = dispatch(false);
-        return;
-      }
-      finished = true;
-      stopWatching();
-      const reason = describeUpstreamError(err);
-      logUpstreamError(ctx, x, reason);
-      sendProxyError(res, 502, upstreamErrorBody(x, reason), !req.complete);
-    });
-    upstream.on("response", (upstreamRes) => relay(upstreamRes));
-    if (body !== null) upstream.end(body);
-    else if (!streamsBody) upstream.end();
-    return upstream;
-  };
-  const relay = (upstreamRes) => {
-    responded = true;
-    const status = upstreamRes.statusCode ?? 502;
-    let responseHeaders = withoutHopByHop(pairsFromRaw(upstreamRes.rawHeaders));
-    const scrubbed = result.injected ? scrubResponse(result.injected, {
-      method: x.method,
-      status,
-      statusMessage: upstreamRes.statusMessage,
-      headers: responseHeaders
-    }) : null;
-    if (scrubbed?.kind === "refuse") {
-      finished = true;
-      stopWatching();
-      upstreamRes.destroy();
-      logUpstreamError(ctx, x, scrubbed.reason);
-      sendProxyError(res, 502, upstreamErrorBody(x, scrubbed.reason), !req.complete);
-      return;
-    }
-    if (scrubbed) responseHeaders = scrubbed.headers;
-    if (expectContinue && !continued && !req.complete) responseHeaders.push(["Connection", "close"]);
-    res.writeHead(status, scrubbed ? scrubbed.statusMessage : upstreamRes.statusMessage, flatten(responseHeaders));
-    let bytesOut = 0;
-    let settled = false;
-    const settle2 = (err) => {
-      if (settled) return;
-      settled = true;
-      const abandoned = finished;
-      finished = true;
-      stopWatching();
-      if (abandoned) return;
-      if (err) {
-        upstreamRes.destroy();
-        res.destroy();
-        logUpstreamError(ctx, x, `response interrupted after ${bytesOut} bytes: ${describeUpstreamError(err)}`);
-        return;
-      }
-      const annotations = scrubbed ? [...result.annotations, ...scrubbed.annotations()] : result.annotations;
-      logAllowed(ctx, x, admission, { status, bytesIn, bytesOut, annotations });
-    };
-    upstreamRes.on("error", settle2);
-    res.on("finish", () => settle2(null));
-    res.on("close", () => {
-      if (!res.writableFinished) settle2(new Error("the client closed the connection"));
-    });
-    const body2 = scrubbed ? scrubbed.body(upstreamRes, settle2) : upstreamRes;
-    body2.on("data", (chunk) => {
-      bytesOut += chunk.length;
-    });
-    body2.pipe(res);
-  };
-  let current = dispatch(true);
-  res.on("close", () => {
-    if (!res.writableFinished) current.destroy();
-  });
-  if (streamsBody) {
-    const source = result.bodyTransform ? req.pipe(result.bodyTransform()) : req;
-    if (source !== req) source.on("error", (err) => current.destroy(err));
-    req.on("data", (chunk) => {
-      bytesIn += chunk.length;
-    });
-    req.on("error", () => current.destroy());
-    source.pipe(current);
-  }
+async function handleRequest(ctx, listener, peer) {
+  const forwardable = await runStages(ctx, requestFrom(listener, peer.req, peer), peer, { filtersBody: true });
+  if (forwardable) forwardRequest(ctx, forwardable, peer);
 }
 function attachProxyHandlers(server, listener, ctx) {
   const answering = /* @__PURE__ */ new WeakMap();
@@ -46023,7 +46150,8 @@ function attachProxyHandlers(server, listener, ctx) {
       return;
     }
     answering.set(req.socket, res);
-    handleRequest(ctx, listener, req, res, expectContinue).catch((err) => {
+    const peer = new Http1Peer(req, res, expectContinue, ctx.limits);
+    handleRequest(ctx, listener, peer).catch((err) => {
       sendProxyError(
         res,
         500,
@@ -46036,13 +46164,15 @@ function attachProxyHandlers(server, listener, ctx) {
   server.on("checkContinue", onRequest(true));
   server.on("connect", (req, socket) => {
     socket.on("error", () => socket.destroy());
-    const refusal = admitIncoming(ctx, listener, req);
-    const x = exchangeFor(listener, req, refusal);
-    x.url = req.url ?? "-";
-    if (refusal.kind === "deny") {
-      logRefusal(ctx, x, refusal);
-      writeRawRefusal(socket, refusal, x.method);
-    } else socket.destroy();
+    const peer = new SocketPeer(socket);
+    const request = requestFrom(listener, req, peer.body);
+    const admitted = admitStage(ctx, request);
+    if (admitted.kind !== "deny") {
+      socket.destroy();
+      return;
+    }
+    const exchange = { ...describeExchange(request, admitted.refusal), url: req.url ?? "-" };
+    deny(ctx, exchange, peer, admitted.refusal);
   });
   server.on("upgrade", (req, socket, head) => {
     forwardUpgrade(ctx, listener, req, socket, head);
