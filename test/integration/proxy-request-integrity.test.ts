@@ -103,9 +103,10 @@ async function exchange(
   });
   socket.on('error', () => undefined);
   const done = new Promise<void>((resolve) => socket.on('close', () => ((closed = true), resolve())));
+  // The first wait is long (a loaded machine may take seconds to answer); once bytes flow, `ms` of silence ends it.
   const quiet = (ms: number, until: () => boolean) =>
     new Promise<void>((resolve) => {
-      let timer = setTimeout(finish, ms);
+      let timer = setTimeout(finish, Math.max(ms, 5000));
       function finish() {
         onData = null;
         resolve();
