@@ -30,8 +30,10 @@ import { clientSign, s3GetInput } from '../helpers/aws-client-signer.js';
 function reference(input: Buffer, values: readonly InjectedValue[]): { output: Buffer; count: number } {
   const needles = values
     .map((v) => ({ bytes: Buffer.from(v.sent), replacement: Buffer.from(v.sandbox) }))
-    .filter((n, i, all) => n.bytes.length > 0 && all.findIndex((m) => m.bytes.equals(n.bytes)) === i)
-    .filter((n) => !n.bytes.equals(n.replacement));
+    // A pair that maps a value to itself replaces nothing, so it never hides a later pair for the same value
+    // (which does map it back): identity pairs go first, then the first remaining pair per value wins.
+    .filter((n) => !n.bytes.equals(n.replacement))
+    .filter((n, i, all) => n.bytes.length > 0 && all.findIndex((m) => m.bytes.equals(n.bytes)) === i);
   const out: Buffer[] = [];
   let count = 0;
   let i = 0;
@@ -101,6 +103,15 @@ void describe('the body transform agrees with the oracle however the body is cut
     fc.record({ sent: needle, sandbox: fc.string({ unit: fc.constantFrom('S', 'T', 'a'), maxLength: 9 }) }),
     { minLength: 1, maxLength: 4 },
   );
+  // Found by a random seed: [{a→a}, {a→''}] over the body 'a' — the identity pair must not shadow the second.
+  void it('an identity pair does not shadow a later pair for the same value', async () => {
+    const vals: InjectedValue[] = [
+      { sent: 'a', sandbox: 'a' },
+      { sent: 'a', sandbox: '' },
+    ];
+    const got = await streamed(responseScrubber(vals)!, [Buffer.from('xax')]);
+    assert.deepEqual([got.output.toString(), got.count], ['xx', 1]);
+  });
 
   void it('random needles (overlapping, prefixes of one another), random text, random chunk boundaries', async () => {
     await fc.assert(
