@@ -1,12 +1,12 @@
 /**
  * `npm run bench:topology`: the proxy where users meet it. The same load generator runs in an airlock sandbox (its
- * requests go through the real proxy container), in a plain container on the upstream's bridge ("direct"), and in a
- * plain container talking to Debian's nginx and to mitmproxy on the host, each configured as a TLS-terminating
- * reverse proxy in front of the same upstream container (bench/real/topology.ts draws the picture). Rounds are
+ * requests go through the real proxy container), in a plain container on the upstream's bridge ("direct"), and in
+ * plain containers talking to Debian's nginx and to mitmproxy, each a TLS-terminating reverse proxy in a container
+ * placed like airlock's, two networks away from the same upstream (bench/real/topology.ts draws the picture). Rounds are
  * interleaved, so machine noise hits every target alike; each ratio is taken within a round, the table shows
  * medians over rounds. Writes the "Proxy in the real topology" section of docs/benchmarks.md.
  *
- *   npm run bench:topology [-- --rounds N --phase-ms MS --only airlock,direct --no-write]
+ *   npm run bench:topology [-- --rounds N --phase-ms MS --only airlock,direct --phases keepalive,rss --no-write]
  */
 import { mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -32,7 +32,7 @@ import {
   startNginx,
   upstreamPid,
   writeDocSection,
-  type HostProxy,
+  type ComparisonProxy,
   type Topology,
 } from './real/topology.js';
 
@@ -41,6 +41,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     'phase-ms': { type: 'string', default: '5000' },
     only: { type: 'string' },
+    phases: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
   },
 });
@@ -56,6 +57,7 @@ const JOB: Omit<LoadJob, 'port'> = {
   downloads: 4,
   rssConnections: 200,
   rssMs: 3000,
+  ...(values.phases ? { phases: values.phases.split(',') as NonNullable<LoadJob['phases']> } : {}),
 };
 
 interface Figures extends LoadResult {
@@ -112,15 +114,16 @@ async function measure(target: Target, topology: Topology, upstream: number): Pr
   };
 }
 
-function targets(topology: Topology, workspace: string, hostProxies: HostProxy[]): Target[] {
+function targets(topology: Topology, workspace: string, proxies: ComparisonProxy[]): Target[] {
   const job = (port: number) => JSON.stringify({ ...JOB, port } satisfies LoadJob);
   const client = ['node', `${BENCH_MOUNT}/load-client.mjs`];
-  const viaHost = (proxy: HostProxy): Target => ({
+  const through = (proxy: ComparisonProxy): Target => ({
     name: proxy.name as Target['name'],
-    argv: plainContainer(topology, { address: topology.gateway, env: { NODE_EXTRA_CA_CERTS: proxy.caInContainer } }, [
-      ...client,
-      job(proxy.port),
-    ]),
+    argv: plainContainer(
+      topology,
+      { address: proxy.address, network: proxy.network, env: { NODE_EXTRA_CA_CERTS: proxy.caInContainer } },
+      [...client, job(proxy.port)],
+    ),
     cwd: topology.work,
     proxyPid: () => proxy.pid(),
   });
@@ -141,7 +144,7 @@ function targets(topology: Topology, workspace: string, hostProxies: HostProxy[]
       cwd: workspace,
       proxyPid: (clientPid) => proxyPidOf(clientPid),
     },
-    ...hostProxies.map(viaHost),
+    ...proxies.map(through),
   ];
 }
 
@@ -164,17 +167,18 @@ async function main(): Promise<void> {
   const started = new Date();
   const loadAtStart = loadAverage();
   const topology = await openTopology(null);
-  const hostProxies: HostProxy[] = [];
+  const proxies: ComparisonProxy[] = [];
   try {
     const workspace = join(topology.work, 'workspace');
     await mkdir(workspace, { recursive: true });
     await airlockWorkspace(topology, workspace);
     const only = values.only?.split(',');
     const wanted = (name: string) => !only || only.includes(name);
-    if (wanted('airlock-host')) hostProxies.push(await startAirlockOnHost(topology));
-    if (wanted('nginx')) hostProxies.push(await startNginx(topology));
-    if (wanted('mitmproxy')) hostProxies.push(await startMitmproxy(topology));
-    const all = targets(topology, workspace, hostProxies).filter((t) => wanted(t.name));
+    // airlock's proxy program on the host is a diagnostic (see startAirlockOnHost): only when asked for by name.
+    if (only?.includes('airlock-host')) proxies.push(await startAirlockOnHost(topology));
+    if (wanted('nginx')) proxies.push(await startNginx(topology));
+    if (wanted('mitmproxy')) proxies.push(await startMitmproxy(topology));
+    const all = targets(topology, workspace, proxies).filter((t) => wanted(t.name));
     const upstream = upstreamPid(topology);
     const rounds: Array<Map<string, Figures>> = [];
     for (let round = 0; round < ROUNDS; round++) {
@@ -246,8 +250,10 @@ async function main(): Promise<void> {
       'Topology: the load generator (Node https, TLS verified) runs in the airlock sandbox, whose only peer is the ' +
         'proxy container; "direct" is the same generator in a plain container on the upstream\'s bridge; nginx (Debian, ' +
         'one worker, keep-alive upstream pool, upstream TLS verified, bodies streamed, access log on) and mitmproxy ' +
-        '(mitmdump, reverse mode, no addon) run on the host and listen on the bridge address, the generator in a plain ' +
-        'container on the bridge. The upstream is a Node HTTPS server in its own container (64-byte body; large bodies ' +
+        "(Debian, mitmdump, reverse mode, no addon) run in containers placed like airlock's proxy (a front network " +
+        'for the generator, a back network towards the upstream, the host routing between bridges), because ' +
+        'containers here share one CPU weight against every host process and a proxy on the host would be measured ' +
+        'with an advantage. The upstream is a Node HTTPS server in its own container (64-byte body; large bodies ' +
         `streamed). Each phase runs ${PHASE_MS / 1000} s; the airlock column is measured inside one \`airlock run\` ` +
         "(start-up is the Startup section's business). CPU is read from /proc for the proxy process (nginx: its worker).",
       '',
@@ -259,12 +265,12 @@ async function main(): Promise<void> {
       ...targetsMet,
     ].join('\n');
     process.stdout.write(`${markdown}\n`);
-    if (!values['no-write'] && !only) {
+    if (!values['no-write'] && !only && !values.phases) {
       await writeDocSection('Proxy in the real topology', markdown);
       say('written to docs/benchmarks.md');
     }
   } finally {
-    for (const p of hostProxies) await p.close();
+    for (const p of proxies) await p.close();
     await topology.close();
   }
 }

@@ -21,6 +21,8 @@ export interface LoadJob {
   downloads: number;
   rssConnections: number;
   rssMs: number;
+  /** Only these phases (default: all); the warm-up always runs. */
+  phases?: Array<'keepalive' | 'newconn' | 'download' | 'rss'>;
 }
 
 export interface LoadResult {
@@ -85,36 +87,48 @@ const percentile = (sorted: number[], p: number) =>
 
 export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const errors: { count: number; first?: string } = { count: 0 };
+  const wanted = (phase: NonNullable<LoadJob['phases']>[number]) => !job.phases || job.phases.includes(phase);
   await closedLoop(job, 8, 1000, true, errors);
 
-  mark('keepalive', 'start');
-  const ka = await closedLoop(job, job.keepAliveConnections, job.phaseMs, true, errors);
-  mark('keepalive', 'end');
+  let ka: number[] = [];
+  if (wanted('keepalive')) {
+    mark('keepalive', 'start');
+    ka = await closedLoop(job, job.keepAliveConnections, job.phaseMs, true, errors);
+    mark('keepalive', 'end');
+  }
   const sorted = [...ka].sort((a, b) => a - b);
 
-  mark('newconn', 'start');
-  const nc = await closedLoop(job, job.newConnectionConcurrency, job.phaseMs, false, errors);
-  mark('newconn', 'end');
-
-  mark('download', 'start');
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
-  const t0 = performance.now();
-  let bytes = 0;
-  for (let i = 0; i < job.downloads; i++) {
-    try {
-      bytes += await once(job, job.hosts[0]!, `/bytes/${job.downloadBytes}`, agent);
-    } catch (err) {
-      errors.count++;
-      errors.first ??= (err as Error).message;
-    }
+  let nc: number[] = [];
+  if (wanted('newconn')) {
+    mark('newconn', 'start');
+    nc = await closedLoop(job, job.newConnectionConcurrency, job.phaseMs, false, errors);
+    mark('newconn', 'end');
   }
-  const downloadMBps = bytes / MB / ((performance.now() - t0) / 1000);
-  agent.destroy();
-  mark('download', 'end');
 
-  mark('rss', 'start');
-  await closedLoop(job, job.rssConnections, job.rssMs, true, errors);
-  mark('rss', 'end');
+  let downloadMBps = NaN;
+  if (wanted('download')) {
+    mark('download', 'start');
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const t0 = performance.now();
+    let bytes = 0;
+    for (let i = 0; i < job.downloads; i++) {
+      try {
+        bytes += await once(job, job.hosts[0]!, `/bytes/${job.downloadBytes}`, agent);
+      } catch (err) {
+        errors.count++;
+        errors.first ??= (err as Error).message;
+      }
+    }
+    downloadMBps = bytes / MB / ((performance.now() - t0) / 1000);
+    agent.destroy();
+    mark('download', 'end');
+  }
+
+  if (wanted('rss')) {
+    mark('rss', 'start');
+    await closedLoop(job, job.rssConnections, job.rssMs, true, errors);
+    mark('rss', 'end');
+  }
 
   return {
     keepAliveRps: ka.length / (job.phaseMs / 1000),

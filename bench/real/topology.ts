@@ -1,19 +1,21 @@
 /**
  * The real topology the benchmarks measure, built from the machine's own engine (rootful Podman):
  *
- *   sandbox (airlock run) ──internal net── proxy container ──egress net── host ── bench bridge ── upstream container
- *   plain container ──────────────────────────────────────────────────────────── bench bridge ── upstream container
- *   plain container ── bench bridge ── nginx / mitmproxy on the host (bridge address) ── bench bridge ── upstream
+ *   sandbox ──sandbox net── airlock's proxy container ──egress net── (host routes) ── bench bridge ── upstream
+ *   client ──front net── nginx / mitmproxy container ──back net── (host routes) ── bench bridge ── upstream
+ *   client ──────────────────────────────────────────────────────────── bench bridge ── upstream ("direct")
  *
  * The upstream is a Node HTTPS server in a container on a bridge network of its own ("the bench bridge"); every
- * client is the same program in the same image. Nothing here leaves the machine: every name the clients use maps
- * to the upstream container (or to the host's address on the bench bridge for nginx and mitmproxy).
+ * client is the same program in the same image, and every proxy runs in a container, two networks away from the
+ * upstream, as airlock's does: containers on this machine share one CPU weight among them (cgroup v1 group
+ * scheduling under libpod_parent) against every process on the host, so a proxy on the host would be measured with
+ * an advantage the sandboxed path never has. Nothing here leaves the machine: every name the clients use maps to
+ * the upstream container or to the proxy under test.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -37,11 +39,15 @@ export const BENCH_MOUNT = '/bench';
 const NODE_IN_CONTAINER = '/usr/local/bin/node';
 
 export interface Topology {
+  id: string;
   work: string;
   network: string;
-  /** The host's address on the bench bridge (where nginx and mitmproxy listen). */
+  /** The host's address on the bench bridge. */
   gateway: string;
   upstreamIp: string;
+  /** The comparison proxies' two networks: clients on `front`, the way to the upstream through `back`. */
+  front: { name: string; subnetPrefix: string };
+  back: string;
   pki: TestPki;
   /** Host directory mounted read-only at /bench in every client: bundles, CA files. */
   benchDir: string;
@@ -99,14 +105,14 @@ export function nodeMount(): string[] {
   return ['-v', `${process.execPath}:${NODE_IN_CONTAINER}:ro`];
 }
 
-async function bridgeAddresses(network: string): Promise<{ gateway: string; subnet: string }> {
+async function bridgeAddresses(network: string): Promise<{ gateway: string; subnet: string; prefix: string }> {
   const out = must(
     [ENGINE, 'network', 'inspect', '--format', '{{range .Subnets}}{{.Subnet}} {{.Gateway}}{{"\\n"}}{{end}}', network],
     'reading the bench network',
   );
   const [subnet, gateway] = out.split('\n')[0]!.split(' ');
   if (!subnet || !gateway || !/^\d+\.\d+\.\d+\.1$/.test(gateway)) throw new Error(`unexpected bench subnet: ${out}`);
-  return { subnet, gateway };
+  return { subnet, gateway, prefix: gateway.replace(/\.1$/, '.') };
 }
 
 function waitForLine(child: ChildProcess, wanted: string, timeoutMs: number): Promise<void> {
@@ -127,7 +133,6 @@ function waitForLine(child: ChildProcess, wanted: string, timeoutMs: number): Pr
  * load routes. The upstream gets a fixed address (.10 of the new bridge) so its certificate can name it.
  */
 export async function openTopology(served: string | null): Promise<Topology> {
-  ensureDebianPackages([{ name: 'nginx', provides: '/usr/sbin/nginx' }]);
   await ensureTestImage(ENGINE);
   const id = `${process.pid}-${randomBytes(3).toString('hex')}`;
   const work = await mkdtemp(join(tmpdir(), 'airlock-bench-real-'));
@@ -136,17 +141,20 @@ export async function openTopology(served: string | null): Promise<Topology> {
   const servedDir = served ?? join(work, 'served');
   await mkdir(servedDir, { recursive: true });
   const network = `airlock-bench-${id}`;
-  must([ENGINE, 'network', 'create', network], 'creating the bench network');
+  const front = `airlock-bench-${id}-front`;
+  const back = `airlock-bench-${id}-back`;
   const children: ChildProcess[] = [];
   const upstreamName = `airlock-bench-upstream-${id}`;
   const close = async () => {
     spawnSync(ENGINE, ['rm', '-f', '-t', '0', upstreamName], { stdio: 'ignore' });
     for (const child of children) child.kill('SIGKILL');
-    spawnSync(ENGINE, ['network', 'rm', '-f', network], { stdio: 'ignore' });
+    for (const net of [network, front, back]) spawnSync(ENGINE, ['network', 'rm', '-f', net], { stdio: 'ignore' });
     await rm(work, { recursive: true, force: true });
   };
   try {
+    for (const net of [network, front, back]) must([ENGINE, 'network', 'create', net], 'creating a bench network');
     const { gateway } = await bridgeAddresses(network);
+    const frontPrefix = (await bridgeAddresses(front)).prefix;
     const upstreamIp = gateway.replace(/\.1$/, '.10');
     const pki = await makeTestPki(['*.bench.test', upstreamIp]);
     await writeFile(join(benchDir, 'certs/cert.pem'), pki.certPem);
@@ -186,7 +194,18 @@ export async function openTopology(served: string | null): Promise<Topology> {
     );
     children.push(upstream);
     await waitForLine(upstream, 'READY', 60_000);
-    return { work, network, gateway, upstreamIp, pki, benchDir, close };
+    return {
+      id,
+      work,
+      network,
+      gateway,
+      upstreamIp,
+      front: { name: front, subnetPrefix: frontPrefix },
+      back,
+      pki,
+      benchDir,
+      close,
+    };
   } catch (err) {
     await close();
     throw err;
@@ -243,10 +262,10 @@ export function runClient(
   });
 }
 
-/** A plain container on the bench bridge, the given names resolving to `address`. */
+/** A plain container on the bench bridge (or `network`), the bench names resolving to `address`. */
 export function plainContainer(
   topology: Topology,
-  options: { address: string; env?: Record<string, string>; mounts?: string[]; workdir?: string },
+  options: { address: string; network?: string; env?: Record<string, string>; mounts?: string[]; workdir?: string },
   command: string[],
 ): string[] {
   return [
@@ -254,7 +273,7 @@ export function plainContainer(
     'run',
     '--rm',
     '--network',
-    topology.network,
+    options.network ?? topology.network,
     ...ulimitArgs(),
     ...ALL_NAMES.flatMap((name) => ['--add-host', `${name}:${options.address}`]),
     ...nodeMount(),
@@ -327,24 +346,19 @@ export function proxyPidOf(ownerPid: number): number | null {
   return pid > 0 ? pid : null;
 }
 
-// ---------- the comparison proxies on the host ----------
+// ---------- the comparison proxies ----------
 
-export interface HostProxy {
+export interface ComparisonProxy {
   name: string;
+  /** Where clients send their requests, and from which network. */
+  address: string;
+  network: string;
   port: number;
   /** CA file (inside /bench) the client trusts for this proxy. */
   caInContainer: string;
   /** The process doing the work (nginx's one worker, mitmdump), for CPU and RSS. */
   pid: () => number | null;
   close(): Promise<void>;
-}
-
-async function freePort(host: string): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, host, r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
 }
 
 async function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
@@ -365,31 +379,80 @@ async function waitForPort(host: string, port: number, timeoutMs: number): Promi
 }
 
 /**
+ * A comparison proxy in a container of the test image with the host's binary mounted: on the front network at a
+ * fixed address (clients reach it there) and on the back network (its way to the upstream), like airlock's proxy
+ * between its sandbox and egress networks.
+ */
+async function comparisonContainer(
+  topology: Topology,
+  name: string,
+  octet: number,
+  mounts: string[],
+  command: string[],
+): Promise<{ address: string; containerPid: () => number | null; close(): Promise<void> }> {
+  const address = `${topology.front.subnetPrefix}${octet}`;
+  const container = `airlock-bench-${name}-${topology.id}`;
+  const child = spawn(
+    ENGINE,
+    [
+      'run',
+      '--rm',
+      '--name',
+      container,
+      '--network',
+      `${topology.front.name}:ip=${address}`,
+      '--network',
+      topology.back,
+      ...ulimitArgs(),
+      ...mounts.flatMap((m) => ['-v', m]),
+      TEST_IMAGE,
+      ...command,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  // The host can reach the front network's addresses through its bridge.
+  await waitForPort(address, 443, 30_000);
+  return {
+    address,
+    containerPid: () => {
+      const pid = Number(
+        spawnSync(ENGINE, ['inspect', '--format', '{{.State.Pid}}', container], { encoding: 'utf8' }).stdout,
+      );
+      return pid > 0 ? pid : null;
+    },
+    close: async () => {
+      spawnSync(ENGINE, ['rm', '-f', '-t', '0', container], { stdio: 'ignore' });
+      child.kill('SIGKILL');
+    },
+  };
+}
+
+/**
  * Debian's nginx as a TLS-terminating reverse proxy like airlock's: one worker, keep-alive to the upstream with
  * upstream certificate verification and TLS session reuse, bodies streamed (no buffering to disk, as airlock and
  * mitmproxy stream), one access-log line per request (airlock logs every request too).
  */
-export async function startNginx(topology: Topology): Promise<HostProxy> {
+export async function startNginx(topology: Topology): Promise<ComparisonProxy> {
+  ensureDebianPackages([{ name: 'nginx', provides: '/usr/sbin/nginx' }]);
   const dir = join(topology.work, 'nginx');
   await mkdir(join(dir, 'tmp'), { recursive: true });
   await chmod(join(dir, 'tmp'), 0o777);
-  const port = await freePort(topology.gateway);
   await writeFile(join(dir, 'cert.pem'), topology.pki.certPem);
   await writeFile(join(dir, 'key.pem'), topology.pki.keyPem);
   await writeFile(join(dir, 'upstream-ca.pem'), topology.pki.caPem);
   const conf = `
 worker_processes 1;
 daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
+pid /nginx/nginx.pid;
+error_log /nginx/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
+  access_log /nginx/access.log;
+  client_body_temp_path /nginx/tmp/body;
+  proxy_temp_path /nginx/tmp/proxy;
+  fastcgi_temp_path /nginx/tmp/fastcgi;
+  uwsgi_temp_path /nginx/tmp/uwsgi;
+  scgi_temp_path /nginx/tmp/scgi;
   keepalive_requests 1000000;
   upstream bench_upstream {
     server ${topology.upstreamIp}:443;
@@ -397,9 +460,9 @@ http {
     keepalive_requests 1000000;
   }
   server {
-    listen ${topology.gateway}:${port} ssl;
-    ssl_certificate ${dir}/cert.pem;
-    ssl_certificate_key ${dir}/key.pem;
+    listen 443 ssl;
+    ssl_certificate /nginx/cert.pem;
+    ssl_certificate_key /nginx/key.pem;
     location / {
       proxy_pass https://bench_upstream;
       proxy_http_version 1.1;
@@ -408,7 +471,7 @@ http {
       proxy_ssl_server_name on;
       proxy_ssl_name $host;
       proxy_ssl_verify on;
-      proxy_ssl_trusted_certificate ${dir}/upstream-ca.pem;
+      proxy_ssl_trusted_certificate /nginx/upstream-ca.pem;
       proxy_ssl_session_reuse on;
       proxy_buffering off;
       proxy_request_buffering off;
@@ -417,23 +480,27 @@ http {
 }
 `;
   await writeFile(join(dir, 'nginx.conf'), conf);
-  const master = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitForPort(topology.gateway, port, 15_000);
-  const workerPid = () => {
-    const r = spawnSync('pgrep', ['-P', String(master.pid)], { encoding: 'utf8' });
-    const pid = Number(r.stdout.trim().split('\n')[0]);
-    return pid > 0 ? pid : null;
-  };
+  const container = await comparisonContainer(
+    topology,
+    'nginx',
+    11,
+    ['/usr/sbin/nginx:/usr/sbin/nginx:ro', `${dir}:/nginx`],
+    ['nginx', '-c', '/nginx/nginx.conf', '-p', '/nginx'],
+  );
   return {
     name: 'nginx',
-    port,
+    address: container.address,
+    network: topology.front.name,
+    port: 443,
     caInContainer: `${BENCH_MOUNT}/ca.pem`,
-    pid: workerPid,
-    close: async () => {
-      master.kill('SIGQUIT');
-      await new Promise((r) => setTimeout(r, 200));
-      master.kill('SIGKILL');
+    // The master is the container's first process; its one child is the worker that serves.
+    pid: () => {
+      const master = container.containerPid();
+      const r = spawnSync('pgrep', ['-P', String(master)], { encoding: 'utf8' });
+      const pid = Number(r.stdout.trim().split('\n')[0]);
+      return pid > 0 ? pid : null;
     },
+    close: () => container.close(),
   };
 }
 
@@ -468,48 +535,60 @@ export function mitmdumpReverseArgs(o: {
   ];
 }
 
-/** mitmproxy (what Airut runs) in reverse mode on the host's bridge address. */
-export async function startMitmproxy(topology: Topology): Promise<HostProxy> {
+/** mitmproxy (what Airut runs) in reverse mode, Debian's package run from the host in a container. */
+export async function startMitmproxy(topology: Topology): Promise<ComparisonProxy> {
   ensureDebianPackages([{ name: 'mitmproxy', provides: '/usr/bin/mitmdump' }]);
   const confdir = join(topology.work, 'mitm');
   await mkdir(confdir, { recursive: true });
   await writeFile(join(confdir, 'upstream-ca.pem'), topology.pki.caPem);
-  const port = await freePort(topology.gateway);
-  const child = spawn(
-    'mitmdump',
-    mitmdumpReverseArgs({
-      upstream: `${topology.upstreamIp}:443`,
-      listen: { host: topology.gateway, port },
-      confdir,
-      upstreamCa: join(confdir, 'upstream-ca.pem'),
-    }),
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+  const container = await comparisonContainer(
+    topology,
+    'mitmproxy',
+    12,
+    [
+      '/usr/bin/mitmdump:/usr/bin/mitmdump:ro',
+      '/usr/lib/python3/dist-packages:/usr/lib/python3/dist-packages:ro',
+      `${confdir}:/mitm`,
+    ],
+    [
+      'mitmdump',
+      ...mitmdumpReverseArgs({
+        upstream: `${topology.upstreamIp}:443`,
+        listen: { host: '0.0.0.0', port: 443 },
+        confdir: '/mitm',
+        upstreamCa: '/mitm/upstream-ca.pem',
+      }),
+    ],
   );
-  await waitForPort(topology.gateway, port, 30_000);
-  // The client reads its CA from /bench, so mitmproxy's generated CA is copied there.
-  const ca = await readFile(join(confdir, 'mitmproxy-ca-cert.pem'), 'utf8');
+  // The client reads its CA from /bench, so mitmproxy's generated CA is copied there (once it has written it).
+  const caFile = join(confdir, 'mitmproxy-ca-cert.pem');
+  for (let waited = 0; !existsSync(caFile) && waited < 30_000; waited += 100)
+    await new Promise((r) => setTimeout(r, 100));
+  const ca = await readFile(caFile, 'utf8');
   await writeFile(join(topology.benchDir, 'mitm-ca.pem'), ca);
   return {
     name: 'mitmproxy',
-    port,
+    address: container.address,
+    network: topology.front.name,
+    port: 443,
     caInContainer: `${BENCH_MOUNT}/mitm-ca.pem`,
-    pid: () => child.pid ?? null,
-    close: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 200));
-      child.kill('SIGKILL');
-    },
+    pid: container.containerPid,
+    close: () => container.close(),
   };
 }
 
 /**
  * airlock's proxy program (the built bundle, the proxy image's node flags, event lines on stdout read by this
- * process as the CLI reads them) run on the host like nginx and mitmproxy: the same program as the airlock column
- * without the container around it, so the difference between the two is what the container path costs.
+ * process as the CLI reads them) run on the host, listening on the bench bridge: a diagnostic, the same program as
+ * the airlock column without the container around it (and with a host process's CPU share).
  */
-export async function startAirlockOnHost(topology: Topology): Promise<HostProxy> {
+export async function startAirlockOnHost(
+  topology: Topology,
+  variant: { name?: string; nodeFlags?: string[]; bundle?: string; eventLog?: boolean } = {},
+): Promise<ComparisonProxy> {
+  const name = variant.name ?? 'airlock-host';
   const ca = await generateRunCa();
-  await writeFile(join(topology.benchDir, 'host-airlock-ca.pem'), ca.certPem);
+  await writeFile(join(topology.benchDir, `${name}-ca.pem`), ca.certPem);
   const config: ProxyConfig = {
     version: 1,
     allowlist: { domains: ALL_NAMES, url_prefixes: [] },
@@ -524,9 +603,10 @@ export async function startAirlockOnHost(topology: Topology): Promise<HostProxy>
     },
     credentials: { masked: [], signing: [] },
     run: { id: 'bench', policySha256: '' },
-    log: { stdout: true },
+    ...(variant.eventLog === false ? {} : { log: { stdout: true } }),
   };
-  const child = spawn(process.execPath, [...PROXY_NODE_FLAGS, proxyBundlePath()], {
+  const flags = variant.nodeFlags ?? PROXY_NODE_FLAGS;
+  const child = spawn(process.execPath, [...flags, variant.bundle ?? proxyBundlePath()], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   child.stdin.write(`${JSON.stringify(config)}\n`);
@@ -540,9 +620,11 @@ export async function startAirlockOnHost(topology: Topology): Promise<HostProxy>
     child.on('close', (code) => reject(new Error(`the host proxy exited ${code}`)));
   });
   return {
-    name: 'airlock-host',
+    name,
+    address: topology.gateway,
+    network: topology.network,
     port,
-    caInContainer: `${BENCH_MOUNT}/host-airlock-ca.pem`,
+    caInContainer: `${BENCH_MOUNT}/${name}-ca.pem`,
     pid: () => child.pid ?? null,
     close: async () => {
       child.stdin.end();
