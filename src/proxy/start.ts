@@ -354,6 +354,8 @@ export async function runProxyProcess(io: ProxyProcessIo): Promise<number> {
     io.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, ' ')}\n`);
     return 1;
   }
+  // The start event (held for batching) goes out before the ready line, as it happened.
+  log.flush();
   io.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}\n`);
   // Anything after the config line is ignored; only EOF matters.
   for (let next = await iterator.next(); !next.done; next = await iterator.next());

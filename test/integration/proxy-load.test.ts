@@ -77,15 +77,19 @@ void test(
     const log = openProcessLog(
       { stdout: true },
       {
-        write(line: string) {
-          const record = JSON.parse(line.slice(EVENT_PREFIX.length).split('\t')[0]!) as {
-            event: string;
-            decision?: string;
-          };
-          if (record.event === 'start') return;
-          if (record.decision === 'allowed') logged.allowed++;
-          else if (record.decision === 'blocked') logged.blocked++;
-          else logged.other++;
+        write(chunk: string) {
+          // Lines arrive batched, several per write.
+          for (const line of chunk.split('\n')) {
+            if (line === '') continue;
+            const record = JSON.parse(line.slice(EVENT_PREFIX.length).split('\t')[0]!) as {
+              event: string;
+              decision?: string;
+            };
+            if (record.event === 'start') continue;
+            if (record.decision === 'allowed') logged.allowed++;
+            else if (record.decision === 'blocked') logged.blocked++;
+            else logged.other++;
+          }
         },
       },
     );
