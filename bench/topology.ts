@@ -18,6 +18,7 @@ import {
   airlockWorkspace,
   BENCH_MOUNT,
   BENCH_NAMES,
+  acceptedConnections,
   cpuMs,
   loadAverage,
   median,
@@ -64,6 +65,8 @@ interface Figures extends LoadResult {
   /** CPU the proxy process spent per 1,000 keep-alive requests, ms. */
   proxyCpuPer1k: number;
   upstreamCpuPer1k: number;
+  /** TCP connections the upstream accepted during the keep-alive phase (pooling works: about the client's count). */
+  upstreamConnections: number;
   peakRssMB: number;
 }
 
@@ -78,6 +81,8 @@ interface Target {
 async function measure(target: Target, topology: Topology, upstream: number): Promise<Figures> {
   let proxy: number | null = null;
   let cpuAtStart = { proxy: NaN, upstream: NaN };
+  let acceptedAtStart = NaN;
+  let upstreamConnections = NaN;
   const cpu = { proxy: NaN, upstream: NaN };
   let peakRss = NaN;
   let sampler: NodeJS.Timeout | undefined;
@@ -85,8 +90,12 @@ async function measure(target: Target, topology: Topology, upstream: number): Pr
     const m = /^BENCH-MARK (\w+) (start|end)$/.exec(line);
     if (!m) return;
     proxy ??= target.proxyPid(clientPid);
-    if (m[1] === 'keepalive' && m[2] === 'start') cpuAtStart = { proxy: cpuMs(proxy), upstream: cpuMs(upstream) };
+    if (m[1] === 'keepalive' && m[2] === 'start') {
+      cpuAtStart = { proxy: cpuMs(proxy), upstream: cpuMs(upstream) };
+      acceptedAtStart = acceptedConnections(upstream);
+    }
     if (m[1] === 'keepalive' && m[2] === 'end') {
+      upstreamConnections = acceptedConnections(upstream) - acceptedAtStart;
       cpu.proxy = cpuMs(proxy) - cpuAtStart.proxy;
       cpu.upstream = cpuMs(upstream) - cpuAtStart.upstream;
     }
@@ -110,6 +119,7 @@ async function measure(target: Target, topology: Topology, upstream: number): Pr
     ...result,
     proxyCpuPer1k: (cpu.proxy / requests) * 1000,
     upstreamCpuPer1k: (cpu.upstream / requests) * 1000,
+    upstreamConnections,
     peakRssMB: peakRss,
   };
 }
@@ -156,6 +166,7 @@ const ROWS: Array<[string, keyof Figures, number]> = [
   [`${JOB.downloadBytes / MB} MB bodies, MB/s (${JOB.downloads} in a row, one connection)`, 'downloadMBps', 0],
   ['proxy CPU per 1,000 keep-alive requests, ms', 'proxyCpuPer1k', 0],
   ['upstream CPU per 1,000 keep-alive requests, ms', 'upstreamCpuPer1k', 0],
+  ['upstream connections opened during the keep-alive phase', 'upstreamConnections', 0],
   [`proxy peak RSS, MB (${JOB.rssConnections} connections)`, 'peakRssMB', 0],
 ];
 

@@ -594,7 +594,9 @@ export async function startAirlockOnHost(
     allowlist: { domains: ALL_NAMES, url_prefixes: [] },
     ca,
     sandboxAddress: topology.gateway,
-    listen: { host: topology.gateway, http: 0, https: 0, dns: 0 },
+    // 443 itself: the client's Host then names no port, and the proxy judges requests as made to 443 (a Host naming
+    // another port than the listener's is refused).
+    listen: { host: topology.gateway, http: 0, https: 443, dns: 0 },
     upstream: {
       dns: [],
       hosts: Object.fromEntries(ALL_NAMES.map((n) => [n, `${topology.upstreamIp}:443`])),
@@ -644,6 +646,18 @@ export function cpuMs(pid: number | null): number {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
     return (ticks * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** TCP connections the process's network namespace has accepted so far (`PassiveOpens` of /proc/PID/net/snmp). */
+export function acceptedConnections(pid: number | null): number {
+  if (pid === null) return NaN;
+  try {
+    const lines = readFileSync(`/proc/${pid}/net/snmp`, 'utf8').split('\n').filter((l) => l.startsWith('Tcp:'));
+    const names = lines[0]!.split(/\s+/);
+    return Number(lines[1]!.split(/\s+/)[names.indexOf('PassiveOpens')]);
   } catch {
     return NaN;
   }
