@@ -142,7 +142,9 @@ function portFront(plain: http.Server, secure: https.Server): net.Server & { dro
   plain.emit('listening');
   secure.emit('listening');
   const sockets = new Set<net.Socket>();
-  const front = net.createServer((socket) => {
+  // Node's http and https servers turn Nagle off on what they accept; a plain net server does not, and the servers
+  // never accept these sockets themselves.
+  const front = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on('error', () => socket.destroy());
     socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
