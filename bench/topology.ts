@@ -20,6 +20,7 @@ import {
   BENCH_NAMES,
   acceptedConnections,
   cpuMs,
+  cpuSplitMs,
   loadAverage,
   median,
   openTopology,
@@ -64,6 +65,8 @@ const JOB: Omit<LoadJob, 'port'> = {
 interface Figures extends LoadResult {
   /** CPU the proxy process spent per 1,000 keep-alive requests, ms. */
   proxyCpuPer1k: number;
+  /** The part of proxyCpuPer1k spent in the kernel (system time), %. */
+  proxySystemShare: number;
   upstreamCpuPer1k: number;
   /** TCP connections the upstream accepted during the keep-alive phase (pooling works: about the client's count). */
   upstreamConnections: number;
@@ -81,6 +84,8 @@ interface Target {
 async function measure(target: Target, topology: Topology, upstream: number): Promise<Figures> {
   let proxy: number | null = null;
   let cpuAtStart = { proxy: NaN, upstream: NaN };
+  let splitAtStart = cpuSplitMs(null);
+  let proxySystemShare = NaN;
   let acceptedAtStart = NaN;
   let upstreamConnections = NaN;
   const cpu = { proxy: NaN, upstream: NaN };
@@ -92,10 +97,14 @@ async function measure(target: Target, topology: Topology, upstream: number): Pr
     proxy ??= target.proxyPid(clientPid);
     if (m[1] === 'keepalive' && m[2] === 'start') {
       cpuAtStart = { proxy: cpuMs(proxy), upstream: cpuMs(upstream) };
+      splitAtStart = cpuSplitMs(proxy);
       acceptedAtStart = acceptedConnections(upstream);
     }
     if (m[1] === 'keepalive' && m[2] === 'end') {
       upstreamConnections = acceptedConnections(upstream) - acceptedAtStart;
+      const split = cpuSplitMs(proxy);
+      const system = split.system - splitAtStart.system;
+      proxySystemShare = (system / (system + split.user - splitAtStart.user)) * 100;
       cpu.proxy = cpuMs(proxy) - cpuAtStart.proxy;
       cpu.upstream = cpuMs(upstream) - cpuAtStart.upstream;
     }
@@ -118,6 +127,7 @@ async function measure(target: Target, topology: Topology, upstream: number): Pr
   return {
     ...result,
     proxyCpuPer1k: (cpu.proxy / requests) * 1000,
+    proxySystemShare,
     upstreamCpuPer1k: (cpu.upstream / requests) * 1000,
     upstreamConnections,
     peakRssMB: peakRss,
@@ -165,6 +175,7 @@ const ROWS: Array<[string, keyof Figures, number]> = [
   [`new TLS connections/s (${JOB.newConnectionConcurrency} at a time)`, 'newConnPerSec', 0],
   [`${JOB.downloadBytes / MB} MB bodies, MB/s (${JOB.downloads} in a row, one connection)`, 'downloadMBps', 0],
   ['proxy CPU per 1,000 keep-alive requests, ms', 'proxyCpuPer1k', 0],
+  ['proxy CPU in the kernel (system time), % (keep-alive)', 'proxySystemShare', 0],
   ['upstream CPU per 1,000 keep-alive requests, ms', 'upstreamCpuPer1k', 0],
   ['upstream connections opened during the keep-alive phase', 'upstreamConnections', 0],
   [`proxy peak RSS, MB (${JOB.rssConnections} connections)`, 'peakRssMB', 0],

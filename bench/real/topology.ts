@@ -640,14 +640,19 @@ export async function startAirlockOnHost(
 
 /** utime + stime of a process in ms (from /proc/PID/stat; the host sees container processes too). */
 export function cpuMs(pid: number | null): number {
-  if (pid === null) return NaN;
+  const { user, system } = cpuSplitMs(pid);
+  return user + system;
+}
+
+/** utime and stime of a process in ms: system time includes the kernel's network path run on its behalf. */
+export function cpuSplitMs(pid: number | null): { user: number; system: number } {
+  if (pid === null) return { user: NaN, system: NaN };
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return (ticks * 1000) / 100;
+    return { user: (Number(fields[11]) * 1000) / 100, system: (Number(fields[12]) * 1000) / 100 };
   } catch {
-    return NaN;
+    return { user: NaN, system: NaN };
   }
 }
 
@@ -655,7 +660,9 @@ export function cpuMs(pid: number | null): number {
 export function acceptedConnections(pid: number | null): number {
   if (pid === null) return NaN;
   try {
-    const lines = readFileSync(`/proc/${pid}/net/snmp`, 'utf8').split('\n').filter((l) => l.startsWith('Tcp:'));
+    const lines = readFileSync(`/proc/${pid}/net/snmp`, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('Tcp:'));
     const names = lines[0]!.split(/\s+/);
     return Number(lines[1]!.split(/\s+/)[names.indexOf('PassiveOpens')]);
   } catch {
