@@ -21,6 +21,7 @@ import { generateRunCa } from '../src/cli/session/ca.js';
 import type { ProxyConfig } from '../src/protocol/proxy-config.js';
 import { makeTestPki } from '../test/helpers/tls-fixtures.js';
 import { patternStream } from '../test/helpers/upstream.js';
+import { mitmdumpReverseArgs } from './real/topology.js';
 
 const MB = 1024 * 1024;
 const HOSTS = Array.from({ length: 64 }, (_, i) => `h${i}.bench.test`);
@@ -410,29 +411,12 @@ async function main(): Promise<void> {
       const port = await freePort();
       const child = spawn(
         mitmdump,
-        [
-          '--mode',
-          `reverse:https://127.0.0.1:${upstreamPort}`,
-          '--listen-host',
-          '127.0.0.1',
-          '--listen-port',
-          String(port),
-          '--set',
-          `confdir=${confdir}`,
-          '--set',
-          `ssl_verify_upstream_trusted_ca=${join(work, 'upstream-ca.pem')}`,
-          '--set',
-          'keep_host_header=true',
-          '--set',
-          'connection_strategy=lazy',
-          '--set',
-          'termlog_verbosity=error',
-          '--set',
-          'flow_detail=0',
-          // Without this mitmproxy holds whole bodies in memory; Airut's deployment streams large ones too.
-          '--set',
-          'stream_large_bodies=1m',
-        ],
+        mitmdumpReverseArgs({
+          upstream: `127.0.0.1:${upstreamPort}`,
+          listen: { host: '127.0.0.1', port },
+          confdir,
+          upstreamCa: join(work, 'upstream-ca.pem'),
+        }),
         { stdio: ['ignore', 'ignore', 'inherit'] },
       );
       children.push(child);

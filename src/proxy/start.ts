@@ -142,7 +142,9 @@ function portFront(plain: http.Server, secure: https.Server): net.Server & { dro
   plain.emit('listening');
   secure.emit('listening');
   const sockets = new Set<net.Socket>();
-  const front = net.createServer((socket) => {
+  // Node's http and https servers turn Nagle off on what they accept; a plain net server does not, and the servers
+  // never accept these sockets themselves.
+  const front = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on('error', () => socket.destroy());
     socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
@@ -354,6 +356,8 @@ export async function runProxyProcess(io: ProxyProcessIo): Promise<number> {
     io.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, ' ')}\n`);
     return 1;
   }
+  // The start event (held for batching) goes out before the ready line, as it happened.
+  log.flush();
   io.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}\n`);
   // Anything after the config line is ignored; only EOF matters.
   for (let next = await iterator.next(); !next.done; next = await iterator.next());

@@ -64,8 +64,9 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Upst
   const httpsAgent = new https.Agent(POOL);
 
   function request(spec: UpstreamRequestSpec): http.ClientRequest {
-    const ipLiteral = isIPv4(spec.host) || isIPv6(spec.host);
-    const common = {
+    const agent = spec.dedicated ? false : spec.tls ? httpsAgent : httpAgent;
+    // One object literal, no spreads: V8 builds `{ ...common, more }` on a slow path (~15 µs a request).
+    const requestOptions: https.RequestOptions & { secureContext?: tls.SecureContext } = {
       host: spec.address,
       port: spec.port,
       method: spec.method,
@@ -73,19 +74,21 @@ export function createUpstreamConnector(options: UpstreamConnectorOptions): Upst
       headers: spec.headers,
       setHost: false,
       maxHeaderSize: MAX_HEADER_BYTES,
+      agent,
     };
-    const req = spec.tls
-      ? https.request({
-          ...common,
-          agent: spec.dedicated ? false : httpsAgent,
-          ...({ secureContext } as https.RequestOptions),
-          // SNI must be a name; for an IP-literal host the certificate is checked against the IP instead.
-          ...(ipLiteral ? {} : { servername: spec.host }),
-          checkServerIdentity: (_host, cert) => tls.checkServerIdentity(spec.host, cert),
-        })
-      : http.request({ ...common, agent: spec.dedicated ? false : httpAgent });
+    let req: http.ClientRequest;
+    if (spec.tls) {
+      requestOptions.secureContext = secureContext;
+      // SNI must be a name; for an IP-literal host the certificate is checked against the IP instead.
+      if (!(isIPv4(spec.host) || isIPv6(spec.host))) requestOptions.servername = spec.host;
+      requestOptions.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(spec.host, cert);
+      req = https.request(requestOptions);
+    } else req = http.request(requestOptions);
 
     req.on('socket', (socket) => {
+      // Node's https client leaves Nagle on (its http client and servers turn it off): a request whose head and
+      // body are separate writes would wait for the upstream's delayed ACK. (Node skips the call once it is set.)
+      socket.setNoDelay(true);
       // A pooled socket is already connected; a new one gets the connect (and handshake) deadline.
       if (!socket.connecting) {
         armIdle();
