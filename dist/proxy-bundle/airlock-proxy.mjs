@@ -43266,20 +43266,33 @@ function formatTextLine(e) {
   }
 }
 function formatJsonLine(e) {
-  const base = { v: NETWORK_LOG_VERSION, ts: e.ts.toISOString(), event: e.event };
+  const v = NETWORK_LOG_VERSION;
+  const ts = e.ts.toISOString();
   switch (e.event) {
     case "start":
       return JSON.stringify({
-        ...base,
+        v,
+        ts,
+        event: "start",
         run_id: e.runId,
         policy_sha256: e.policySha256,
         base_commit: e.baseCommit
       });
     case "dns":
-      return JSON.stringify({ ...base, transport: e.transport, type: e.type, name: e.name, answer: e.answer });
+      return JSON.stringify({
+        v,
+        ts,
+        event: "dns",
+        transport: e.transport,
+        type: e.type,
+        name: e.name,
+        answer: e.answer
+      });
     case "request":
       return JSON.stringify({
-        ...base,
+        v,
+        ts,
+        event: "request",
         decision: e.decision,
         method: e.method,
         url: e.url,
@@ -43297,7 +43310,9 @@ function formatJsonLine(e) {
       });
     case "error":
       return JSON.stringify({
-        ...base,
+        v,
+        ts,
+        event: "error",
         decision: "error",
         method: e.method,
         url: e.url,
@@ -43309,14 +43324,16 @@ function formatJsonLine(e) {
       });
     case "tls":
       return JSON.stringify({
-        ...base,
+        v,
+        ts,
+        event: "tls",
         decision: e.code === "host_mismatch" ? "blocked" : "error",
         servername: e.servername,
         code: e.code,
         reason: e.reason
       });
     case "credential":
-      return JSON.stringify({ ...base, line: e.line });
+      return JSON.stringify({ v, ts, event: "credential", line: e.line });
   }
 }
 function lineLog(sinks) {
@@ -43331,6 +43348,8 @@ var silentLog = { write: () => void 0 };
 
 // src/proxy/log/file-sinks.ts
 var EVENT_PREFIX = "AIRLOCK-EVENT ";
+var STDOUT_BATCH_BYTES = 64 * 1024;
+var STDOUT_INTERVAL_MS = 10;
 function openProcessLog(where, stdout) {
   const files = [];
   const open2 = (path) => {
@@ -43343,13 +43362,40 @@ function openProcessLog(where, stdout) {
     ...where.textPath ? { text: open2(where.textPath) } : {},
     ...where.jsonPath ? { json: open2(where.jsonPath) } : {}
   });
+  let held = "";
+  let queued = null;
+  let lastWrite = -Infinity;
+  const flush = () => {
+    if (queued?.kind === "immediate") clearImmediate(queued.handle);
+    else if (queued?.kind === "timer") clearTimeout(queued.handle);
+    queued = null;
+    if (held === "") return;
+    const chunk = held;
+    held = "";
+    lastWrite = performance.now();
+    stdout.write(chunk);
+  };
+  const schedule = () => {
+    if (queued) return;
+    const wait = lastWrite + STDOUT_INTERVAL_MS - performance.now();
+    queued = wait <= 0 ? { kind: "immediate", handle: setImmediate(flush) } : { kind: "timer", handle: setTimeout(flush, wait) };
+  };
   return {
     write(event) {
       toFiles.write(event);
-      if (where.stdout) stdout.write(`${EVENT_PREFIX}${formatJsonLine(event)}	${formatTextLine(event)}
-`);
+      if (!where.stdout) return;
+      held += `${EVENT_PREFIX}${formatJsonLine(event)}	${formatTextLine(event)}
+`;
+      if (held.length >= STDOUT_BATCH_BYTES) flush();
+      else schedule();
     },
-    close: () => Promise.all(files.map((f) => new Promise((resolve) => f.end(() => resolve())))).then(() => void 0)
+    flush,
+    close: () => {
+      flush();
+      return Promise.all(files.map((f) => new Promise((resolve) => f.end(() => resolve())))).then(
+        () => void 0
+      );
+    }
   };
 }
 
@@ -44717,9 +44763,9 @@ async function bindBoth(host, port2) {
 }
 
 // src/proxy/http/exchange.ts
-import { performance } from "node:perf_hooks";
+import { performance as performance2 } from "node:perf_hooks";
 function elapsedMs(started) {
-  return Math.round((performance.now() - started) * 10) / 10;
+  return Math.round((performance2.now() - started) * 10) / 10;
 }
 function describeExchange(request, judged) {
   const { listener } = request;
@@ -44731,7 +44777,7 @@ function describeExchange(request, judged) {
     url: `${listener.scheme}://${hostShown}${target2}`,
     host: judged.host,
     path: target2,
-    started: performance.now()
+    started: performance2.now()
   };
 }
 function logRefusal(ctx, exchange, refusal, bytesIn = 0) {
@@ -44808,25 +44854,26 @@ function createUpstreamConnector(options) {
   const httpAgent = new http.Agent(POOL);
   const httpsAgent = new https.Agent(POOL);
   function request(spec) {
-    const ipLiteral = isIPv4(spec.host) || isIPv6(spec.host);
-    const common = {
+    const agent = spec.dedicated ? false : spec.tls ? httpsAgent : httpAgent;
+    const requestOptions = {
       host: spec.address,
       port: spec.port,
       method: spec.method,
       path: spec.target,
       headers: spec.headers,
       setHost: false,
-      maxHeaderSize: MAX_HEADER_BYTES
+      maxHeaderSize: MAX_HEADER_BYTES,
+      agent
     };
-    const req = spec.tls ? https.request({
-      ...common,
-      agent: spec.dedicated ? false : httpsAgent,
-      ...{ secureContext },
-      // SNI must be a name; for an IP-literal host the certificate is checked against the IP instead.
-      ...ipLiteral ? {} : { servername: spec.host },
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(spec.host, cert)
-    }) : http.request({ ...common, agent: spec.dedicated ? false : httpAgent });
+    let req;
+    if (spec.tls) {
+      requestOptions.secureContext = secureContext;
+      if (!(isIPv4(spec.host) || isIPv6(spec.host))) requestOptions.servername = spec.host;
+      requestOptions.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(spec.host, cert);
+      req = https.request(requestOptions);
+    } else req = http.request(requestOptions);
     req.on("socket", (socket) => {
+      socket.setNoDelay(true);
       if (!socket.connecting) {
         armIdle();
         return;
@@ -46404,7 +46451,7 @@ function portFront(plain, secure) {
   plain.emit("listening");
   secure.emit("listening");
   const sockets = /* @__PURE__ */ new Set();
-  const front = net3.createServer((socket) => {
+  const front = net3.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on("error", () => socket.destroy());
     socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
@@ -46585,6 +46632,7 @@ async function runProxyProcess(io2) {
 `);
     return 1;
   }
+  log.flush();
   io2.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}
 `);
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) ;
