@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createCredentialProcessor } from '../../src/proxy/credentials/index.js';
 import type { CredentialResult, RequestHead } from '../../src/proxy/credentials/types.js';
-import type { SigningCredential } from '../../src/protocol/proxy-config.js';
+import type { SigningCredential } from '../../src/protocol/proxy-wire.js';
 import { AwsChunkResigner } from '../../src/proxy/credentials/aws/chunked.js';
 import { sha256Hex } from '../../src/proxy/credentials/aws/canonical.js';
 import { sigv4Sign, sigv4SigningKey } from '../../src/proxy/credentials/aws/sigv4.js';

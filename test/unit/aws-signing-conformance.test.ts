@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createCredentialProcessor, type SigningTrace } from '../../src/proxy/credentials/index.js';
 import type { CredentialResult, RequestHead } from '../../src/proxy/credentials/types.js';
-import type { SigningCredential } from '../../src/protocol/proxy-config.js';
+import type { SigningCredential } from '../../src/protocol/proxy-wire.js';
 import { parseAuthorizationHeader } from '../../src/proxy/credentials/aws/authorization.js';
 import { sigv4aPublicKeyFromXY, sigv4aVerify } from '../../src/proxy/credentials/aws/sigv4a.js';
 import { clientSign } from '../helpers/aws-client-signer.js';

@@ -214,7 +214,7 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
         secrets: { proxyConfigJson: JSON.stringify(prepared.proxyConfig), sandboxEnv: prepared.sandboxEnv },
         stdout: ctx.stdout,
         log,
-        onNetworkEvent: (raw) => sinks.event(raw, counts, logOptions.live ? ctx.stderr : undefined),
+        onNetworkEvent: (line) => sinks.event(line, counts, logOptions.live ? ctx.stderr : undefined),
         ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
         stop: stop.signal,
       });

@@ -30,7 +30,7 @@ import type {
   IVolume,
   IVolumeMount,
 } from 'kubernetes-models/v1';
-import type { ProxyConfig } from '../../protocol/proxy-config.js';
+import type { ProxyConfig } from '../../protocol/proxy-wire.js';
 import {
   CANARY_PORT,
   encodeProbeArgs,

@@ -16,7 +16,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { declaredPorts } from '../../protocol/policy.js';
-import type { ProxyConfig } from '../../protocol/proxy-config.js';
+import { decodeProxyLine, encodeProxyConfig, type EventLine, type ProxyConfig } from '../../protocol/proxy-wire.js';
 import { callEngine, engineEnvironment, lastLines, mustCallEngine, type Engine } from '../engine/engine.js';
 import type { BindMount } from '../engine/run-args.js';
 import { readHostLimits } from '../engine/host-limits.js';
@@ -57,8 +57,6 @@ export const CA_ENV_VARIABLES = [
   'DENO_CERT',
 ];
 
-const READY_PREFIX = 'AIRLOCK-PROXY-READY ';
-const EVENT_PREFIX = 'AIRLOCK-EVENT ';
 /**
  * A watchdog for a proxy that is alive but never gets ready (one that exits is reported at once). Natively it is
  * ready within a second; in the cgroup v2 lane's emulated VM on a loaded 2-core machine, a rootless start took
@@ -330,7 +328,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
       const { readFile } = await import('node:fs/promises');
       config.upstream.caPem = await readFile(policy.upstreamCaFile, 'utf8');
     }
-    child.stdin.write(JSON.stringify({ ...config, log: { stdout: true } }) + '\n');
+    child.stdin.write(encodeProxyConfig({ ...config, log: { stdout: true } }));
 
     const lines = createInterface({ input: child.stdout, crlfDelay: Infinity });
     const ready = new Promise<void>((resolve, reject) => {
@@ -343,11 +341,12 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
         reject(new SandboxError(`the proxy failed to start: ${why}`));
       });
       lines.on('line', (line) => {
-        if (line.startsWith(READY_PREFIX)) {
+        const decoded = decodeProxyLine(line);
+        if (decoded.kind === 'ready') {
           clearTimeout(timer);
           resolve();
-        } else if (line.startsWith(EVENT_PREFIX)) {
-          sinks.event(line.slice(EVENT_PREFIX.length), counts, logOptions.live ? req.stderr : undefined);
+        } else if (decoded.kind === 'event') {
+          sinks.event(decoded, counts, logOptions.live ? req.stderr : undefined);
         }
       });
     });
@@ -397,11 +396,10 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
 
 export interface LogSinks {
   textPath?: string;
-  event(raw: string, counts: NetworkCounts, live: NodeJS.WritableStream | undefined): void;
+  event(line: EventLine, counts: NetworkCounts, live: NodeJS.WritableStream | undefined): void;
   close(): Promise<void>;
 }
 
-/** Event lines are `<json>\t<text>`: JSON escapes tabs and the text line has no control characters. */
 export async function openLogSinks(options: NetworkLogOptions, runId: string): Promise<LogSinks> {
   const open = async (file: string): Promise<WriteStream> => {
     await mkdir(path.dirname(file), { recursive: true });
@@ -414,20 +412,12 @@ export async function openLogSinks(options: NetworkLogOptions, runId: string): P
   let blockedSeen = false;
   return {
     textPath,
-    event(raw, counts, live) {
-      const tab = raw.indexOf('\t');
-      const jsonLine = tab < 0 ? raw : raw.slice(0, tab);
-      const textLine = tab < 0 ? '' : raw.slice(tab + 1);
-      try {
-        const record = JSON.parse(jsonLine) as { event?: string; decision?: string };
-        if (record.decision === 'allowed') counts.allowed++;
-        else if (record.decision === 'blocked') {
-          counts.blocked++;
-          blockedSeen = true;
-        } else if (record.decision === 'error') counts.errors++;
-      } catch {
-        return;
-      }
+    event({ record, json: jsonLine, text: textLine }, counts, live) {
+      if (record.decision === 'allowed') counts.allowed++;
+      else if (record.decision === 'blocked') {
+        counts.blocked++;
+        blockedSeen = true;
+      } else if (record.decision === 'error') counts.errors++;
       json?.write(jsonLine + '\n');
       if (textLine) {
         text.write(textLine + '\n');

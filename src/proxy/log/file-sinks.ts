@@ -1,13 +1,11 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { encodeEventLine } from '../../protocol/proxy-wire.js';
 import { formatJsonLine, formatTextLine, lineLog, type LineSink, type NetworkLog } from './network-log.js';
 
 /**
  * The network log as the proxy process writes it: text and JSONL files inside the proxy container, and/or event
- * lines on stdout for the host (`AIRLOCK-EVENT <json>\t<text>`; the tab is safe because JSON escapes tabs and the
- * text line has every control character escaped).
+ * lines on stdout for the host (their format is protocol/proxy-wire.ts).
  */
-
-export const EVENT_PREFIX = 'AIRLOCK-EVENT ';
 
 export interface ProcessLog extends NetworkLog {
   /** Flushes and closes the files. */
@@ -33,7 +31,7 @@ export function openProcessLog(
   return {
     write(event) {
       toFiles.write(event);
-      if (where.stdout) stdout.write(`${EVENT_PREFIX}${formatJsonLine(event)}\t${formatTextLine(event)}\n`);
+      if (where.stdout) stdout.write(encodeEventLine(formatJsonLine(event), formatTextLine(event)));
     },
     close: () =>
       Promise.all(files.map((f) => new Promise<void>((resolve) => f.end(() => resolve())))).then(() => undefined),
