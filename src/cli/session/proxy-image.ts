@@ -13,8 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { callEngine, mustCallEngine, type Engine } from '../engine/engine.js';
 import { SandboxError } from '../errors.js';
-import { withBuildLock } from '../images/image-cache.js';
-import { writeTar, type TarEntry } from '../images/tar.js';
+import { withBuildLock } from '../host/build-lock.js';
+import { writeTar, type TarEntry } from '../host/tar.js';
 
 export const PROXY_IMAGE_NAME = 'airlock-proxy';
 /** Bumped whenever the layout below changes, so the tag changes with it. */

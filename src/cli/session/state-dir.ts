@@ -1,15 +1,10 @@
 /**
- * airlock's own files under the temp directory, one tree per user (`$TMPDIR/airlock-<uid>/`), created 0700: build
- * locks, and the network logs of runs that asked for none but had requests blocked. What is kept there is bounded.
+ * The network logs of runs that asked for none but had requests blocked, kept in airlock's state directory
+ * (created 0700) and bounded in number.
  */
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-export function stateDir(sub: string): string {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-  return join(tmpdir(), `airlock-${uid}`, sub);
-}
+import { stateDir } from '../host/state-dir.js';
 
 /** How many unrequested network logs are kept (the newest); each explains blocked requests of one run. */
 export const KEPT_NETWORK_LOGS = 20;

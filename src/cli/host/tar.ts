@@ -1,6 +1,9 @@
+import { SandboxError } from '../errors.js';
+
 /**
- * A minimal, deterministic ustar writer for the embedded default image's rootfs: all entries owned by root, mtime
- * 0, so the same inputs always give the same bytes (and the same image tag).
+ * A minimal, deterministic ustar writer for the rootfs tarballs airlock imports as images (the default image, the
+ * proxy image): all entries owned by root, mtime 0, so the same inputs always give the same bytes (and the same
+ * image tag).
  */
 
 export type TarEntry =
@@ -20,7 +23,7 @@ function splitName(path: string): { name: string; prefix: string } {
   const name = path.slice(cut + 1);
   const prefix = path.slice(0, cut);
   if (cut <= 0 || Buffer.byteLength(name) > 100 || Buffer.byteLength(prefix) > 155) {
-    throw new Error(`path too long for ustar: ${path}`);
+    throw new SandboxError(`cannot pack ${path} into an image: ustar paths are at most 255 bytes`);
   }
   return { name, prefix };
 }
@@ -30,7 +33,9 @@ function header(entry: TarEntry, size: number): Buffer {
   const path = entry.type === 'dir' ? `${entry.path.replace(/\/$/, '')}/` : entry.path;
   const { name, prefix } = splitName(path);
   if (entry.type === 'symlink' && Buffer.byteLength(entry.target) > 100) {
-    throw new Error(`symlink target too long for ustar: ${entry.target}`);
+    throw new SandboxError(
+      `cannot pack the symlink ${entry.path} into an image: ustar link targets are at most 100 bytes`,
+    );
   }
   block.write(name, 0, 100, 'utf8');
   block.write(octal(entry.type === 'symlink' ? 0o777 : entry.mode, 8), 100, 8, 'ascii');
