@@ -3,6 +3,7 @@
  * network the network session provides, with the command's own exit code — or 124 (timeout), 137 (OOM), 125
  * (airlock's own failure), 128+signal (stopped by SIGINT/SIGTERM).
  */
+import path from 'node:path';
 import { loadPolicy } from '../config/load.js';
 import { parseEngineKind, resolveEngine } from '../engine/engine.js';
 import { readHostLimits } from '../engine/host-limits.js';
@@ -16,7 +17,9 @@ import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.
 import { createLogger, type Logger } from '../session/log.js';
 import { resolveMounts, WORKSPACE } from '../session/mounts.js';
 import { Interruption } from '../session/interruption.js';
-import { openNetworkSession, type NetworkSession } from '../session/network-session.js';
+import type { NetworkLogOptions } from '../session/network-log-sink.js';
+import { unrestrictedNetwork, type NetworkSession, type NetworkSessionRequest } from '../session/network-session.js';
+import { openProxyNetwork } from '../session/proxy-network.js';
 import { removeOrphans } from '../session/orphans.js';
 import { assertKernelSeccomp, writeSeccompProfile, type SeccompProfileFile } from '../session/seccomp-file.js';
 import { signalNumber } from '../engine/engine.js';
@@ -45,7 +48,7 @@ export const LOG_OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-/** The network sandbox's flags; parsed here and handed to the network session untouched. */
+/** The network sandbox's flags. */
 export const NETWORK_OPTIONS = {
   'network-log': { type: 'string' },
   'network-log-json': { type: 'string' },
@@ -97,6 +100,34 @@ export function policyLocation(values: PolicyFlags, cwd: string): PolicyLocation
     dockerfile: values.dockerfile,
     contextDir: values['context-dir'],
   };
+}
+
+type NetworkLogFlags = { 'network-log'?: string; 'network-log-json'?: string; 'network-log-live'?: boolean };
+
+/** The network-log flags with their paths resolved against the working directory; `''` means not given. */
+export function networkLogOptions(values: NetworkLogFlags, cwd: string): NetworkLogOptions {
+  const file = (v: string | undefined) => (v ? path.resolve(cwd, v) : undefined);
+  const options: NetworkLogOptions = { live: values['network-log-live'] === true };
+  const text = file(values['network-log']);
+  const json = file(values['network-log-json']);
+  if (text) options.textFile = text;
+  if (json) options.jsonFile = json;
+  return options;
+}
+
+/** The session the policy asks for: the network sandbox, or (`network_sandbox: false`) the engine's network. */
+function openNetworkSession(request: NetworkSessionRequest, flags: NetworkLogFlags): Promise<NetworkSession> {
+  if (request.policy.sandbox.network_sandbox) return openProxyNetwork(request);
+  const given = Object.keys(NETWORK_OPTIONS).filter((k) => {
+    const v = flags[k as keyof NetworkLogFlags];
+    return v !== undefined && v !== false;
+  });
+  if (given.length > 0) {
+    request.log.warn(
+      `network_sandbox is false: ${given.map((k) => `--${k}`).join(', ')} ignored (there is no proxy to log)`,
+    );
+  }
+  return Promise.resolve(unrestrictedNetwork(request.log));
 }
 
 export function loggerFor(values: LogFlags, ctx: CommandContext): Logger {
@@ -241,24 +272,19 @@ export const run: Command = async (argv, ctx) => {
     );
 
     const identity = newRunIdentity();
-    const flags = Object.fromEntries(
-      Object.keys(NETWORK_OPTIONS).map((name) => [
-        name,
-        (values as Record<string, unknown>)[name] as string | boolean | undefined,
-      ]),
-    );
     // The proxy and the image do not depend on each other: start both at once.
-    const networkOpening = openNetworkSession({
-      engine,
-      identity,
-      policy,
-      credentials,
-      log,
-      flags,
-      signal: interruption.signal,
-      cwd: ctx.cwd,
-      stderr: ctx.stderr,
-    });
+    const networkOpening = openNetworkSession(
+      {
+        engine,
+        identity,
+        policy,
+        credentials,
+        log,
+        networkLog: networkLogOptions(values, ctx.cwd),
+        stderr: ctx.stderr,
+      },
+      values,
+    );
     const imagePreparing = prepareRunImage({
       engine,
       policy,
