@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import {
-  containerEnvironment,
-  engineFlag,
-  exitCodeFor,
-  parseWholeNumber,
-  run,
-  splitAtDoubleDash,
-} from '../../src/cli/commands/run.js';
+import { engineFlag, parseWholeNumber, splitAtDoubleDash } from '../../src/cli/commands/options.js';
+import { containerEnvironment, exitCodeFor, run } from '../../src/cli/commands/run.js';
 import { UsageError } from '../../src/cli/errors.js';
 import { createLogger } from '../../src/cli/session/log.js';
 import { parseMountFlag } from '../../src/cli/session/mounts.js';

@@ -32,17 +32,16 @@ import { newRunIdentity } from '../session/labels.js';
 import { openNetworkLogSink } from '../session/network-log-sink.js';
 import { hostAddresses } from '../session/proxy-network.js';
 import {
-  containerEnvironment,
-  exitCodeFor,
   LOG_OPTIONS,
   loggerFor,
-  NETWORK_OPTIONS,
+  NETWORK_LOG_OPTIONS,
   networkLogOptions,
   parseWholeNumber,
   POLICY_OPTIONS,
   policyLocation,
   splitAtDoubleDash,
-} from './run.js';
+} from './options.js';
+import { containerEnvironment, exitCodeFor } from './run.js';
 import type { Command, CommandContext } from './types.js';
 
 /**
@@ -77,7 +76,7 @@ export function rawEngineFlag(argv: string[]): string | undefined {
 const RUN_OPTIONS = {
   ...POLICY_OPTIONS,
   ...LOG_OPTIONS,
-  ...NETWORK_OPTIONS,
+  ...NETWORK_LOG_OPTIONS,
   ...KUBE_OPTIONS,
   engine: { type: 'string' },
   'container-command': { type: 'string' },
