@@ -51,10 +51,13 @@ export const SigningCredentialSchema = z
 const SIZE = /^(\d+)([bkmgBKMG])$/;
 const SIZE_UNITS: Record<string, number> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
-/** Bytes in a size written as `512m`, `2g`, `1024k` or `4096b` (binary units, as the engines read them). */
+/**
+ * Bytes in a size written as `512m`, `2g`, `1024k` or `4096b` (binary units, as the engines read them). Only ever
+ * called with a size the schema accepted, so a malformed one is a bug in airlock (an invariant, not a user error).
+ */
 export function sizeBytes(size: string): number {
   const m = SIZE.exec(size);
-  if (!m) throw new Error(`not a size: ${size}`);
+  if (!m) throw new Error(`invariant broken: not a size: '${size}' (the schema refuses it)`);
   return Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!;
 }
 
