@@ -79,6 +79,55 @@ void test('no two files of src/ import each other, not even for types', () => {
   assert.deepEqual(circles(graph), []);
 });
 
+/** Package specifiers a file needs at run time: type-only imports are erased by the compiler and do not count. */
+function runtimeImports(file: string): string[] {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+  const typeOnly = new Set<string>();
+  const runtime = new Set<string>();
+  const visit = (node: ts.Node): void => {
+    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier) {
+      const spec = (node.moduleSpecifier as ts.StringLiteral).text;
+      const clause = ts.isImportDeclaration(node) ? node.importClause : undefined;
+      const erased = ts.isImportDeclaration(node)
+        ? clause !== undefined &&
+          (clause.isTypeOnly ||
+            (clause.name === undefined &&
+              clause.namedBindings !== undefined &&
+              ts.isNamedImports(clause.namedBindings) &&
+              clause.namedBindings.elements.length > 0 &&
+              clause.namedBindings.elements.every((e) => e.isTypeOnly)))
+        : node.isTypeOnly;
+      (erased ? typeOnly : runtime).add(spec);
+    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      const [arg] = node.arguments;
+      if (arg && ts.isStringLiteral(arg)) runtime.add(arg.text);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return [...runtime];
+}
+
+void test('src/ needs at run time only node built-ins and its runtime dependencies, and uses each of them', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    dependencies: Record<string, string>;
+  };
+  const used = new Set<string>();
+  for (const file of sourceFiles(SRC)) {
+    for (const spec of runtimeImports(file)) {
+      if (spec.startsWith('.') || spec.startsWith('node:')) continue;
+      const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+      assert.ok(name in pkg.dependencies, `${relative(ROOT, file)} imports ${name}, which is not a dependency`);
+      used.add(name);
+    }
+  }
+  assert.deepEqual(
+    Object.keys(pkg.dependencies).filter((d) => !used.has(d)),
+    [],
+    'dependencies src/ never imports',
+  );
+});
+
 void test('the circle finder finds a circle (so an empty answer above means something)', () => {
   const g = new Map([
     ['a', ['b']],
