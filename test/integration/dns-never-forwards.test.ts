@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import fc from 'fast-check';
 import type { DnsResponder } from '../../src/proxy/dns/responder.js';
+import { EDNS_OPT } from '../helpers/dns-query.js';
 
 /**
  * The sandbox's DNS responder never forwards a query: whatever is asked, nothing leaves the proxy towards any
@@ -229,20 +230,7 @@ function encode(q: Query): Buffer {
     id: q.id,
     flags: q.flags,
     questions: [{ type: q.type as dnsPacket.RecordType, name: q.name, class: q.klass }],
-    additionals: q.edns
-      ? [
-          {
-            type: 'OPT',
-            name: '.',
-            udpPayloadSize: 4096,
-            extendedRcode: 0,
-            ednsVersion: 0,
-            flags: 0,
-            flag_do: false,
-            options: [],
-          },
-        ]
-      : [],
+    additionals: q.edns ? [EDNS_OPT] : [],
   });
 }
 
