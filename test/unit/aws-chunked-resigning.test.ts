@@ -30,7 +30,7 @@ interface ChunkedVector {
 }
 
 const VECTOR = JSON.parse(
-  readFileSync(join(import.meta.dirname, '../../../shared/vectors/aws-sigv4-chunked.json'), 'utf8'),
+  readFileSync(join(import.meta.dirname, '../vectors/aws-sigv4-chunked.json'), 'utf8'),
 ) as ChunkedVector;
 const SURROGATE_KEY_ID = 'AKIASURROGATE0000002';
 const SURROGATE_SECRET = 'SurrogateSecretKeyThatIsFortyCharsLong01';

@@ -19,7 +19,7 @@ import { clientSign } from '../helpers/aws-client-signer.js';
  * signature must be AWS's (v4) or verify under the case's public key (v4a; ECDSA signatures are randomised).
  */
 
-const SUITE = join(import.meta.dirname, '../../../shared/vectors/aws-signing-test-suite');
+const SUITE = join(import.meta.dirname, '../vectors/aws-signing-test-suite');
 const SURROGATE_KEY_ID = 'AKIASURROGATE0000001';
 const SURROGATE_SECRET = 'SurrogateSecretKeyThatIsFortyCharsLong00';
 const SURROGATE_TOKEN = 'SurrogateSessionToken'.padEnd(64, 'x');
