@@ -41,8 +41,8 @@ import {
   policyLocation,
   splitAtDoubleDash,
 } from './options.js';
-import { containerEnvironment, exitCodeFor } from './run.js';
 import type { Command, CommandContext } from './types.js';
+import { containerEnvironment, exitCodeFor } from '../session/sandboxed-command.js';
 
 /**
  * Whether `airlock run` should use Kubernetes: asked for with `--engine kubernetes`, or — with no engine named —

@@ -10,17 +10,14 @@ import { DEFAULT_PIDS_LIMIT, type ContainerSpec } from '../engine/run-args.js';
 import { EXIT, UsageError } from '../errors.js';
 import { prepareRunImage } from '../images/run-image.js';
 import { prepareCredentials } from '../secrets/prepare.js';
-import { runContainer, type ContainerOutcome } from '../session/container.js';
-import { describeExecFailure } from '../session/exec-failure.js';
+import { runContainer } from '../session/container.js';
 import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.js';
-import type { Logger } from '../session/log.js';
 import { resolveMounts, WORKSPACE } from '../session/mounts.js';
 import { Interruption } from '../session/interruption.js';
 import { unrestrictedNetwork, type NetworkSession, type NetworkSessionRequest } from '../session/network-session.js';
 import { openProxyNetwork } from '../session/proxy-network.js';
 import { removeOrphans } from '../session/orphans.js';
 import { assertKernelSeccomp, writeSeccompProfile, type SeccompProfileFile } from '../session/seccomp-file.js';
-import { signalNumber } from '../engine/engine.js';
 import { parseFlags } from './parse-flags.js';
 import {
   ENGINE_OPTIONS,
@@ -39,6 +36,7 @@ import {
   type NetworkLogFlags,
 } from './options.js';
 import type { Command } from './types.js';
+import { containerEnvironment, exitCodeFor } from '../session/sandboxed-command.js';
 
 const RUN_OPTIONS = {
   ...POLICY_OPTIONS,
@@ -81,55 +79,6 @@ function openNetworkSession(request: NetworkSessionRequest, flags: NetworkLogFla
     request.log.warn(`network_sandbox is false: ${given.join(', ')} ignored (there is no proxy to log)`);
   }
   return Promise.resolve(unrestrictedNetwork(request.log));
-}
-
-/**
- * Variables for the container, later wins: `env`, `pass_env` (only those set on the host), surrogates, network, and
- * `IS_SANDBOX=1` last, as Airut's entrypoint exports it after everything else (tools check it to know they are
- * sandboxed).
- */
-export function containerEnvironment(
-  env: Record<string, string>,
-  passEnv: string[],
-  host: NodeJS.ProcessEnv,
-  surrogates: Record<string, string>,
-  network: Record<string, string>,
-): Record<string, string> {
-  const merged: Record<string, string> = { ...env };
-  for (const name of passEnv) {
-    const value = host[name];
-    if (value !== undefined) merged[name] = value;
-  }
-  return { ...merged, ...surrogates, ...network, IS_SANDBOX: '1' };
-}
-
-export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, log: Logger): number {
-  switch (outcome.kind) {
-    case 'exited':
-      if (outcome.code === EXIT.oom && (outcome.oomKilled || memoryLimited)) {
-        log.warn(
-          `the command was killed (exit 137)${outcome.oomKilled ? ' because it ran out of memory' : ', most likely out of memory'}` +
-            ': raise resource_limits.memory in sandbox.yaml',
-        );
-      }
-      return outcome.code;
-    case 'not-started':
-      log.error(
-        `the container engine could not start the container (engine exit ${outcome.code}); see its message above`,
-      );
-      return EXIT.airlock;
-    case 'exec-failed':
-      log.error(describeExecFailure(outcome.command, outcome.failure));
-      return outcome.failure.code;
-    case 'timeout':
-      log.error(`the command timed out after ${outcome.seconds}s; the container was killed`);
-      return EXIT.timeout;
-    case 'signal':
-      return 128 + signalNumber(outcome.signal);
-    case 'sandbox-failure':
-      log.error(`sandbox infrastructure failed: ${outcome.reason}`);
-      return EXIT.airlock;
-  }
 }
 
 export const run: Command = async (argv, ctx) => {
