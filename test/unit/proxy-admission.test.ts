@@ -172,13 +172,13 @@ void test('property: an admitted request always has SNI, Host and any absolute-f
 });
 
 void test('property: a request whose SNI, Host and target agree on an allowed host and path is admitted', () => {
-  // Spellings of one host that must all be read as that host: case, a trailing dot, the listener's port.
-  const spelling = (name: string, withPort: boolean) =>
+  // Spellings of one host that must all be read as that host: case, a trailing dot, the listener's own port.
+  const spelling = (name: string, port: number | null) =>
     fc
       .tuple(fc.boolean(), fc.boolean(), fc.boolean())
       .map(
-        ([upper, dot, port]) =>
-          `${upper ? name.toUpperCase() : name}${dot ? '.' : ''}${withPort && port ? ':443' : ''}`,
+        ([upper, dot, withPort]) =>
+          `${upper ? name.toUpperCase() : name}${dot ? '.' : ''}${port !== null && withPort ? `:${port}` : ''}`,
       );
   const allowed = fc.oneof(
     fc.record({ name: fc.constant('api.test'), path: fc.constantFrom('/', '/x', '/a/b?q=1', '/v1/x') }),
@@ -186,26 +186,26 @@ void test('property: a request whose SNI, Host and target agree on an allowed ho
   );
   fc.assert(
     fc.property(
-      allowed.chain(({ name, path }) =>
+      fc.tuple(allowed, fc.constantFrom(HTTPS, HTTP)).chain(([{ name, path }, listener]) =>
         fc.record({
           path: fc.constant(path),
-          hostHeader: spelling(name, true),
-          sni: spelling(name, false),
-          absolute: fc.option(spelling(name, true), { nil: null }),
-          listener: fc.constantFrom('https' as const, 'http' as const),
+          listener: fc.constant(listener),
+          hostHeader: spelling(name, listener.port),
+          sni: spelling(name, null),
+          absolute: fc.option(spelling(name, listener.port), { nil: null }),
           method: fc.constantFrom('GET', 'get'),
         }),
       ),
       ({ path, hostHeader, sni, absolute, listener, method }) => {
-        const rawTarget = absolute === null ? path : `${listener}://${absolute}${path}`;
+        const rawTarget = absolute === null ? path : `${listener.scheme}://${absolute}${path}`;
         const a = admit(
-          req({ listener, method, hostHeaders: [hostHeader], sni: listener === 'https' ? sni : null, rawTarget }),
+          req({ listener, method, hostHeaders: [hostHeader], sni: listener === HTTPS ? sni : null, rawTarget }),
           allowlist,
         );
         assert.equal(
           a.kind,
           'allow',
-          `${listener} ${method} ${rawTarget} Host: ${hostHeader} SNI: ${sni}: ${JSON.stringify(a)}`,
+          `${listener.scheme} ${method} ${rawTarget} Host: ${hostHeader} SNI: ${sni}: ${JSON.stringify(a)}`,
         );
       },
     ),
