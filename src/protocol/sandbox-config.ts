@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { explicitPort, hostPatternProblem, isIPv4, isIPv6, normalizeHost } from './policy.js';
+import { hostPatternProblem } from './allowlist.js';
+import { explicitPort, isIPv4, isIPv6, normalizeHost } from './policy.js';
 
 const envName = z
   .string()
