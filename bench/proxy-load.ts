@@ -19,15 +19,13 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { generateRunCa } from '../src/cli/session/ca.js';
-import type { ProxyConfig } from '../src/protocol/proxy-config.js';
+import { decodeProxyLine, encodeProxyConfig, READY_LINE_PREFIX, type ProxyConfig } from '../src/protocol/proxy-wire.js';
 import { makeTestPki } from '../test/helpers/tls-fixtures.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
 const HOST = 'load.test';
 const BODY = Buffer.alloc(64, 'x');
-const EVENT_PREFIX = 'AIRLOCK-EVENT ';
-const READY_PREFIX = 'AIRLOCK-PROXY-READY ';
 
 export interface LoadOptions {
   connections: number;
@@ -123,11 +121,12 @@ export async function runProxyLoad(options: LoadOptions): Promise<LoadFigures> {
   let allowedEvents = 0;
   const proxyLines = createInterface({ input: proxy.stdout });
   proxyLines.on('line', (line) => {
-    if (line.startsWith(EVENT_PREFIX) && line.includes('"decision":"allowed"')) allowedEvents++;
+    const decoded = decodeProxyLine(line);
+    if (decoded.kind === 'event' && decoded.record.decision === 'allowed') allowedEvents++;
   });
   const proxyExit = new Promise<number | null>((resolve) => proxy.on('close', (code) => resolve(code)));
-  const ready = firstLine(proxy, READY_PREFIX);
-  proxy.stdin.write(JSON.stringify(config) + '\n');
+  const ready = firstLine(proxy, READY_LINE_PREFIX);
+  proxy.stdin.write(encodeProxyConfig(config));
   const proxyPort = (JSON.parse(await ready) as { https: number }).https;
   const pid = proxy.pid!;
   say(`proxy ${pid} ready on 127.0.0.1:${proxyPort}, upstream on ${port}`);

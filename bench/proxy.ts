@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { generateRunCa } from '../src/cli/session/ca.js';
-import type { ProxyConfig } from '../src/protocol/proxy-config.js';
+import { encodeProxyConfig, READY_LINE_PREFIX, type ProxyConfig } from '../src/protocol/proxy-wire.js';
 import { makeTestPki } from '../test/helpers/tls-fixtures.js';
 import { patternStream } from '../test/helpers/upstream.js';
 import { mitmdumpReverseArgs } from './real/topology.js';
@@ -393,9 +393,9 @@ async function main(): Promise<void> {
     const startAirlock = async (name: string, flags: string[]): Promise<Target> => {
       const proxy = spawn(process.execPath, [...flags, bundle], { stdio: ['pipe', 'pipe', 'inherit'] });
       children.push(proxy);
-      proxy.stdin.write(JSON.stringify(config) + '\n');
-      const ready = await firstLine(proxy, 'AIRLOCK-PROXY-READY ');
-      const ports = JSON.parse(ready.slice('AIRLOCK-PROXY-READY '.length)) as { https: number };
+      proxy.stdin.write(encodeProxyConfig(config));
+      const ready = await firstLine(proxy, READY_LINE_PREFIX);
+      const ports = JSON.parse(ready.slice(READY_LINE_PREFIX.length)) as { https: number };
       return { name, port: ports.https, ca: runCa.certPem, pid: proxy.pid! };
     };
 

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
-import { writeTar, type TarEntry } from '../../src/cli/images/tar.js';
+import { writeTar, type TarEntry } from '../../src/cli/host/tar.js';
 
 /** A small deterministic PRNG (mulberry32), so every run serves the same bytes. */
 function random(seed: number): () => number {

@@ -24,7 +24,7 @@ import { readHostLimits } from '../../src/cli/engine/host-limits.js';
 import { generateRunCa } from '../../src/cli/session/ca.js';
 import { LABEL } from '../../src/cli/session/labels.js';
 import { PROXY_NODE_FLAGS, proxyBundlePath } from '../../src/cli/session/proxy-image.js';
-import type { ProxyConfig } from '../../src/protocol/proxy-config.js';
+import type { ProxyConfig } from '../../src/protocol/proxy-wire.js';
 import { ensureTestImage, TEST_IMAGE } from '../../test/helpers/images.js';
 import { makeTestPki, type TestPki } from '../../test/helpers/tls-fixtures.js';
 

@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { getExecOutput } from '@actions/exec';
+import { AirlockError, EXIT } from '../cli/errors.js';
 import { COMMIT_SHA } from './target.js';
 
 /**
@@ -16,7 +17,12 @@ export interface Origin {
   token: string | null;
 }
 
-export class GitError extends Error {}
+/** git failed on the host (checkout, fetch, merge): airlock's own failure, before any PR code ran. */
+export class GitError extends AirlockError {
+  constructor(message: string) {
+    super(message, EXIT.airlock, 'git');
+  }
+}
 
 /** The header value actions/checkout uses, so GitHub accepts it the same way. Register it as a secret too. */
 export function authHeader(token: string): string {

@@ -4,11 +4,19 @@ import { Writable } from 'node:stream';
 import * as cache from '@actions/cache';
 import * as core from '@actions/core';
 import type { Command, CommandContext } from '../cli/commands/types.js';
+import { AirlockError, EXIT } from '../cli/errors.js';
 
 /**
  * Repo and proxy images through the Actions cache, keyed by content hash (`airlock image hash`). Everything here
  * happens before any PR code runs, and keys are immutable, so a PR cannot poison what a later run loads.
  */
+
+/** An `airlock image` command failed or answered something unreadable; its own message is already in the log. */
+export class ImageCacheError extends AirlockError {
+  constructor(message: string) {
+    super(message, EXIT.airlock, 'image_cache');
+  }
+}
 
 export const IMAGE_KINDS = ['repo', 'proxy'] as const;
 export type ImageKind = (typeof IMAGE_KINDS)[number];
@@ -22,10 +30,11 @@ export function parseImageHashes(stdout: string): Partial<Record<ImageKind, stri
   for (const line of stdout.split('\n')) {
     if (line.trim() === '') continue;
     const m = /^(repo|proxy)=([0-9a-f]{64})$/.exec(line.trim());
-    if (!m) throw new Error(`unexpected line from 'airlock image hash': ${JSON.stringify(line.slice(0, 80))}`);
+    if (!m)
+      throw new ImageCacheError(`unexpected line from 'airlock image hash': ${JSON.stringify(line.slice(0, 80))}`);
     found[m[1] as ImageKind] = m[2]!;
   }
-  if (!found.repo) throw new Error(`'airlock image hash' printed no repo hash`);
+  if (!found.repo) throw new ImageCacheError(`'airlock image hash' printed no repo hash`);
   return found;
 }
 
@@ -63,7 +72,8 @@ export async function syncImageCache(o: ImageCacheOptions): Promise<ImageCacheOu
   }
   const out = collectingStream();
   const hashCode = await o.image(['hash', ...o.imageArgs], { ...o.ctx, stdout: out });
-  if (hashCode !== 0) throw new Error(`'airlock image hash' failed (exit ${hashCode})`);
+  if (hashCode !== 0)
+    throw new ImageCacheError(`'airlock image hash' failed (exit ${hashCode}); see its message above`);
   const hashes = parseImageHashes(out.text());
   await mkdir(o.dir, { recursive: true });
 
@@ -79,7 +89,8 @@ export async function syncImageCache(o: ImageCacheOptions): Promise<ImageCacheOu
   if (misses.length === 0) return { status: 'done', hits, saved: [] };
 
   const saveCode = await o.image(['save', o.dir, ...o.imageArgs], o.ctx);
-  if (saveCode !== 0) throw new Error(`'airlock image save' failed (exit ${saveCode})`);
+  if (saveCode !== 0)
+    throw new ImageCacheError(`'airlock image save' failed (exit ${saveCode}); see its message above`);
   const saved: ImageKind[] = [];
   for (const kind of misses) {
     try {

@@ -1,3 +1,4 @@
+import { AirlockError, EXIT } from '../cli/errors.js';
 import { splitWords } from './sandbox-command.js';
 
 /** The action's inputs (action.yml), validated once. */
@@ -34,7 +35,12 @@ export const IGNORED_INPUTS = {
   airut_version: 'airlock runs its own bundled code; there is no Airut version to install',
 } as const;
 
-export class InputError extends Error {}
+/** An input of the action (action.yml `with:`) has a value it cannot use. Exit 125, as documented. */
+export class InputError extends AirlockError {
+  constructor(message: string) {
+    super(message, EXIT.airlock, 'input');
+  }
+}
 
 function bool(name: string, raw: string, fallback: boolean): boolean {
   const v = raw.trim();

@@ -8,9 +8,9 @@ import type { Command, CommandContext } from '../cli/commands/types.js';
 import type { LoadedPolicy, PolicyLocation } from '../cli/config/types.js';
 import { AirlockError, EXIT } from '../cli/errors.js';
 import { reportError } from '../cli/main.js';
-import { authHeader, checkoutBase, fetchCommit, GitError, type Origin } from './git.js';
+import { authHeader, checkoutBase, fetchCommit, type Origin } from './git.js';
 import { syncImageCache } from './image-cache.js';
-import { InputError, readInputs } from './inputs.js';
+import { readInputs } from './inputs.js';
 import { sandboxRunArgv } from './sandbox-command.js';
 import { secretValues } from './secrets.js';
 import { renderSummary, tallyNetworkLog } from './summary.js';
@@ -48,6 +48,20 @@ function required(env: NodeJS.ProcessEnv, name: string): string {
   return v;
 }
 
+/** The triggering event's payload (GITHUB_EVENT_PATH): a JSON object, or the action cannot know what to test. */
+async function readEvent(file: string): Promise<object> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    throw new TargetError(`cannot read the event payload ${file}: ${(e as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new TargetError(`the event payload ${file} is not a JSON object`);
+  }
+  return parsed;
+}
+
 /** Options of `airlock run` the action sets; one place, so a renamed flag is one edit. */
 const RUN_FLAGS = {
   networkLog: '--network-log',
@@ -60,9 +74,8 @@ export async function main(deps: ActionDeps, env: NodeJS.ProcessEnv = process.en
   try {
     return await runAction(deps, env);
   } catch (e) {
-    const known =
-      e instanceof AirlockError || e instanceof InputError || e instanceof TargetError || e instanceof GitError;
-    core.setFailed(known ? e.message : `internal error: ${(e as Error).stack ?? String(e)}`);
+    // Every expected failure is an AirlockError with a message; anything else is a bug, reported with its stack.
+    core.setFailed(e instanceof AirlockError ? e.message : `internal error: ${(e as Error).stack ?? String(e)}`);
     return e instanceof AirlockError ? e.exitCode : EXIT.airlock;
   }
 }
@@ -77,7 +90,7 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   }
 
   const eventName = required(env, 'GITHUB_EVENT_NAME');
-  const event = JSON.parse(await readFile(required(env, 'GITHUB_EVENT_PATH'), 'utf8')) as object;
+  const event = await readEvent(required(env, 'GITHUB_EVENT_PATH'));
   const target = resolveTarget(eventName, event, env, inputs.prSha);
   for (const w of target.warnings) core.warning(w);
 

@@ -3,6 +3,8 @@
  * policy (.airlock/) comes from; the PR commit is only ever handled as data on the host and merged inside the sandbox.
  */
 
+import { AirlockError, EXIT } from '../cli/errors.js';
+
 export interface RunTarget {
   /** Branch (or tag) whose tip is checked out on the host (its .airlock/ is the enforced policy). */
   baseRef: string;
@@ -14,7 +16,12 @@ export interface RunTarget {
   warnings: string[];
 }
 
-export class TargetError extends Error {}
+/** The triggering event gives the action nothing it can test (or it does not run on a GitHub runner). */
+export class TargetError extends AirlockError {
+  constructor(message: string) {
+    super(message, EXIT.airlock, 'target');
+  }
+}
 
 /** A full object name; anything else (a branch name, `--upload-pack=…`) never reaches git's argv. */
 export const COMMIT_SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;

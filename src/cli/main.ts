@@ -1,10 +1,11 @@
 import { AirlockError, EXIT, UsageError } from './errors.js';
 import { closestOption } from './commands/parse-flags.js';
 import type { Command, CommandContext } from './commands/types.js';
+import { airlockPackage } from './host/package-root.js';
 
-export const VERSION = '0.1.0';
-
-const USAGE = `airlock ${VERSION} — run untrusted code in a sandbox whose only network peer is an allowlisting proxy
+const usage = (
+  version: string,
+) => `airlock ${version} — run untrusted code in a sandbox whose only network peer is an allowlisting proxy
 
 usage:
   airlock run [options] -- COMMAND [ARGS...]   run COMMAND in the sandbox
@@ -19,7 +20,7 @@ Run 'airlock COMMAND --help' for a command's options. Docs: docs/ in the airlock
 `;
 
 /** Commands are loaded on demand so that `policy check` does not pay for the engine code. */
-const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
+const COMMANDS: Readonly<Record<string, () => Promise<{ run: Command }>>> = {
   policy: () => import('./commands/policy.js'),
   config: () => import('./commands/config.js'),
   run: () => import('./commands/run.js'),
@@ -29,26 +30,22 @@ const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
   kube: () => import('./commands/kube.js'),
 };
 
-export function registerCommand(name: string, load: () => Promise<{ run: Command }>): void {
-  COMMANDS[name] = load;
-}
-
 export async function main(argv: string[], ctx: CommandContext): Promise<number> {
   const [name, ...rest] = argv;
   try {
     if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-      ctx.stdout.write(USAGE);
+      ctx.stdout.write(usage(airlockPackage().version));
       return name === undefined ? EXIT.usage : EXIT.ok;
     }
     if (name === '--version' || name === 'version') {
-      ctx.stdout.write(`airlock ${VERSION}\n`);
+      ctx.stdout.write(`airlock ${airlockPackage().version}\n`);
       return EXIT.ok;
     }
     const load = COMMANDS[name];
     if (!load) {
       const suggestion = closestOption(name, Object.keys(COMMANDS));
       throw new UsageError(
-        `unknown command '${name}'${suggestion ? ` (did you mean ${suggestion}?)` : ''}\n\n${USAGE}`,
+        `unknown command '${name}'${suggestion ? ` (did you mean ${suggestion}?)` : ''}\n\n${usage(airlockPackage().version)}`,
       );
     }
     const command = await load();

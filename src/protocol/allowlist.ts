@@ -1,5 +1,20 @@
 import { z } from 'zod';
-import { hostPatternProblem } from './policy.js';
+
+/**
+ * An allowlist entry's or a scope's host pattern, split into the host pattern and the port it names: `host:5000`,
+ * `*.internal:8443`, `[fd00::1]:443`. Null port: the listener's default port only. A bare IPv6 literal has no port.
+ */
+export function splitHostPattern(pattern: string): { host: string; port: number | null } {
+  const m = pattern.startsWith('[') ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
+  return m ? { host: m[1]!, port: Number(m[2]) } : { host: pattern, port: null };
+}
+
+/** Why a host pattern cannot be used (a port out of range), or null. */
+export function hostPatternProblem(pattern: string): string | null {
+  const { port } = splitHostPattern(pattern);
+  if (port !== null && (port < 1 || port > 65535)) return `the port in "${pattern}" must be between 1 and 65535`;
+  return null;
+}
 
 /** Host patterns are ASCII (punycode for IDNs) and may carry fnmatch wildcards. */
 const hostPattern = z

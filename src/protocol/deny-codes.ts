@@ -31,7 +31,3 @@ export const DENY_CODES = {
 } as const;
 
 export type DenyCode = keyof typeof DENY_CODES;
-
-export function isDenyCode(value: string): value is DenyCode {
-  return Object.hasOwn(DENY_CODES, value);
-}

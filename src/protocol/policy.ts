@@ -1,4 +1,4 @@
-import type { Allowlist, UrlPrefixRule } from './allowlist.js';
+import { splitHostPattern, type Allowlist, type UrlPrefixRule } from './allowlist.js';
 import type { DenyCode } from './deny-codes.js';
 import { fnmatchCase, fnmatchIgnoreCase } from './fnmatch.js';
 
@@ -73,22 +73,6 @@ export function explicitPort(authority: string): number | null {
 export function formatAuthority(host: string, port: number, scheme: Scheme): string {
   const name = isIPv6(host) ? `[${host}]` : host;
   return port === DEFAULT_PORTS[scheme] ? name : `${name}:${port}`;
-}
-
-/**
- * An allowlist entry's or a scope's host pattern, split into the host pattern and the port it names: `host:5000`,
- * `*.internal:8443`, `[fd00::1]:443`. Null port: the listener's default port only. A bare IPv6 literal has no port.
- */
-export function splitHostPattern(pattern: string): { host: string; port: number | null } {
-  const m = pattern.startsWith('[') ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
-  return m ? { host: m[1]!, port: Number(m[2]) } : { host: pattern, port: null };
-}
-
-/** Why a host pattern cannot be used (a port out of range), or null. */
-export function hostPatternProblem(pattern: string): string | null {
-  const { port } = splitHostPattern(pattern);
-  if (port !== null && (port < 1 || port > 65535)) return `the port in "${pattern}" must be between 1 and 65535`;
-  return null;
 }
 
 /**

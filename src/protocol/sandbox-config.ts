@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { explicitPort, hostPatternProblem, isIPv4, isIPv6, normalizeHost } from './policy.js';
+import { hostPatternProblem } from './allowlist.js';
+import { explicitPort, isIPv4, isIPv6, normalizeHost } from './policy.js';
 
 const envName = z
   .string()
@@ -51,10 +52,13 @@ export const SigningCredentialSchema = z
 const SIZE = /^(\d+)([bkmgBKMG])$/;
 const SIZE_UNITS: Record<string, number> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
-/** Bytes in a size written as `512m`, `2g`, `1024k` or `4096b` (binary units, as the engines read them). */
+/**
+ * Bytes in a size written as `512m`, `2g`, `1024k` or `4096b` (binary units, as the engines read them). Only ever
+ * called with a size the schema accepted, so a malformed one is a bug in airlock (an invariant, not a user error).
+ */
 export function sizeBytes(size: string): number {
   const m = SIZE.exec(size);
-  if (!m) throw new Error(`not a size: ${size}`);
+  if (!m) throw new Error(`invariant broken: not a size: '${size}' (the schema refuses it)`);
   return Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!;
 }
 
@@ -95,13 +99,38 @@ export const ResourceLimitsSchema = z
   })
   .describe('Container resource limits; each is optional.');
 
-const upstreamTarget = z.string().refine((v) => {
-  if (/^host-gateway(:\d{1,5})?$/.test(v)) return true;
-  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(v) ?? /^([0-9a-fA-F:]+)$/.exec(v);
-  if (!m) return false;
-  const ip = m[1]!.replace(/^\[|\]$/g, '');
-  return isIPv4(ip) || isIPv6(ip);
-}, 'expected an IP address, optionally with a port (`10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`), or `host-gateway[:PORT]` for the machine running airlock');
+/**
+ * An `upstream_hosts` target as the proxy reads it: an IP address, optionally with a port (`10.0.0.5`,
+ * `10.0.0.5:8443`, `[fd00::1]:443`). Null for anything else.
+ */
+export function parseHostsEntry(value: string): { address: string; port?: number } | null {
+  if (isIPv4(value) || isIPv6(value)) return { address: value };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(value);
+  if (!m) return null;
+  const address = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (!(isIPv4(address) || isIPv6(address)) || port < 1 || port > 65535) return null;
+  return { address, port };
+}
+
+/**
+ * `host-gateway` or `host-gateway:PORT`: the machine running airlock, as the proxy's egress network sees it. The
+ * host replaces it with that network's gateway address when the proxy starts. Null for anything else.
+ */
+export function parseHostGateway(value: string): { port?: number } | null {
+  const m = /^host-gateway(?::(\d{1,5}))?$/.exec(value);
+  if (!m) return null;
+  if (m[1] === undefined) return {};
+  const port = Number(m[1]);
+  return port >= 1 && port <= 65535 ? { port } : null;
+}
+
+const upstreamTarget = z
+  .string()
+  .refine(
+    (v) => parseHostGateway(v) !== null || parseHostsEntry(v) !== null,
+    'expected an IP address, optionally with a port (`10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`), or `host-gateway[:PORT]` for the machine running airlock',
+  );
 
 export const SandboxConfigSchema = z
   .strictObject({

@@ -7,10 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { encodeCanaryLine, PROXY_POD_ENV } from '../protocol/proxy-pod.js';
-import { parseProxyConfig, ProxyConfigError } from './config.js';
+import { decodeProxyConfig, encodeReadyLine, ProxyWireError, type ProxyConfig } from '../protocol/proxy-wire.js';
 import { openProcessLog } from './log/file-sinks.js';
-import type { ProxyConfig } from '../protocol/proxy-config.js';
-import { proxyOptionsFrom, READY_PREFIX, startProxy, type RunningProxy } from './start.js';
+import { proxyOptionsFrom, startProxy, type RunningProxy } from './start.js';
 
 export interface ProxyPodIo {
   env: Readonly<Record<string, string | undefined>>;
@@ -64,9 +63,9 @@ export async function runProxyPod(io: ProxyPodIo): Promise<number> {
   const withAddress = { ...(raw as Record<string, unknown>), sandboxAddress: podIp };
   let config: ProxyConfig;
   try {
-    config = parseProxyConfig(JSON.stringify(withAddress));
+    config = decodeProxyConfig(JSON.stringify(withAddress));
   } catch (err) {
-    if (err instanceof ProxyConfigError) return fail(io, err.message);
+    if (err instanceof ProxyWireError) return fail(io, err.message);
     throw err;
   }
   const log = openProcessLog(config.log ?? {}, io.stdout);
@@ -85,7 +84,7 @@ export async function runProxyPod(io: ProxyPodIo): Promise<number> {
     await log.close();
     return fail(io, `cannot start the canary on port ${canaryPort}: ${(err as Error).message}`);
   }
-  io.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}\n`);
+  io.stdout.write(encodeReadyLine(proxy.addresses));
   if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve()));
   await new Promise<void>((resolve) => canary.close(() => resolve()));
   await proxy.close();

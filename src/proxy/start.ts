@@ -3,10 +3,9 @@ import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { Allowlist } from '../protocol/allowlist.js';
-import type { ProxyConfig } from '../protocol/proxy-config.js';
 import { isGlob } from '../protocol/fnmatch.js';
 import { DEFAULT_PORTS, isIPv4, isIPv6, normalizeHost } from '../protocol/policy.js';
-import { ProxyConfigError, parseProxyConfig } from './config.js';
+import { decodeProxyConfig, encodeReadyLine, ProxyWireError, type ProxyConfig } from '../protocol/proxy-wire.js';
 import { createCredentialProcessor } from './credentials/index.js';
 import { passThrough, type CredentialProcessor } from './credentials/types.js';
 import { startDnsResponder, type DnsResponder } from './dns/responder.js';
@@ -321,8 +320,6 @@ export function proxyOptionsFrom(config: ProxyConfig, log: NetworkLog): ProxyOpt
   };
 }
 
-export const READY_PREFIX = 'AIRLOCK-PROXY-READY ';
-
 export interface ProxyProcessIo {
   stdin: NodeJS.ReadableStream;
   stdout: { write(chunk: string): unknown };
@@ -348,17 +345,17 @@ export async function runProxyProcess(io: ProxyProcessIo): Promise<number> {
   let proxy: RunningProxy;
   let log: ProcessLog;
   try {
-    const config = parseProxyConfig(first.value);
+    const config = decodeProxyConfig(first.value);
     log = openProcessLog(config.log ?? {}, io.stdout);
     proxy = await startProxy(proxyOptionsFrom(config, log));
   } catch (err) {
-    const message = err instanceof ProxyConfigError ? err.message : `cannot start: ${(err as Error).message}`;
+    const message = err instanceof ProxyWireError ? err.message : `cannot start: ${(err as Error).message}`;
     io.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, ' ')}\n`);
     return 1;
   }
   // The start event (held for batching) goes out before the ready line, as it happened.
   log.flush();
-  io.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}\n`);
+  io.stdout.write(encodeReadyLine(proxy.addresses));
   // Anything after the config line is ignored; only EOF matters.
   for (let next = await iterator.next(); !next.done; next = await iterator.next());
   await proxy.close();

@@ -9,7 +9,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { generateRunCa } from '../../src/cli/session/ca.js';
 import { AllowlistSchema } from '../../src/protocol/allowlist.js';
-import type { SigningCredential } from '../../src/protocol/proxy-config.js';
+import type { SigningCredential } from '../../src/protocol/proxy-wire.js';
 import { createCredentialProcessor, type SigningTrace } from '../../src/proxy/credentials/index.js';
 import { memoryLog } from '../../src/proxy/log/network-log.js';
 import { startProxy, type RunningProxy } from '../../src/proxy/start.js';

@@ -8,6 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import dnsPacket from 'dns-packet';
 import { startDnsResponder, type DnsResponder } from '../../src/proxy/dns/responder.js';
+import { EDNS_OPT } from '../helpers/dns-query.js';
 
 /**
  * Bounded fuzzing of the sandbox's resolver: the one proxy service the sandbox can reach without TLS or HTTP
@@ -50,20 +51,7 @@ function validQuery(id = randomInt(0x10000)): Buffer {
     id,
     flags: randomInt(2) ? dnsPacket.RECURSION_DESIRED : 0,
     questions: [{ type: TYPES[randomInt(TYPES.length)]!, name: NAMES[randomInt(NAMES.length)]! }],
-    additionals: randomInt(2)
-      ? [
-          {
-            type: 'OPT',
-            name: '.',
-            udpPayloadSize: 4096,
-            extendedRcode: 0,
-            ednsVersion: 0,
-            flags: 0,
-            flag_do: false,
-            options: [],
-          },
-        ]
-      : [],
+    additionals: randomInt(2) ? [EDNS_OPT] : [],
   });
 }
 

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { EVENT_PREFIX, openProcessLog } from '../../src/proxy/log/file-sinks.js';
+import { EVENT_LINE_PREFIX as EVENT_PREFIX } from '../../src/protocol/proxy-wire.js';
+import { openProcessLog } from '../../src/proxy/log/file-sinks.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
 import { startProxyFixture } from '../helpers/upstream.js';
 

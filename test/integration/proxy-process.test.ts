@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { generateRunCa } from '../../src/cli/session/ca.js';
-import type { ProxyConfig } from '../../src/protocol/proxy-config.js';
+import type { ProxyConfig } from '../../src/protocol/proxy-wire.js';
 import { makeTestPki } from '../helpers/tls-fixtures.js';
 import { requestViaProxy, startHttpsUpstream, type FakeUpstream } from '../helpers/upstream.js';
 

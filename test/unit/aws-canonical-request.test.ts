@@ -152,7 +152,7 @@ void describe('signing keys', () => {
   });
 
   const vectors = JSON.parse(
-    readFileSync(join(import.meta.dirname, '../../../shared/vectors/aws-sigv4a-key-derivation.json'), 'utf8'),
+    readFileSync(join(import.meta.dirname, '../vectors/aws-sigv4a-key-derivation.json'), 'utf8'),
   ) as {
     cases: Array<{
       access_key_id: string;

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createCredentialProcessor } from '../../src/proxy/credentials/index.js';
 import type { CredentialResult, RequestHead } from '../../src/proxy/credentials/types.js';
-import type { SigningCredential } from '../../src/protocol/proxy-config.js';
+import type { SigningCredential } from '../../src/protocol/proxy-wire.js';
 import { AwsChunkResigner } from '../../src/proxy/credentials/aws/chunked.js';
 import { sha256Hex } from '../../src/proxy/credentials/aws/canonical.js';
 import { sigv4Sign, sigv4SigningKey } from '../../src/proxy/credentials/aws/sigv4.js';
@@ -30,7 +30,7 @@ interface ChunkedVector {
 }
 
 const VECTOR = JSON.parse(
-  readFileSync(join(import.meta.dirname, '../../../shared/vectors/aws-sigv4-chunked.json'), 'utf8'),
+  readFileSync(join(import.meta.dirname, '../vectors/aws-sigv4-chunked.json'), 'utf8'),
 ) as ChunkedVector;
 const SURROGATE_KEY_ID = 'AKIASURROGATE0000002';
 const SURROGATE_SECRET = 'SurrogateSecretKeyThatIsFortyCharsLong01';

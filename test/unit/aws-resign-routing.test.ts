@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createCredentialProcessor, type SigningTrace } from '../../src/proxy/credentials/index.js';
 import type { CredentialOutcome, CredentialResult, RequestHead } from '../../src/proxy/credentials/types.js';
-import type { MaskedCredential, SigningCredential } from '../../src/protocol/proxy-config.js';
+import type { MaskedCredential, SigningCredential } from '../../src/protocol/proxy-wire.js';
 import { parseAuthorizationHeader } from '../../src/proxy/credentials/aws/authorization.js';
 import { clientSign, type ClientSigningInput } from '../helpers/aws-client-signer.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createCredentialProcessor, type SigningTrace } from '../../src/proxy/credentials/index.js';
 import type { CredentialResult, RequestHead } from '../../src/proxy/credentials/types.js';
-import type { SigningCredential } from '../../src/protocol/proxy-config.js';
+import type { SigningCredential } from '../../src/protocol/proxy-wire.js';
 import { parseAuthorizationHeader } from '../../src/proxy/credentials/aws/authorization.js';
 import { sigv4aPublicKeyFromXY, sigv4aVerify } from '../../src/proxy/credentials/aws/sigv4a.js';
 import { clientSign } from '../helpers/aws-client-signer.js';
@@ -19,7 +19,7 @@ import { clientSign } from '../helpers/aws-client-signer.js';
  * signature must be AWS's (v4) or verify under the case's public key (v4a; ECDSA signatures are randomised).
  */
 
-const SUITE = join(import.meta.dirname, '../../../shared/vectors/aws-signing-test-suite');
+const SUITE = join(import.meta.dirname, '../vectors/aws-signing-test-suite');
 const SURROGATE_KEY_ID = 'AKIASURROGATE0000001';
 const SURROGATE_SECRET = 'SurrogateSecretKeyThatIsFortyCharsLong00';
 const SURROGATE_TOKEN = 'SurrogateSessionToken'.padEnd(64, 'x');

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import fc from 'fast-check';
-import type { MaskedCredential, SigningCredential } from '../../src/protocol/proxy-config.js';
+import type { MaskedCredential, SigningCredential } from '../../src/protocol/proxy-wire.js';
 import { createCredentialProcessor } from '../../src/proxy/credentials/index.js';
 import { applyMaskedSecrets } from '../../src/proxy/credentials/masked.js';
 import {

@@ -4,11 +4,11 @@ import {
   isOrphan,
   LABEL,
   newRunIdentity,
-  parseProcStartTime,
   resourceLabelArgs,
   resourceLabels,
   type Liveness,
 } from '../../src/cli/session/labels.js';
+import { parseProcStartTime } from '../../src/cli/host/process-start-time.js';
 
 /** Orphan cleanup removes only resources of dead airlock processes on this host; everything else is left alone. */
 

@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { decideImageAction, parseCreated, withBuildLock } from '../../src/cli/images/image-cache.js';
+import { withBuildLock } from '../../src/cli/host/build-lock.js';
+import { decideImageAction, parseCreated } from '../../src/cli/images/image-cache.js';
 import { parseBuildStep } from '../../src/cli/images/build.js';
 
 describe('image creation times from both engines', () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { defaultImageTag, describeHostToolchain } from '../../src/cli/images/host-toolchain.js';
-import { writeTar } from '../../src/cli/images/tar.js';
+import { writeTar } from '../../src/cli/host/tar.js';
 
 /** Read back a ustar archive: names, types, modes, link targets, contents — and every header checksum. */
 function readTar(buf: Buffer): Map<string, { type: string; mode: number; content: Buffer; target: string }> {

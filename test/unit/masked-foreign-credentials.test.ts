@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { MaskedCredential } from '../../src/protocol/proxy-config.js';
+import type { MaskedCredential } from '../../src/protocol/proxy-wire.js';
 import { applyMaskedSecrets } from '../../src/proxy/credentials/masked.js';
 import type { CredentialResult, RequestHead } from '../../src/proxy/credentials/types.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { MaskedCredential } from '../../src/protocol/proxy-config.js';
+import type { MaskedCredential } from '../../src/protocol/proxy-wire.js';
 import { applyMaskedSecrets, readCredential } from '../../src/proxy/credentials/masked.js';
 import type { RequestHead } from '../../src/proxy/credentials/types.js';
 

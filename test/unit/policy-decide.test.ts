@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AllowlistSchema, type Allowlist } from '../../src/protocol/allowlist.js';
+import { AllowlistSchema, splitHostPattern, type Allowlist } from '../../src/protocol/allowlist.js';
 import { fnmatchCase, globMatch, globWalk } from '../../src/protocol/fnmatch.js';
 import {
   decide,
@@ -10,7 +10,6 @@ import {
   normalizeHost,
   pathProblem,
   percentDecode,
-  splitHostPattern,
 } from '../../src/protocol/policy.js';
 import { SandboxConfigSchema } from '../../src/protocol/sandbox-config.js';
 

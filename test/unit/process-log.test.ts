@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { EVENT_PREFIX, openProcessLog } from '../../src/proxy/log/file-sinks.js';
+import { EVENT_LINE_PREFIX as EVENT_PREFIX } from '../../src/protocol/proxy-wire.js';
+import { openProcessLog } from '../../src/proxy/log/file-sinks.js';
 import type { NetworkEvent } from '../../src/proxy/log/network-log.js';
 
 /**

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { forbiddenAddressReason } from '../../src/proxy/upstream/address-guard.js';
-import { createUpstreamRouter, parseHostsEntry } from '../../src/proxy/upstream/route.js';
+import { parseHostsEntry } from '../../src/protocol/sandbox-config.js';
+import { createUpstreamRouter } from '../../src/proxy/upstream/route.js';
 
 /** The SSRF / DNS-rebinding guard and the upstream routing that applies it. */
 

@@ -148,6 +148,7 @@ void test('splitAbsoluteForm', () => {
 
 void test('property: an admitted request always has SNI, Host and any absolute-form host naming one host', () => {
   const host = fc.constantFrom('api.test', 'API.test', 'api.test.', 'api.test:443', 'other.test', 'paths.test');
+  let admitted = 0;
   fc.assert(
     fc.property(
       host,
@@ -158,12 +159,57 @@ void test('property: an admitted request always has SNI, Host and any absolute-f
         const rawTarget = absolute === null ? path : `https://${absolute}${path}`;
         const a = admit(req({ hostHeaders: [hostHeader], sni, rawTarget }), allowlist);
         if (a.kind !== 'allow') return;
+        admitted++;
         const norm = (h: string) => h.toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
         assert.ok(sni !== null);
         assert.equal(norm(sni), norm(hostHeader));
         if (absolute !== null) assert.equal(norm(absolute), norm(hostHeader));
       },
     ),
+  );
+  // An admit() that refused everything would pass the property vacuously.
+  assert.ok(admitted > 0, 'no request was admitted');
+});
+
+void test('property: a request whose SNI, Host and target agree on an allowed host and path is admitted', () => {
+  // Spellings of one host that must all be read as that host: case, a trailing dot, the listener's own port.
+  const spelling = (name: string, port: number | null) =>
+    fc
+      .tuple(fc.boolean(), fc.boolean(), fc.boolean())
+      .map(
+        ([upper, dot, withPort]) =>
+          `${upper ? name.toUpperCase() : name}${dot ? '.' : ''}${port !== null && withPort ? `:${port}` : ''}`,
+      );
+  const allowed = fc.oneof(
+    fc.record({ name: fc.constant('api.test'), path: fc.constantFrom('/', '/x', '/a/b?q=1', '/v1/x') }),
+    fc.record({ name: fc.constant('paths.test'), path: fc.constantFrom('/v1/', '/v1/x', '/v1/a/b?q=%20') }),
+  );
+  fc.assert(
+    fc.property(
+      fc.tuple(allowed, fc.constantFrom(HTTPS, HTTP)).chain(([{ name, path }, listener]) =>
+        fc.record({
+          path: fc.constant(path),
+          listener: fc.constant(listener),
+          hostHeader: spelling(name, listener.port),
+          sni: spelling(name, null),
+          absolute: fc.option(spelling(name, listener.port), { nil: null }),
+          method: fc.constantFrom('GET', 'get'),
+        }),
+      ),
+      ({ path, hostHeader, sni, absolute, listener, method }) => {
+        const rawTarget = absolute === null ? path : `${listener.scheme}://${absolute}${path}`;
+        const a = admit(
+          req({ listener, method, hostHeaders: [hostHeader], sni: listener === HTTPS ? sni : null, rawTarget }),
+          allowlist,
+        );
+        assert.equal(
+          a.kind,
+          'allow',
+          `${listener.scheme} ${method} ${rawTarget} Host: ${hostHeader} SNI: ${sni}: ${JSON.stringify(a)}`,
+        );
+      },
+    ),
+    { numRuns: 500 },
   );
 });
 

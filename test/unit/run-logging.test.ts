@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
+import { UsageError } from '../../src/cli/errors.js';
 import { createLogger } from '../../src/cli/session/log.js';
 
 function sink() {
@@ -55,6 +56,21 @@ describe('airlock run logging', () => {
       assert.match(lines[0]!, /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \[INFO\] airlock: first$/);
       assert.match(lines[1]!, /\[INFO\] airlock: second$/);
       assert.equal(err.text(), '');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--log FILE that cannot be written is a usage error up front, not a silently lost log', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-log-'));
+    try {
+      await writeFile(join(dir, 'a-file'), '');
+      for (const file of [join(dir, 'a-file', 'airlock.log'), dir]) {
+        assert.throws(
+          () => createLogger({ file, cwd: dir, stderr: sink().stream, isTTY: false }),
+          (e: Error) => e instanceof UsageError && e.message.startsWith(`--log ${file}: cannot write there`),
+        );
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

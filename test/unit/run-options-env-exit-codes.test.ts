@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import {
-  containerEnvironment,
-  engineFlag,
-  exitCodeFor,
-  parseWholeNumber,
-  run,
-  splitAtDoubleDash,
-} from '../../src/cli/commands/run.js';
+import { engineFlag, parseWholeNumber, splitAtDoubleDash } from '../../src/cli/commands/options.js';
+import { run } from '../../src/cli/commands/run.js';
+import { containerEnvironment, exitCodeFor } from '../../src/cli/session/sandboxed-command.js';
 import { UsageError } from '../../src/cli/errors.js';
 import { createLogger } from '../../src/cli/session/log.js';
-import { parseMountFlag } from '../../src/cli/session/mounts.js';
+import { parseMountFlag, resolveMounts } from '../../src/cli/session/mounts.js';
 
 function quietLog() {
   const stderr = new PassThrough();
@@ -54,6 +52,18 @@ describe('run command line', () => {
     assert.deepEqual(parseMountFlag('/x:/y/:ro'), { source: '/x', target: '/y', readOnly: true });
     for (const bad of ['x', 'x:/y:rx', 'a:b:c:d', ':/y', 'x:relative', 'x:']) {
       assert.throws(() => parseMountFlag(bad), UsageError, bad);
+    }
+  });
+
+  it("refuses a working directory with ':' in its path as a usage error, not an internal one", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-a:b-'));
+    try {
+      await assert.rejects(
+        resolveMounts(dir, []),
+        (e: Error) => e instanceof UsageError && /contains ':'/.test(e.message),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

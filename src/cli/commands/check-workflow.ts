@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { EXIT, UsageError } from '../errors.js';
-import { VERSION } from '../main.js';
+import { airlockPackage } from '../host/package-root.js';
 import { checkWorkflow, formatFinding, type Finding } from '../workflow/check.js';
 import { githubAnnotation, sarifLog } from '../workflow/report.js';
 import { parseFlags } from './parse-flags.js';
@@ -79,7 +79,9 @@ const check: Command = async (argv, ctx) => {
       ctx.stdout.write(`${JSON.stringify({ files, findings }, null, 2)}\n`);
       break;
     case 'sarif':
-      ctx.stdout.write(`${JSON.stringify(sarifLog(findings, { version: VERSION, cwd: ctx.cwd }), null, 2)}\n`);
+      ctx.stdout.write(
+        `${JSON.stringify(sarifLog(findings, { version: airlockPackage().version, cwd: ctx.cwd }), null, 2)}\n`,
+      );
       break;
     case 'github':
     case 'text':

@@ -9,6 +9,7 @@ import {
 import { loadPolicy } from '../config/load.js';
 import type { LoadedPolicy } from '../config/types.js';
 import { EXIT, UsageError } from '../errors.js';
+import { JSON_OPTION, POLICY_OPTIONS, policyLocation } from './options.js';
 import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
@@ -106,29 +107,11 @@ export const run: Command = async (argv, ctx) => {
   const [sub, ...rest] = argv;
   if (sub !== 'check') throw new UsageError(sub === undefined ? USAGE : `unknown config command '${sub}'\n${USAGE}`);
   const { values, positionals } = parseFlags(
-    {
-      args: rest,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        'config-dir': { type: 'string' },
-        config: { type: 'string' },
-        allowlist: { type: 'string' },
-        dockerfile: { type: 'string' },
-        'context-dir': { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    },
+    { args: rest, allowPositionals: true, strict: true, options: { ...POLICY_OPTIONS, ...JSON_OPTION } },
     'config check',
   );
   if (positionals.length) throw new UsageError(USAGE);
-  const location: Parameters<typeof loadPolicy>[0] = { cwd: ctx.cwd };
-  if (values['config-dir'] !== undefined) location.configDir = values['config-dir'];
-  if (values.config !== undefined) location.config = values.config;
-  if (values.allowlist !== undefined) location.allowlist = values.allowlist;
-  if (values.dockerfile !== undefined) location.dockerfile = values.dockerfile;
-  if (values['context-dir'] !== undefined) location.contextDir = values['context-dir'];
-  const policy = await loadPolicy(location, ctx.env);
+  const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
   const view = resolvedView(policy);
   ctx.stdout.write(values.json ? JSON.stringify(view, null, 2) + '\n' : stringify(view, { lineWidth: 0 }));
   if (!policy.sandbox.network_sandbox) {

@@ -20,7 +20,7 @@ import { ensureImage } from '../images/image-cache.js';
 import { newRunIdentity, resourceLabelArgs, resourceLabels, resourceName } from '../session/labels.js';
 import { seccompFinding, writeSeccompProfile } from '../session/seccomp-file.js';
 import { readFileSync } from 'node:fs';
-import { engineFlag, ENGINE_OPTIONS } from './run.js';
+import { engineFlag, ENGINE_OPTIONS } from './options.js';
 import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 

@@ -12,13 +12,14 @@ import type { LoadedPolicy } from '../config/types.js';
 import {
   engineFlag,
   ENGINE_OPTIONS,
+  KEEP_IMAGES_OPTION,
   keepImagesFlag,
   LOG_OPTIONS,
   loggerFor,
   POLICY_OPTIONS,
   policyLocation,
   splitAtDoubleDash,
-} from './run.js';
+} from './options.js';
 import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
@@ -27,7 +28,7 @@ const OPTIONS = {
   ...ENGINE_OPTIONS,
   ...LOG_OPTIONS,
   image: { type: 'string' },
-  'keep-images': { type: 'string' },
+  ...KEEP_IMAGES_OPTION,
 } as const;
 
 const USAGE = `usage: airlock image hash | save DIR | load DIR [options]

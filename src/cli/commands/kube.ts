@@ -29,19 +29,20 @@ import {
 import { prepareCredentials } from '../secrets/prepare.js';
 import { generateRunCa } from '../session/ca.js';
 import { newRunIdentity } from '../session/labels.js';
-import { hostAddresses, networkLogOptions, openLogSinks } from '../session/proxy-network.js';
+import { openNetworkLogSink } from '../session/network-log-sink.js';
+import { hostAddresses } from '../session/proxy-network.js';
 import {
-  containerEnvironment,
-  exitCodeFor,
   LOG_OPTIONS,
   loggerFor,
-  NETWORK_OPTIONS,
+  NETWORK_LOG_OPTIONS,
+  networkLogOptions,
   parseWholeNumber,
   POLICY_OPTIONS,
   policyLocation,
   splitAtDoubleDash,
-} from './run.js';
+} from './options.js';
 import type { Command, CommandContext } from './types.js';
+import { containerEnvironment, exitCodeFor } from '../session/sandboxed-command.js';
 
 /**
  * Whether `airlock run` should use Kubernetes: asked for with `--engine kubernetes`, or — with no engine named —
@@ -75,7 +76,7 @@ export function rawEngineFlag(argv: string[]): string | undefined {
 const RUN_OPTIONS = {
   ...POLICY_OPTIONS,
   ...LOG_OPTIONS,
-  ...NETWORK_OPTIONS,
+  ...NETWORK_LOG_OPTIONS,
   ...KUBE_OPTIONS,
   engine: { type: 'string' },
   'container-command': { type: 'string' },
@@ -194,17 +195,11 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
       forbiddenTargets: apiServerTarget(ctx.env),
       ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
     });
-    const logOptions = networkLogOptions(
-      Object.fromEntries(
-        Object.keys(NETWORK_OPTIONS).map((k) => [
-          k,
-          (values as Record<string, unknown>)[k] as string | boolean | undefined,
-        ]),
-      ),
-      ctx.cwd,
-    );
-    const sinks = await openLogSinks(logOptions, runId);
-    const counts = { allowed: 0, blocked: 0, errors: 0 };
+    const sinks = await openNetworkLogSink(networkLogOptions(values, ctx.cwd), {
+      runId,
+      stderr: ctx.stderr,
+      warn: (m) => log.warn(m),
+    });
     let outcome;
     try {
       log.info(`run ${runId} in namespace ${namespace} on ${api.server}`);
@@ -214,7 +209,7 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
         secrets: { proxyConfigJson: JSON.stringify(prepared.proxyConfig), sandboxEnv: prepared.sandboxEnv },
         stdout: ctx.stdout,
         log,
-        onNetworkEvent: (raw) => sinks.event(raw, counts, logOptions.live ? ctx.stderr : undefined),
+        onNetworkEvent: (line) => sinks.write(line),
         ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
         stop: stop.signal,
       });
@@ -222,10 +217,11 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
       await sinks.close();
     }
     const code = exitCodeFor(outcome, policy.sandbox.resource_limits.memory !== undefined, log);
+    const counts = sinks.counts();
     if (counts.blocked > 0) {
       log.warn(
         `${counts.blocked} request${counts.blocked === 1 ? ' was' : 's were'} blocked by the network allowlist ` +
-          `(${counts.allowed} allowed); see ${sinks.textPath}`,
+          `(${counts.allowed} allowed); see ${counts.logPath}`,
       );
       if (values['fail-on-block'] && code === EXIT.ok) return EXIT.blockedRequests;
     }

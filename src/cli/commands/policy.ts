@@ -8,6 +8,7 @@ import { guardLiteralTarget } from '../../protocol/address-guard.js';
 import { decide, describeRule, type Decision } from '../../protocol/policy.js';
 import { loadPolicy } from '../config/load.js';
 import { EXIT, UsageError } from '../errors.js';
+import { ALLOWLIST_OPTIONS, JSON_OPTION, policyLocation } from './options.js';
 import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
 
@@ -43,12 +44,7 @@ export const run: Command = async (argv, ctx) => {
       args: rest,
       allowPositionals: true,
       strict: true,
-      options: {
-        'config-dir': { type: 'string' },
-        allowlist: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        data: { type: 'string' },
-      },
+      options: { ...ALLOWLIST_OPTIONS, ...JSON_OPTION, data: { type: 'string' } },
     },
     'policy check',
   );
@@ -56,10 +52,7 @@ export const run: Command = async (argv, ctx) => {
   const [method, url] = positionals as [string, string];
   if (!/^[A-Za-z]+$/.test(method)) throw new UsageError(`"${method}" is not an HTTP method`);
   const { scheme, authority, target } = splitUrl(url);
-  const location: Parameters<typeof loadPolicy>[0] = { cwd: ctx.cwd };
-  if (values['config-dir'] !== undefined) location.configDir = values['config-dir'];
-  if (values.allowlist !== undefined) location.allowlist = values.allowlist;
-  const policy = await loadPolicy({ ...location, allowlistOnly: true }, ctx.env);
+  const policy = await loadPolicy({ ...policyLocation(values, ctx.cwd), allowlistOnly: true }, ctx.env);
   // What the proxy would answer: the allowlist first, then (for an IP literal) the address guard. The port the URL
   // names (else the scheme's default) is the one judged, as the proxy judges its listener's.
   const decision = guardLiteralTarget(decide({ method, host: authority, target, scheme }, policy.allowlist));

@@ -4,62 +4,48 @@
  * (airlock's own failure), 128+signal (stopped by SIGINT/SIGTERM).
  */
 import { loadPolicy } from '../config/load.js';
-import { parseEngineKind, resolveEngine } from '../engine/engine.js';
+import { resolveEngine } from '../engine/engine.js';
 import { readHostLimits } from '../engine/host-limits.js';
 import { DEFAULT_PIDS_LIMIT, type ContainerSpec } from '../engine/run-args.js';
 import { EXIT, UsageError } from '../errors.js';
 import { prepareRunImage } from '../images/run-image.js';
 import { prepareCredentials } from '../secrets/prepare.js';
-import { runContainer, type ContainerOutcome } from '../session/container.js';
-import { describeExecFailure } from '../session/exec-failure.js';
+import { runContainer } from '../session/container.js';
 import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.js';
-import { createLogger, type Logger } from '../session/log.js';
 import { resolveMounts, WORKSPACE } from '../session/mounts.js';
 import { Interruption } from '../session/interruption.js';
-import { openNetworkSession, type NetworkSession } from '../session/network-session.js';
+import { unrestrictedNetwork, type NetworkSession, type NetworkSessionRequest } from '../session/network-session.js';
+import { openProxyNetwork } from '../session/proxy-network.js';
 import { removeOrphans } from '../session/orphans.js';
 import { assertKernelSeccomp, writeSeccompProfile, type SeccompProfileFile } from '../session/seccomp-file.js';
-import { signalNumber } from '../engine/engine.js';
-import type { PolicyLocation } from '../config/types.js';
 import { parseFlags } from './parse-flags.js';
-import type { Command, CommandContext } from './types.js';
-
-/** Options every image-aware command shares (run, image save/load). */
-export const ENGINE_OPTIONS = {
-  engine: { type: 'string' },
-  'container-command': { type: 'string' },
-} as const;
-
-export const POLICY_OPTIONS = {
-  'config-dir': { type: 'string' },
-  config: { type: 'string' },
-  allowlist: { type: 'string' },
-  dockerfile: { type: 'string' },
-  'context-dir': { type: 'string' },
-} as const;
-
-export const LOG_OPTIONS = {
-  verbose: { type: 'boolean', default: false },
-  debug: { type: 'boolean', default: false },
-  log: { type: 'string' },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const;
-
-/** The network sandbox's flags; parsed here and handed to the network session untouched. */
-export const NETWORK_OPTIONS = {
-  'network-log': { type: 'string' },
-  'network-log-json': { type: 'string' },
-  'network-log-live': { type: 'boolean', default: false },
-} as const;
+import {
+  ENGINE_OPTIONS,
+  engineFlag,
+  givenNetworkLogFlags,
+  KEEP_IMAGES_OPTION,
+  keepImagesFlag,
+  LOG_OPTIONS,
+  loggerFor,
+  NETWORK_LOG_OPTIONS,
+  networkLogOptions,
+  parseWholeNumber,
+  POLICY_OPTIONS,
+  policyLocation,
+  splitAtDoubleDash,
+  type NetworkLogFlags,
+} from './options.js';
+import type { Command } from './types.js';
+import { containerEnvironment, exitCodeFor } from '../session/sandboxed-command.js';
 
 const RUN_OPTIONS = {
   ...POLICY_OPTIONS,
   ...ENGINE_OPTIONS,
   ...LOG_OPTIONS,
-  ...NETWORK_OPTIONS,
+  ...NETWORK_LOG_OPTIONS,
   image: { type: 'string' },
   'max-image-age': { type: 'string' },
-  'keep-images': { type: 'string' },
+  ...KEEP_IMAGES_OPTION,
   timeout: { type: 'string' },
   mount: { type: 'string', multiple: true, default: [] as string[] },
   'fail-on-block': { type: 'boolean', default: false },
@@ -85,104 +71,14 @@ const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
   --log FILE              write airlock's messages to FILE instead of stderr
 `;
 
-type PolicyFlags = { [K in keyof typeof POLICY_OPTIONS]?: string };
-type LogFlags = { verbose?: boolean; debug?: boolean; log?: string };
-
-export function policyLocation(values: PolicyFlags, cwd: string): PolicyLocation {
-  return {
-    cwd,
-    configDir: values['config-dir'],
-    config: values.config,
-    allowlist: values.allowlist,
-    dockerfile: values.dockerfile,
-    contextDir: values['context-dir'],
-  };
-}
-
-export function loggerFor(values: LogFlags, ctx: CommandContext): Logger {
-  return createLogger({
-    verbose: values.verbose,
-    debug: values.debug,
-    file: values.log,
-    cwd: ctx.cwd,
-    stderr: ctx.stderr,
-    isTTY: ctx.isTTY,
-  });
-}
-
-/** The command is everything after the first `--`, verbatim; options are what precedes it. */
-export function splitAtDoubleDash(argv: string[]): { options: string[]; command: string[] | null } {
-  const at = argv.indexOf('--');
-  if (at < 0) return { options: argv, command: null };
-  return { options: argv.slice(0, at), command: argv.slice(at + 1) };
-}
-
-export function parseWholeNumber(flag: string, value: string, min: number): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < min) {
-    throw new UsageError(`${flag} must be a whole number of at least ${min}, not '${value}'`);
+/** The session the policy asks for: the network sandbox, or (`network_sandbox: false`) the engine's network. */
+function openNetworkSession(request: NetworkSessionRequest, flags: NetworkLogFlags): Promise<NetworkSession> {
+  if (request.policy.sandbox.network_sandbox) return openProxyNetwork(request);
+  const given = givenNetworkLogFlags(flags);
+  if (given.length > 0) {
+    request.log.warn(`network_sandbox is false: ${given.join(', ')} ignored (there is no proxy to log)`);
   }
-  return Number(value);
-}
-
-export function keepImagesFlag(value: string | undefined): number | undefined {
-  return value === undefined ? undefined : parseWholeNumber('--keep-images', value, 0);
-}
-
-export function engineFlag(values: { engine?: string; 'container-command'?: string }) {
-  if (values.engine !== undefined && values['container-command'] !== undefined) {
-    throw new UsageError('give either --engine or --container-command, not both');
-  }
-  const raw = values.engine ?? values['container-command'];
-  return raw === undefined ? undefined : parseEngineKind(raw);
-}
-
-/**
- * Variables for the container, later wins: `env`, `pass_env` (only those set on the host), surrogates, network, and
- * `IS_SANDBOX=1` last, as Airut's entrypoint exports it after everything else (tools check it to know they are
- * sandboxed).
- */
-export function containerEnvironment(
-  env: Record<string, string>,
-  passEnv: string[],
-  host: NodeJS.ProcessEnv,
-  surrogates: Record<string, string>,
-  network: Record<string, string>,
-): Record<string, string> {
-  const merged: Record<string, string> = { ...env };
-  for (const name of passEnv) {
-    const value = host[name];
-    if (value !== undefined) merged[name] = value;
-  }
-  return { ...merged, ...surrogates, ...network, IS_SANDBOX: '1' };
-}
-
-export function exitCodeFor(outcome: ContainerOutcome, memoryLimited: boolean, log: Logger): number {
-  switch (outcome.kind) {
-    case 'exited':
-      if (outcome.code === EXIT.oom && (outcome.oomKilled || memoryLimited)) {
-        log.warn(
-          `the command was killed (exit 137)${outcome.oomKilled ? ' because it ran out of memory' : ', most likely out of memory'}` +
-            ': raise resource_limits.memory in sandbox.yaml',
-        );
-      }
-      return outcome.code;
-    case 'not-started':
-      log.error(
-        `the container engine could not start the container (engine exit ${outcome.code}); see its message above`,
-      );
-      return EXIT.airlock;
-    case 'exec-failed':
-      log.error(describeExecFailure(outcome.command, outcome.failure));
-      return outcome.failure.code;
-    case 'timeout':
-      log.error(`the command timed out after ${outcome.seconds}s; the container was killed`);
-      return EXIT.timeout;
-    case 'signal':
-      return 128 + signalNumber(outcome.signal);
-    case 'sandbox-failure':
-      log.error(`sandbox infrastructure failed: ${outcome.reason}`);
-      return EXIT.airlock;
-  }
+  return Promise.resolve(unrestrictedNetwork(request.log));
 }
 
 export const run: Command = async (argv, ctx) => {
@@ -241,24 +137,19 @@ export const run: Command = async (argv, ctx) => {
     );
 
     const identity = newRunIdentity();
-    const flags = Object.fromEntries(
-      Object.keys(NETWORK_OPTIONS).map((name) => [
-        name,
-        (values as Record<string, unknown>)[name] as string | boolean | undefined,
-      ]),
-    );
     // The proxy and the image do not depend on each other: start both at once.
-    const networkOpening = openNetworkSession({
-      engine,
-      identity,
-      policy,
-      credentials,
-      log,
-      flags,
-      signal: interruption.signal,
-      cwd: ctx.cwd,
-      stderr: ctx.stderr,
-    });
+    const networkOpening = openNetworkSession(
+      {
+        engine,
+        identity,
+        policy,
+        credentials,
+        log,
+        networkLog: networkLogOptions(values, ctx.cwd),
+        stderr: ctx.stderr,
+      },
+      values,
+    );
     const imagePreparing = prepareRunImage({
       engine,
       policy,

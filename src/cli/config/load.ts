@@ -40,33 +40,99 @@ async function readText(file: string, what: string): Promise<string> {
   }
 }
 
-/** Key paths whose values are strings by nature: a YAML 1.1 `010` or `yes` there means the text as written. */
-function isStringPath(p: KeyPath): boolean {
-  const [a, , c] = p;
-  switch (a) {
-    case 'env':
-    case 'pass_env':
-    case 'upstream_hosts':
-    case 'upstream_dns':
-    case 'image':
-    case 'upstream_ca_file':
-    case 'domains':
-      return p.length >= 1;
-    case 'masked_secrets':
-      return c === 'value' || c === 'scopes' || c === 'headers';
-    case 'signing_credentials':
-      return c === 'access_key_id' || c === 'secret_access_key' || c === 'session_token' || c === 'scopes';
-    case 'resource_limits':
-      return p[1] === 'memory' || p[1] === 'disk';
-    case 'url_prefixes':
-      return c === 'host' || c === 'path' || c === 'methods';
+type ZodDef = Record<string, unknown> & { type: string };
+
+function defOf(schema: unknown): ZodDef | undefined {
+  return (schema as { _zod?: { def?: ZodDef } })._zod?.def;
+}
+
+/** The schema itself without optional/default/transform wrappers; a union stands for all its options. */
+function unwrapped(schema: unknown): unknown[] {
+  const def = defOf(schema);
+  if (!def) return [schema];
+  switch (def.type) {
+    case 'optional':
+    case 'nullable':
+    case 'default':
+    case 'prefault':
+    case 'catch':
+    case 'readonly':
+    case 'nonoptional':
+      return unwrapped(def.innerType);
+    case 'pipe':
+      return unwrapped(def.in);
+    case 'union':
+      return (def.options as unknown[]).flatMap(unwrapped);
     default:
-      return false;
+      return [schema];
   }
+}
+
+/** Every schema that could judge the value at a key path (several where a union offers several shapes). */
+function schemasAt(schema: z.ZodType, p: KeyPath): unknown[] {
+  let current = unwrapped(schema);
+  for (const seg of p) {
+    current = current.flatMap((s) => {
+      const def = defOf(s);
+      if (def?.type === 'object') {
+        const field = (def.shape as Record<string, unknown>)[String(seg)];
+        return field === undefined ? [] : unwrapped(field);
+      }
+      if (def?.type === 'record') return unwrapped(def.valueType);
+      if (def?.type === 'array' && typeof seg === 'number') return unwrapped(def.element);
+      return [];
+    });
+  }
+  return current;
+}
+
+type ScalarKind = 'string' | 'number' | 'boolean';
+
+/** The scalar types the schema accepts at a key path. */
+function scalarKindsAt(schema: z.ZodType, p: KeyPath): Set<ScalarKind> {
+  const kinds = new Set<ScalarKind>();
+  for (const s of schemasAt(schema, p)) {
+    const def = defOf(s);
+    if (def?.type === 'string' || def?.type === 'enum') kinds.add('string');
+    else if (def?.type === 'number' || def?.type === 'int') kinds.add('number');
+    else if (def?.type === 'boolean') kinds.add('boolean');
+    else if (def?.type === 'literal') {
+      for (const v of def.values as unknown[]) {
+        const t = typeof v;
+        if (t === 'string' || t === 'number' || t === 'boolean') kinds.add(t);
+      }
+    }
+  }
+  return kinds;
+}
+
+const YAML_TRUE = ['true', '1', 'yes', 'on'];
+const YAML_FALSE = ['false', '0', 'no', 'off'];
+
+/**
+ * Reads a scalar the way the schema wants it at its key path, so that a key added to a schema is read correctly
+ * without being listed anywhere: where the schema wants a string, the scalar's text as written (`010` stays `010`,
+ * not 8); where it wants a number, a quoted number is that number; where it wants a boolean, PyYAML's
+ * `yes/no/on/off` are accepted (Airut reads them so). Anything else is left for the schema to judge.
+ */
+function coerceScalar(src: YamlSource, schema: z.ZodType, value: unknown, at: KeyPath): unknown {
+  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') return value;
+  const kinds = scalarKindsAt(schema, at);
+  if (kinds.has(typeof value as ScalarKind)) return value;
+  if (kinds.has('string')) return scalarSource(src, at) ?? String(value);
+  if (typeof value !== 'string') return value;
+  if (kinds.has('number') && /^\s*[\d.]+\s*$/.test(value)) return Number(value);
+  if (kinds.has('boolean')) {
+    const v = value.trim().toLowerCase();
+    if (YAML_TRUE.includes(v)) return true;
+    if (YAML_FALSE.includes(v)) return false;
+  }
+  return value;
 }
 
 function resolveValues(
   src: YamlSource,
+  schema: z.ZodType,
   value: unknown,
   at: KeyPath,
   env: NodeJS.ProcessEnv,
@@ -83,55 +149,21 @@ function resolveValues(
     envRefs.set(dottedPath(at), value.name);
     return resolved;
   }
-  if (Array.isArray(value)) return value.map((v, i) => resolveValues(src, v, [...at, i], env, envRefs));
+  if (Array.isArray(value)) return value.map((v, i) => resolveValues(src, schema, v, [...at, i], env, envRefs));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = resolveValues(src, v, [...at, k], env, envRefs);
+    for (const [k, v] of Object.entries(value)) out[k] = resolveValues(src, schema, v, [...at, k], env, envRefs);
     return out;
   }
-  if ((typeof value === 'number' || typeof value === 'boolean') && isStringPath(at)) {
-    return scalarSource(src, at) ?? String(value);
-  }
-  if (typeof value === 'string' && at[0] === 'resource_limits' && !isStringPath(at) && /^\s*[\d.]+\s*$/.test(value)) {
-    return Number(value);
-  }
-  const booleanPath =
-    (at.length === 1 && at[0] === 'network_sandbox') ||
-    (at.length === 3 && at[0] === 'masked_secrets' && at[2] === 'allow_foreign_credentials');
-  if (typeof value === 'string' && booleanPath) {
-    const v = value.trim().toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(v)) return true;
-    if (['false', '0', 'no', 'off'].includes(v)) return false;
-  }
-  return value;
+  return coerceScalar(src, schema, value, at);
 }
 
-/** Walk a zod schema along a key path to list the keys an object there accepts (for "did you mean"). */
+/** The keys an object at a key path accepts (for "did you mean"). */
 function keysAt(schema: z.ZodType, p: KeyPath): string[] {
-  let s: unknown = schema;
-  const unwrap = (x: unknown): unknown => {
-    for (let i = 0; i < 10; i++) {
-      const def = (x as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
-      if (!def) return x;
-      if (def.type === 'optional' || def.type === 'nullable' || def.type === 'default' || def.type === 'prefault')
-        x = def.innerType;
-      else if (def.type === 'pipe') x = def.in;
-      else return x;
-    }
-    return x;
-  };
-  for (const seg of p) {
-    s = unwrap(s);
-    const def = (s as { _zod: { def: Record<string, unknown> } })._zod.def;
-    if (def.type === 'object') s = (def.shape as Record<string, unknown>)[String(seg)];
-    else if (def.type === 'record') s = def.valueType;
-    else if (def.type === 'array') s = def.element;
-    else return [];
-    if (s === undefined) return [];
-  }
-  s = unwrap(s);
-  const def = (s as { _zod: { def: Record<string, unknown> } })._zod.def;
-  return def.type === 'object' ? Object.keys(def.shape as object) : [];
+  return schemasAt(schema, p).flatMap((s) => {
+    const def = defOf(s);
+    return def?.type === 'object' ? Object.keys(def.shape as object) : [];
+  });
 }
 
 function editDistance(a: string, b: string): number {
@@ -208,7 +240,7 @@ async function loadYamlFile<S extends z.ZodType>(
   if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
     throw configErrorAt(src, [], 'the file must be a mapping (key: value) at the top level');
   }
-  const resolved = resolveValues(src, raw ?? {}, [], env, envRefs);
+  const resolved = resolveValues(src, schema, raw ?? {}, [], env, envRefs);
   return validate(schema, src, resolved);
 }
 

@@ -4,6 +4,7 @@
  * value from its own environment, so `ps` shows names only.
  */
 import { DISK_LIMITED_SCRATCH, sizeBytes } from '../../protocol/sandbox-config.js';
+import { UsageError } from '../errors.js';
 import type { EngineKind } from './engine.js';
 
 export interface BindMount {
@@ -71,7 +72,7 @@ function labelArgs(labels: Record<string, string>): string[] {
 export function mountArg(mount: BindMount): string {
   if (mount.source.includes(':') || mount.target.includes(':')) {
     // `-v` splits on ':'; a path containing one would silently mount something else.
-    throw new Error(`a mount path cannot contain ':' (${mount.source} → ${mount.target})`);
+    throw new UsageError(`a mount path cannot contain ':' (${mount.source} → ${mount.target})`);
   }
   return `${mount.source}:${mount.target}:${mount.readOnly ? 'ro' : 'rw'}`;
 }

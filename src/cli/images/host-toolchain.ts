@@ -11,7 +11,7 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mustCallEngine, type Engine } from '../engine/engine.js';
 import type { BindMount } from '../engine/run-args.js';
-import { writeTar, type TarEntry } from './tar.js';
+import { writeTar, type TarEntry } from '../host/tar.js';
 
 export const DEFAULT_IMAGE_NAME = 'airlock-default';
 

@@ -7,6 +7,7 @@
 import type { Writable } from 'node:stream';
 import type { IPod } from 'kubernetes-models/v1';
 import { decodeCanaryLine } from '../../protocol/proxy-pod.js';
+import { decodeProxyLine, type EventLine } from '../../protocol/proxy-wire.js';
 import { SandboxError } from '../errors.js';
 import type { ContainerOutcome, StopSignal } from '../session/container.js';
 import type { Logger } from '../session/log.js';
@@ -22,9 +23,6 @@ import {
   type KubeRunPlan,
   type RunObject,
 } from './manifests.js';
-
-const READY_PREFIX = 'AIRLOCK-PROXY-READY ';
-const EVENT_PREFIX = 'AIRLOCK-EVENT ';
 
 /** Container states in which the kubelet will not get further without a change to the pod: give up at once. */
 const STUCK_REASONS = new Set([
@@ -44,8 +42,8 @@ export interface KubeRunRequest {
   secrets: { proxyConfigJson: string; sandboxEnv: Record<string, string> };
   stdout: Writable;
   log: Logger;
-  /** Each `AIRLOCK-EVENT` payload of the proxy's log (`<json>\t<text>`), for the network log sinks. */
-  onNetworkEvent: (raw: string) => void;
+  /** Each event line of the proxy's log, for the network log sinks. */
+  onNetworkEvent: (line: EventLine) => void;
   timeoutSeconds?: number;
   /** Aborted with the signal's name as reason (SIGINT/SIGTERM): stop, clean up, report. */
   stop: AbortSignal;
@@ -248,9 +246,10 @@ export async function runKubeSandbox(req: KubeRunRequest): Promise<ContainerOutc
         .stream(
           logPath(ns, names.proxyPod, 'proxy'),
           lineSplitter((line) => {
-            if (line.startsWith(READY_PREFIX)) ready();
-            else if (line.startsWith(EVENT_PREFIX)) req.onNetworkEvent(line.slice(EVENT_PREFIX.length));
-            else {
+            const decoded = decodeProxyLine(line);
+            if (decoded.kind === 'ready') ready();
+            else if (decoded.kind === 'event') req.onNetworkEvent(decoded);
+            else if (decoded.kind === 'other') {
               const canary = decodeCanaryLine(line);
               if (canary) canaryHit(canary.from);
             }

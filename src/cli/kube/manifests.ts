@@ -30,7 +30,7 @@ import type {
   IVolume,
   IVolumeMount,
 } from 'kubernetes-models/v1';
-import type { ProxyConfig } from '../../protocol/proxy-config.js';
+import type { ProxyConfig } from '../../protocol/proxy-wire.js';
 import {
   CANARY_PORT,
   encodeProbeArgs,
@@ -44,7 +44,7 @@ import {
 import { DISK_LIMITED_SCRATCH, sizeBytes } from '../../protocol/sandbox-config.js';
 import { KEPT_CAPABILITIES } from '../engine/run-args.js';
 import { PROXY_UID } from '../session/proxy-image.js';
-import { SANDBOX_CA_PATH, SYSTEM_CA_BUNDLES } from '../session/proxy-network.js';
+import { SANDBOX_CA_PATH, SYSTEM_CA_BUNDLES } from '../session/ca.js';
 
 type ObjectMeta = NonNullable<IPod['metadata']>;
 

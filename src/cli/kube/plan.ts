@@ -12,7 +12,8 @@ import { ConfigError, UsageError } from '../errors.js';
 import type { PreparedCredentials } from '../secrets/prepare.js';
 import type { RunCa } from '../session/ca.js';
 import { WORKSPACE } from '../session/mounts.js';
-import { CA_ENV_VARIABLES, resolveUpstreamHosts, SANDBOX_CA_PATH } from '../session/proxy-network.js';
+import { CA_ENV_VARIABLES, SANDBOX_CA_PATH } from '../session/ca.js';
+import { resolveUpstreamHosts } from '../session/proxy-args.js';
 import {
   DEFAULT_SECCOMP_PROFILE,
   type KubeRunPlan,

@@ -1,4 +1,4 @@
-import type { CredentialConfig, MaskedCredential, SigningCredential } from '../../protocol/proxy-config.js';
+import type { CredentialConfig, MaskedCredential, SigningCredential } from '../../protocol/proxy-wire.js';
 import {
   mintAwsAccessKeyId,
   mintAwsSecretAccessKey,

@@ -5,8 +5,8 @@
  * fixed names make concurrent runs clobber each other, airut-behaviour.md item 89).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { processStartTime } from '../host/process-start-time.js';
 
 export const LABEL = {
   run: 'io.airlock.run',
@@ -24,23 +24,6 @@ export interface RunIdentity {
   ownerStart: string;
   ownerHost: string;
   createdAt: Date;
-}
-
-/** Field 22 of /proc/PID/stat; the command name (field 2) may contain spaces and parentheses, so parse after ')'. */
-export function parseProcStartTime(stat: string): string | null {
-  const close = stat.lastIndexOf(')');
-  if (close < 0) return null;
-  const fields = stat.slice(close + 2).split(' ');
-  // fields[0] is field 3 (state), so field 22 is fields[19]
-  return fields[19] ?? null;
-}
-
-export function processStartTime(pid: number): string | null {
-  try {
-    return parseProcStartTime(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return null;
-  }
 }
 
 export function newRunIdentity(now: Date = new Date()): RunIdentity {

@@ -4,9 +4,10 @@
  * default: errors and warnings only; `--verbose` adds progress, `--debug` adds engine command lines (names only,
  * never values).
  */
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, openSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
+import { UsageError } from '../errors.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -50,8 +51,15 @@ export function createLogger(options: LoggerOptions): Logger {
   let file: WriteStream | null = null;
   if (options.file) {
     const path = resolve(options.cwd, options.file);
-    mkdirSync(dirname(path), { recursive: true });
-    file = createWriteStream(path, { flags: 'a', mode: 0o600 });
+    let fd: number;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      fd = openSync(path, 'a', 0o600);
+    } catch (err) {
+      throw new UsageError(`--log ${path}: cannot write there (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    file = createWriteStream('', { fd });
+    // A log that fails later (disk full) must not take the run down with it.
     file.on('error', () => undefined);
   }
   const sink: Writable = file ?? options.stderr;

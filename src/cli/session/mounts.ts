@@ -40,11 +40,15 @@ export async function resolveMounts(cwd: string, flags: string[]): Promise<BindM
   }
   const mounts: BindMount[] = [];
   const real = async (path: string, what: string): Promise<string> => {
+    let found: string;
     try {
-      return await realpath(resolve(cwd, path));
+      found = await realpath(resolve(cwd, path));
     } catch {
       throw new UsageError(`${what} ${resolve(cwd, path)} does not exist`);
     }
+    // The engine's -v splits on ':', so such a path would mount something else (or nothing).
+    if (found.includes(':')) throw new UsageError(`${what} ${found} contains ':', which cannot be mounted; move it`);
+    return found;
   };
   if (!seen.has(WORKSPACE)) {
     mounts.push({ source: await real(cwd, 'the working directory'), target: WORKSPACE, readOnly: false });

@@ -1,8 +1,8 @@
 /**
  * The seam between the container and its network. `airlock run` opens a NetworkSession before the container starts
- * and closes it in `finally`; the container gets the session's arguments, environment and mounts. The network
- * sandbox (internal network + proxy container + CA trust) plugs in here as another implementation of
- * `NetworkSession`; until it exists, `network_sandbox: true` refuses to run rather than run unprotected.
+ * and closes it in `finally`; the container gets the session's arguments, environment and mounts. There are two:
+ * the network sandbox (proxy-network.ts: internal network, proxy container, CA trust) and, for
+ * `network_sandbox: false`, the engine's default network with no proxy at all.
  */
 import type { Engine } from '../engine/engine.js';
 import type { BindMount } from '../engine/run-args.js';
@@ -10,7 +10,7 @@ import type { LoadedPolicy } from '../config/types.js';
 import type { PreparedCredentials } from '../secrets/prepare.js';
 import type { RunIdentity } from './labels.js';
 import type { Logger } from './log.js';
-import { openProxyNetwork } from './proxy-network.js';
+import type { NetworkCounts, NetworkLogOptions } from './network-log-sink.js';
 
 export interface NetworkSession {
   /** Placed before the image in `<engine> run` (`--network …`, `--dns …`). Never a secret value. */
@@ -26,26 +26,13 @@ export interface NetworkSession {
   counts?(): NetworkCounts;
 }
 
-export interface NetworkCounts {
-  allowed: number;
-  blocked: number;
-  errors: number;
-  /** The text network log's path, when one is kept. */
-  logPath?: string;
-}
-
 export interface NetworkSessionRequest {
   engine: Engine;
   identity: RunIdentity;
   policy: LoadedPolicy;
   credentials: PreparedCredentials;
   log: Logger;
-  /** Parsed values of the network flags (`--network-log`, …), passed through from the command line. */
-  flags: Record<string, string | boolean | undefined>;
-  /** Aborted on SIGINT/SIGTERM before the command starts: stop starting the proxy. */
-  signal?: AbortSignal;
-  /** Relative log paths resolve against this. */
-  cwd: string;
+  networkLog: NetworkLogOptions;
   /** Where `--network-log-live` lines go. */
   stderr: NodeJS.WritableStream;
 }
@@ -56,19 +43,4 @@ const never = new Promise<string>(() => undefined);
 export function unrestrictedNetwork(log: Logger): NetworkSession {
   log.warn('network_sandbox is false: the command runs with unrestricted network access and no proxy');
   return { runArgs: [], env: {}, mounts: [], failure: never, close: () => Promise.resolve() };
-}
-
-export type NetworkSessionFactory = (request: NetworkSessionRequest) => Promise<NetworkSession>;
-
-export async function openNetworkSession(request: NetworkSessionRequest): Promise<NetworkSession> {
-  if (!request.policy.sandbox.network_sandbox) {
-    const given = Object.entries(request.flags).filter(([, v]) => v !== undefined && v !== false);
-    if (given.length > 0) {
-      request.log.warn(
-        `network_sandbox is false: ${given.map(([k]) => `--${k}`).join(', ')} ignored (there is no proxy to log)`,
-      );
-    }
-    return unrestrictedNetwork(request.log);
-  }
-  return openProxyNetwork(request);
 }

@@ -6,15 +6,15 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { callEngine, mustCallEngine, type Engine } from '../engine/engine.js';
 import { SandboxError } from '../errors.js';
-import { withBuildLock } from '../images/image-cache.js';
-import { writeTar, type TarEntry } from '../images/tar.js';
+import { withBuildLock } from '../host/build-lock.js';
+import { airlockPackage } from '../host/package-root.js';
+import { writeTar, type TarEntry } from '../host/tar.js';
 
 export const PROXY_IMAGE_NAME = 'airlock-proxy';
 /** Bumped whenever the layout below changes, so the tag changes with it. */
@@ -29,27 +29,8 @@ export const PROXY_NODE = '/airlock/node';
 export const PROXY_NODE_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=10'];
 export const PROXY_PROGRAM = '/airlock/airlock-proxy.mjs';
 
-/** The package root: the nearest directory above this file whose package.json names airlock. */
-export function packageRoot(from: string = fileURLToPath(import.meta.url)): string {
-  let dir = path.dirname(from);
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'airlock') return dir;
-      } catch {
-        // not ours; keep walking up
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir)
-      throw new SandboxError('cannot find the airlock package root (package.json) to locate the proxy bundle');
-    dir = parent;
-  }
-}
-
 export function proxyBundlePath(): string {
-  return path.join(packageRoot(), 'dist', 'proxy-bundle', 'airlock-proxy.mjs');
+  return path.join(airlockPackage().root, 'dist', 'proxy-bundle', 'airlock-proxy.mjs');
 }
 
 export interface ProxyImageInputs {

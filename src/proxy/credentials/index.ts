@@ -1,5 +1,5 @@
 import { globMatcher, isGlob } from '../../protocol/fnmatch.js';
-import type { CredentialConfig } from '../../protocol/proxy-config.js';
+import type { CredentialConfig } from '../../protocol/proxy-wire.js';
 import { resignAwsRequest, type SigningTrace } from './aws/resign.js';
 import { applyMaskedSecrets } from './masked.js';
 import { acceptingIdentity } from './response-scrubber.js';

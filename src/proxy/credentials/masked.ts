@@ -1,6 +1,6 @@
 import { globMatcher, isGlob, type GlobMatcher } from '../../protocol/fnmatch.js';
 import { endpointMatches } from '../../protocol/policy.js';
-import type { MaskedCredential } from '../../protocol/proxy-config.js';
+import type { MaskedCredential } from '../../protocol/proxy-wire.js';
 import { injectedForms, type InjectedValue } from './response-scrubber.js';
 import type { CredentialResult, RequestHead } from './types.js';
 

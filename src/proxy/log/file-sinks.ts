@@ -1,13 +1,11 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { encodeEventLine } from '../../protocol/proxy-wire.js';
 import { formatJsonLine, formatTextLine, lineLog, type LineSink, type NetworkLog } from './network-log.js';
 
 /**
  * The network log as the proxy process writes it: text and JSONL files inside the proxy container, and/or event
- * lines on stdout for the host (`AIRLOCK-EVENT <json>\t<text>`; the tab is safe because JSON escapes tabs and the
- * text line has every control character escaped).
+ * lines on stdout for the host (their format is protocol/proxy-wire.ts).
  */
-
-export const EVENT_PREFIX = 'AIRLOCK-EVENT ';
 
 export interface ProcessLog extends NetworkLog {
   /** Writes the event lines still held for stdout (before a line that must follow them, such as the ready line). */
@@ -69,7 +67,7 @@ export function openProcessLog(
     write(event) {
       toFiles.write(event);
       if (!where.stdout) return;
-      held += `${EVENT_PREFIX}${formatJsonLine(event)}\t${formatTextLine(event)}\n`;
+      held += encodeEventLine(formatJsonLine(event), formatTextLine(event));
       if (held.length >= STDOUT_BATCH_BYTES) flush();
       else schedule();
     },

@@ -1,4 +1,5 @@
 import { explicitPort, isIPv4, isIPv6, normalizeHost } from '../../protocol/policy.js';
+import { parseHostsEntry } from '../../protocol/sandbox-config.js';
 import { forbiddenAddressReason } from './address-guard.js';
 
 /** Resolves a host name to its addresses. Injected so tests can play a hostile DNS. */
@@ -26,17 +27,6 @@ export interface UpstreamRouterOptions {
    */
   hostAddresses?: readonly string[];
   now?: () => number;
-}
-
-/** Parse an `upstream_hosts` value into an address and an optional port. */
-export function parseHostsEntry(value: string): { address: string; port?: number } | null {
-  if (isIPv4(value) || isIPv6(value)) return { address: value };
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(value);
-  if (!m) return null;
-  const address = m[1] ?? m[2]!;
-  const port = Number(m[3]);
-  if (!(isIPv4(address) || isIPv6(address)) || port < 1 || port > 65535) return null;
-  return { address, port };
 }
 
 const CACHE_LIMIT = 1024;

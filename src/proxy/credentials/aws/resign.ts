@@ -1,5 +1,5 @@
 import { endpointMatches } from '../../../protocol/policy.js';
-import type { SigningCredential } from '../../../protocol/proxy-config.js';
+import type { SigningCredential } from '../../../protocol/proxy-wire.js';
 import { acceptingIdentity, injectedForms, type InjectedValue } from '../response-scrubber.js';
 import type { CredentialOutcome, CredentialResult, RequestHead } from '../types.js';
 import {

@@ -1,4 +1,4 @@
-import type { SigningCredential } from '../../../protocol/proxy-config.js';
+import type { SigningCredential } from '../../../protocol/proxy-wire.js';
 import type { RequestHead } from '../types.js';
 import type { AwsSignature } from './authorization.js';
 import type { RawQueryParam } from './canonical.js';
