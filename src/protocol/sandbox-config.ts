@@ -92,6 +92,14 @@ export const ResourceLimitsSchema = z
       .min(1, 'pids_limit must be at least 1')
       .optional()
       .describe('Maximum number of processes in the container.'),
+    require: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Refuse to run (exit 125) when the engine cannot enforce pids_limit, memory or cpus on this host (rootless ' +
+          'Podman on cgroup v1 or with the cgroupfs manager, a controller not delegated, Docker without the ' +
+          'controller). Default false: the run goes ahead and airlock warns which limit is not enforced and why.',
+      ),
   })
   .describe('Container resource limits; each is optional.');
 
@@ -130,7 +138,7 @@ export const SandboxConfigSchema = z
       .nullish()
       .transform((v) => v ?? true)
       .describe('Route all traffic through the allowlisting proxy (default true). false = unrestricted network.'),
-    resource_limits: ResourceLimitsSchema.nullish().transform((v) => v ?? {}),
+    resource_limits: ResourceLimitsSchema.nullish().transform((v) => v ?? ResourceLimitsSchema.parse({})),
     image: z.string().min(1).optional().describe('Prebuilt image to run instead of building container/Dockerfile.'),
     upstream_dns: z
       .union([z.string(), z.array(z.string())])

@@ -143,6 +143,7 @@ describe('sandbox.yaml', () => {
       disk: '512M',
       cpus: 1.5,
       pids_limit: 100,
+      require: false,
     });
     for (const [bad, msg] of [
       ['timeout: 5', /at least 10/],
@@ -159,6 +160,20 @@ describe('sandbox.yaml', () => {
       assert.match(err.message, /sandbox\.yaml:2:\d+: resource_limits\./);
       assert.match(err.message, msg);
     }
+  });
+  it('resource_limits.require: an airlock key, false unless set, YAML-1.1 spellings of a boolean accepted', async () => {
+    const defaults = await loadPolicy({ cwd: await repo({ '.airlock/sandbox.yaml': 'env: {}\n' }) }, {});
+    assert.equal(defaults.sandbox.resource_limits.require, false);
+    for (const [written, value] of [
+      ['true', true],
+      ['"yes"', true],
+      ['"off"', false],
+    ] as const) {
+      const cwd = await repo({ '.airlock/sandbox.yaml': `resource_limits:\n  require: ${written}\n` });
+      assert.equal((await loadPolicy({ cwd }, {})).sandbox.resource_limits.require, value, written);
+    }
+    const err = await configError({ '.airlock/sandbox.yaml': 'resource_limits:\n  require: maybe\n' });
+    assert.match(err.message, /sandbox\.yaml:2:\d+: resource_limits\.require: expected true or false/);
   });
   it('type errors say what was found and what is expected', async () => {
     assert.match(

@@ -97,7 +97,8 @@ function resolveValues(
   }
   const booleanPath =
     (at.length === 1 && at[0] === 'network_sandbox') ||
-    (at.length === 3 && at[0] === 'masked_secrets' && at[2] === 'allow_foreign_credentials');
+    (at.length === 3 && at[0] === 'masked_secrets' && at[2] === 'allow_foreign_credentials') ||
+    (at.length === 2 && at[0] === 'resource_limits' && at[1] === 'require');
   if (typeof value === 'string' && booleanPath) {
     const v = value.trim().toLowerCase();
     if (['true', '1', 'yes', 'on'].includes(v)) return true;
