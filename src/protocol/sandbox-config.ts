@@ -103,6 +103,14 @@ export const ResourceLimitsSchema = z
   })
   .describe('Container resource limits; each is optional.');
 
+/** A resolver: an IP address, optionally with a port (`10.0.0.53:5353`, `[fd00::53]:5353`). */
+export function isResolverAddress(value: string): boolean {
+  if (isIPv4(value) || isIPv6(value)) return true;
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) return false;
+  return m[1] !== undefined ? isIPv6(m[1]) : isIPv4(m[2]!);
+}
+
 const upstreamTarget = z.string().refine((v) => {
   if (/^host-gateway(:\d{1,5})?$/.test(v)) return true;
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(v) ?? /^([0-9a-fA-F:]+)$/.exec(v);
@@ -144,8 +152,13 @@ export const SandboxConfigSchema = z
       .union([z.string(), z.array(z.string())])
       .optional()
       .transform((v) => (v === undefined ? [] : typeof v === 'string' ? [v] : v))
-      .refine((l) => l.every((s) => isIPv4(s) || isIPv6(s)), 'upstream_dns lists resolver IP addresses')
-      .describe("Resolvers the proxy uses for upstream names (default: the host's resolvers)."),
+      .refine(
+        (l) => l.every(isResolverAddress),
+        'upstream_dns lists resolver IP addresses, optionally with a port (`10.0.0.53`, `10.0.0.53:5353`, `[fd00::53]:5353`)',
+      )
+      .describe(
+        "Resolvers the proxy uses for upstream names (default: the host's resolvers); `IP` or `IP:PORT` (`[v6]:PORT`).",
+      ),
     upstream_hosts: z
       .record(
         z

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AllowlistSchema } from '../protocol/allowlist.js';
 import { isIPv4, isIPv6, normalizeHost } from '../protocol/policy.js';
 import type { ProxyConfig } from '../protocol/proxy-config.js';
+import { isResolverAddress } from '../protocol/sandbox-config.js';
 import { parseHostsEntry } from './upstream/route.js';
 
 /**
@@ -54,7 +55,7 @@ export const ProxyConfigSchema = z.strictObject({
       .optional(),
   }),
   upstream: z.strictObject({
-    dns: z.array(z.string().refine((s) => isIPv4(s) || isIPv6(s), 'a resolver is an IP address')),
+    dns: z.array(z.string().refine(isResolverAddress, 'a resolver is an IP address, optionally with a port')),
     hosts: z.record(
       z.string().refine((h) => normalizeHost(h) !== null, 'a key is a host name, optionally with a port'),
       z.string().refine((v) => parseHostsEntry(v) !== null, 'expected IP, IP:PORT or [IPv6]:PORT'),

@@ -135,7 +135,8 @@ describe('sandbox.yaml', () => {
   });
   it('resource limits: numbers as strings are accepted, Airut validation bounds apply', async () => {
     const cwd = await repo({
-      '.airlock/sandbox.yaml': 'resource_limits: {timeout: "300", memory: 2g, disk: 512M, cpus: 1.5, pids_limit: 100}\n',
+      '.airlock/sandbox.yaml':
+        'resource_limits: {timeout: "300", memory: 2g, disk: 512M, cpus: 1.5, pids_limit: 100}\n',
     });
     assert.deepEqual((await loadPolicy({ cwd }, {})).sandbox.resource_limits, {
       timeout: 300,
@@ -245,6 +246,21 @@ describe('sandbox.yaml', () => {
     const p = await loadPolicy({ cwd }, {});
     assert.deepEqual(p.sandbox.upstream_dns, ['10.0.0.53']);
     assert.equal(p.sandbox.upstream_hosts['git.internal'], '10.0.0.5:8443');
+    const ported = await repo({
+      '.airlock/sandbox.yaml': 'upstream_dns: ["10.0.0.53:5353", "[fd00::53]:53", fd00::54]\n',
+    });
+    assert.deepEqual((await loadPolicy({ cwd: ported }, {})).sandbox.upstream_dns, [
+      '10.0.0.53:5353',
+      '[fd00::53]:53',
+      'fd00::54',
+    ]);
+    for (const bad of ['"10.0.0.53:0"', '"10.0.0.53:70000"', 'dns.example', '"fd00::53:53:x"', '"[10.0.0.1]:53"']) {
+      assert.match(
+        (await configError({ '.airlock/sandbox.yaml': `upstream_dns: ${bad}\n` })).message,
+        /upstream_dns.*resolver IP addresses, optionally with a port/,
+        bad,
+      );
+    }
     assert.match(
       (await configError({ '.airlock/sandbox.yaml': 'upstream_hosts: {a.b: not-an-ip}\n' })).message,
       /upstream_hosts\.a\.b.*expected an IP address/,
