@@ -5,6 +5,7 @@
  */
 import { callEngine, findOnPath, resolveEngine, type Engine, type EngineResult } from '../engine/engine.js';
 import {
+  adviseStartFailure,
   formatFinding,
   judgeCgroups,
   judgeLimits,
@@ -92,15 +93,12 @@ async function checkContainer(engine: Engine, facts: EngineFacts): Promise<Findi
     return { check: 'container', verdict: 'ok', detail: 'a hardened container starts and exits cleanly' };
   }
   const message = started.stderr.trim().split('\n').pop() ?? '';
-  const fix = /rlimit/i.test(message)
-    ? 'a ulimit exceeds what this host allows: raise the hard limits or lower default_ulimits in containers.conf'
-    : /cgroup/i.test(message)
-      ? 'the runtime cannot manage cgroups here: use runc (runtime = "runc" in containers.conf) or cgroup v2'
-      : /seccomp/i.test(message)
-        ? 'the engine cannot apply airlock’s seccomp profile: enable seccomp in the kernel and use an engine and OCI ' +
-          'runtime built with seccomp support (podman info: seccompEnabled; docker info: name=seccomp)'
-        : 'run the engine by hand with the failing flags shown by `airlock run --debug -- true`';
-  return { check: 'container', verdict: 'fail', detail: `starting a container failed: ${message}`, fix };
+  return {
+    check: 'container',
+    verdict: 'fail',
+    detail: `starting a container failed: ${message}`,
+    fix: adviseStartFailure(message),
+  };
 }
 
 /** Controllers on the cgroup2 hierarchy of a hybrid cgroup v1 host, or null when the host has no such hierarchy. */

@@ -170,3 +170,34 @@ export function formatFinding(finding: Finding): string {
   const fix = finding.fix && finding.verdict !== 'ok' ? `\n      fix: ${finding.fix}` : '';
   return `${mark}  ${finding.check}: ${finding.detail}${fix}\n`;
 }
+
+/**
+ * The fix for a container that would not start, from the runtime's last line. runc and crun word the same
+ * failures differently (texts as recorded on this project's machine and in crun's source):
+ *   runc: `error setting rlimit type 7: operation not permitted`
+ *   crun: ``setrlimit `RLIMIT_NOFILE`: Operation not permitted``
+ *   crun: `cgroups in hybrid mode not supported, drop all controllers from cgroupv2` (rootful and rootless alike)
+ *   crun: ``the requested cgroup controller `pids` is not available`` (cgroup v2, controller not delegated)
+ */
+export function adviseStartFailure(message: string): string {
+  if (/rlimit/i.test(message)) {
+    return 'a ulimit exceeds what this host allows: raise the hard limits or lower default_ulimits in containers.conf';
+  }
+  if (/cgroups in hybrid mode/i.test(message)) {
+    return 'crun cannot run on this hybrid cgroup v1 host (rootful or rootless): install runc and set `runtime = "runc"` under [engine] in containers.conf, or boot with cgroup v2';
+  }
+  const controller = /requested cgroup controller `?(\w+)`? is not available/i.exec(message);
+  if (controller) {
+    return `the ${controller[1]} cgroup controller is not delegated to this user: delegate it (Delegate=cpu memory pids for user@.service) or run rootful`;
+  }
+  if (/cgroup/i.test(message)) {
+    return 'the runtime cannot manage cgroups here: use runc (runtime = "runc" in containers.conf) or cgroup v2';
+  }
+  if (/seccomp/i.test(message)) {
+    return (
+      'the engine cannot apply airlock’s seccomp profile: enable seccomp in the kernel and use an engine and OCI ' +
+      'runtime built with seccomp support (podman info: seccompEnabled; docker info: name=seccomp)'
+    );
+  }
+  return 'run the engine by hand with the failing flags shown by `airlock run --debug -- true`';
+}
