@@ -14,7 +14,7 @@ import { release, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readHostLimits } from '../src/cli/engine/host-limits.js';
-import { ENGINE_INFO_ARGS } from '../src/cli/engine/engine-info.js';
+import { ENGINE_INFO_ARGS, readHostCgroupState } from '../src/cli/engine/engine-info.js';
 import { ensureTestImage, TEST_IMAGE } from '../test/helpers/images.js';
 import { LIMIT_PROBE, PROBE_LIMITS, readLimitProbe } from '../test/helpers/limit-probe.js';
 
@@ -83,6 +83,8 @@ const fixture = {
   engine,
   infoCommand: [engine, ...ENGINE_INFO_ARGS[engine]],
   info: raw,
+  // What airlock reads from the host when that decides the question without asking the engine.
+  host: readHostCgroupState(process.env),
   observed: {
     limits: PROBE_LIMITS,
     ...outcome.observed,

@@ -11,10 +11,13 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { judgeLimits, judgeStorage } from '../../src/cli/engine/diagnose.js';
 import {
+  limitFactsFromHost,
   parseDockerInfo,
   parseEngineInfo,
   parsePodmanInfo,
+  v1Controllers,
   type EngineFacts,
+  type HostCgroupState,
 } from '../../src/cli/engine/engine-info.js';
 import {
   cgroupLimitRequests,
@@ -31,6 +34,8 @@ interface WorldFixture {
   world: string;
   engine: 'podman' | 'docker';
   info: Record<string, unknown>;
+  /** What airlock reads from the host (recorded since the host short cut existed). */
+  host?: HostCgroupState;
   observed: Record<CgroupLimitName, 'enforced' | 'not enforced'> & { probe: string[] };
 }
 
@@ -80,6 +85,17 @@ describe('every recorded world is judged as the kernel behaved there', { timeout
       }
       assert.deepEqual(unenforcedNames(parseEngineInfo(fixture.engine, fixture.info)), observed);
     });
+    if (fixture.host) {
+      const host = fixture.host;
+      it(`${fixture.world}: judged from the host alone (when that decides it), the same limits`, () => {
+        const fromHost = limitFactsFromHost(fixture.engine, host);
+        const observed = (['cpus', 'memory', 'pids_limit'] as const).filter(
+          (name) => fixture.observed[name] === 'not enforced',
+        );
+        if (fromHost) assert.deepEqual(unenforcedNames(fromHost), observed);
+        else assert.ok(fixture.engine === 'docker' || host.remote || (host.euid !== 0 && host.unifiedControllers));
+      });
+    }
   }
 });
 
@@ -197,6 +213,51 @@ describe('the rules for worlds this machine cannot boot (real output, one field 
       ['pids_limit'],
     );
     assert.match(verdict.unenforced[0]!.reason, /PidsLimit false/);
+  });
+});
+
+describe('the host short cut: only where the host decides it as surely as the engine', { timeout: 30_000 }, () => {
+  const procCgroups = [
+    '#subsys_name\thierarchy\tnum_cgroups\tenabled',
+    'cpuset\t3\t8\t1',
+    'cpu\t1\t8\t1',
+    'memory\t4\t499\t1',
+    'net_cls\t0\t13\t1',
+    'pids\t0\t8\t1',
+    'hugetlb\t9\t1\t0',
+  ].join('\n');
+  const state = (over: Partial<HostCgroupState>): HostCgroupState => ({
+    euid: 0,
+    unifiedControllers: null,
+    procCgroups,
+    remote: false,
+    ...over,
+  });
+
+  it('reads the mounted, enabled v1 controllers from /proc/cgroups', () => {
+    assert.deepEqual(v1Controllers(procCgroups), ['cpuset', 'cpu', 'memory']);
+  });
+
+  it('rootful on v1 without a pids hierarchy: pids_limit is not enforced, memory and cpus are', () => {
+    const facts = limitFactsFromHost('podman', state({}));
+    assert.ok(facts);
+    assert.deepEqual(unenforcedNames(facts), ['pids_limit']);
+  });
+
+  it('rootful on v2: the root cgroup controllers', () => {
+    const facts = limitFactsFromHost('podman', state({ unifiedControllers: ['cpu', 'memory', 'pids'] }));
+    assert.deepEqual(facts && unenforcedNames(facts), []);
+  });
+
+  it('rootless on v1: nothing, whatever /proc/cgroups says', () => {
+    const facts = limitFactsFromHost('podman', state({ euid: 1001 }));
+    assert.deepEqual(facts && unenforcedNames(facts), ['cpus', 'memory', 'pids_limit']);
+  });
+
+  it('rootless on v2, a remote Podman, and Docker: the engine is asked', () => {
+    assert.equal(limitFactsFromHost('podman', state({ euid: 1001, unifiedControllers: ['memory', 'pids'] })), null);
+    assert.equal(limitFactsFromHost('podman', state({ remote: true })), null);
+    assert.equal(limitFactsFromHost('docker', state({})), null);
   });
 });
 

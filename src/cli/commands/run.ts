@@ -6,7 +6,7 @@
 import { loadPolicy } from '../config/load.js';
 import { parseEngineKind, resolveEngine } from '../engine/engine.js';
 import { readHostLimits } from '../engine/host-limits.js';
-import { readEngineFacts } from '../engine/engine-info.js';
+import { readLimitFacts } from '../engine/engine-info.js';
 import { cgroupLimitRequests, settleLimits } from '../engine/limit-enforcement.js';
 import { DEFAULT_PIDS_LIMIT, type ContainerLimits, type ContainerSpec } from '../engine/run-args.js';
 import { EXIT, UsageError } from '../errors.js';
@@ -256,7 +256,7 @@ export const run: Command = async (argv, ctx) => {
         : null;
     // Which limits the engine enforces here: asked alongside the start-up, or first when a missing one must stop
     // the run before anything is created.
-    const factsReading = readEngineFacts(engine, interruption.signal);
+    const factsReading = readLimitFacts(engine, ctx.env, interruption.signal);
     const settled = requiredBy ? settleLimits(await factsReading, wanted, requests, requiredBy) : null;
 
     // The sweep only removes resources of dead owners, never this run's, so it runs alongside the start-up.

@@ -5,6 +5,7 @@
  * versions; an absent one reads as "unknown", never as a guess), so every world's real output is a unit-test
  * fixture (test/fixtures/engine-info/).
  */
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { callEngine, lastLines, type Engine, type EngineKind } from './engine.js';
 
@@ -150,4 +151,80 @@ export async function readEngineFacts(engine: Engine, signal?: AbortSignal): Pro
   } catch (e) {
     return { ok: false, reason: `\`${engine.kind} info\` printed no JSON: ${(e as Error).message}` };
   }
+}
+
+/**
+ * What the host itself says about cgroups, for the cases where that decides the limits question as surely as the
+ * engine's report would and `podman info` (0.4–1 s, more than a whole bare `podman run` on a busy host) can be
+ * skipped: local Podman as root (the controllers it can use are the host's enabled ones) and local rootless Podman
+ * on cgroup v1 (no cgroup at all). Rootless Podman on cgroup v2 depends on its cgroup manager and on delegation —
+ * only the engine knows — and Docker answers `info` from its daemon in milliseconds: both are asked.
+ */
+export interface HostCgroupState {
+  euid: number;
+  /** /sys/fs/cgroup/cgroup.controllers when /sys/fs/cgroup is the unified (v2) hierarchy, else null. */
+  unifiedControllers: string[] | null;
+  /** The text of /proc/cgroups. */
+  procCgroups: string;
+  /** Podman is reached through a service (CONTAINER_HOST, CONTAINER_CONNECTION): its host is not this one. */
+  remote: boolean;
+}
+
+/** Controllers mounted as cgroup v1 hierarchies and enabled, from /proc/cgroups. Pure. */
+export function v1Controllers(procCgroups: string): string[] {
+  const out: string[] = [];
+  for (const line of procCgroups.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const [name, hierarchy, , enabled] = line.trim().split(/\s+/);
+    if (name && Number(hierarchy) > 0 && enabled === '1') out.push(name);
+  }
+  return out;
+}
+
+/** Facts enough to judge the limits, from the host alone, or null when only the engine can tell. Pure. */
+export function limitFactsFromHost(kind: EngineKind, host: HostCgroupState): EngineFacts | null {
+  if (kind !== 'podman' || host.remote) return null;
+  const rootless = host.euid !== 0;
+  const cgroupVersion = host.unifiedControllers === null ? 1 : 2;
+  if (rootless && cgroupVersion === 2) return null;
+  return {
+    engine: 'podman',
+    version: '',
+    rootless,
+    cgroupVersion,
+    cgroupManager: '',
+    cgroupControllers: rootless ? [] : (host.unifiedControllers ?? v1Controllers(host.procCgroups)),
+    limitSupport: null,
+    runtime: '',
+    storageDriver: '',
+    rootlessNetwork: null,
+    warnings: [],
+  };
+}
+
+export function readHostCgroupState(env: NodeJS.ProcessEnv): HostCgroupState {
+  const read = (path: string): string | null => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return null;
+    }
+  };
+  const unified = read('/sys/fs/cgroup/cgroup.controllers');
+  return {
+    euid: process.geteuid?.() ?? 0,
+    unifiedControllers: unified === null ? null : unified.trim().split(/\s+/).filter(Boolean),
+    procCgroups: read('/proc/cgroups') ?? '',
+    remote: Boolean(env.CONTAINER_HOST || env.CONTAINER_CONNECTION),
+  };
+}
+
+/** The facts a run judges its limits by: from the host when that is as sure (see above), else from the engine. */
+export async function readLimitFacts(
+  engine: Engine,
+  env: NodeJS.ProcessEnv,
+  signal?: AbortSignal,
+): Promise<EngineFactsResult> {
+  const fromHost = limitFactsFromHost(engine.kind, readHostCgroupState(env));
+  return fromHost ? { ok: true, facts: fromHost } : readEngineFacts(engine, signal);
 }
