@@ -231,6 +231,10 @@ export const HOSTILE_DNS: Record<string, string> = {
   'rebind-zero.test': '0.0.0.0',
   // This machine's own address (set when the fixture starts): a guard failure reaches the raw TCP listener.
   'rebind-host.test': '127.0.0.1',
+  // How user-mode networking names the host to a rootless container: slirp4netns's host-loopback alias and the
+  // address Podman 5 has pasta map to the host. Reaching either from the proxy is reaching the runner itself.
+  'rebind-slirp-host.test': '10.0.2.2',
+  'rebind-pasta-host.test': '169.254.1.2',
 };
 
 function dnsAnswer(query: Buffer): { name: string; reply: Buffer | null } {
