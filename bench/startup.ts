@@ -259,8 +259,9 @@ With the network sandbox, airlock also creates two networks, starts the proxy co
 container, listeners bound, ready line) and removes it all afterwards; network creation, the per-run CA and the
 image check run side by side.
 
-airlock's extra work per run: Node start-up and config loading, \`${ENGINE} info\` (which limits the engine enforces,
-concurrent with the rest), the orphan sweep (\`ps\` + \`network ls\` with a label filter, concurrent too),
+airlock's extra work per run: Node start-up and config loading, the limits check (from the host's cgroup files for
+local rootful Podman and rootless Podman on cgroup v1; \`info\` otherwise, concurrently with the rest), the orphan
+sweep (\`ps\` + \`network ls\` with a label filter, concurrent too),
 \`image inspect\`, the hardened \`run\` itself, then \`rm\` because the container is not started with \`--rm\` (and
 \`container inspect\` only after the ambiguous codes 125-127 and 137).
 
@@ -268,7 +269,11 @@ concurrent with the rest), the orphan sweep (\`ps\` + \`network ls\` with a labe
 
 Every engine call of one \`airlock run -- true\`, by start time (ms after airlock was spawned) and duration; calls
 that overlap ran side by side. The proxy's \`run\` lasts until the command's container is gone; the command's
-\`run\` starts once the proxy reported ready.
+\`run\` starts once the proxy reported ready. Read them as: the time before the first call is Node start-up and
+config loading; from the proxy's \`run\` to the command's \`run\` is the proxy start (container, user-mode network
+set-up when rootless, Node in the container, ready line); after the command's \`run\` come the teardown calls
+(\`rm\` of the command's container, the proxy stopping, \`network rm\`), which the measured time includes. On a
+busy machine (see the load average above) every figure grows, Node start-up most.
 
 ${traces.join('\n\n')}
 `;

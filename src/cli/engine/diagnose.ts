@@ -93,7 +93,7 @@ export function judgeLimits(facts: EngineFacts, required: boolean): Finding {
   };
 }
 
-/** Rootless storage: vfs copies the whole image for every container (slow start-up, disk-hungry). */
+/** Rootless storage: vfs copies the whole image for every container (disk-hungry, and slow for large images). */
 export function judgeStorage(facts: EngineFacts): Finding {
   const detail = `${facts.storageDriver || 'unknown'} storage driver${facts.rootless ? ' (per-user image storage)' : ''}`;
   if (facts.storageDriver === 'vfs') {
