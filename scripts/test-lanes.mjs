@@ -188,7 +188,7 @@ function runLane(lane, host, prefixOutput) {
       lane,
       status: reason ? 'skipped' : 'unprepared',
       why: reason
-        ? `${e.message} — skipped: ${skipVar}=${reason}`
+        ? `${e.message}; ${skipVar}=${reason}`
         : `${e.message} (set ${skipVar}=<reason> if it is outside the project)`,
       seconds: 0,
     });
@@ -240,14 +240,15 @@ function runLane(lane, host, prefixOutput) {
   });
 }
 
+/** The closing line every lane prints (scripts/lanes/ print the same): `lane NAME: N tests, P pass, F fail[, S skipped]`. */
 function summaryLine(result) {
   const c = result.counts;
   const counts = c
-    ? `tests ${c.tests ?? '?'}, pass ${c.pass ?? '?'}, fail ${c.fail ?? '?'}, skipped ${c.skipped ?? '?'}`
-    : '';
-  const time = result.seconds ? `, ${(result.seconds / 60).toFixed(1)} min` : '';
-  const why = result.why ? ` — ${result.why}` : '';
-  return `lane ${result.lane.name}: ${result.status.toUpperCase()}${counts ? ` (${counts}${time})` : ''}${why}`;
+    ? `${c.tests ?? '?'} tests, ${c.pass ?? '?'} pass, ${c.fail ?? '?'} fail${c.skipped ? `, ${c.skipped} skipped` : ''}`
+    : '0 tests';
+  const time = result.seconds ? ` in ${(result.seconds / 60).toFixed(1)} min` : '';
+  const why = result.why ? `: ${result.why}` : '';
+  return `lane ${result.lane.name}: ${counts} — ${result.status}${time}${why}`;
 }
 
 async function main() {

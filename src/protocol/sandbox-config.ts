@@ -97,7 +97,7 @@ export const ResourceLimitsSchema = z
       .default(false)
       .describe(
         'Refuse to run (exit 125) when the engine cannot enforce pids_limit, memory or cpus on this host (rootless ' +
-          'Podman on cgroup v1 or with the cgroupfs manager, a controller not delegated, Docker without the ' +
+          'Podman on cgroup v1, or on v2 without a cgroup or controller delegated to the user, Docker without the ' +
           'controller). Default false: the run goes ahead and airlock warns which limit is not enforced and why.',
       ),
   })

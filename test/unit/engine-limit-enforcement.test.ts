@@ -39,16 +39,60 @@ interface WorldFixture {
   observed: Record<CgroupLimitName, 'enforced' | 'not enforced'> & { probe: string[] };
 }
 
-function loadWorlds(): WorldFixture[] {
+function readFixtures(): Array<[string, Record<string, unknown>]> {
   return readdirSync(FIXTURES)
     .filter((f) => f.endsWith('.json'))
     .sort()
-    .map((f) => {
-      const fixture = JSON.parse(readFileSync(path.join(FIXTURES, f), 'utf8')) as WorldFixture;
-      assert.equal(`${fixture.world}.json`, f, `${f}: "world" names the file`);
+    .map((f) => [
+      f.replace(/\.json$/, ''),
+      JSON.parse(readFileSync(path.join(FIXTURES, f), 'utf8')) as Record<string, unknown>,
+    ]);
+}
+
+/** Worlds recorded by scripts/record-engine-world.ts: `info` plus what a probe container observed there. */
+function loadWorlds(): WorldFixture[] {
+  return readFixtures()
+    .filter(([, json]) => 'observed' in json)
+    .map(([name, json]) => {
+      const fixture = json as unknown as WorldFixture;
+      assert.equal(fixture.world, name, `${name}.json: "world" names the file`);
       return fixture;
     });
 }
+
+const ALL: CgroupLimitName[] = ['cpus', 'memory', 'pids_limit'];
+
+/**
+ * Worlds the Podman 5 and cgroup v2 lanes record as bare `info` output (scripts/lanes/), with what each lane found
+ * there or, where it did not measure, what the engine documents. A bare file without an entry here fails the test:
+ * whoever adds a world says what it enforces.
+ */
+const BARE_WORLDS: Record<string, { unenforced: CgroupLimitName[]; cgroupWritable?: boolean; evidence: string }> = {
+  'docker26-rootful-cgroupv1-runc': {
+    unenforced: [],
+    evidence: "Podman 5 lane: Docker's escape-suite fork bomb is stopped",
+  },
+  'podman5-rootful-cgroupv1-crun': { unenforced: [], evidence: 'Podman 5 lane: the escape-suite fork bomb is stopped' },
+  'podman5-rootful-cgroupv2-crun': {
+    unenforced: [],
+    evidence: 'cgroup v2 lane: the rootful escape-suite fork bomb is stopped',
+  },
+  'podman5-rootless-cgroupv1-crun-pasta': {
+    unenforced: ALL,
+    evidence: 'Podman: "Resource limits are not supported and ignored on cgroups V1 rootless systems"',
+  },
+  'podman5-rootless-cgroupv2-crun-pasta': {
+    unenforced: [],
+    // The VM's init delegates every controller to runner's subtree and runs its shells in a leaf of it.
+    cgroupWritable: true,
+    evidence: "cgroup v2 lane: memory.max and pids.max read back from a rootless container's cgroup (cgroupfs manager)",
+  },
+  'podman5-rootless-cgroupv2-crun-pasta-undelegated': {
+    unenforced: ALL,
+    cgroupWritable: false,
+    evidence: 'cgroup v2 lane: Podman reports no controllers for a user in a cgroup nobody delegated',
+  },
+};
 
 function world(name: string): WorldFixture {
   const found = loadWorlds().find((w) => w.world === name);
@@ -74,6 +118,15 @@ describe('every recorded world is judged as the kernel behaved there', { timeout
       assert.ok(names.includes(name), `${name} missing from ${FIXTURES}`);
     }
   });
+  for (const [name, info] of readFixtures().filter(([, json]) => !('observed' in json))) {
+    it(`${name} (bare info from its lane): judged as the lane found`, () => {
+      const expected = BARE_WORLDS[name];
+      assert.ok(expected, `${name}.json has no entry in BARE_WORLDS: say what that world enforces, and how you know`);
+      const kind = 'ServerVersion' in info ? 'docker' : 'podman';
+      const facts = { ...parseEngineInfo(kind, info), cgroupWritable: expected.cgroupWritable ?? null };
+      assert.deepEqual(unenforcedNames(facts), expected.unenforced, expected.evidence);
+    });
+  }
   for (const fixture of worlds) {
     it(`${fixture.world}: the limits airlock calls unenforced are exactly those the probe saw unenforced`, () => {
       assert.ok(fixture.engine === 'podman' || fixture.engine === 'docker', 'engine is podman or docker');
@@ -116,6 +169,7 @@ describe('engine facts from real info output', { timeout: 30_000 }, () => {
         storageDriver: 'overlay',
         rootlessNetwork: 'slirp4netns',
         warnings: [],
+        cgroupWritable: null,
       },
     );
   });
@@ -175,17 +229,35 @@ describe('the rules for worlds this machine cannot boot (real output, one field 
     assert.deepEqual(unenforcedNames(parsePodmanInfo(info)), []);
   });
 
-  it('rootless Podman with the cgroupfs manager on cgroup v2 (a pinned containers.conf): nothing enforced', () => {
+  it('rootless Podman with the cgroupfs manager on cgroup v2 in a cgroup it may not write: nothing enforced', () => {
+    // As containers/podman#21575 reports it: every controller listed, the limits accepted and without effect.
     const info = rootlessV1();
     Object.assign(info.host, {
       cgroupVersion: 'v2',
       cgroupManager: 'cgroupfs',
       cgroupControllers: ['cpuset', 'cpu', 'io', 'memory', 'pids'],
     });
-    const verdict = judgeLimitEnforcement(parsePodmanInfo(info), ALL_THREE);
-    assert.deepEqual(unenforcedNames(parsePodmanInfo(info)), ['cpus', 'memory', 'pids_limit']);
+    const facts = { ...parsePodmanInfo(info), cgroupWritable: false };
+    const verdict = judgeLimitEnforcement(facts, ALL_THREE);
+    assert.deepEqual(unenforcedNames(facts), ['cpus', 'memory', 'pids_limit']);
     assert.match(verdict.fix, /cgroup_manager = "systemd"/);
     assert.match(verdict.fix, /enable-linger/);
+    // That judgement rests on the host, not on the engine's own report: the limits are still passed.
+    const wanted = { pidsLimit: 32, memory: '64m', cpus: 0.5, nofile: 1, nproc: 1 };
+    const settled = settleLimits({ ok: true, facts }, wanted, ALL_THREE, null);
+    assert.deepEqual(settled.limits, wanted);
+    assert.match(settled.warning ?? '', /NOT enforced/);
+  });
+
+  it('… in a delegated cgroup it may write (as in the cgroup v2 lane’s VM): the controllers decide, as with systemd', () => {
+    const info = rootlessV1();
+    Object.assign(info.host, { cgroupVersion: 'v2', cgroupManager: 'cgroupfs', cgroupControllers: ['memory', 'pids'] });
+    assert.deepEqual(unenforcedNames({ ...parsePodmanInfo(info), cgroupWritable: true }), ['cpus']);
+    assert.deepEqual(
+      unenforcedNames({ ...parsePodmanInfo(info), cgroupWritable: null }),
+      ['cpus'],
+      'unknown: not claimed',
+    );
   });
 
   it('Podman 5 names its network helper (rootlessNetworkCmd: pasta)', () => {
@@ -231,6 +303,7 @@ describe('the host short cut: only where the host decides it as surely as the en
     unifiedControllers: null,
     procCgroups,
     remote: false,
+    ownCgroupWritable: null,
     ...over,
   });
 

@@ -15,7 +15,7 @@ import {
   judgeVersion,
   type Finding,
 } from '../engine/diagnose.js';
-import { readEngineFacts, type EngineFacts } from '../engine/engine-info.js';
+import { readEngineFacts, readHostCgroupState, withHostCgroup, type EngineFacts } from '../engine/engine-info.js';
 import { cgroupLimitRequests, settleLimits } from '../engine/limit-enforcement.js';
 import { parseHardLimit, readHostLimits } from '../engine/host-limits.js';
 import { DEFAULT_PIDS_LIMIT, buildRunArgs } from '../engine/run-args.js';
@@ -148,7 +148,7 @@ export const run: Command = async (argv, ctx) => {
     return EXIT.airlock;
   }
   report({ check: 'engine', verdict: 'ok', detail: `${engine.kind} at ${engine.binary}` });
-  const answer = await readEngineFacts(engine);
+  const answer = withHostCgroup(await readEngineFacts(engine), readHostCgroupState(ctx.env));
   if (!answer.ok) {
     report({
       check: 'engine',

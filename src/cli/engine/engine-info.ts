@@ -5,7 +5,7 @@
  * versions; an absent one reads as "unknown", never as a guess), so every world's real output is a unit-test
  * fixture (test/fixtures/engine-info/).
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { callEngine, lastLines, type Engine, type EngineKind } from './engine.js';
 
@@ -32,6 +32,11 @@ export interface EngineFacts {
   rootlessNetwork: 'slirp4netns' | 'pasta' | null;
   /** Docker's own warnings about this host (`WARNING: No swap limit support`, …). */
   warnings: string[];
+  /**
+   * Whether this process's own cgroup (cgroup v2) is writable by its user — delegated. Not in any `info`: read from
+   * the host for a local engine (null when unknown), it decides rootless Podman with the cgroupfs manager.
+   */
+  cgroupWritable: boolean | null;
 }
 
 const text = z.string().catch('');
@@ -100,6 +105,7 @@ export function parsePodmanInfo(json: unknown): EngineFacts {
     storageDriver: info.store.graphDriverName ?? '',
     rootlessNetwork,
     warnings: [],
+    cgroupWritable: null,
   };
 }
 
@@ -122,6 +128,7 @@ export function parseDockerInfo(json: unknown): EngineFacts {
     storageDriver: info.Driver ?? '',
     rootlessNetwork: null,
     warnings: (info.Warnings ?? []).map((w) => w.replace(/^WARNING:\s*/, '')),
+    cgroupWritable: null,
   };
 }
 
@@ -168,6 +175,8 @@ export interface HostCgroupState {
   procCgroups: string;
   /** Podman is reached through a service (CONTAINER_HOST, CONTAINER_CONNECTION): its host is not this one. */
   remote: boolean;
+  /** cgroup v2: whether this process's own cgroup directory is writable by its user (delegated); else null. */
+  ownCgroupWritable: boolean | null;
 }
 
 /** Controllers mounted as cgroup v1 hierarchies and enabled, from /proc/cgroups. Pure. */
@@ -199,6 +208,7 @@ export function limitFactsFromHost(kind: EngineKind, host: HostCgroupState): Eng
     storageDriver: '',
     rootlessNetwork: null,
     warnings: [],
+    cgroupWritable: host.ownCgroupWritable,
   };
 }
 
@@ -211,11 +221,22 @@ export function readHostCgroupState(env: NodeJS.ProcessEnv): HostCgroupState {
     }
   };
   const unified = read('/sys/fs/cgroup/cgroup.controllers');
+  let ownCgroupWritable: boolean | null = null;
+  const own = /^0::(\/.*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
+  if (unified !== null && own !== undefined) {
+    try {
+      accessSync(`/sys/fs/cgroup${own === '/' ? '' : own}`, fsConstants.W_OK);
+      ownCgroupWritable = true;
+    } catch {
+      ownCgroupWritable = false;
+    }
+  }
   return {
     euid: process.geteuid?.() ?? 0,
     unifiedControllers: unified === null ? null : unified.trim().split(/\s+/).filter(Boolean),
     procCgroups: read('/proc/cgroups') ?? '',
     remote: Boolean(env.CONTAINER_HOST || env.CONTAINER_CONNECTION),
+    ownCgroupWritable,
   };
 }
 
@@ -225,6 +246,14 @@ export async function readLimitFacts(
   env: NodeJS.ProcessEnv,
   signal?: AbortSignal,
 ): Promise<EngineFactsResult> {
-  const fromHost = limitFactsFromHost(engine.kind, readHostCgroupState(env));
-  return fromHost ? { ok: true, facts: fromHost } : readEngineFacts(engine, signal);
+  const host = readHostCgroupState(env);
+  const fromHost = limitFactsFromHost(engine.kind, host);
+  if (fromHost) return { ok: true, facts: fromHost };
+  return withHostCgroup(await readEngineFacts(engine, signal), host);
+}
+
+/** The engine's report plus what only the host knows (a local engine's processes share this one's cgroup). */
+export function withHostCgroup(answer: EngineFactsResult, host: HostCgroupState): EngineFactsResult {
+  if (!answer.ok || host.remote) return answer;
+  return { ok: true, facts: { ...answer.facts, cgroupWritable: host.ownCgroupWritable } };
 }

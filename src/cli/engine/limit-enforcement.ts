@@ -21,6 +21,12 @@ export interface CgroupLimitRequest {
 
 export interface UnenforcedLimit extends CgroupLimitRequest {
   reason: string;
+  /**
+   * The engine itself drops or refuses this limit (its own report says so), so leaving it out of the run changes
+   * nothing but a misleading line or a failed start. False where airlock's judgement rests on more than the
+   * engine's report: the limit is then still passed, in case the judgement is wrong.
+   */
+  engineDrops: boolean;
 }
 
 export interface LimitVerdict {
@@ -52,8 +58,8 @@ const DELEGATION_FIX =
   '(/etc/systemd/system/user@.service.d/delegate.conf), then log in again';
 
 export function judgeLimitEnforcement(facts: EngineFacts, requests: CgroupLimitRequest[]): LimitVerdict {
-  const all = (reason: string, fix: string): LimitVerdict => ({
-    unenforced: requests.map((r) => ({ ...r, reason })),
+  const all = (reason: string, fix: string, engineDrops = true): LimitVerdict => ({
+    unenforced: requests.map((r) => ({ ...r, reason, engineDrops })),
     fix: requests.length > 0 ? fix : '',
   });
 
@@ -64,10 +70,15 @@ export function judgeLimitEnforcement(facts: EngineFacts, requests: CgroupLimitR
         `${ROOTFUL_FIX}, or use a cgroup v2 host (systemd.unified_cgroup_hierarchy=1) with a systemd user session`,
       );
     }
-    if (facts.rootless && facts.cgroupManager === 'cgroupfs') {
+    // With the cgroupfs manager rootless Podman can only place the container in a cgroup the user may write: its
+    // own, when that is delegated (a systemd user session's is; the cgroup v2 lane's VM proves limits then hold).
+    // Otherwise it ignores the limits without a word (containers/podman#21575).
+    if (facts.rootless && facts.cgroupManager === 'cgroupfs' && facts.cgroupWritable === false) {
       return all(
-        'rootless Podman with the cgroupfs cgroup manager creates no cgroup for the container and ignores the limits',
+        "rootless Podman with the cgroupfs cgroup manager needs a cgroup delegated to the user, and this process's " +
+          'cgroup is not writable by it: Podman creates no cgroup for the container and ignores the limits',
         `${SYSTEMD_SESSION_FIX}; or ${ROOTFUL_FIX}`,
+        false,
       );
     }
     const available = facts.cgroupControllers;
@@ -79,6 +90,7 @@ export function judgeLimitEnforcement(facts: EngineFacts, requests: CgroupLimitR
         reason:
           `the ${LIMIT_CONTROLLER[r.name]} cgroup controller is not available to ` +
           `${facts.rootless ? 'this user' : 'the engine'} (available: ${available.join(', ') || 'none'})`,
+        engineDrops: true,
       }));
     const fix =
       unenforced.length === 0
@@ -104,6 +116,7 @@ export function judgeLimitEnforcement(facts: EngineFacts, requests: CgroupLimitR
     .map((r) => ({
       ...r,
       reason: `Docker reports no support for it (\`docker info\`: ${DOCKER_INFO_FIELD[r.name]} false)`,
+      engineDrops: true,
     }));
   const fix =
     unenforced.length === 0
@@ -187,7 +200,7 @@ export function settleLimits<L extends { pidsLimit?: number; memory?: string; cp
   if (verdict.unenforced.length === 0) return { limits, warning: null };
   if (requiredBy !== null) throw new EngineError(describeRequiredButUnenforced(verdict, requiredBy));
   const kept = { ...limits };
-  for (const u of verdict.unenforced) {
+  for (const u of verdict.unenforced.filter((x) => x.engineDrops)) {
     if (u.name === 'pids_limit') delete kept.pidsLimit;
     else delete kept[u.name];
   }
