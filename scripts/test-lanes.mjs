@@ -14,8 +14,8 @@
  * that is a failure like any other, elsewhere a loud warning — but a run in which no lane ran fails everywhere.
  *
  * Lanes run AIRLOCK_LANES_JOBS at a time (default: 2 on a 2- or 3-CPU machine, 4 on 4+), taken in the order of
- * LANES, longest first, so the short lanes fill in beside the long ones (docs/container.md, "Where each engine is
- * tested", has the measurements behind this). Adding a world is adding an entry to LANES: `prepare` resolves to
+ * LANES, longest first, so the short lanes fill in beside the long ones (docs/container.md, "How npm test schedules
+ * the lanes", has the measurements behind this). Adding a world is adding an entry to LANES: `prepare` resolves to
  * how to run it (argv, working directory, environment, how it reports its counts) or throws LaneUnavailable.
  */
 import { spawn } from 'node:child_process';
