@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AllowlistSchema } from './allowlist.js';
 import { isIPv4, isIPv6, normalizeHost } from './policy.js';
-import { parseHostsEntry } from './sandbox-config.js';
+import { isResolverAddress, parseHostsEntry } from './sandbox-config.js';
 
 /**
  * The wire between the host (CLI) and the proxy container: the configuration the host writes as one JSON line on
@@ -68,7 +68,9 @@ export const ListenSchema = z.strictObject({
 });
 
 export const UpstreamSchema = z.strictObject({
-  dns: z.array(ipAddress('a resolver')).describe("Resolver addresses; empty = the proxy's own system resolver."),
+  dns: z
+    .array(z.string().refine(isResolverAddress, 'a resolver is an IP address, optionally with a port'))
+    .describe("Resolver addresses; empty = the proxy's own system resolver."),
   hosts: z
     .record(
       z.string().refine((h) => normalizeHost(h) !== null, 'a key is a host name, optionally with a port'),

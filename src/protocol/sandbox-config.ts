@@ -96,6 +96,14 @@ export const ResourceLimitsSchema = z
       .min(1, 'pids_limit must be at least 1')
       .optional()
       .describe('Maximum number of processes in the container.'),
+    require: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Refuse to run (exit 125) when the engine cannot enforce pids_limit, memory or cpus on this host (rootless ' +
+          'Podman on cgroup v1, or on v2 without a cgroup or controller delegated to the user, Docker without the ' +
+          'controller). Default false: the run goes ahead and airlock warns which limit is not enforced and why.',
+      ),
   })
   .describe('Container resource limits; each is optional.');
 
@@ -132,6 +140,11 @@ const upstreamTarget = z
     'expected an IP address, optionally with a port (`10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`), or `host-gateway[:PORT]` for the machine running airlock',
   );
 
+/** A resolver: an IP address, optionally with a port (`10.0.0.53:5353`, `[fd00::53]:5353`). */
+export function isResolverAddress(value: string): boolean {
+  return parseHostsEntry(value) !== null;
+}
+
 export const SandboxConfigSchema = z
   .strictObject({
     env: z
@@ -159,14 +172,19 @@ export const SandboxConfigSchema = z
       .nullish()
       .transform((v) => v ?? true)
       .describe('Route all traffic through the allowlisting proxy (default true). false = unrestricted network.'),
-    resource_limits: ResourceLimitsSchema.nullish().transform((v) => v ?? {}),
+    resource_limits: ResourceLimitsSchema.nullish().transform((v) => v ?? ResourceLimitsSchema.parse({})),
     image: z.string().min(1).optional().describe('Prebuilt image to run instead of building container/Dockerfile.'),
     upstream_dns: z
       .union([z.string(), z.array(z.string())])
       .optional()
       .transform((v) => (v === undefined ? [] : typeof v === 'string' ? [v] : v))
-      .refine((l) => l.every((s) => isIPv4(s) || isIPv6(s)), 'upstream_dns lists resolver IP addresses')
-      .describe("Resolvers the proxy uses for upstream names (default: the host's resolvers)."),
+      .refine(
+        (l) => l.every(isResolverAddress),
+        'upstream_dns lists resolver IP addresses, optionally with a port (`10.0.0.53`, `10.0.0.53:5353`, `[fd00::53]:5353`)',
+      )
+      .describe(
+        "Resolvers the proxy uses for upstream names (default: the host's resolvers); `IP` or `IP:PORT` (`[v6]:PORT`).",
+      ),
     upstream_hosts: z
       .record(
         z

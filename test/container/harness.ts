@@ -51,7 +51,8 @@ export interface AirlockOptions {
 
 function childEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME ?? '/root' };
-  if (process.env.TMPDIR) env.TMPDIR = process.env.TMPDIR;
+  // Rootless Podman finds its runtime directory (and so its containers and networks) through XDG_RUNTIME_DIR.
+  for (const key of ['TMPDIR', 'XDG_RUNTIME_DIR'] as const) if (process.env[key]) env[key] = process.env[key];
   return { ...env, ...extra };
 }
 

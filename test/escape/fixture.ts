@@ -206,11 +206,15 @@ function echoes(req: RecordedRequest, res: http.ServerResponse): boolean {
   return true;
 }
 
-/** Raw listeners a vector might try to reach directly: TCP, UDP, and DNS on port 53 of this machine's address. */
+/** Raw listeners a vector might try to reach directly: TCP, UDP, and DNS (port 53 when it can) on this machine's address. */
 export interface RawListeners {
   tcpPort: number;
   udpPort: number;
-  /** The address a DNS listener is bound to on port 53, or null when port 53 was taken. */
+  /**
+   * Where the recording DNS listener is, as `upstream_dns` writes it: the address on port 53, or `address:port` on
+   * another port when 53 cannot be bound (taken, or the tests run as a user, as in the rootless lane); null when
+   * this machine has no address for it.
+   */
   dnsAddress: string | null;
   /** Every datagram or connection received, with what it carried (and the name asked, for DNS over UDP). */
   received: Array<{ at: number; where: string; bytes: Buffer; name?: string }>;
@@ -227,6 +231,10 @@ export const HOSTILE_DNS: Record<string, string> = {
   'rebind-zero.test': '0.0.0.0',
   // This machine's own address (set when the fixture starts): a guard failure reaches the raw TCP listener.
   'rebind-host.test': '127.0.0.1',
+  // How user-mode networking names the host to a rootless container: slirp4netns's host-loopback alias and the
+  // address Podman 5 has pasta map to the host. Reaching either from the proxy is reaching the runner itself.
+  'rebind-slirp-host.test': '10.0.2.2',
+  'rebind-pasta-host.test': '169.254.1.2',
 };
 
 function dnsAnswer(query: Buffer): { name: string; reply: Buffer | null } {
@@ -291,7 +299,14 @@ export async function startRawListeners(dnsAddress: string | null): Promise<RawL
       await tcpListener(dnsAddress, 53, 'dns-tcp');
       dns = dnsAddress;
     } catch {
-      dns = null;
+      // Never fall back to a real resolver: the proxy's upstream lookups must land here, on some port.
+      for (let attempt = 0; attempt < 5 && dns === null; attempt++) {
+        const port = await udpListener(dnsAddress, 0, 'dns-udp');
+        dns = await tcpListener(dnsAddress, port, 'dns-tcp').then(
+          () => `${dnsAddress}:${port}`,
+          () => null,
+        );
+      }
     }
   }
   return {

@@ -58,6 +58,10 @@ const VECTORS: VectorTable = {
     why: "an allowed name resolving to the runner's own address is refused",
   },
   rebind_to_zero: { expect: '403:upstream_address_not_allowed', why: 'likewise 0.0.0.0' },
+  rebind_to_usermode_host: {
+    expect: '403:upstream_address_not_allowed,403:upstream_address_not_allowed',
+    why: "likewise the host's rootless aliases (slirp4netns 10.0.2.2, pasta 169.254.1.2)",
+  },
   connect_http: { expect: '403:connect_not_allowed', why: 'no tunnels' },
   connect_https: { expect: '403:connect_not_allowed', why: 'no tunnels, inside TLS either' },
   absolute_form_https: { expect: '403:host_mismatch', why: 'target authority must equal Host' },

@@ -1,11 +1,14 @@
 /**
  * Test images, built locally because the machine has no container registry: a Debian bookworm rootfs made once
  * with debootstrap from the host's apt mirror, kept as a tarball in a cache directory so later runs (and the Docker
- * suite) import it instead of bootstrapping again.
+ * suite) import it instead of bootstrapping again. Image storage is per user (rootless Podman keeps its own under
+ * ~/.local/share/containers), so each user imports the image itself; the tarball cache is shared and may be
+ * read-only to all but root — then this user's import locks live in its own temp directory.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { access, mkdir, mkdtemp, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const TEST_IMAGE = 'localhost/airlock-test-debian:bookworm';
@@ -56,9 +59,21 @@ async function aptMirror(): Promise<string> {
   return 'http://deb.debian.org/debian';
 }
 
-/** A cross-process lock, so two test files never bootstrap the same rootfs at once. */
+/** Where this user's locks go: the shared cache when it may write there, else a directory of its own. */
+async function lockDir(): Promise<string> {
+  try {
+    await access(TEST_CACHE_DIR, constants.W_OK);
+    return TEST_CACHE_DIR;
+  } catch {
+    const own = join(tmpdir(), `airlock-test-locks-${process.getuid?.() ?? 'user'}`);
+    await mkdir(own, { recursive: true, mode: 0o700 });
+    return own;
+  }
+}
+
+/** A cross-process lock, so two test files never bootstrap the same rootfs (or import the same image) at once. */
 async function withLock<T>(name: string, body: () => Promise<T>): Promise<T> {
-  const lockPath = join(TEST_CACHE_DIR, `${name}.lock`);
+  const lockPath = join(await lockDir(), `${name}.lock`);
   for (;;) {
     try {
       const handle = await open(lockPath, 'wx');

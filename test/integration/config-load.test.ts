@@ -135,7 +135,8 @@ describe('sandbox.yaml', () => {
   });
   it('resource limits: numbers as strings are accepted, Airut validation bounds apply', async () => {
     const cwd = await repo({
-      '.airlock/sandbox.yaml': 'resource_limits: {timeout: "300", memory: 2g, disk: 512M, cpus: 1.5, pids_limit: 100}\n',
+      '.airlock/sandbox.yaml':
+        'resource_limits: {timeout: "300", memory: 2g, disk: 512M, cpus: 1.5, pids_limit: 100}\n',
     });
     assert.deepEqual((await loadPolicy({ cwd }, {})).sandbox.resource_limits, {
       timeout: 300,
@@ -143,6 +144,7 @@ describe('sandbox.yaml', () => {
       disk: '512M',
       cpus: 1.5,
       pids_limit: 100,
+      require: false,
     });
     for (const [bad, msg] of [
       ['timeout: 5', /at least 10/],
@@ -159,6 +161,20 @@ describe('sandbox.yaml', () => {
       assert.match(err.message, /sandbox\.yaml:2:\d+: resource_limits\./);
       assert.match(err.message, msg);
     }
+  });
+  it('resource_limits.require: an airlock key, false unless set, YAML-1.1 spellings of a boolean accepted', async () => {
+    const defaults = await loadPolicy({ cwd: await repo({ '.airlock/sandbox.yaml': 'env: {}\n' }) }, {});
+    assert.equal(defaults.sandbox.resource_limits.require, false);
+    for (const [written, value] of [
+      ['true', true],
+      ['"yes"', true],
+      ['"off"', false],
+    ] as const) {
+      const cwd = await repo({ '.airlock/sandbox.yaml': `resource_limits:\n  require: ${written}\n` });
+      assert.equal((await loadPolicy({ cwd }, {})).sandbox.resource_limits.require, value, written);
+    }
+    const err = await configError({ '.airlock/sandbox.yaml': 'resource_limits:\n  require: maybe\n' });
+    assert.match(err.message, /sandbox\.yaml:2:\d+: resource_limits\.require: expected true or false/);
   });
   it('type errors say what was found and what is expected', async () => {
     assert.match(
@@ -230,6 +246,21 @@ describe('sandbox.yaml', () => {
     const p = await loadPolicy({ cwd }, {});
     assert.deepEqual(p.sandbox.upstream_dns, ['10.0.0.53']);
     assert.equal(p.sandbox.upstream_hosts['git.internal'], '10.0.0.5:8443');
+    const ported = await repo({
+      '.airlock/sandbox.yaml': 'upstream_dns: ["10.0.0.53:5353", "[fd00::53]:53", fd00::54]\n',
+    });
+    assert.deepEqual((await loadPolicy({ cwd: ported }, {})).sandbox.upstream_dns, [
+      '10.0.0.53:5353',
+      '[fd00::53]:53',
+      'fd00::54',
+    ]);
+    for (const bad of ['"10.0.0.53:0"', '"10.0.0.53:70000"', 'dns.example', '"fd00::53:53:x"', '"[10.0.0.1]:53"']) {
+      assert.match(
+        (await configError({ '.airlock/sandbox.yaml': `upstream_dns: ${bad}\n` })).message,
+        /upstream_dns.*resolver IP addresses, optionally with a port/,
+        bad,
+      );
+    }
     assert.match(
       (await configError({ '.airlock/sandbox.yaml': 'upstream_hosts: {a.b: not-an-ip}\n' })).message,
       /upstream_hosts\.a\.b.*expected an IP address/,

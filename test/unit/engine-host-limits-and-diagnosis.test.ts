@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { clampLimits, parseHardLimit } from '../../src/cli/engine/host-limits.js';
-import { judgeRuntime, judgeUlimits, judgeVersion, parseVersion } from '../../src/cli/engine/diagnose.js';
+import {
+  adviseStartFailure,
+  judgeRuntime,
+  judgeUlimits,
+  judgeVersion,
+  parseVersion,
+} from '../../src/cli/engine/diagnose.js';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             96364                96364                processes
@@ -84,5 +90,33 @@ describe('airlock doctor diagnoses', () => {
   it('warns about a tiny open-file limit', () => {
     assert.equal(judgeUlimits({ hardNofile: 256, nofile: 256, nproc: 100 }).verdict, 'warn');
     assert.equal(judgeUlimits({ hardNofile: 20000, nofile: 20000, nproc: 100 }).verdict, 'ok');
+  });
+});
+
+describe('a container that would not start: the fix, whichever runtime words it', () => {
+  // Recorded on this project's machine (Podman 4.3.1; runc 1.1.5; crun 1.8.1 from Debian 12 via --runtime), except
+  // the last crun text, which is crun's own message for a cgroup v2 controller the user was not delegated.
+  const RUNC_RLIMIT =
+    'Error: runc: runc create failed: unable to start container process: error during container init: error setting rlimits for ready process: error setting rlimit type 7: operation not permitted: OCI permission denied';
+  const CRUN_RLIMIT = 'Error: /usr/bin/crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted: OCI permission denied';
+  const CRUN_HYBRID =
+    'Error: OCI runtime error: /usr/bin/crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2';
+  const CRUN_CONTROLLER = 'Error: OCI runtime error: crun: the requested cgroup controller `pids` is not available';
+
+  it('an rlimit above the host’s, in runc’s and crun’s words alike', () => {
+    for (const text of [RUNC_RLIMIT, CRUN_RLIMIT]) assert.match(adviseStartFailure(text), /ulimit exceeds/, text);
+  });
+
+  it('crun on a hybrid cgroup v1 host (it fails rootless too): use runc', () => {
+    assert.match(adviseStartFailure(CRUN_HYBRID), /runtime = "runc"/);
+    assert.match(adviseStartFailure(CRUN_HYBRID), /rootful or rootless/);
+  });
+
+  it('a controller not delegated on cgroup v2 names the controller', () => {
+    assert.match(adviseStartFailure(CRUN_CONTROLLER), /the pids cgroup controller is not delegated/);
+  });
+
+  it('anything else: how to see the failing flags', () => {
+    assert.match(adviseStartFailure('Error: something else'), /--debug/);
   });
 });

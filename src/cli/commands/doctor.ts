@@ -5,13 +5,18 @@
  */
 import { callEngine, findOnPath, resolveEngine, type Engine, type EngineResult } from '../engine/engine.js';
 import {
+  adviseStartFailure,
   formatFinding,
   judgeCgroups,
+  judgeLimits,
   judgeRuntime,
+  judgeStorage,
   judgeUlimits,
   judgeVersion,
   type Finding,
 } from '../engine/diagnose.js';
+import { readEngineFacts, readHostCgroupState, withHostCgroup, type EngineFacts } from '../engine/engine-info.js';
+import { cgroupLimitRequests, settleLimits } from '../engine/limit-enforcement.js';
 import { parseHardLimit, readHostLimits } from '../engine/host-limits.js';
 import { DEFAULT_PIDS_LIMIT, buildRunArgs } from '../engine/run-args.js';
 import { EXIT } from '../errors.js';
@@ -23,32 +28,6 @@ import { readFileSync } from 'node:fs';
 import { engineFlag, ENGINE_OPTIONS } from './options.js';
 import { parseFlags } from './parse-flags.js';
 import type { Command } from './types.js';
-
-interface EngineFacts {
-  version: string;
-  cgroupVersion: string;
-  runtime: string;
-  rootless: boolean;
-}
-
-async function engineFacts(engine: Engine): Promise<{ facts: EngineFacts; raw: EngineResult }> {
-  if (engine.kind === 'podman') {
-    const raw = await callEngine(engine, [
-      'info',
-      '--format',
-      '{{.Version.Version}}|{{.Host.CgroupsVersion}}|{{.Host.OCIRuntime.Name}}|{{.Host.Security.Rootless}}',
-    ]);
-    const [version = '', cgroupVersion = '', runtime = '', rootless = ''] = raw.stdout.trim().split('|');
-    return { facts: { version, cgroupVersion, runtime, rootless: rootless === 'true' }, raw };
-  }
-  const raw = await callEngine(engine, [
-    'info',
-    '--format',
-    '{{.ServerVersion}}|{{.CgroupVersion}}|{{.DefaultRuntime}}|{{.SecurityOptions}}',
-  ]);
-  const [version = '', cgroupVersion = '', runtime = '', security = ''] = raw.stdout.trim().split('|');
-  return { facts: { version, cgroupVersion, runtime, rootless: security.includes('rootless') }, raw };
-}
 
 async function checkNetworking(engine: Engine): Promise<Finding> {
   const identity = newRunIdentity();
@@ -69,8 +48,11 @@ async function checkNetworking(engine: Engine): Promise<Finding> {
   return { check: 'networking', verdict: 'ok', detail: 'internal networks can be created' };
 }
 
-/** Start a real container with the run's hardening flags: the definitive test of runtime, limits and init. */
-async function checkContainer(engine: Engine): Promise<Finding> {
+/**
+ * Start a real container with the run's hardening flags: the definitive test of runtime, limits and init. Limits
+ * this engine does not enforce here are left out, as a run leaves them out (the limits check has said so).
+ */
+async function checkContainer(engine: Engine, facts: EngineFacts): Promise<Finding> {
   const toolchain = await describeHostToolchain();
   const tag = defaultImageTag(toolchain.rootfs);
   await ensureImage({
@@ -80,7 +62,9 @@ async function checkContainer(engine: Engine): Promise<Finding> {
     build: () => importHostToolchain(engine, tag, toolchain.rootfs),
   });
   const identity = newRunIdentity();
-  const limits = readHostLimits();
+  const wanted = { pidsLimit: DEFAULT_PIDS_LIMIT, memory: '64m', ...readHostLimits() };
+  const requests = cgroupLimitRequests({ pidsLimit: DEFAULT_PIDS_LIMIT, pidsLimitDefaulted: true, memory: '64m' });
+  const { limits } = settleLimits({ ok: true, facts }, wanted, requests, null);
   const name = resourceName('doctor', identity);
   const seccompProfile = await writeSeccompProfile();
   const args = buildRunArgs({
@@ -92,7 +76,7 @@ async function checkContainer(engine: Engine): Promise<Finding> {
     envNames: [],
     mounts: toolchain.mounts,
     workdir: '/',
-    limits: { pidsLimit: DEFAULT_PIDS_LIMIT, nofile: limits.nofile, nproc: limits.nproc, memory: '64m' },
+    limits,
     interactive: false,
     tty: false,
     networkArgs: ['--network=none'],
@@ -109,15 +93,12 @@ async function checkContainer(engine: Engine): Promise<Finding> {
     return { check: 'container', verdict: 'ok', detail: 'a hardened container starts and exits cleanly' };
   }
   const message = started.stderr.trim().split('\n').pop() ?? '';
-  const fix = /rlimit/i.test(message)
-    ? 'a ulimit exceeds what this host allows: raise the hard limits or lower default_ulimits in containers.conf'
-    : /cgroup/i.test(message)
-      ? 'the runtime cannot manage cgroups here: use runc (runtime = "runc" in containers.conf) or cgroup v2'
-      : /seccomp/i.test(message)
-        ? 'the engine cannot apply airlock’s seccomp profile: enable seccomp in the kernel and use an engine and OCI ' +
-          'runtime built with seccomp support (podman info: seccompEnabled; docker info: name=seccomp)'
-        : 'run the engine by hand with the failing flags shown by `airlock run --debug -- true`';
-  return { check: 'container', verdict: 'fail', detail: `starting a container failed: ${message}`, fix };
+  return {
+    check: 'container',
+    verdict: 'fail',
+    detail: `starting a container failed: ${message}`,
+    fix: adviseStartFailure(message),
+  };
 }
 
 /** Controllers on the cgroup2 hierarchy of a hybrid cgroup v1 host, or null when the host has no such hierarchy. */
@@ -133,13 +114,20 @@ export const run: Command = async (argv, ctx) => {
   const { values } = parseFlags(
     {
       args: argv,
-      options: { ...ENGINE_OPTIONS, help: { type: 'boolean', short: 'h', default: false } },
+      options: {
+        ...ENGINE_OPTIONS,
+        'require-limits': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
       strict: true,
     },
     'doctor',
   );
   if (values.help) {
-    ctx.stdout.write('usage: airlock doctor [--engine podman|docker]\n');
+    ctx.stdout.write(
+      'usage: airlock doctor [--engine podman|docker] [--require-limits]\n\n' +
+        '  --require-limits  a resource limit this engine cannot enforce here is a failure (exit 125), not a warning\n',
+    );
     return EXIT.ok;
   }
   const findings: Finding[] = [];
@@ -160,30 +148,35 @@ export const run: Command = async (argv, ctx) => {
     return EXIT.airlock;
   }
   report({ check: 'engine', verdict: 'ok', detail: `${engine.kind} at ${engine.binary}` });
-  const { facts, raw } = await engineFacts(engine);
-  if (raw.code !== 0) {
+  const answer = withHostCgroup(await readEngineFacts(engine), readHostCgroupState(ctx.env));
+  if (!answer.ok) {
     report({
       check: 'engine',
       verdict: 'fail',
-      detail: `\`${engine.kind} info\` failed: ${raw.stderr.trim().split('\n').pop() ?? ''}`,
+      detail: answer.reason,
       fix:
         engine.kind === 'docker' ? 'start dockerd (or set DOCKER_HOST)' : 'run `podman info` and fix what it reports',
     });
     return EXIT.airlock;
   }
+  const facts = answer.facts;
+  const cgroupVersion = facts.cgroupVersion === null ? '' : `v${facts.cgroupVersion}`;
   report(judgeVersion(engine.kind, facts.version));
-  report({ check: 'mode', verdict: 'ok', detail: facts.rootless ? 'rootless' : 'rootful' });
+  const network = facts.rootlessNetwork ? `, ${facts.rootlessNetwork} networking` : '';
+  report({ check: 'mode', verdict: 'ok', detail: `${facts.rootless ? 'rootless' : 'rootful'}${network}` });
   const hybridControllers = readHybridControllers();
-  report(judgeCgroups({ version: facts.cgroupVersion, hybrid: hybridControllers !== null }));
+  report(judgeCgroups({ version: cgroupVersion, hybrid: hybridControllers !== null, manager: facts.cgroupManager }));
+  report(judgeLimits(facts, values['require-limits']));
   report(
     judgeRuntime({
       engine: engine.kind,
       runtime: facts.runtime,
-      cgroupVersion: facts.cgroupVersion,
+      cgroupVersion,
       runcInstalled: (await findOnPath('runc', ctx.env.PATH)) !== null,
       hybridControllers: hybridControllers ?? [],
     }),
   );
+  report(judgeStorage(facts));
   let limitsText = '';
   try {
     limitsText = readFileSync('/proc/self/limits', 'utf8');
@@ -193,6 +186,6 @@ export const run: Command = async (argv, ctx) => {
   report(judgeUlimits({ hardNofile: parseHardLimit(limitsText, 'Max open files'), ...readHostLimits() }));
   report(await checkNetworking(engine));
   report(await seccompFinding());
-  report(await checkContainer(engine));
+  report(await checkContainer(engine, facts));
   return findings.some((f) => f.verdict === 'fail') ? EXIT.airlock : EXIT.ok;
 };

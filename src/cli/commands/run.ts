@@ -6,7 +6,9 @@
 import { loadPolicy } from '../config/load.js';
 import { resolveEngine } from '../engine/engine.js';
 import { readHostLimits } from '../engine/host-limits.js';
-import { DEFAULT_PIDS_LIMIT, type ContainerSpec } from '../engine/run-args.js';
+import { readLimitFacts } from '../engine/engine-info.js';
+import { cgroupLimitRequests, settleLimits } from '../engine/limit-enforcement.js';
+import { DEFAULT_PIDS_LIMIT, type ContainerLimits, type ContainerSpec } from '../engine/run-args.js';
 import { EXIT, UsageError } from '../errors.js';
 import { prepareRunImage } from '../images/run-image.js';
 import { prepareCredentials } from '../secrets/prepare.js';
@@ -49,6 +51,7 @@ const RUN_OPTIONS = {
   timeout: { type: 'string' },
   mount: { type: 'string', multiple: true, default: [] as string[] },
   'fail-on-block': { type: 'boolean', default: false },
+  'require-limits': { type: 'boolean', default: false },
 } as const;
 
 const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
@@ -67,6 +70,7 @@ const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
   --network-log-json FILE append the network log (JSONL, docs/network-log.md) to FILE
   --network-log-live      print each network log line to stderr as [net] ... as it happens
   --fail-on-block         exit 3 when the command succeeded but a request was blocked
+  --require-limits        exit 125 instead of running when the engine cannot enforce pids/memory/cpu limits here
   --verbose | --debug     progress on stderr | also engine command lines
   --log FILE              write airlock's messages to FILE instead of stderr
 `;
@@ -127,6 +131,30 @@ export const run: Command = async (argv, ctx) => {
     log.debug(`engine: ${engine.kind} (${engine.binary})`);
     await assertKernelSeccomp();
 
+    const limits = policy.sandbox.resource_limits;
+    const wanted: ContainerLimits = {
+      memory: limits.memory,
+      disk: limits.disk,
+      cpus: limits.cpus,
+      pidsLimit: limits.pids_limit ?? DEFAULT_PIDS_LIMIT,
+      ...readHostLimits(),
+    };
+    const requests = cgroupLimitRequests({
+      pidsLimit: wanted.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+      pidsLimitDefaulted: limits.pids_limit === undefined,
+      memory: limits.memory,
+      cpus: limits.cpus,
+    });
+    const requiredBy = values['require-limits']
+      ? '--require-limits'
+      : limits.require
+        ? 'resource_limits.require'
+        : null;
+    // Which limits the engine enforces here: asked alongside the start-up, or first when a missing one must stop
+    // the run before anything is created.
+    const factsReading = readLimitFacts(engine, ctx.env, interruption.signal);
+    const settled = requiredBy ? settleLimits(await factsReading, wanted, requests, requiredBy) : null;
+
     // The sweep only removes resources of dead owners, never this run's, so it runs alongside the start-up.
     orphanSweep = removeOrphans(engine).then(
       (orphans) => {
@@ -169,8 +197,8 @@ export const run: Command = async (argv, ctx) => {
     if (prepared.status === 'rejected') throw prepared.reason;
     const image = prepared.value;
 
-    const limits = policy.sandbox.resource_limits;
-    const host = readHostLimits();
+    const { limits: enforced, warning } = settled ?? settleLimits(await factsReading, wanted, requests, null);
+    if (warning) log.warn(warning);
     const env = containerEnvironment(
       policy.sandbox.env,
       policy.sandbox.pass_env,
@@ -188,14 +216,7 @@ export const run: Command = async (argv, ctx) => {
       envNames: Object.keys(env),
       mounts: [...image.mounts, ...mounts, ...session.mounts],
       workdir: WORKSPACE,
-      limits: {
-        memory: limits.memory,
-        disk: limits.disk,
-        cpus: limits.cpus,
-        pidsLimit: limits.pids_limit ?? DEFAULT_PIDS_LIMIT,
-        nofile: host.nofile,
-        nproc: host.nproc,
-      },
+      limits: enforced,
       interactive: true,
       tty: ctx.isTTY,
       networkArgs: session.runArgs,
@@ -213,7 +234,7 @@ export const run: Command = async (argv, ctx) => {
       failure: session.failure,
       log,
     });
-    const code = exitCodeFor(outcome, limits.memory !== undefined, log);
+    const code = exitCodeFor(outcome, enforced.memory !== undefined, log);
     // Closing flushes the proxy's last log lines, so the counts below are complete.
     network = null;
     await session.close();

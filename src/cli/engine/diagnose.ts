@@ -3,6 +3,9 @@
  * diagnosis (and its suggested fix) is unit-tested.
  */
 import type { EngineKind } from './engine.js';
+import type { EngineFacts } from './engine-info.js';
+import { DEFAULT_PIDS_LIMIT } from './run-args.js';
+import { cgroupLimitRequests, judgeLimitEnforcement } from './limit-enforcement.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail';
 
@@ -46,18 +49,66 @@ export interface CgroupFacts {
   version: string;
   /** cgroup v1 with the v2 hierarchy mounted at /sys/fs/cgroup/unified. */
   hybrid: boolean;
+  /** `systemd`, `cgroupfs`, … as the engine reports it; '' when unknown. */
+  manager?: string;
 }
 
+/** What the host runs; whether the engine can use it for limits is `judgeLimits`' business. */
 export function judgeCgroups(facts: CgroupFacts): Finding {
   if (facts.version === 'v2' || facts.version === '2') {
-    return { check: 'cgroups', verdict: 'ok', detail: 'cgroup v2' };
+    return { check: 'cgroups', verdict: 'ok', detail: `cgroup v2${facts.manager ? `, ${facts.manager} manager` : ''}` };
   }
   return {
     check: 'cgroups',
-    verdict: 'warn',
-    detail: `cgroup v1${facts.hybrid ? ' (hybrid)' : ''}: limits work with runc; crun and rootless limits may not`,
-    fix: 'boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2, or use the runc runtime',
+    verdict: 'ok',
+    detail: `cgroup v1${facts.hybrid ? ' (hybrid)' : ''}${facts.manager ? `, ${facts.manager} manager` : ''}`,
   };
+}
+
+/**
+ * Up front, what every `airlock run` would be warned about: which cgroup limits (pids always — airlock sets a
+ * default —, memory and cpus when configured) this engine enforces here. `required` (doctor --require-limits)
+ * turns a missing one into a failure, as `resource_limits.require` does for a run.
+ */
+export function judgeLimits(facts: EngineFacts, required: boolean): Finding {
+  const requests = cgroupLimitRequests({
+    pidsLimit: DEFAULT_PIDS_LIMIT,
+    pidsLimitDefaulted: true,
+    memory: '1g',
+    cpus: 1,
+  });
+  const verdict = judgeLimitEnforcement(facts, requests);
+  if (verdict.unenforced.length === 0) {
+    return { check: 'limits', verdict: 'ok', detail: 'pids_limit, memory and cpus limits are enforced' };
+  }
+  const names = verdict.unenforced.map((u) => u.name).join(', ');
+  const why = [...new Set(verdict.unenforced.map((u) => u.reason))].join('; ');
+  return {
+    check: 'limits',
+    verdict: required ? 'fail' : 'warn',
+    detail:
+      `NOT enforced here: ${names} (${why}); runs warn about it, and resource_limits.require: true or ` +
+      '--require-limits makes them exit 125 instead',
+    fix: verdict.fix,
+  };
+}
+
+/** Rootless storage: vfs copies the whole image for every container (disk-hungry, and slow for large images). */
+export function judgeStorage(facts: EngineFacts): Finding {
+  const detail = `${facts.storageDriver || 'unknown'} storage driver${facts.rootless ? ' (per-user image storage)' : ''}`;
+  if (facts.storageDriver === 'vfs') {
+    return {
+      check: 'storage',
+      verdict: 'warn',
+      detail: `${detail}: every container start copies the whole image`,
+      fix:
+        facts.engine === 'podman'
+          ? 'install containers-storage (its storage.conf selects overlay), or set driver = "overlay" in ' +
+            "~/.config/containers/storage.conf, then `podman system reset` (removes this user's images)"
+          : 'configure the overlay2 storage driver for dockerd',
+    };
+  }
+  return { check: 'storage', verdict: 'ok', detail };
 }
 
 export interface RuntimeFacts {
@@ -118,4 +169,35 @@ export function formatFinding(finding: Finding): string {
   const mark = finding.verdict === 'ok' ? 'ok  ' : finding.verdict === 'warn' ? 'warn' : 'FAIL';
   const fix = finding.fix && finding.verdict !== 'ok' ? `\n      fix: ${finding.fix}` : '';
   return `${mark}  ${finding.check}: ${finding.detail}${fix}\n`;
+}
+
+/**
+ * The fix for a container that would not start, from the runtime's last line. runc and crun word the same
+ * failures differently (texts as recorded on this project's machine and in crun's source):
+ *   runc: `error setting rlimit type 7: operation not permitted`
+ *   crun: ``setrlimit `RLIMIT_NOFILE`: Operation not permitted``
+ *   crun: `cgroups in hybrid mode not supported, drop all controllers from cgroupv2` (rootful and rootless alike)
+ *   crun: ``the requested cgroup controller `pids` is not available`` (cgroup v2, controller not delegated)
+ */
+export function adviseStartFailure(message: string): string {
+  if (/rlimit/i.test(message)) {
+    return 'a ulimit exceeds what this host allows: raise the hard limits or lower default_ulimits in containers.conf';
+  }
+  if (/cgroups in hybrid mode/i.test(message)) {
+    return 'crun cannot run on this hybrid cgroup v1 host (rootful or rootless): install runc and set `runtime = "runc"` under [engine] in containers.conf, or boot with cgroup v2';
+  }
+  const controller = /requested cgroup controller `?(\w+)`? is not available/i.exec(message);
+  if (controller) {
+    return `the ${controller[1]} cgroup controller is not delegated to this user: delegate it (Delegate=cpu memory pids for user@.service) or run rootful`;
+  }
+  if (/cgroup/i.test(message)) {
+    return 'the runtime cannot manage cgroups here: use runc (runtime = "runc" in containers.conf) or cgroup v2';
+  }
+  if (/seccomp/i.test(message)) {
+    return (
+      'the engine cannot apply airlock’s seccomp profile: enable seccomp in the kernel and use an engine and OCI ' +
+      'runtime built with seccomp support (podman info: seccompEnabled; docker info: name=seccomp)'
+    );
+  }
+  return 'run the engine by hand with the failing flags shown by `airlock run --debug -- true`';
 }

@@ -22,7 +22,8 @@ export interface ContainerLimits {
    */
   disk?: string;
   cpus?: number;
-  pidsLimit: number;
+  /** Absent only when the engine is known not to enforce it here (the run was warned; see limit-enforcement.ts). */
+  pidsLimit?: number;
   /** Open-file and process rlimits, soft = hard; above the host's limits the runtime refuses to start. */
   nofile: number;
   nproc: number;
@@ -113,7 +114,7 @@ export function buildRunArgs(spec: ContainerSpec): string[] {
   args.push('--cap-drop=ALL', ...KEPT_CAPABILITIES.map((cap) => `--cap-add=${cap}`));
   args.push('--security-opt=no-new-privileges');
   args.push(`--security-opt=seccomp=${spec.seccompProfile}`);
-  args.push(`--pids-limit=${spec.limits.pidsLimit}`);
+  if (spec.limits.pidsLimit !== undefined) args.push(`--pids-limit=${spec.limits.pidsLimit}`);
   args.push(`--ulimit=nofile=${spec.limits.nofile}:${spec.limits.nofile}`);
   args.push(`--ulimit=nproc=${spec.limits.nproc}:${spec.limits.nproc}`);
   if (spec.limits.memory !== undefined) {

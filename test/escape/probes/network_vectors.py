@@ -319,6 +319,11 @@ def v_rebind_to_zero():
     return curl('https://rebind-zero.test/')
 
 
+def v_rebind_to_usermode_host():
+    # The host as rootless networking names it: slirp4netns's 10.0.2.2, pasta's mapped 169.254.1.2.
+    return ','.join(curl(f'https://{name}/') for name in ('rebind-slirp-host.test', 'rebind-pasta-host.test'))
+
+
 # --- HTTP tricks --------------------------------------------------------------------------------------------------
 
 def v_connect_http():
