@@ -1517,16 +1517,16 @@ var require_lexer = __commonJS({
     function readEscapedUnicodeVariableWidth(lexer, position) {
       const body = lexer.source.body;
       let point = 0;
-      let size = 3;
-      while (size < 12) {
-        const code = body.charCodeAt(position + size++);
+      let size2 = 3;
+      while (size2 < 12) {
+        const code = body.charCodeAt(position + size2++);
         if (code === 125) {
-          if (size < 5 || !isUnicodeScalarValue(point)) {
+          if (size2 < 5 || !isUnicodeScalarValue(point)) {
             break;
           }
           return {
             value: String.fromCodePoint(point),
-            size
+            size: size2
           };
         }
         point = point << 4 | readHexDigit(code);
@@ -1539,7 +1539,7 @@ var require_lexer = __commonJS({
         position,
         `Invalid Unicode escape sequence: "${body.slice(
           position,
-          position + size
+          position + size2
         )}".`
       );
     }
@@ -4524,8 +4524,8 @@ var require_Reflect = __commonJS({
                   false
                 );
                 if (index >= 0) {
-                  var size = this._keys.length;
-                  for (var i = index + 1; i < size; i++) {
+                  var size2 = this._keys.length;
+                  for (var i = index + 1; i < size2; i++) {
                     this._keys[i - 1] = this._keys[i];
                     this._values[i - 1] = this._values[i];
                   }
@@ -4702,24 +4702,24 @@ var require_Reflect = __commonJS({
             }
             return target2[rootKey];
           }
-          function FillRandomBytes(buffer, size) {
-            for (var i = 0; i < size; ++i)
+          function FillRandomBytes(buffer, size2) {
+            for (var i = 0; i < size2; ++i)
               buffer[i] = Math.random() * 255 | 0;
             return buffer;
           }
-          function GenRandomBytes(size) {
+          function GenRandomBytes(size2) {
             if (typeof Uint8Array === "function") {
-              var array2 = new Uint8Array(size);
+              var array2 = new Uint8Array(size2);
               if (typeof crypto !== "undefined") {
                 crypto.getRandomValues(array2);
               } else if (typeof msCrypto !== "undefined") {
                 msCrypto.getRandomValues(array2);
               } else {
-                FillRandomBytes(array2, size);
+                FillRandomBytes(array2, size2);
               }
               return array2;
             }
-            return FillRandomBytes(new Array(size), size);
+            return FillRandomBytes(new Array(size2), size2);
           }
           function CreateUUID() {
             var data = GenRandomBytes(UUID_SIZE);
@@ -5349,11 +5349,11 @@ var require_build = __commonJS({
             buffers = args;
           }
         }
-        let size = 0;
+        let size2 = 0;
         for (const buffer of buffers) {
-          size += buffer.byteLength;
+          size2 += buffer.byteLength;
         }
-        const res = new Uint8Array(size);
+        const res = new Uint8Array(size2);
         let offset = 0;
         for (const buffer of buffers) {
           const view = this.toUint8Array(buffer);
@@ -6234,13 +6234,13 @@ var require_build2 = __commonJS({
         if (!this.isHexOnly) {
           const encodedBuf = pvutils__namespace.utilToBase(this.tagNumber, 7);
           const encodedView = new Uint8Array(encodedBuf);
-          const size = encodedBuf.byteLength;
-          const retView2 = new Uint8Array(size + 1);
+          const size2 = encodedBuf.byteLength;
+          const retView2 = new Uint8Array(size2 + 1);
           retView2[0] = firstOctet | 31;
           if (!sizeOnly) {
-            for (let i = 0; i < size - 1; i++)
+            for (let i = 0; i < size2 - 1; i++)
               retView2[i + 1] = encodedView[i] | 128;
-            retView2[size] = encodedView[size - 1];
+            retView2[size2] = encodedView[size2 - 1];
           }
           return retView2.buffer;
         }
@@ -25188,8 +25188,8 @@ var $ZodCheckMaxSize = /* @__PURE__ */ $constructor("$ZodCheckMaxSize", (inst, d
   (_a3 = inst._zod.def).when ?? (_a3.when = _whenHasSize);
   inst._zod.check = (payload) => {
     const input2 = payload.value;
-    const size = input2.size;
-    if (size <= def.maximum)
+    const size2 = input2.size;
+    if (size2 <= def.maximum)
       return;
     payload.issues.push({
       origin: getSizableOrigin(input2),
@@ -25208,8 +25208,8 @@ var $ZodCheckMinSize = /* @__PURE__ */ $constructor("$ZodCheckMinSize", (inst, d
   (_a3 = inst._zod.def).when ?? (_a3.when = _whenHasSize);
   inst._zod.check = (payload) => {
     const input2 = payload.value;
-    const size = input2.size;
-    if (size >= def.minimum)
+    const size2 = input2.size;
+    if (size2 >= def.minimum)
       return;
     payload.issues.push({
       origin: getSizableOrigin(input2),
@@ -25228,10 +25228,10 @@ var $ZodCheckSizeEquals = /* @__PURE__ */ $constructor("$ZodCheckSizeEquals", (i
   (_a3 = inst._zod.def).when ?? (_a3.when = _whenHasSize);
   inst._zod.check = (payload) => {
     const input2 = payload.value;
-    const size = input2.size;
-    if (size === def.size)
+    const size2 = input2.size;
+    if (size2 === def.size)
       return;
-    const tooBig = size > def.size;
+    const tooBig = size2 > def.size;
     payload.issues.push({
       origin: getSizableOrigin(input2),
       ...tooBig ? { code: "too_big", maximum: def.size } : { code: "too_small", minimum: def.size },
@@ -26282,14 +26282,14 @@ var $ZodDate = /* @__PURE__ */ $constructor("$ZodDate", (inst, def) => {
     return payload;
   };
 });
-function capSize(inst, size) {
+function capSize(inst, size2) {
   const caps = sizeCaps(inst._zod.def.checks);
   if (!caps.length)
     return;
   const cap = Math.min(...caps.map((c) => c[0]));
   const parse4 = inst._zod.parse;
   inst._zod.parse = (payload, ctx) => {
-    const n = size(payload.value);
+    const n = size2(payload.value);
     if (n > cap && !ctx?.skipChecks && ctx?.direction !== "backward") {
       for (const [max, ch] of sizeCaps(inst._zod.def.checks)) {
         if (n > max && ch._zod.def.when(payload)) {
@@ -36905,9 +36905,9 @@ function generateNullableCheck(doc, ctx, schema, accessor, buildsValue = true) {
   doc.write(`}`);
   return outputVar;
 }
-function generateSizeGate(doc, schema, size) {
+function generateSizeGate(doc, schema, size2) {
   for (const [max, check2] of sizeCaps(schema._zod.def.checks)) {
-    doc.write(`if (${size} > ${numericOperand(max, check2._zod.def.check)}) return INVALID;`);
+    doc.write(`if (${size2} > ${numericOperand(max, check2._zod.def.check)}) return INVALID;`);
   }
 }
 function generateArrayCheck(doc, ctx, schema, accessor, buildsValue = true) {
@@ -38043,11 +38043,11 @@ function _minSize(minimum, params) {
   });
 }
 // @__NO_SIDE_EFFECTS__
-function _size(size, params) {
+function _size(size2, params) {
   return new $ZodCheckSizeEquals({
     check: "size_equals",
     ...normalizeParams(params),
-    size
+    size: size2
   });
 }
 // @__NO_SIDE_EFFECTS__
@@ -39185,12 +39185,12 @@ var stringProcessor = (schema, ctx, _json, _params) => {
   if (contentEncoding)
     json2.contentEncoding = contentEncoding;
   if (patterns && patterns.size > 0) {
-    const patternList = [...patterns].map(exactPattern);
-    if (patternList.length === 1)
-      json2.pattern = patternList[0].source;
-    else if (patternList.length > 1) {
+    const patternList2 = [...patterns].map(exactPattern);
+    if (patternList2.length === 1)
+      json2.pattern = patternList2[0].source;
+    else if (patternList2.length > 1) {
       json2.allOf = [
-        ...patternList.map((regex) => ({
+        ...patternList2.map((regex) => ({
           ...ctx.target === "draft-07" || ctx.target === "draft-04" || ctx.target === "openapi-3.0" ? { type: "string" } : {},
           pattern: regex.source
         }))
@@ -41296,8 +41296,8 @@ var ZodFile = /* @__PURE__ */ $constructor("ZodFile", (inst, def) => {
   $ZodFile.init(inst, def);
   ZodType.init(inst, def);
   inst._zod.processJSONSchema = (ctx, json2, params) => fileProcessor(inst, ctx, json2, params);
-  inst.min = (size, params) => inst.check(_minSize(size, params));
-  inst.max = (size, params) => inst.check(_maxSize(size, params));
+  inst.min = (size2, params) => inst.check(_minSize(size2, params));
+  inst.max = (size2, params) => inst.check(_maxSize(size2, params));
   inst.mime = (types, params) => inst.check(_mime(Array.isArray(types) ? types : [types], params));
 });
 function file(params) {
@@ -42640,6 +42640,46 @@ function date4(params) {
   return _coercedDate(ZodDate, params);
 }
 
+// src/protocol/allowlist.ts
+function splitHostPattern(pattern) {
+  const m = pattern.startsWith("[") ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
+  return m ? { host: m[1], port: Number(m[2]) } : { host: pattern, port: null };
+}
+function hostPatternProblem(pattern) {
+  const { port: port2 } = splitHostPattern(pattern);
+  if (port2 !== null && (port2 < 1 || port2 > 65535)) return `the port in "${pattern}" must be between 1 and 65535`;
+  return null;
+}
+var hostPattern = external_exports.string().min(1, "a host pattern cannot be empty").refine((s) => /^[\x21-\x7e]+$/.test(s), {
+  message: "host patterns are ASCII without spaces; write an internationalised name in its punycode form (xn--\u2026)"
+}).superRefine((s, ctx) => {
+  const problem = hostPatternProblem(s);
+  if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+}).describe(
+  "Host name, IP literal or fnmatch pattern (`*.example.com`, `api-?.example.com`); case-insensitive. Without a port only the default port is open (443 for HTTPS, 80 for HTTP); `registry.internal:5000` opens that port, and only it."
+);
+var methodName = external_exports.string().regex(/^[A-Za-z]+$/, "a method is a word such as GET or POST").describe("HTTP method, case-insensitive.");
+var graphqlOps = external_exports.array(external_exports.string().describe("fnmatch pattern over top-level field names, case-sensitive.")).optional();
+var GraphqlRuleSchema = external_exports.strictObject({
+  queries: graphqlOps.describe("Allowed top-level query fields; empty or absent blocks every query."),
+  mutations: graphqlOps.describe("Allowed top-level mutation fields; empty or absent blocks every mutation."),
+  subscriptions: graphqlOps.describe("Allowed top-level subscription fields; empty or absent blocks them all.")
+}).describe("Restrict GraphQL operations sent to this entry. `{}` blocks every operation.");
+var UrlPrefixSchema = external_exports.strictObject({
+  host: hostPattern,
+  path: external_exports.string().default("").refine((p) => p === "" || p.startsWith("/") || p.startsWith("*"), {
+    message: "a path starts with `/` (or is a glob such as `*`); leave it out to allow every path"
+  }).describe(
+    "Path (with query) to allow: exact, or an fnmatch pattern when it contains `*` or `?`. Case-sensitive. Empty allows every path. There is no implicit prefix: write `/api/*`."
+  ),
+  methods: external_exports.array(methodName).default([]).describe("Methods to allow, case-insensitive; empty or absent allows every method."),
+  graphql: GraphqlRuleSchema.optional()
+}).describe("Allow requests to one host (pattern) restricted by path and method.");
+var AllowlistSchema = external_exports.strictObject({
+  domains: external_exports.array(hostPattern).nullish().transform((v) => v ?? []).describe("Hosts allowed for every path and method."),
+  url_prefixes: external_exports.array(UrlPrefixSchema).nullish().transform((v) => v ?? []).describe("Host + path + method rules, tried in order; the first match wins.")
+}).describe("airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.");
+
 // src/protocol/fnmatch.ts
 function isGlob(pattern) {
   return pattern.includes("*") || pattern.includes("?");
@@ -42789,15 +42829,6 @@ function explicitPort(authority) {
 function formatAuthority(host, port2, scheme) {
   const name = isIPv6(host) ? `[${host}]` : host;
   return port2 === DEFAULT_PORTS[scheme] ? name : `${name}:${port2}`;
-}
-function splitHostPattern(pattern) {
-  const m = pattern.startsWith("[") ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
-  return m ? { host: m[1], port: Number(m[2]) } : { host: pattern, port: null };
-}
-function hostPatternProblem(pattern) {
-  const { port: port2 } = splitHostPattern(pattern);
-  if (port2 !== null && (port2 < 1 || port2 > 65535)) return `the port in "${pattern}" must be between 1 and 65535`;
-  return null;
 }
 function endpointMatches(host, port2, scheme, pattern) {
   const split = splitHostPattern(pattern);
@@ -42990,107 +43021,57 @@ function decide(request, allowlist) {
   };
 }
 
-// src/protocol/allowlist.ts
-var hostPattern = external_exports.string().min(1, "a host pattern cannot be empty").refine((s) => /^[\x21-\x7e]+$/.test(s), {
-  message: "host patterns are ASCII without spaces; write an internationalised name in its punycode form (xn--\u2026)"
-}).superRefine((s, ctx) => {
-  const problem = hostPatternProblem(s);
-  if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
-}).describe(
-  "Host name, IP literal or fnmatch pattern (`*.example.com`, `api-?.example.com`); case-insensitive. Without a port only the default port is open (443 for HTTPS, 80 for HTTP); `registry.internal:5000` opens that port, and only it."
+// src/protocol/sandbox-config.ts
+var envName = external_exports.string().regex(
+  /^[A-Za-z_][A-Za-z0-9_]*$/,
+  "an environment variable name is letters, digits and `_`, not starting with a digit"
 );
-var methodName = external_exports.string().regex(/^[A-Za-z]+$/, "a method is a word such as GET or POST").describe("HTTP method, case-insensitive.");
-var graphqlOps = external_exports.array(external_exports.string().describe("fnmatch pattern over top-level field names, case-sensitive.")).optional();
-var GraphqlRuleSchema = external_exports.strictObject({
-  queries: graphqlOps.describe("Allowed top-level query fields; empty or absent blocks every query."),
-  mutations: graphqlOps.describe("Allowed top-level mutation fields; empty or absent blocks every mutation."),
-  subscriptions: graphqlOps.describe("Allowed top-level subscription fields; empty or absent blocks them all.")
-}).describe("Restrict GraphQL operations sent to this entry. `{}` blocks every operation.");
-var UrlPrefixSchema = external_exports.strictObject({
-  host: hostPattern,
-  path: external_exports.string().default("").refine((p) => p === "" || p.startsWith("/") || p.startsWith("*"), {
-    message: "a path starts with `/` (or is a glob such as `*`); leave it out to allow every path"
-  }).describe(
-    "Path (with query) to allow: exact, or an fnmatch pattern when it contains `*` or `?`. Case-sensitive. Empty allows every path. There is no implicit prefix: write `/api/*`."
+var patternList = (what) => external_exports.array(external_exports.string().min(1)).min(1, `${what} must list at least one pattern`);
+var scopeList = patternList("scopes").superRefine((patterns, ctx) => {
+  for (const [index, pattern] of patterns.entries()) {
+    const problem = hostPatternProblem(pattern);
+    if (problem !== null) ctx.addIssue({ code: "custom", path: [index], message: problem });
+  }
+});
+var MaskedSecretSchema = external_exports.strictObject({
+  value: external_exports.string().describe("The real secret, usually `!env NAME`. An empty value injects nothing."),
+  scopes: scopeList.describe(
+    "Hosts (fnmatch, case-insensitive) where the real value may be sent; on the default port only (443) unless the pattern names one (`git.internal:8443`)."
   ),
-  methods: external_exports.array(methodName).default([]).describe("Methods to allow, case-insensitive; empty or absent allows every method."),
-  graphql: GraphqlRuleSchema.optional()
-}).describe("Allow requests to one host (pattern) restricted by path and method.");
-var AllowlistSchema = external_exports.strictObject({
-  domains: external_exports.array(hostPattern).nullish().transform((v) => v ?? []).describe("Hosts allowed for every path and method."),
-  url_prefixes: external_exports.array(UrlPrefixSchema).nullish().transform((v) => v ?? []).describe("Host + path + method rules, tried in order; the first match wins.")
-}).describe("airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.");
-
-// src/protocol/address-guard.ts
-var V4_FORBIDDEN = [
-  [ipv4ToInt("0.0.0.0"), 8, 'unspecified ("this network")'],
-  [ipv4ToInt("10.0.0.0"), 8, "private"],
-  [ipv4ToInt("100.64.0.0"), 10, "carrier-grade NAT"],
-  [ipv4ToInt("127.0.0.0"), 8, "loopback"],
-  [ipv4ToInt("169.254.0.0"), 16, "link-local (cloud metadata)"],
-  [ipv4ToInt("172.16.0.0"), 12, "private"],
-  [ipv4ToInt("192.0.0.0"), 24, "IETF protocol assignments"],
-  // Documentation ranges (RFC 5737) are never a real upstream, but a machine may hold one (labs, test rigs).
-  [ipv4ToInt("192.0.2.0"), 24, "documentation (TEST-NET-1)"],
-  [ipv4ToInt("198.51.100.0"), 24, "documentation (TEST-NET-2)"],
-  [ipv4ToInt("203.0.113.0"), 24, "documentation (TEST-NET-3)"],
-  [ipv4ToInt("192.168.0.0"), 16, "private"],
-  [ipv4ToInt("198.18.0.0"), 15, "benchmarking"],
-  [ipv4ToInt("224.0.0.0"), 4, "multicast"],
-  [ipv4ToInt("240.0.0.0"), 4, "reserved or broadcast"]
-];
-function ipv4ToInt(ip) {
-  return ip.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
+  headers: patternList("headers").describe(
+    "Header names (fnmatch, case-insensitive) in which the surrogate is replaced, e.g. `Authorization`."
+  ),
+  allow_foreign_credentials: external_exports.boolean().default(false).describe("Keep exact-name headers that carry some other credential on scoped hosts (default: strip them).")
+}).describe("A secret the sandbox sees only as a format-preserving surrogate.");
+var SigningCredentialSchema = external_exports.strictObject({
+  type: external_exports.literal("aws-sigv4").describe("Credential kind; only `aws-sigv4` (SigV4 and SigV4A) exists."),
+  access_key_id: external_exports.string().min(1, "access_key_id cannot be empty").describe("Real AWS access key id."),
+  secret_access_key: external_exports.string().min(1, "secret_access_key cannot be empty").describe("Real AWS secret key."),
+  session_token: external_exports.string().nullish().describe("Real STS session token, if the credentials are temporary."),
+  scopes: scopeList.describe(
+    "Hosts (fnmatch) where requests are re-signed, e.g. `*.amazonaws.com`; on the default port only unless the pattern names one (`minio.internal:9000`)."
+  )
+}).describe("AWS credentials the proxy signs with; the sandbox only gets surrogates.");
+var SIZE = /^(\d+)([bkmgBKMG])$/;
+var SIZE_UNITS = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+function sizeBytes(size2) {
+  const m = SIZE.exec(size2);
+  if (!m) throw new Error(`invariant broken: not a size: '${size2}' (the schema refuses it)`);
+  return Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()];
 }
-function v4Problem(ip) {
-  const n = ipv4ToInt(ip);
-  for (const [base, bits, what] of V4_FORBIDDEN) {
-    const size = 2 ** (32 - bits);
-    if (n >= base && n < base + size) return what;
-  }
-  return null;
-}
-function ipv6Groups(ip) {
-  let s = ip.toLowerCase();
-  const zone = s.indexOf("%");
-  if (zone >= 0) s = s.slice(0, zone);
-  let tailV4 = [];
-  const lastColon = s.lastIndexOf(":");
-  const last = s.slice(lastColon + 1);
-  if (last.includes(".")) {
-    const n = ipv4ToInt(last);
-    tailV4 = [Math.floor(n / 65536), n % 65536];
-    s = s.slice(0, lastColon + 1) + "0:0";
-  }
-  const [head = "", tail] = s.split("::");
-  const parse4 = (part) => part === "" ? [] : part.split(":").map((g) => parseInt(g, 16));
-  const h = parse4(head);
-  const t = tail === void 0 ? [] : parse4(tail);
-  const groups = tail === void 0 ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
-  if (tailV4.length) groups.splice(6, 2, ...tailV4);
-  return groups;
-}
-function v6Problem(ip) {
-  const g = ipv6Groups(ip);
-  const first = g[0];
-  if (g.every((x) => x === 0)) return "unspecified";
-  if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return "loopback";
-  const embeddedV4 = () => `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
-  if (g.slice(0, 5).every((x) => x === 0) && (g[5] === 65535 || g[5] === 0)) return v4Problem(embeddedV4());
-  if (first === 100 && g[1] === 65435 && g.slice(2, 6).every((x) => x === 0)) return v4Problem(embeddedV4());
-  if ((first & 65472) === 65152) return "link-local";
-  if ((first & 65472) === 65216) return "site-local";
-  if ((first & 65024) === 64512) return "unique-local (private, includes the fd00:ec2::254 metadata service)";
-  if ((first & 65280) === 65280) return "multicast";
-  return null;
-}
-function forbiddenAddressReason(ip) {
-  if (isIPv4(ip)) return v4Problem(ip);
-  if (isIPv6(ip.replace(/%.*$/, ""))) return v6Problem(ip);
-  return "not an IP address";
-}
-
-// src/proxy/upstream/route.ts
+var size = (min, tooSmall) => external_exports.string().regex(SIZE, "expected a size such as '512m', '2g' or '1024k'").refine((m) => !SIZE.test(m) || sizeBytes(m) >= min, tooSmall);
+var ResourceLimitsSchema = external_exports.strictObject({
+  timeout: external_exports.number().int("timeout is whole seconds").min(10, "timeout must be at least 10 seconds").optional().describe("Wall-clock limit in seconds; the container is killed and airlock exits 124."),
+  memory: size(1, "the memory limit must be greater than zero").optional().describe("Memory limit (no extra swap), e.g. `2g`; OOM exits 137."),
+  disk: size(1024 ** 2, "the disk limit must be at least 1m").optional().describe(
+    "Caps what the command can write outside the workspace: the image becomes read-only and /tmp, /var/tmp, /run, /root and /home become tmpfs mounts of at most this size each (memory-backed, so they also count against `memory`), e.g. `2g`. The workspace and other mounts are not limited."
+  ),
+  cpus: external_exports.number().min(0.01, "cpus must be at least 0.01").optional().describe("CPU limit, e.g. `1.5`."),
+  pids_limit: external_exports.number().int().min(1, "pids_limit must be at least 1").optional().describe("Maximum number of processes in the container."),
+  require: external_exports.boolean().default(false).describe(
+    "Refuse to run (exit 125) when the engine cannot enforce pids_limit, memory or cpus on this host (rootless Podman on cgroup v1, or on v2 without a cgroup or controller delegated to the user, Docker without the controller). Default false: the run goes ahead and airlock warns which limit is not enforced and why."
+  )
+}).describe("Container resource limits; each is optional.");
 function parseHostsEntry(value) {
   if (isIPv4(value) || isIPv6(value)) return { address: value };
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(value);
@@ -43100,136 +43081,154 @@ function parseHostsEntry(value) {
   if (!(isIPv4(address) || isIPv6(address)) || port2 < 1 || port2 > 65535) return null;
   return { address, port: port2 };
 }
-var CACHE_LIMIT2 = 1024;
-function mappingKey(host, port2) {
-  return port2 === null ? host : `${host}:${port2}`;
+function parseHostGateway(value) {
+  const m = /^host-gateway(?::(\d{1,5}))?$/.exec(value);
+  if (!m) return null;
+  if (m[1] === void 0) return {};
+  const port2 = Number(m[1]);
+  return port2 >= 1 && port2 <= 65535 ? { port: port2 } : null;
 }
-function createUpstreamRouter(options) {
-  const hosts = /* @__PURE__ */ new Map();
-  for (const [name, value] of Object.entries(options.hosts ?? {})) {
-    const entry = parseHostsEntry(value);
-    if (!entry) throw new Error(`upstream hosts: ${name}: expected IP or IP:PORT`);
-    const host = normalizeHost(name);
-    if (host === null) throw new Error(`upstream hosts: ${name}: expected a host name, optionally with a port`);
-    hosts.set(mappingKey(host, explicitPort(name)), entry);
-  }
-  const ownHost = new Set((options.hostAddresses ?? []).map(canonicalAddress));
-  const ttl = options.cacheTtlMs ?? 1e4;
-  const now = options.now ?? Date.now;
-  const cache2 = /* @__PURE__ */ new Map();
-  async function lookup(host) {
-    const hit = cache2.get(host);
-    if (hit && hit.until > now()) return hit.addresses;
-    const addresses = await options.resolve(host);
-    if (ttl > 0) {
-      if (cache2.size >= CACHE_LIMIT2) cache2.clear();
-      cache2.set(host, { addresses, until: now() + ttl });
-    }
-    return addresses;
-  }
-  return async (host, port2) => {
-    const mapped = hosts.get(mappingKey(host, port2)) ?? hosts.get(host);
-    if (mapped) return { kind: "connect", address: mapped.address, port: mapped.port ?? port2, mapped: true };
-    const literal2 = isIPv4(host) || isIPv6(host);
-    let addresses;
-    try {
-      addresses = literal2 ? [host] : await lookup(host);
-    } catch (err) {
-      return { kind: "failed", reason: `cannot resolve ${host}: ${err.code ?? String(err)}` };
-    }
-    if (addresses.length === 0) return { kind: "failed", reason: `${host} has no addresses` };
-    for (const address of addresses) {
-      const problem = ownHost.has(canonicalAddress(address)) ? "an address of the machine running airlock" : forbiddenAddressReason(address);
-      if (problem !== null) return { kind: "forbidden", reason: `${host} resolves to ${address} (${problem})` };
-    }
-    return { kind: "connect", address: addresses[0], port: port2, mapped: false };
-  };
+var upstreamTarget = external_exports.string().refine(
+  (v) => parseHostGateway(v) !== null || parseHostsEntry(v) !== null,
+  "expected an IP address, optionally with a port (`10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`), or `host-gateway[:PORT]` for the machine running airlock"
+);
+function isResolverAddress(value) {
+  return parseHostsEntry(value) !== null;
 }
-function canonicalAddress(address) {
-  const lower = address.toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  return mapped ? mapped[1] : lower;
-}
+var SandboxConfigSchema = external_exports.strictObject({
+  env: external_exports.record(envName, external_exports.string()).nullish().transform((v) => v ?? {}).describe("Variables set in the container (values may use `!env NAME`)."),
+  pass_env: external_exports.array(envName).nullish().transform((v) => v ?? []).describe("Host variables copied into the container when set on the host."),
+  masked_secrets: external_exports.record(envName, MaskedSecretSchema).nullish().transform((v) => v ?? {}).describe("Secrets the sandbox sees as surrogates; the key is the container variable name."),
+  signing_credentials: external_exports.record(external_exports.string().min(1), SigningCredentialSchema).nullish().transform((v) => v ?? {}).describe("AWS credentials re-signed by the proxy."),
+  network_sandbox: external_exports.boolean().nullish().transform((v) => v ?? true).describe("Route all traffic through the allowlisting proxy (default true). false = unrestricted network."),
+  resource_limits: ResourceLimitsSchema.nullish().transform((v) => v ?? ResourceLimitsSchema.parse({})),
+  image: external_exports.string().min(1).optional().describe("Prebuilt image to run instead of building container/Dockerfile."),
+  upstream_dns: external_exports.union([external_exports.string(), external_exports.array(external_exports.string())]).optional().transform((v) => v === void 0 ? [] : typeof v === "string" ? [v] : v).refine(
+    (l) => l.every(isResolverAddress),
+    "upstream_dns lists resolver IP addresses, optionally with a port (`10.0.0.53`, `10.0.0.53:5353`, `[fd00::53]:5353`)"
+  ).describe(
+    "Resolvers the proxy uses for upstream names (default: the host's resolvers); `IP` or `IP:PORT` (`[v6]:PORT`)."
+  ),
+  upstream_hosts: external_exports.record(
+    external_exports.string().refine((h) => normalizeHost(h) !== null, "a key is a host name, optionally with a port (`name:5000`)").refine((h) => {
+      const port2 = explicitPort(h);
+      return port2 === null || port2 >= 1 && port2 <= 65535;
+    }, "the port must be between 1 and 65535"),
+    upstreamTarget
+  ).optional().transform((v) => v ?? {}).describe(
+    "Fixed upstream addresses by name, like /etc/hosts for the proxy (also lifts the private-address guard for that exact name). `host-gateway[:PORT]` is the machine running airlock. The upstream port is the value's port, else the port the sandbox connected to (never one written in the request); a key with a port (`name:5000`) maps only requests to that port."
+  ),
+  upstream_ca_file: external_exports.string().min(1).optional().describe(
+    "PEM bundle the proxy trusts for upstream TLS in addition to the system roots (relative to the config directory)."
+  )
+}).describe("airlock sandbox configuration (.airlock/sandbox.yaml).");
 
-// src/proxy/config.ts
+// src/protocol/proxy-wire.ts
+var ipAddress = (what) => external_exports.string().refine((s) => isIPv4(s) || isIPv6(s), `${what} is an IP address`);
 var port = external_exports.number().int().min(0).max(65535);
 var MAX_DECLARED_PORTS = 256;
 var pem = (what) => external_exports.string().includes("-----BEGIN ", { message: `${what} must be PEM` });
 var MaskedCredentialSchema = external_exports.looseObject({
-  name: external_exports.string().min(1),
-  surrogate: external_exports.string().min(1),
-  value: external_exports.string(),
-  scopes: external_exports.array(external_exports.string().min(1)).min(1),
-  headers: external_exports.array(external_exports.string().min(1)).min(1),
-  allowForeignCredentials: external_exports.boolean()
-});
-var SigningCredentialSchema = external_exports.looseObject({
+  name: external_exports.string().min(1).describe("The container variable that holds the surrogate."),
+  surrogate: external_exports.string().min(1).describe("What the sandbox sees and sends."),
+  value: external_exports.string().describe("The real value the proxy puts on the wire on scoped hosts."),
+  scopes: external_exports.array(external_exports.string().min(1)).min(1).describe("Host patterns where the real value may be sent."),
+  headers: external_exports.array(external_exports.string().min(1)).min(1).describe("Header name patterns in which the surrogate is replaced."),
+  allowForeignCredentials: external_exports.boolean().describe("Keep exact-name headers that carry some other credential.")
+}).describe("A masked secret: surrogate in the sandbox, real value on the wire to scoped hosts.");
+var SigningCredentialSchema2 = external_exports.looseObject({
   name: external_exports.string().min(1),
   type: external_exports.literal("aws-sigv4"),
-  surrogateAccessKeyId: external_exports.string().min(1),
-  surrogateSecretAccessKey: external_exports.string().optional(),
+  surrogateAccessKeyId: external_exports.string().min(1).describe("The access key id the sandbox signs with."),
+  surrogateSecretAccessKey: external_exports.string().optional().describe(
+    "The surrogate secret the sandbox signs with. With it the proxy verifies the client's signature to learn which canonicalisation variant the client used (normalised path or not, token signed or appended); without it the proxy assumes AWS's default for the service."
+  ),
   accessKeyId: external_exports.string().min(1),
   secretAccessKey: external_exports.string().min(1),
   surrogateSessionToken: external_exports.string().optional(),
   sessionToken: external_exports.string().optional(),
-  scopes: external_exports.array(external_exports.string().min(1)).min(1)
+  scopes: external_exports.array(external_exports.string().min(1)).min(1).describe("Host patterns where requests are re-signed.")
+}).describe("AWS credentials the proxy re-signs with; the sandbox only has surrogates.");
+var ListenSchema = external_exports.strictObject({
+  host: ipAddress("listen.host"),
+  http: port,
+  https: port,
+  dns: port,
+  ports: external_exports.array(external_exports.number().int().min(1).max(65535)).max(MAX_DECLARED_PORTS, `at most ${MAX_DECLARED_PORTS} ports`).optional().describe(
+    "Ports beyond 80/443 that allowlist entries name (`registry.internal:5000`): the proxy listens on each, telling TLS from plain HTTP per connection, and judges requests on them as made to that port."
+  )
+});
+var UpstreamSchema = external_exports.strictObject({
+  dns: external_exports.array(external_exports.string().refine(isResolverAddress, "a resolver is an IP address, optionally with a port")).describe("Resolver addresses; empty = the proxy's own system resolver."),
+  hosts: external_exports.record(
+    external_exports.string().refine((h) => normalizeHost(h) !== null, "a key is a host name, optionally with a port"),
+    external_exports.string().refine((v) => parseHostsEntry(v) !== null, "expected IP, IP:PORT or [IPv6]:PORT")
+  ).describe(
+    'name (lower-case, optionally `name:port`) \u2192 "IP" or "IP:PORT"; such names bypass DNS and the private-address guard. The upstream port is the value\'s, else the port the sandbox connected to.'
+  ),
+  caPem: pem("upstream.caPem").optional().describe("Extra PEM CAs trusted for upstream TLS, on top of the system roots."),
+  hostAddresses: external_exports.array(ipAddress("a host address")).optional().describe("Addresses of the machine running airlock; refused as upstream addresses unless mapped in `hosts`."),
+  connectTimeoutMs: external_exports.number().int().positive()
+});
+var CredentialConfigSchema = external_exports.strictObject({
+  masked: external_exports.array(MaskedCredentialSchema),
+  signing: external_exports.array(SigningCredentialSchema2)
 });
 var ProxyConfigSchema = external_exports.strictObject({
   version: external_exports.literal(1),
   allowlist: AllowlistSchema,
-  ca: external_exports.strictObject({ certPem: pem("ca.certPem"), keyPem: pem("ca.keyPem") }),
-  sandboxAddress: external_exports.string().refine(isIPv4, "sandboxAddress must be an IPv4 address (DNS answers A records)"),
-  listen: external_exports.strictObject({
-    host: external_exports.string().refine((h) => isIPv4(h) || isIPv6(h), "listen.host must be an IP address"),
-    http: port,
-    https: port,
-    dns: port,
-    ports: external_exports.array(external_exports.number().int().min(1).max(65535)).max(MAX_DECLARED_PORTS, `at most ${MAX_DECLARED_PORTS} ports`).optional()
-  }),
-  upstream: external_exports.strictObject({
-    dns: external_exports.array(external_exports.string().refine((s) => isIPv4(s) || isIPv6(s), "a resolver is an IP address")),
-    hosts: external_exports.record(
-      external_exports.string().refine((h) => normalizeHost(h) !== null, "a key is a host name, optionally with a port"),
-      external_exports.string().refine((v) => parseHostsEntry(v) !== null, "expected IP, IP:PORT or [IPv6]:PORT")
-    ),
-    caPem: pem("upstream.caPem").optional(),
-    hostAddresses: external_exports.array(external_exports.string().refine((a) => isIPv4(a) || isIPv6(a), "an IP address")).optional(),
-    connectTimeoutMs: external_exports.number().int().positive()
-  }),
-  credentials: external_exports.strictObject({
-    masked: external_exports.array(MaskedCredentialSchema),
-    signing: external_exports.array(SigningCredentialSchema)
-  }),
-  run: external_exports.strictObject({
-    id: external_exports.string().min(1),
-    policySha256: external_exports.string(),
-    baseCommit: external_exports.string().optional()
-  }),
+  ca: external_exports.strictObject({ certPem: pem("ca.certPem"), keyPem: pem("ca.keyPem") }).describe("Per-run CA (ECDSA P-256) that signs leaf certificates. The key never leaves the proxy."),
+  sandboxAddress: external_exports.string().refine(isIPv4, "sandboxAddress must be an IPv4 address (DNS answers A records)").describe(
+    "The address the DNS responder answers every A query with: the proxy's address on the sandbox network."
+  ),
+  listen: ListenSchema,
+  upstream: UpstreamSchema,
+  credentials: CredentialConfigSchema,
+  run: external_exports.strictObject({ id: external_exports.string().min(1), policySha256: external_exports.string(), baseCommit: external_exports.string().optional() }).describe("Run metadata written into the log's start line."),
   log: external_exports.strictObject({
     textPath: external_exports.string().min(1).optional(),
     jsonPath: external_exports.string().min(1).optional(),
     stdout: external_exports.boolean().optional()
-  }).optional()
-});
-var ProxyConfigError = class extends Error {
-  code = "proxy_config";
+  }).optional().describe("Where the proxy writes its network log: files inside its container, and/or event lines on stdout.")
+}).describe("Everything the host hands the proxy for one run.");
+var ProxyWireError = class extends Error {
+  code = "proxy_wire";
 };
-function parseProxyConfig(line) {
+function describeIssues(error62) {
+  return error62.issues.map((issue2) => `${issue2.path.length ? issue2.path.join(".") : "(root)"}: ${issue2.message}`).join("; ");
+}
+function decodeProxyConfig(line) {
   let raw;
   try {
     raw = JSON.parse(line);
   } catch {
-    throw new ProxyConfigError("proxy config: stdin did not carry one line of JSON");
+    throw new ProxyWireError("proxy config: stdin did not carry one line of JSON");
   }
   const parsed = ProxyConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue2) => {
-      const where = issue2.path.length ? issue2.path.join(".") : "(root)";
-      return `${where}: ${issue2.message}`;
-    });
-    throw new ProxyConfigError(`proxy config: ${problems.join("; ")}`);
-  }
+  if (!parsed.success) throw new ProxyWireError(`proxy config: ${describeIssues(parsed.error)}`);
   return parsed.data;
+}
+var READY_LINE_PREFIX = "AIRLOCK-PROXY-READY ";
+var EVENT_LINE_PREFIX = "AIRLOCK-EVENT ";
+var ProxyAddressesSchema = external_exports.strictObject({
+  http: port,
+  https: port,
+  dns: port,
+  /** Each declared listener port → the port it was bound to (the same in the container; free ports in tests). */
+  ports: external_exports.record(external_exports.string().regex(/^[1-9]\d{0,4}$/), port).optional()
+});
+function encodeReadyLine(addresses) {
+  return `${READY_LINE_PREFIX}${JSON.stringify(addresses)}
+`;
+}
+var EventRecordSchema = external_exports.looseObject({
+  event: external_exports.string().min(1),
+  decision: external_exports.enum(["allowed", "blocked", "error"]).optional()
+});
+function encodeEventLine(json2, text) {
+  const oneLine2 = text.replace(/[\r\n]/g, (c) => c === "\r" ? "\\x0d" : "\\x0a");
+  return `${EVENT_LINE_PREFIX}${json2}	${oneLine2}
+`;
 }
 
 // src/proxy/log/file-sinks.ts
@@ -43347,7 +43346,6 @@ function lineLog(sinks) {
 var silentLog = { write: () => void 0 };
 
 // src/proxy/log/file-sinks.ts
-var EVENT_PREFIX = "AIRLOCK-EVENT ";
 var STDOUT_BATCH_BYTES = 64 * 1024;
 var STDOUT_INTERVAL_MS = 10;
 function openProcessLog(where, stdout) {
@@ -43384,8 +43382,7 @@ function openProcessLog(where, stdout) {
     write(event) {
       toFiles.write(event);
       if (!where.stdout) return;
-      held += `${EVENT_PREFIX}${formatJsonLine(event)}	${formatTextLine(event)}
-`;
+      held += encodeEventLine(formatJsonLine(event), formatTextLine(event));
       if (held.length >= STDOUT_BATCH_BYTES) flush();
       else schedule();
     },
@@ -43852,14 +43849,14 @@ var AwsChunkResigner = class extends Transform2 {
   startChunk(line) {
     const match = CHUNK_HEADER.exec(line);
     if (!match) return false;
-    const size = parseInt(match[1], 16);
-    if (size > this.options.maxChunkBytes) return false;
+    const size2 = parseInt(match[1], 16);
+    if (size2 > this.options.maxChunkBytes) return false;
     this.chunkLine = line;
     this.chunkSignatureWidth = match[2].length;
-    this.remaining = size;
+    this.remaining = size2;
     this.held = [];
     this.hash = createHash2("sha256");
-    if (size > 0) {
+    if (size2 > 0) {
       this.state = "chunk-data";
       return true;
     }
@@ -45256,8 +45253,8 @@ var GRAPHQL_TOO_LARGE = refuse(
   `the GraphQL request body is over ${GRAPHQL_MAX_BODY_BYTES} bytes`
 );
 function checkGraphqlOperation(body, rule) {
-  const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
-  if (size > GRAPHQL_MAX_BODY_BYTES) return GRAPHQL_TOO_LARGE;
+  const size2 = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+  if (size2 > GRAPHQL_MAX_BODY_BYTES) return GRAPHQL_TOO_LARGE;
   let json2;
   try {
     json2 = JSON.parse(typeof body === "string" ? body : STRICT_UTF8.decode(body));
@@ -45358,8 +45355,8 @@ var TOOLS_TOO_LARGE = {
   reason: `the Messages request is over ${TOOL_DOMAINS_MAX_BODY_BYTES} bytes; its tools cannot be checked`
 };
 function trimToolDomains(body, allowlist) {
-  const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
-  if (size > TOOL_DOMAINS_MAX_BODY_BYTES) return TOOLS_TOO_LARGE;
+  const size2 = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+  if (size2 > TOOL_DOMAINS_MAX_BODY_BYTES) return TOOLS_TOO_LARGE;
   let text;
   try {
     text = typeof body === "string" ? body : new TextDecoder("utf-8", { fatal: true }).decode(body);
@@ -45901,10 +45898,10 @@ function requestFrom(listener, req, body) {
 function readBounded(req, maxBytes) {
   return new Promise((resolve) => {
     const chunks = [];
-    let size = 0;
+    let size2 = 0;
     const onData = (chunk) => {
-      size += chunk.length;
-      if (size > maxBytes) {
+      size2 += chunk.length;
+      if (size2 > maxBytes) {
         req.off("data", onData);
         req.resume();
         resolve("too-large");
@@ -45913,7 +45910,7 @@ function readBounded(req, maxBytes) {
       chunks.push(chunk);
     };
     req.on("data", onData);
-    req.on("end", () => resolve(Buffer.concat(chunks, size)));
+    req.on("end", () => resolve(Buffer.concat(chunks, size2)));
     req.on("error", () => resolve("aborted"));
     req.on("aborted", () => resolve("aborted"));
   });
@@ -46407,6 +46404,127 @@ function systemResolver(servers = []) {
   };
 }
 
+// src/protocol/address-guard.ts
+var V4_FORBIDDEN = [
+  [ipv4ToInt("0.0.0.0"), 8, 'unspecified ("this network")'],
+  [ipv4ToInt("10.0.0.0"), 8, "private"],
+  [ipv4ToInt("100.64.0.0"), 10, "carrier-grade NAT"],
+  [ipv4ToInt("127.0.0.0"), 8, "loopback"],
+  [ipv4ToInt("169.254.0.0"), 16, "link-local (cloud metadata)"],
+  [ipv4ToInt("172.16.0.0"), 12, "private"],
+  [ipv4ToInt("192.0.0.0"), 24, "IETF protocol assignments"],
+  // Documentation ranges (RFC 5737) are never a real upstream, but a machine may hold one (labs, test rigs).
+  [ipv4ToInt("192.0.2.0"), 24, "documentation (TEST-NET-1)"],
+  [ipv4ToInt("198.51.100.0"), 24, "documentation (TEST-NET-2)"],
+  [ipv4ToInt("203.0.113.0"), 24, "documentation (TEST-NET-3)"],
+  [ipv4ToInt("192.168.0.0"), 16, "private"],
+  [ipv4ToInt("198.18.0.0"), 15, "benchmarking"],
+  [ipv4ToInt("224.0.0.0"), 4, "multicast"],
+  [ipv4ToInt("240.0.0.0"), 4, "reserved or broadcast"]
+];
+function ipv4ToInt(ip) {
+  return ip.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
+}
+function v4Problem(ip) {
+  const n = ipv4ToInt(ip);
+  for (const [base, bits, what] of V4_FORBIDDEN) {
+    const size2 = 2 ** (32 - bits);
+    if (n >= base && n < base + size2) return what;
+  }
+  return null;
+}
+function ipv6Groups(ip) {
+  let s = ip.toLowerCase();
+  const zone = s.indexOf("%");
+  if (zone >= 0) s = s.slice(0, zone);
+  let tailV4 = [];
+  const lastColon = s.lastIndexOf(":");
+  const last = s.slice(lastColon + 1);
+  if (last.includes(".")) {
+    const n = ipv4ToInt(last);
+    tailV4 = [Math.floor(n / 65536), n % 65536];
+    s = s.slice(0, lastColon + 1) + "0:0";
+  }
+  const [head = "", tail] = s.split("::");
+  const parse4 = (part) => part === "" ? [] : part.split(":").map((g) => parseInt(g, 16));
+  const h = parse4(head);
+  const t = tail === void 0 ? [] : parse4(tail);
+  const groups = tail === void 0 ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
+  if (tailV4.length) groups.splice(6, 2, ...tailV4);
+  return groups;
+}
+function v6Problem(ip) {
+  const g = ipv6Groups(ip);
+  const first = g[0];
+  if (g.every((x) => x === 0)) return "unspecified";
+  if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return "loopback";
+  const embeddedV4 = () => `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
+  if (g.slice(0, 5).every((x) => x === 0) && (g[5] === 65535 || g[5] === 0)) return v4Problem(embeddedV4());
+  if (first === 100 && g[1] === 65435 && g.slice(2, 6).every((x) => x === 0)) return v4Problem(embeddedV4());
+  if ((first & 65472) === 65152) return "link-local";
+  if ((first & 65472) === 65216) return "site-local";
+  if ((first & 65024) === 64512) return "unique-local (private, includes the fd00:ec2::254 metadata service)";
+  if ((first & 65280) === 65280) return "multicast";
+  return null;
+}
+function forbiddenAddressReason(ip) {
+  if (isIPv4(ip)) return v4Problem(ip);
+  if (isIPv6(ip.replace(/%.*$/, ""))) return v6Problem(ip);
+  return "not an IP address";
+}
+
+// src/proxy/upstream/route.ts
+var CACHE_LIMIT2 = 1024;
+function mappingKey(host, port2) {
+  return port2 === null ? host : `${host}:${port2}`;
+}
+function createUpstreamRouter(options) {
+  const hosts = /* @__PURE__ */ new Map();
+  for (const [name, value] of Object.entries(options.hosts ?? {})) {
+    const entry = parseHostsEntry(value);
+    if (!entry) throw new Error(`upstream hosts: ${name}: expected IP or IP:PORT`);
+    const host = normalizeHost(name);
+    if (host === null) throw new Error(`upstream hosts: ${name}: expected a host name, optionally with a port`);
+    hosts.set(mappingKey(host, explicitPort(name)), entry);
+  }
+  const ownHost = new Set((options.hostAddresses ?? []).map(canonicalAddress));
+  const ttl = options.cacheTtlMs ?? 1e4;
+  const now = options.now ?? Date.now;
+  const cache2 = /* @__PURE__ */ new Map();
+  async function lookup(host) {
+    const hit = cache2.get(host);
+    if (hit && hit.until > now()) return hit.addresses;
+    const addresses = await options.resolve(host);
+    if (ttl > 0) {
+      if (cache2.size >= CACHE_LIMIT2) cache2.clear();
+      cache2.set(host, { addresses, until: now() + ttl });
+    }
+    return addresses;
+  }
+  return async (host, port2) => {
+    const mapped = hosts.get(mappingKey(host, port2)) ?? hosts.get(host);
+    if (mapped) return { kind: "connect", address: mapped.address, port: mapped.port ?? port2, mapped: true };
+    const literal2 = isIPv4(host) || isIPv6(host);
+    let addresses;
+    try {
+      addresses = literal2 ? [host] : await lookup(host);
+    } catch (err) {
+      return { kind: "failed", reason: `cannot resolve ${host}: ${err.code ?? String(err)}` };
+    }
+    if (addresses.length === 0) return { kind: "failed", reason: `${host} has no addresses` };
+    for (const address of addresses) {
+      const problem = ownHost.has(canonicalAddress(address)) ? "an address of the machine running airlock" : forbiddenAddressReason(address);
+      if (problem !== null) return { kind: "forbidden", reason: `${host} resolves to ${address} (${problem})` };
+    }
+    return { kind: "connect", address: addresses[0], port: port2, mapped: false };
+  };
+}
+function canonicalAddress(address) {
+  const lower = address.toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  return mapped ? mapped[1] : lower;
+}
+
 // src/proxy/start.ts
 function plainName(pattern) {
   const host = normalizeHost(pattern);
@@ -46610,7 +46728,6 @@ function proxyOptionsFrom(config2, log) {
     run: config2.run
   };
 }
-var READY_PREFIX = "AIRLOCK-PROXY-READY ";
 async function runProxyProcess(io2) {
   const lines = createInterface({ input: io2.stdin, crlfDelay: Infinity });
   io2.signal?.addEventListener("abort", () => lines.close());
@@ -46623,18 +46740,17 @@ async function runProxyProcess(io2) {
   let proxy;
   let log;
   try {
-    const config2 = parseProxyConfig(first.value);
+    const config2 = decodeProxyConfig(first.value);
     log = openProcessLog(config2.log ?? {}, io2.stdout);
     proxy = await startProxy(proxyOptionsFrom(config2, log));
   } catch (err) {
-    const message = err instanceof ProxyConfigError ? err.message : `cannot start: ${err.message}`;
+    const message = err instanceof ProxyWireError ? err.message : `cannot start: ${err.message}`;
     io2.stderr.write(`airlock-proxy: ${message.replace(/\s+/g, " ")}
 `);
     return 1;
   }
   log.flush();
-  io2.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}
-`);
+  io2.stdout.write(encodeReadyLine(proxy.addresses));
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) ;
   await proxy.close();
   await log.close();
@@ -46682,9 +46798,9 @@ async function runProxyPod(io2) {
   const withAddress = { ...raw, sandboxAddress: podIp };
   let config2;
   try {
-    config2 = parseProxyConfig(JSON.stringify(withAddress));
+    config2 = decodeProxyConfig(JSON.stringify(withAddress));
   } catch (err) {
-    if (err instanceof ProxyConfigError) return fail(io2, err.message);
+    if (err instanceof ProxyWireError) return fail(io2, err.message);
     throw err;
   }
   const log = openProcessLog(config2.log ?? {}, io2.stdout);
@@ -46703,8 +46819,7 @@ async function runProxyPod(io2) {
     await log.close();
     return fail(io2, `cannot start the canary on port ${canaryPort}: ${err.message}`);
   }
-  io2.stdout.write(`${READY_PREFIX}${JSON.stringify(proxy.addresses)}
-`);
+  io2.stdout.write(encodeReadyLine(proxy.addresses));
   if (!io2.signal.aborted) await new Promise((resolve) => io2.signal.addEventListener("abort", () => resolve()));
   await new Promise((resolve) => canary.close(() => resolve()));
   await proxy.close();
