@@ -47,6 +47,8 @@ fi
 
 mkdir -p "$state/containers" "$state/docker" "$state/runner"
 chown 1001:1001 "$state/runner"
+# Podman creates /var/lib/containers on first use, so a root no Podman has run in yet lacks it.
+mkdir -p "$root/var/lib/containers"
 mount --bind "$state/containers" "$root/var/lib/containers"
 mkdir -p "$root/var/lib/docker"
 mount --bind "$state/docker" "$root/var/lib/docker"
