@@ -1,4 +1,4 @@
-import { AirlockError, EXIT, UsageError } from './errors.js';
+import { AirlockError, ConfigError, EXIT, UsageError } from './errors.js';
 import { closestOption } from './commands/parse-flags.js';
 import type { Command, CommandContext } from './commands/types.js';
 
@@ -59,6 +59,12 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
 }
 
 export function reportError(err: unknown, ctx: CommandContext): number {
+  if (err instanceof ConfigError) {
+    for (const problem of err.problems) ctx.stderr.write(`airlock: ${problem}\n`);
+    for (const warning of err.warnings) ctx.stderr.write(`airlock: warning: ${warning}\n`);
+    if (err.problems.length > 1) ctx.stderr.write(`airlock: ${err.problems.length} errors in the policy\n`);
+    return err.exitCode;
+  }
   if (err instanceof AirlockError) {
     ctx.stderr.write(`airlock: ${err.message}\n`);
     return err.exitCode;

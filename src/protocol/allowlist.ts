@@ -58,6 +58,13 @@ export const UrlPrefixSchema = z
 
 export const AllowlistSchema = z
   .strictObject({
+    allow_all: z
+      .boolean()
+      .optional()
+      .describe(
+        'Acknowledges a bare `*` entry (every host, path and method: the sandbox then blocks nothing). Opens ' +
+          'nothing by itself; without it a bare `*` is an error in .airlock/ files (a warning in Airut .airut/ files).',
+      ),
     domains: z
       .array(hostPattern)
       .nullish()

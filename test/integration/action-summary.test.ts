@@ -146,6 +146,7 @@ void describe('values registered with log masking', () => {
       allowlistSha256: '0'.repeat(64),
       files: {},
       build: null,
+      warnings: [],
     } satisfies LoadedPolicy;
     assert.deepEqual(
       new Set(secretValues(policy, { HOST_VAR: 'plain-but-from-env' })),

@@ -60,6 +60,7 @@ export const run: Command = async (argv, ctx) => {
   if (values['config-dir'] !== undefined) location.configDir = values['config-dir'];
   if (values.allowlist !== undefined) location.allowlist = values.allowlist;
   const policy = await loadPolicy({ ...location, allowlistOnly: true }, ctx.env);
+  for (const warning of policy.warnings) ctx.stderr.write(`airlock: warning: ${warning}\n`);
   // What the proxy would answer: the allowlist first, then (for an IP literal) the address guard. The port the URL
   // names (else the scheme's default) is the one judged, as the proxy judges its listener's.
   const decision = guardLiteralTarget(decide({ method, host: authority, target, scheme }, policy.allowlist));

@@ -224,6 +224,7 @@ export const run: Command = async (argv, ctx) => {
   const interruption = new Interruption();
   try {
     const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
+    for (const warning of policy.warnings) log.warn(warning);
     const mounts = await resolveMounts(ctx.cwd, values.mount);
     const credentials = prepareCredentials(policy, ctx.env);
     for (const warning of credentials.warnings) log.warn(warning);
