@@ -1,3 +1,4 @@
+import { readLogRecords, recordText } from '../protocol/network-log-records.js';
 import { hintFor } from '../protocol/policy.js';
 
 /**
@@ -28,11 +29,6 @@ export interface NetworkTally {
   loggedPolicySha256: string | null;
 }
 
-function field(record: Record<string, unknown>, key: string): string {
-  const v = record[key];
-  return typeof v === 'string' ? v : '';
-}
-
 export function tallyNetworkLog(jsonl: string): NetworkTally {
   const tally: NetworkTally = {
     allowed: 0,
@@ -44,31 +40,23 @@ export function tallyNetworkLog(jsonl: string): NetworkTally {
     loggedPolicySha256: null,
   };
   const byKey = new Map<string, BlockedRequest>();
-  for (const line of jsonl.split('\n')) {
-    if (line.trim() === '') continue;
-    let record: Record<string, unknown>;
-    try {
-      const parsed: unknown = JSON.parse(line);
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-      record = parsed as Record<string, unknown>;
-    } catch {
-      tally.unreadableLines++;
-      continue;
-    }
-    const event = field(record, 'event');
+  const { records, unreadable } = readLogRecords(jsonl);
+  tally.unreadableLines = unreadable;
+  for (const record of records) {
+    const event = recordText(record, 'event');
     if (event === 'start') {
-      tally.loggedPolicySha256 = field(record, 'policy_sha256') || tally.loggedPolicySha256;
+      tally.loggedPolicySha256 = recordText(record, 'policy_sha256') || tally.loggedPolicySha256;
     } else if (event === 'error') {
       tally.errors++;
     } else if (event === 'request') {
-      const decision = field(record, 'decision');
+      const decision = recordText(record, 'decision');
       if (decision === 'allowed') tally.allowed++;
       else if (decision === 'blocked') {
         tally.blocked++;
-        const method = field(record, 'method').toUpperCase() || '?';
-        const host = field(record, 'host');
-        const path = field(record, 'path') || '/';
-        const code = field(record, 'code');
+        const method = recordText(record, 'method').toUpperCase() || '?';
+        const host = recordText(record, 'host');
+        const path = recordText(record, 'path') || '/';
+        const code = recordText(record, 'code');
         const key = JSON.stringify([method, host, path, code]);
         const known = byKey.get(key);
         if (known) known.count++;
@@ -78,7 +66,7 @@ export function tallyNetworkLog(jsonl: string): NetworkTally {
             host,
             path,
             code,
-            hint: field(record, 'hint') || hintFor(method, host, path),
+            hint: recordText(record, 'hint') || hintFor(method, host, path),
             count: 1,
           };
           byKey.set(key, entry);

@@ -10,6 +10,7 @@ usage:
   airlock run [options] -- COMMAND [ARGS...]   run COMMAND in the sandbox
   airlock policy check [options] METHOD URL    would the allowlist let this request through?
   airlock config check [options]               validate the policy files and print the resolved configuration
+  airlock allowlist suggest LOG.jsonl...       learn an allowlist from network logs (see --audit)
   airlock image hash|save DIR|load DIR         image content hashes and tarballs (CI caches)
   airlock doctor                               check the container engine and this machine
   airlock check-workflow FILE...               check GitHub workflows for sandbox-escaping mistakes
@@ -22,6 +23,7 @@ Run 'airlock COMMAND --help' for a command's options. Docs: docs/ in the airlock
 const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
   policy: () => import('./commands/policy.js'),
   config: () => import('./commands/config.js'),
+  allowlist: () => import('./commands/allowlist.js'),
   run: () => import('./commands/run.js'),
   image: () => import('./commands/image.js'),
   doctor: () => import('./commands/doctor.js'),

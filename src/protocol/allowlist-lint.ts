@@ -233,13 +233,7 @@ export function lintAllowlist(allowlist: Allowlist, options: LintOptions): LintF
         ? literalEnds(entry.path).prefix.replace(/[^/]*$/, '')
         : entry.path.split('?')[0]!;
       const problem = certain.startsWith('/') ? pathProblem(certain) : null;
-      if (entry.path.includes('#')) {
-        add(
-          'error',
-          [...at, 'path'],
-          `"${entry.path}" holds a fragment (#), which clients never send: it can never match`,
-        );
-      } else if (problem !== null) {
+      if (problem !== null) {
         add(
           'error',
           [...at, 'path'],

@@ -184,3 +184,13 @@ export function globProblems(pattern: string): GlobProblem[] {
   }
   return problems;
 }
+
+/** `s` as glob text that matches exactly `s`: each wildcard or `[` becomes a one-character class. */
+export function escapeGlob(s: string): string {
+  return s.replace(/[*?[]/g, (c) => `[${c}]`);
+}
+
+/** A pattern matching exactly `s`: `s` itself unless it has `*` or `?` (which would make it a glob), else escaped. */
+export function literalPattern(s: string): string {
+  return isGlob(s) ? escapeGlob(s) : s;
+}

@@ -1,6 +1,6 @@
 import type { Allowlist, UrlPrefixRule } from './allowlist.js';
 import type { DenyCode } from './deny-codes.js';
-import { fnmatchCase, fnmatchIgnoreCase } from './fnmatch.js';
+import { escapeGlob, fnmatchCase, fnmatchIgnoreCase, literalPattern } from './fnmatch.js';
 
 /**
  * The allowlist decision, shared by the proxy (enforcement) and `airlock policy check` (debugging), so what a user
@@ -220,12 +220,18 @@ function q(s: string): string {
   return JSON.stringify(s);
 }
 
-/** The one allowlist entry that would permit exactly this request, as a YAML flow mapping. */
+/**
+ * The one allowlist entry that would permit exactly this request: a YAML sequence item, ready to paste under the
+ * file's `url_prefixes:` key. Strings are JSON-quoted (valid YAML double-quoted scalars, so nothing the sandbox put in
+ * a path can break out of them); wildcard characters in the path are escaped so the entry matches this path only.
+ * A port other than the scheme's default is named in the host (`registry.internal:5000`), the only way to open it.
+ */
 export function hintFor(method: string, host: string, target: string, port?: number, scheme: Scheme = 'https'): string {
   const { path, query } = splitTarget(target);
-  const pathPattern = query === null ? path : `${path}[?]*`;
+  const pathPattern = query === null ? literalPattern(path) : `${escapeGlob(path)}[?]*`;
+  const methodItem = /^[A-Za-z]+$/.test(method) ? method.toUpperCase() : q(method);
   const entryHost = port === undefined ? host : formatAuthority(host, port, scheme);
-  return `url_prefixes: - {host: ${q(entryHost)}, path: ${q(pathPattern)}, methods: [${method}]}`;
+  return `- {host: ${q(entryHost)}, path: ${q(pathPattern)}, methods: [${methodItem}]}`;
 }
 
 export function describeRule(rule: MatchedRule): string {

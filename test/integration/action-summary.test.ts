@@ -71,7 +71,7 @@ void describe('job summary from the JSONL network log', () => {
       ],
     );
     // A hint the log lacks is derived from the request, the way `airlock policy check` would suggest it.
-    assert.equal(t.blockedRequests[0]!.hint, 'url_prefixes: - {host: "evil.example", path: "/a", methods: [GET]}');
+    assert.equal(t.blockedRequests[0]!.hint, '- {host: "evil.example", path: "/a", methods: [GET]}');
 
     const md = renderSummary({ ...facts, tally: t });
     assert.match(md, /^## airlock: sandboxed run passed/);

@@ -174,7 +174,7 @@ void describe('allowlist refusals', () => {
     assert.equal(body.host, 'other.test');
     assert.equal(body.path, '/data?x=1');
     assert.equal(body.method, 'GET');
-    assert.equal(body.hint, 'url_prefixes: - {host: "other.test", path: "/data[?]*", methods: [GET]}');
+    assert.equal(body.hint, '- {host: "other.test", path: "/data[?]*", methods: [GET]}');
     const line = fx.log.events.map(formatTextLine).find((l) => l.startsWith('BLOCKED GET https://other.test/data'));
     assert.equal(line, 'BLOCKED GET https://other.test/data?x=1 -> 403 (host_not_allowed)');
   });

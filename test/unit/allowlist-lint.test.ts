@@ -57,8 +57,8 @@ describe('policy linter: errors (entries that can never match)', () => {
     assert.equal(f.severity, 'error');
     assert.match(f.message, /matches no character/);
   });
-  it('a path the proxy refuses before any rule (.. segment, backslash, NUL) or with a fragment', () => {
-    for (const path of ['/a/../b', '/a/%2e%2e/*', '/a\\b', '/a%00b', '/a#frag']) {
+  it('a path the proxy refuses before any rule (.. segment, backslash, NUL)', () => {
+    for (const path of ['/a/../b', '/a/%2e%2e/*', '/a\\b', '/a%00b']) {
       const f = only(lint({ url_prefixes: [{ host: 'a.test', path }] }));
       assert.equal(f.severity, 'error', path);
       assert.deepEqual(f.path, ['url_prefixes', 0, 'path']);

@@ -32,7 +32,7 @@ export function splitUrl(url: string): { scheme: 'http' | 'https'; authority: st
 export function formatDecision(d: Decision): string {
   if (d.allowed) return `ALLOWED ${describeRule(d.rule)}`;
   if (d.code === 'upstream_address_not_allowed') return `BLOCKED ${d.code}: ${d.reason} (${d.hint ?? ''})`;
-  return `BLOCKED ${d.code}: ${d.reason}${d.hint ? ` (would be allowed by: ${d.hint})` : ''}`;
+  return `BLOCKED ${d.code}: ${d.reason}${d.hint ? ` (to allow it, add under url_prefixes: ${d.hint})` : ''}`;
 }
 
 export const run: Command = async (argv, ctx) => {
