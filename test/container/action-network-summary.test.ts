@@ -23,7 +23,7 @@ void before(async () => {
 void after(() => rmSync(root, { recursive: true, force: true }));
 
 void describe('the action reports what the proxy blocked', { timeout: 600_000 }, () => {
-  void it('blocked requests: summary table with the entry that would allow each, a warning per host, log outputs', async () => {
+  void it('blocked requests: summary table by host, with the entries that would allow them as YAML, a warning per host, log outputs', async () => {
     const origin = runner.originWith(
       root,
       'blocked',
@@ -40,9 +40,9 @@ void describe('the action reports what the proxy blocked', { timeout: 600_000 },
     assert.match(r.summary, /0 allowed, 3 blocked/);
     assert.match(
       r.summary,
-      /\| 2 \| <code>GET<\/code> \| <code>blocked\.test<\/code> \| <code>\/secret\/path<\/code> \|/,
+      /\| <code>blocked\.test<\/code> \| 2 \| <code>GET<\/code> \| <code>host_not_allowed<\/code> \| <code>\/secret\/path<\/code> ×2 \|/,
     );
-    assert.match(r.summary, /url_prefixes: - \{host: "blocked\.test", path: "\/secret\/path", methods: \[GET\]\}/);
+    assert.match(r.summary, /```yaml\n[\s\S]*- host: blocked\.test\n {4}path: \/secret\/path\n {4}methods: \[GET\]\n/);
     const warnings = r.stdout.split('\n').filter((l) => l.startsWith('::warning title=airlock%3A blocked host::'));
     assert.equal(warnings.length, 2, warnings.join('\n'));
     assert.match(warnings[0]!, /blocked\.test/);

@@ -5,7 +5,7 @@
 import { isMap, isSeq, parseDocument, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { Allowlist } from '../../protocol/allowlist.js';
 import { isDenyCode, refusalClass } from '../../protocol/deny-codes.js';
-import { readLogRecords, recordText } from '../../protocol/network-log-records.js';
+import { readLogRecords, recordText, type LogRecord } from '../../protocol/network-log-records.js';
 import type { ObservedRequest, SuggestedEntry, Suggestion } from '../../protocol/allowlist-suggest.js';
 
 export interface LogEvidence {
@@ -17,36 +17,43 @@ export interface LogEvidence {
 }
 
 /**
- * Requests from JSONL network logs (docs/network-log.md) that an allowlist entry should allow: allowed ones, audit
- * mode's `would_block` ones, and refusals for policy reasons. A GraphQL-filter refusal is left out: an unfiltered
- * entry would widen the filter, which is edited by hand (its hint says which field).
+ * Adds one network-log record to the evidence when an allowlist entry should allow it: allowed requests, audit mode's
+ * `would_block` ones, and refusals for policy reasons. A GraphQL-filter refusal is left out: an unfiltered entry would
+ * widen the filter, which is edited by hand (its hint says which field).
  */
-export function evidenceFromLog(jsonl: string, into: LogEvidence = { requests: [], unreadable: 0, skipped: 0 }) {
+export function addEvidence(record: LogRecord, into: LogEvidence): void {
+  if (recordText(record, 'event') !== 'request') return;
+  const decision = recordText(record, 'decision');
+  const code = recordText(record, 'code');
+  const evidence =
+    decision === 'allowed' ||
+    ((decision === 'would_block' || decision === 'blocked') &&
+      isDenyCode(code) &&
+      refusalClass(code) === 'policy' &&
+      code !== 'graphql_operation_blocked');
+  if (!evidence) {
+    if (decision === 'blocked' || decision === 'would_block') into.skipped++;
+    return;
+  }
+  const method = recordText(record, 'method');
+  const host = recordText(record, 'host');
+  const target = recordText(record, 'path');
+  if (!/^[A-Za-z]+$/.test(method) || host === '' || !target.startsWith('/')) {
+    into.skipped++;
+    return;
+  }
+  into.requests.push({ method, host, target });
+}
+
+export function emptyEvidence(): LogEvidence {
+  return { requests: [], unreadable: 0, skipped: 0 };
+}
+
+/** The evidence in a JSONL network log (docs/network-log.md). */
+export function evidenceFromLog(jsonl: string, into: LogEvidence = emptyEvidence()): LogEvidence {
   const { records, unreadable } = readLogRecords(jsonl);
   into.unreadable += unreadable;
-  for (const record of records) {
-    if (recordText(record, 'event') !== 'request') continue;
-    const decision = recordText(record, 'decision');
-    const code = recordText(record, 'code');
-    const evidence =
-      decision === 'allowed' ||
-      ((decision === 'would_block' || decision === 'blocked') &&
-        isDenyCode(code) &&
-        refusalClass(code) === 'policy' &&
-        code !== 'graphql_operation_blocked');
-    if (!evidence) {
-      if (decision === 'blocked' || decision === 'would_block') into.skipped++;
-      continue;
-    }
-    const method = recordText(record, 'method');
-    const host = recordText(record, 'host');
-    const target = recordText(record, 'path');
-    if (!/^[A-Za-z]+$/.test(method) || host === '' || !target.startsWith('/')) {
-      into.skipped++;
-      continue;
-    }
-    into.requests.push({ method, host, target });
-  }
+  for (const record of records) addEvidence(record, into);
   return into;
 }
 

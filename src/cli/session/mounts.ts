@@ -54,3 +54,31 @@ export async function resolveMounts(cwd: string, flags: string[]): Promise<BindM
   }
   return mounts;
 }
+
+/**
+ * Read-only mounts over the policy inside the workspace (`.airlock/`, `.airut/`, and any policy file or directory the
+ * run was pointed at below the working directory): in a local run the next `airlock run` reads its policy from this
+ * same directory, so a sandbox able to rewrite it could widen its own next sandbox. Paths are resolved first, so a
+ * symlink cannot aim a mount elsewhere; those outside the working directory are not in the sandbox and need nothing.
+ */
+export async function policyGuardMounts(cwd: string, policyPaths: ReadonlyArray<string | null | undefined>) {
+  const root = await realpath(cwd);
+  const candidates = [resolve(cwd, '.airlock'), resolve(cwd, '.airut'), ...policyPaths.filter((p) => !!p)];
+  const inside: string[] = [];
+  for (const candidate of candidates) {
+    let real: string;
+    try {
+      real = await realpath(resolve(cwd, candidate!));
+    } catch {
+      continue;
+    }
+    if (real !== root && real.startsWith(root + '/') && !inside.includes(real)) inside.push(real);
+  }
+  // A path under another guarded path is already read-only.
+  const outermost = inside.filter((p) => !inside.some((q) => q !== p && p.startsWith(q + '/'))).sort();
+  return outermost.map((source): BindMount => ({
+    source,
+    target: posix.join(WORKSPACE, source.slice(root.length + 1)),
+    readOnly: true,
+  }));
+}

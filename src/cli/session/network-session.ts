@@ -4,6 +4,7 @@
  * sandbox (internal network + proxy container + CA trust) plugs in here as another implementation of
  * `NetworkSession`; until it exists, `network_sandbox: true` refuses to run rather than run unprotected.
  */
+import type { LogRecord } from '../../protocol/network-log-records.js';
 import type { Engine } from '../engine/engine.js';
 import type { BindMount } from '../engine/run-args.js';
 import type { LoadedPolicy } from '../config/types.js';
@@ -48,6 +49,8 @@ export interface NetworkSessionRequest {
   cwd: string;
   /** Where `--network-log-live` lines go. */
   stderr: NodeJS.WritableStream;
+  /** Sees every JSONL network-log record as it arrives (the end-of-run summary and audit mode's suggestion). */
+  onRecord?: (record: LogRecord) => void;
 }
 
 const never = new Promise<string>(() => undefined);

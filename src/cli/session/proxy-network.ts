@@ -15,6 +15,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import type { LogRecord } from '../../protocol/network-log-records.js';
 import { declaredPorts } from '../../protocol/policy.js';
 import type { ProxyConfig } from '../../protocol/proxy-config.js';
 import { callEngine, engineEnvironment, lastLines, mustCallEngine, type Engine } from '../engine/engine.js';
@@ -306,7 +307,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
     const hostGateway = await resolveHostGateway(engine, name, endpoints?.[nets.egress]?.Gateway || null);
 
     const counts: NetworkCounts = { allowed: 0, blocked: 0, errors: 0 };
-    const sinks = await openLogSinks(logOptions, identity.runId);
+    const sinks = await openLogSinks(logOptions, identity.runId, req.onRecord);
     cleanups.push(() => sinks.close());
     if (sinks.textPath) counts.logPath = sinks.textPath;
 
@@ -402,7 +403,11 @@ export interface LogSinks {
 }
 
 /** Event lines are `<json>\t<text>`: JSON escapes tabs and the text line has no control characters. */
-export async function openLogSinks(options: NetworkLogOptions, runId: string): Promise<LogSinks> {
+export async function openLogSinks(
+  options: NetworkLogOptions,
+  runId: string,
+  onRecord?: (record: LogRecord) => void,
+): Promise<LogSinks> {
   const open = async (file: string): Promise<WriteStream> => {
     await mkdir(path.dirname(file), { recursive: true });
     return createWriteStream(file, { flags: 'a', mode: 0o600 });
@@ -419,12 +424,14 @@ export async function openLogSinks(options: NetworkLogOptions, runId: string): P
       const jsonLine = tab < 0 ? raw : raw.slice(0, tab);
       const textLine = tab < 0 ? '' : raw.slice(tab + 1);
       try {
-        const record = JSON.parse(jsonLine) as { event?: string; decision?: string };
+        const record = JSON.parse(jsonLine) as LogRecord & { event?: string; decision?: string };
+        if (record === null || typeof record !== 'object' || Array.isArray(record)) return;
+        onRecord?.(record);
         if (record.decision === 'allowed') counts.allowed++;
         else if (record.decision === 'blocked') {
           counts.blocked++;
           blockedSeen = true;
-        } else if (record.decision === 'error') counts.errors++;
+        } else if (record.decision === 'would_block') blockedSeen = true; else if (record.decision === 'error') counts.errors++;
       } catch {
         return;
       }
@@ -436,7 +443,8 @@ export async function openLogSinks(options: NetworkLogOptions, runId: string): P
     },
     async close() {
       await Promise.all([text, json].map((s) => (s ? new Promise<void>((r) => s.end(r)) : Promise.resolve())));
-      // An unrequested log is kept only when it explains something (a blocked request), and only the newest few.
+      // An unrequested log is kept only when it explains something (a blocked or audit-flagged request), and only
+      // the newest few.
       if (!options.textFile) {
         if (blockedSeen) await pruneKeptNetworkLogs(path.dirname(textPath));
         else await rm(textPath, { force: true });

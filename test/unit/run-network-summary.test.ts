@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { tallyNetworkLog, upstreamFailureAdvice } from '../../src/protocol/network-log-records.js';
+import { runSummary } from '../../src/cli/session/run-summary.js';
+import { policyGuardMounts } from '../../src/cli/session/mounts.js';
+import { imageReason } from '../../src/cli/commands/run.js';
+import type { LoadedPolicy } from '../../src/cli/config/types.js';
+
+const line = (o: object) => JSON.stringify({ v: 1, ts: '2026-01-01T00:00:00.000Z', ...o });
+const request = (decision: string, code: string, host: string, p: string, method = 'GET') =>
+  line({ event: 'request', decision, code, method, host, path: p, url: `https://${host}${p}` });
+const failure = (host: string, reason: string) =>
+  line({ event: 'error', decision: 'error', method: 'GET', host, path: '/', reason });
+
+describe('end-of-run network summary', () => {
+  const log = [
+    request('allowed', 'allowed', 'ok.test', '/'),
+    request('blocked', 'host_not_allowed', 'evil.test', '/a?x=1'),
+    request('blocked', 'host_not_allowed', 'evil.test', '/a'),
+    request('blocked', 'path_not_allowed', 'evil.test', '/b', 'POST'),
+    request('would_block', 'host_not_allowed', 'npm.test', '/lodash'),
+    failure('registry.internal', 'bad certificate (SELF_SIGNED_CERT_IN_CHAIN)'),
+    failure('registry.internal', 'bad certificate (SELF_SIGNED_CERT_IN_CHAIN)'),
+    failure('down.test', 'connection refused'),
+    failure('odd.test', 'response interrupted after 10 bytes: connection reset by upstream'),
+  ].join('\n');
+  it('groups blocked requests by host, with counts, methods, codes and the most frequent paths', () => {
+    const t = tallyNetworkLog(log);
+    assert.deepEqual([t.allowed, t.blocked, t.wouldBlock, t.errors], [1, 3, 1, 4]);
+    assert.deepEqual(t.blockedByHost, [
+      {
+        host: 'evil.test',
+        count: 3,
+        methods: ['GET', 'POST'],
+        codes: ['host_not_allowed', 'path_not_allowed'],
+        paths: [
+          { path: '/a', count: 2 },
+          { path: '/b', count: 1 },
+        ],
+      },
+    ]);
+  });
+  it('summarises upstream failures by host and kind, with the fix', () => {
+    const t = tallyNetworkLog(log);
+    assert.deepEqual(
+      t.upstreamFailures.map((f) => [f.host, f.count, f.advice !== null]),
+      [
+        ['registry.internal', 2, true],
+        ['down.test', 1, true],
+        ['odd.test', 1, false],
+      ],
+    );
+    const { warnings } = runSummary({ tally: t, audit: false, logPath: '/tmp/net.log' });
+    assert.match(
+      warnings.join('\n'),
+      /4 upstream failures: the proxy could not complete these requests; see \/tmp\/net\.log/,
+    );
+    assert.match(
+      warnings.join('\n'),
+      /registry\.internal: 2× bad certificate \(SELF_SIGNED_CERT_IN_CHAIN\) — fix: .*upstream_ca_file in sandbox\.yaml/,
+    );
+    assert.match(warnings.join('\n'), /down\.test: 1× connection refused — fix: .*upstream_hosts/);
+  });
+  it('names the audit result and where the suggestion is; in audit mode blocks are safety refusals', () => {
+    const s = runSummary({ tally: tallyNetworkLog(log), audit: true, suggestionPath: '/tmp/s.yaml' });
+    assert.equal(s.notices[0], 'audit: 1 request would have been blocked; suggested allowlist: /tmp/s.yaml');
+    assert.match(s.notices[1]!, /^ {2}npm\.test: 1 request \(GET \/lodash\) host_not_allowed$/);
+    assert.match(s.warnings[0]!, /3 requests were refused even in audit mode \(safety refusals\)/);
+  });
+  it('sandbox-chosen text cannot put control characters on the terminal', () => {
+    const t = tallyNetworkLog(request('blocked', 'host_not_allowed', 'x.test', '/\u001b[2J\u202e'));
+    const { warnings } = runSummary({ tally: t, audit: false });
+    assert.ok(!/[\u0000-\u001f\u202e]/.test(warnings.join('')), warnings.join('\n'));
+  });
+  it('advice covers the failures the proxy reports, and nothing it cannot fix', () => {
+    assert.match(upstreamFailureAdvice('bad certificate (UNABLE_TO_VERIFY_LEAF_SIGNATURE)')!, /upstream_ca_file/);
+    assert.match(upstreamFailureAdvice('cannot resolve x.test: ENOTFOUND')!, /upstream_dns/);
+    assert.match(upstreamFailureAdvice('bad certificate (ERR_TLS_CERT_ALTNAME_INVALID)')!, /does not name this host/);
+    assert.equal(upstreamFailureAdvice('credential pass failed: TypeError'), null);
+  });
+});
+
+describe('policy guard mounts', () => {
+  it('.airlock/, .airut/ and policy paths inside the working directory, resolved, read-only, no nesting', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'airlock-guard-'));
+    const outside = await mkdtemp(path.join(tmpdir(), 'airlock-guard-out-'));
+    await mkdir(path.join(cwd, '.airlock/container'), { recursive: true });
+    await mkdir(path.join(cwd, '.airut'));
+    await mkdir(path.join(cwd, 'ci'));
+    await writeFile(path.join(cwd, 'ci/allow.yaml'), 'domains: []\n');
+    await writeFile(path.join(outside, 'allow.yaml'), 'domains: []\n');
+    await symlink(path.join(cwd, 'ci'), path.join(cwd, 'policy-link'));
+    const mounts = await policyGuardMounts(cwd, [
+      path.join(cwd, '.airlock'),
+      path.join(cwd, '.airlock/container/Dockerfile'),
+      path.join(cwd, 'policy-link/allow.yaml'),
+      path.join(outside, 'allow.yaml'),
+      null,
+    ]);
+    assert.deepEqual(
+      mounts.map((m) => [m.target, m.readOnly]),
+      [
+        ['/workspace/.airlock', true],
+        ['/workspace/.airut', true],
+        ['/workspace/ci/allow.yaml', true],
+      ],
+    );
+  });
+  it('nothing to guard: no mounts', async () => {
+    assert.deepEqual(await policyGuardMounts(await mkdtemp(path.join(tmpdir(), 'airlock-guard-')), []), []);
+  });
+});
+
+describe('the run says which image it uses and why', () => {
+  const policy = (p: Partial<LoadedPolicy>): LoadedPolicy =>
+    ({ configDir: '/r/.airlock', files: {}, build: null, ...p }) as LoadedPolicy;
+  it('for every source', () => {
+    assert.equal(imageReason('flag', policy({}), '/r'), 'given with --image');
+    assert.equal(
+      imageReason('config', policy({ files: { sandbox: '/r/.airlock/sandbox.yaml' } }), '/r'),
+      'image: in .airlock/sandbox.yaml',
+    );
+    assert.equal(
+      imageReason(
+        'dockerfile',
+        policy({ build: { dockerfile: '/r/.airlock/container/Containerfile', contextDir: '/r' } }),
+        '/r',
+      ),
+      'built from .airlock/container/Containerfile',
+    );
+    assert.match(
+      imageReason('embedded', policy({}), '/r'),
+      /host-toolchain default \(no image: in sandbox\.yaml, no container\/ in \.airlock\)/,
+    );
+    assert.match(imageReason('embedded', policy({ configDir: null }), '/r'), /no \.airlock\/ or \.airut\/ here/);
+  });
+});
