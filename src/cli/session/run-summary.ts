@@ -21,7 +21,8 @@ function hostLines(groups: readonly HostGroup[]): string[] {
   const lines = groups.slice(0, MAX_HOSTS).map((g) => {
     const paths = g.paths.map((p) => `${inert(p.path)}${p.count > 1 ? ` ×${p.count}` : ''}`).join(', ');
     const more = g.count > g.paths.reduce((n, p) => n + p.count, 0) ? ', …' : '';
-    return `  ${inert(g.host)}: ${plural(g.count, 'request')} (${g.methods.map(inert).join(', ')} ${paths}${more}) ${g.codes.map(inert).join(', ')}`;
+    const methods = g.methods.map(inert).join('/');
+    return `  ${inert(g.host)}: ${plural(g.count, 'request')} (${methods}) ${paths}${more}; ${g.codes.map(inert).join(', ')}`;
   });
   if (groups.length > MAX_HOSTS) lines.push(`  …and ${plural(groups.length - MAX_HOSTS, 'more host')}`);
   return lines;
