@@ -2,7 +2,7 @@ import type { Allowlist, UrlPrefixRule } from './allowlist.js';
 import { nearest } from './edit-distance.js';
 import { fnmatchCase, globProblems, isGlob } from './fnmatch.js';
 import { HTTP_METHODS, NEVER_FORWARDED_METHODS } from './http-methods.js';
-import { hostMatches, normalizeTarget, pathProblem } from './policy.js';
+import { normalizeTarget, pathProblem } from './policy.js';
 
 /**
  * The policy linter: what a schema cannot see in a valid-looking allowlist. Pure: it works on the parsed allowlist and
@@ -67,8 +67,10 @@ export function patternCovers(
   return ends.prefix.startsWith(star[1]!) && ends.suffix.endsWith(star[2]!);
 }
 
-function hostCovers(outer: string, inner: string): boolean {
-  return patternCovers(canonicalHost(outer), canonicalHost(inner), (v, p) => hostMatches(v, p));
+/** Whether every host `inner` matches is matched by `outer` too (sound, not complete). */
+export function hostCovers(outer: string, inner: string): boolean {
+  // Both sides as hostMatches() reads a pattern, then compared as such: values are normalised hosts.
+  return patternCovers(canonicalHost(outer), canonicalHost(inner), (v, p) => fnmatchCase(v, p));
 }
 
 /** An empty path, `*` and `/*` all allow every request target (targets always start with `/`). */
@@ -76,7 +78,8 @@ function isAnyPath(path: string): boolean {
   return path === '' || isMatchAll(path) || /^\/\*+$/.test(path);
 }
 
-function pathCovers(outer: string, inner: string): boolean {
+/** Whether every request target `inner` matches is matched by `outer` too (sound, not complete). */
+export function pathCovers(outer: string, inner: string): boolean {
   if (isAnyPath(outer)) return true;
   if (isAnyPath(inner)) return false;
   return patternCovers(normalizeTarget(outer), normalizeTarget(inner), (v, p) => fnmatchCase(v, p));
@@ -89,9 +92,11 @@ function methodsCover(outer: readonly string[], inner: readonly string[]): boole
   return inner.every((m) => set.has(m.toUpperCase()));
 }
 
+/** A host pattern the way `hostMatches` reads it: lower case, one trailing dot and IPv6 brackets removed. */
 function canonicalHost(pattern: string): string {
   let p = pattern.toLowerCase();
   if (p.endsWith('.') && p.length > 1) p = p.slice(0, -1);
+  if (p.startsWith('[') && p.endsWith(']')) p = p.slice(1, -1);
   return p;
 }
 

@@ -49,6 +49,7 @@ export function refusalClass(code: DenyCode): 'policy' | 'safety' {
     case 'host_not_allowed':
     case 'path_not_allowed':
     case 'method_not_allowed':
+    case 'port_not_allowed':
     case 'graphql_operation_blocked':
       return 'policy';
     case 'invalid_path':
@@ -57,6 +58,9 @@ export function refusalClass(code: DenyCode): 'policy' | 'safety' {
     case 'trace_not_allowed':
     case 'host_mismatch':
     case 'missing_host':
+    case 'port_mismatch':
+    case 'connection_header_not_allowed':
+    case 'upgrade_not_allowed':
     case 'upstream_address_not_allowed':
     case 'tool_config_too_large':
     case 'tool_config_invalid':

@@ -15,6 +15,11 @@ export interface ProxyConfig {
   listen: ListenConfig;
   upstream: UpstreamConfig;
   credentials: CredentialConfig;
+  /**
+   * Audit mode (`airlock run --audit`): requests the allowlist refuses for policy reasons (`refusalClass` in
+   * deny-codes.ts) are forwarded and logged as `would_block`; safety refusals stay. Absent: enforce.
+   */
+  audit?: boolean;
   /** Run metadata written into the log's start line. */
   run: { id: string; policySha256: string; baseCommit?: string };
   /**

@@ -67,6 +67,7 @@ export const ProxyConfigSchema = z.strictObject({
     masked: z.array(MaskedCredentialSchema),
     signing: z.array(SigningCredentialSchema),
   }),
+  audit: z.boolean().optional(),
   run: z.strictObject({
     id: z.string().min(1),
     policySha256: z.string(),

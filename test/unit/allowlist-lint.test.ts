@@ -3,7 +3,7 @@ import http from 'node:http';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { AllowlistSchema } from '../../src/protocol/allowlist.js';
-import { lintAllowlist, patternCovers, type LintFinding } from '../../src/protocol/allowlist-lint.js';
+import { hostCovers, lintAllowlist, pathCovers, type LintFinding } from '../../src/protocol/allowlist-lint.js';
 import { fnmatchCase, globProblems } from '../../src/protocol/fnmatch.js';
 import { HTTP_METHODS } from '../../src/protocol/http-methods.js';
 import { hostMatches } from '../../src/protocol/policy.js';
@@ -205,26 +205,48 @@ describe('globProblems', () => {
   });
 });
 
-describe('patternCovers is sound', () => {
+describe('the shadowing judgement is sound', () => {
   const alphabet = fc.constantFrom('a', 'b', '.', '/', '-');
-  const value = fc.array(alphabet, { maxLength: 8 }).map((cs) => cs.join(''));
+  const text = (max: number) => fc.array(alphabet, { maxLength: max }).map((cs) => cs.join(''));
   const pattern = fc.array(fc.oneof(alphabet, fc.constantFrom('*', '?')), { maxLength: 6 }).map((cs) => cs.join(''));
-  const path = (v: string, p: string) => fnmatchCase(v, p);
-  const host = (v: string, p: string) => hostMatches(v, p);
-  for (const [name, match] of [
-    ['paths', path],
-    ['hosts', host],
-  ] as const) {
-    it(`for ${name}: whatever the inner pattern matches, the outer one matches too`, () => {
-      fc.assert(
-        fc.property(pattern, pattern, fc.array(value, { maxLength: 30 }), (outer, inner, values) => {
-          if (!patternCovers(outer, inner, match)) return;
-          for (const v of [...values, inner.replace(/[*?]/g, '')]) {
-            if (match(v, inner)) assert.ok(match(v, outer), `${v} matches ${inner} but not ${outer}`);
-          }
-        }),
-        { numRuns: 3000 },
-      );
-    });
-  }
+  // What decide() compares: hosts normalised (no trailing dot), targets starting with "/".
+  const host = text(8).filter((h) => h !== '' && !h.endsWith('.'));
+  const target = text(8).map((t) => '/' + t);
+  const samples = (inner: string) => [inner.replace(/[*?]/g, ''), inner.replace(/[*?]/g, 'a')];
+  it('for hosts: whatever the inner pattern matches, the outer one matches too', () => {
+    fc.assert(
+      fc.property(pattern, pattern, fc.array(host, { maxLength: 30 }), (outer, inner, values) => {
+        if (!hostCovers(outer, inner)) return;
+        for (const v of [...values, ...samples(inner)]) {
+          if (hostMatches(v, inner)) assert.ok(hostMatches(v, outer), `${v} matches ${inner} but not ${outer}`);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+  it('for paths (an empty path allows everything): the same', () => {
+    const path = fc.oneof(
+      fc.constant(''),
+      pattern.map((p) => '/' + p),
+      pattern,
+    );
+    const matches = (v: string, p: string) => p === '' || fnmatchCase(v, p);
+    fc.assert(
+      fc.property(path, path, fc.array(target, { maxLength: 30 }), (outer, inner, values) => {
+        if (!pathCovers(outer, inner)) return;
+        for (const v of [...values, ...samples(inner).map((s) => (s.startsWith('/') ? s : '/' + s))]) {
+          if (matches(v, inner)) assert.ok(matches(v, outer), `${v} matches ${inner} but not ${outer}`);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+  it('finds the common cases it exists for', () => {
+    assert.ok(hostCovers('*.github.com', 'api.github.com'));
+    assert.ok(hostCovers('*.github.com', '*.api.github.com'));
+    assert.ok(!hostCovers('api.github.com', '*.github.com'));
+    assert.ok(pathCovers('/repos/*', '/repos/acme/*'));
+    assert.ok(pathCovers('', '/x'));
+    assert.ok(!pathCovers('/repos/acme/*', '/repos/*'));
+  });
 });

@@ -128,14 +128,12 @@ void describe('what an admission carries', () => {
     const a = admit(req({ listener: HTTP, sni: null, rawTarget: 'http://api.test?q=1' }), allowlist);
     assert.equal(a.kind === 'allow' && a.target, '/?q=1');
   });
-  void test('a refusal from the allowlist carries its hint; one with no allowlist fix carries an explanation', () => {
+  void test('a refusal from the allowlist carries its YAML hint; one with no allowlist fix carries an explanation', () => {
     const blocked = admit(req({ hostHeaders: ['x.test'], sni: 'x.test', rawTarget: '/p' }), allowlist);
-    assert.equal(
-      blocked.kind === 'deny' && blocked.hint,
-      'url_prefixes: - {host: "x.test", path: "/p", methods: [GET]}',
-    );
+    assert.equal(blocked.kind === 'deny' && blocked.hint, '- {host: "x.test", path: "/p", methods: [GET]}');
     const mismatch = admit(req({ sni: 'x.test' }), allowlist);
-    assert.match(mismatch.kind === 'deny' ? (mismatch.hint ?? '') : '', /same host/);
+    assert.equal(mismatch.kind === 'deny' && mismatch.hint, undefined, 'no allowlist entry can fix a mismatch');
+    assert.match(mismatch.kind === 'deny' ? (mismatch.fix ?? '') : '', /same host/);
   });
 });
 

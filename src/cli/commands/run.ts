@@ -413,7 +413,10 @@ export const run: Command = async (argv, ctx) => {
         : undefined;
       const summary = runSummary({ tally: tally.result(), audit, logPath: counts.logPath, suggestionPath });
       // Indented lines detail the warning above them: no second `warning:` tag.
-      for (const line of summary.warnings) (line.startsWith('  ') ? log.notice : log.warn)(line);
+      for (const line of summary.warnings) {
+        if (line.startsWith('  ')) log.notice(line);
+        else log.warn(line);
+      }
       for (const line of summary.notices) log.notice(line);
       if (counts.blocked > 0 && values['fail-on-block'] && code === EXIT.ok) return EXIT.blockedRequests;
     }

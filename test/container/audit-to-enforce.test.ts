@@ -1,0 +1,244 @@
+/**
+ * The audit workflow end to end on real engines (Podman; Docker too with AIRLOCK_TEST_DOCKER=1): a workload that
+ * talks to a fake npm registry and a fake API passes under `--audit` with an empty allowlist; `airlock allowlist
+ * suggest` turns its log into a compact allowlist (the same one the run wrote, and the same on a second audit run);
+ * with that allowlist the same workload passes under `--fail-on-block`, while requests it never made — another host,
+ * another method, another path family — stay blocked and never reach the upstream. Fake upstreams run on this
+ * machine and are reached through `upstream_hosts: host-gateway:PORT`; no traffic leaves it.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { AllowlistSchema } from '../../src/protocol/allowlist.js';
+import { ENGINES, finished, startCli, type SandboxRun } from '../helpers/sandbox-fixture.js';
+import { makeTestPki } from '../helpers/tls-fixtures.js';
+
+const PACKAGES = ['lodash', 'express', 'chalk', 'debug', 'ms', 'semver', 'commander', 'left-pad', 'minimist', 'yargs'];
+const ISSUES = [1, 2, 3, 4, 5, 6];
+
+interface Upstream {
+  port: number;
+  received: Array<{ host: string; method: string; url: string }>;
+  close(): Promise<void>;
+}
+
+/** One HTTPS server for both fake services, told apart by Host: a registry (packuments, tarballs) and an API. */
+async function startServices(pki: { certPem: string; keyPem: string }): Promise<Upstream> {
+  const received: Upstream['received'] = [];
+  const server = https.createServer({ cert: pki.certPem, key: pki.keyPem }, (req, res) => {
+    const host = String(req.headers.host ?? '').replace(/:\d+$/, '');
+    const url = req.url ?? '/';
+    received.push({ host, method: req.method ?? '', url });
+    req.resume();
+    const json = (status: number, body: unknown) => {
+      res.writeHead(status, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (host === 'registry.test' && req.method === 'GET') {
+      const tarball = /^\/([^/]+)\/-\/([^/]+)-1\.0\.0\.tgz$/.exec(url);
+      if (tarball) return void res.end(Buffer.alloc(512, 7));
+      const name = url.slice(1);
+      if (PACKAGES.includes(name)) {
+        return json(200, {
+          name,
+          versions: { '1.0.0': { dist: { tarball: `https://registry.test/${name}/-/${name}-1.0.0.tgz` } } },
+        });
+      }
+      return json(404, { error: 'not found' });
+    }
+    if (host === 'api.test') {
+      if (req.method === 'GET' && /^\/repos\/acme\/app\/issues(\?page=\d+)?$/.test(url)) return json(200, []);
+      if (req.method === 'GET' && /^\/repos\/acme\/app\/issues\/\d+$/.test(url)) return json(200, { number: 1 });
+      if (req.method === 'POST' && url === '/repos/acme/app/issues') return json(201, { number: 7 });
+      return json(404, { error: 'not found' });
+    }
+    return json(200, { host, note: 'anything not registry.test or api.test' });
+  });
+  await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    received,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** The workload: what `npm ci` and a test suite talking to an issue tracker do, with curl; fails on any error. */
+const WORKLOAD = [
+  'set -eu',
+  `for p in ${PACKAGES.join(' ')}; do`,
+  '  tarball=$(curl -fsS "https://registry.test/$p" | sed -E \'s/.*"tarball":"([^"]+)".*/\\1/\')',
+  '  curl -fsS -o /dev/null "$tarball"',
+  'done',
+  'for page in 1 2 3; do curl -fsS -o /dev/null "https://api.test/repos/acme/app/issues?page=$page"; done',
+  `for n in ${ISSUES.join(' ')}; do curl -fsS -o /dev/null "https://api.test/repos/acme/app/issues/$n"; done`,
+  'curl -fsS -o /dev/null -X POST -H "Content-Type: application/json" -d \'{"title":"t"}\' https://api.test/repos/acme/app/issues',
+  'echo workload=done',
+].join('\n');
+const WORKLOAD_REQUESTS = PACKAGES.length * 2 + 3 + ISSUES.length + 1;
+
+/** Requests the workload never made: each must stay a 403 under the learned allowlist. */
+const UNOBSERVED = {
+  host: 'curl -s -o /dev/null -w "%{http_code}" https://other.test/anything',
+  method: 'curl -s -o /dev/null -w "%{http_code}" -X DELETE https://api.test/repos/acme/app/issues/1',
+  family: 'curl -s -o /dev/null -w "%{http_code}" https://api.test/orgs/acme/secrets',
+  upload: 'curl -s -o /dev/null -w "%{http_code}" -X PUT -d x https://registry.test/lodash',
+};
+
+let services: Upstream;
+let root: string;
+
+before(async () => {
+  const pki = await makeTestPki(['registry.test', 'api.test', 'other.test']);
+  services = await startServices(pki);
+  root = await mkdtemp(path.join(tmpdir(), 'airlock-audit-'));
+  await writeFile(path.join(root, 'upstream-ca.pem'), pki.caPem);
+});
+
+after(async () => {
+  await services?.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+async function workspace(name: string, allowlist: string | null): Promise<string> {
+  const dir = path.join(root, name);
+  await mkdir(path.join(dir, '.airlock'), { recursive: true });
+  await writeFile(path.join(dir, '.airlock/upstream-ca.pem'), await readFile(path.join(root, 'upstream-ca.pem')));
+  await writeFile(
+    path.join(dir, '.airlock/sandbox.yaml'),
+    [
+      'upstream_ca_file: upstream-ca.pem',
+      'upstream_hosts:',
+      ...['registry.test', 'api.test', 'other.test'].map((h) => `  ${h}: host-gateway:${services.port}`),
+      '',
+    ].join('\n'),
+  );
+  if (allowlist !== null) await writeFile(path.join(dir, '.airlock/network-allowlist.yaml'), allowlist);
+  await writeFile(path.join(dir, 'workload.sh'), WORKLOAD);
+  return dir;
+}
+
+function airlock(args: string[], cwd: string): Promise<SandboxRun> {
+  return finished(startCli(args, cwd));
+}
+
+for (const engine of ENGINES) {
+  void describe(`audit → suggest → enforce on ${engine}`, { timeout: 600_000 }, () => {
+    let suggested: string;
+
+    void it('under --audit with an empty allowlist the workload passes, and the run writes a suggestion', async () => {
+      const dir = await workspace(`${engine}-audit`, null);
+      const before = services.received.length;
+      const r = await airlock(
+        [
+          'run',
+          '--engine',
+          engine,
+          '--audit',
+          '--network-log-json',
+          'net.jsonl',
+          '--audit-allowlist',
+          'suggested.yaml',
+          '--',
+          'bash',
+          'workload.sh',
+        ],
+        dir,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.results.get('workload'), 'done');
+      assert.equal(services.received.length - before, WORKLOAD_REQUESTS, 'every request reached the services');
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `airlock: audit: ${WORKLOAD_REQUESTS} requests would have been blocked; suggested allowlist: ${path.join(dir, 'suggested.yaml').replace(/[.]/g, '\\.')}\\n`,
+        ),
+      );
+      assert.match(r.stderr, /airlock: image [^\n]*: the host-toolchain default/, 'the run says which image and why');
+      const log = await readFile(path.join(dir, 'net.jsonl'), 'utf8');
+      const records = log
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const requests = records.filter((x) => x.event === 'request');
+      assert.equal(requests.length, WORKLOAD_REQUESTS);
+      assert.ok(
+        requests.every(
+          (x) => x.decision === 'would_block' && x.code === 'host_not_allowed' && typeof x.hint === 'string',
+        ),
+      );
+
+      // `allowlist suggest` on the log gives the very file the run wrote: compact, and a valid allowlist.
+      const s = await airlock(['allowlist', 'suggest', 'net.jsonl'], dir);
+      assert.equal(s.code, 0, s.stderr);
+      suggested = await readFile(path.join(dir, 'suggested.yaml'), 'utf8');
+      assert.equal(s.stdout, suggested);
+      const allowlist = AllowlistSchema.parse(parse(suggested));
+      const entries = allowlist.domains.length + allowlist.url_prefixes.length;
+      assert.ok(entries <= 5, `${entries} entries for ${WORKLOAD_REQUESTS} requests:\n${suggested}`);
+      assert.ok(!allowlist.domains.includes('*') && allowlist.url_prefixes.every((e) => e.host !== '*'));
+      const check = await airlock(['config', 'check', '--allowlist', 'suggested.yaml'], dir);
+      assert.equal(check.code, 0, check.stderr);
+      assert.equal(check.stderr, '', 'the suggestion passes the linter without a warning');
+    });
+
+    void it('the suggestion is stable: a second audit run of the same workload suggests the same file', async () => {
+      const dir = await workspace(`${engine}-audit-again`, null);
+      const r = await airlock(
+        ['run', '--engine', engine, '--audit', '--audit-allowlist', 'again.yaml', '--', 'bash', 'workload.sh'],
+        dir,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await readFile(path.join(dir, 'again.yaml'), 'utf8'), suggested);
+    });
+
+    void it('with the suggestion committed, the workload passes under --fail-on-block; what it never did stays blocked', async () => {
+      const dir = await workspace(`${engine}-enforce`, suggested);
+      const r = await airlock(['run', '--engine', engine, '--fail-on-block', '--', 'bash', 'workload.sh'], dir);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.results.get('workload'), 'done');
+      assert.doesNotMatch(r.stderr, /blocked/);
+
+      const before = services.received.length;
+      const probes = Object.entries(UNOBSERVED)
+        .map(([name, cmd]) => `echo ${name}=$(${cmd})`)
+        .join('\n');
+      const blocked = await airlock(['run', '--engine', engine, '--fail-on-block', '--', 'bash', '-c', probes], dir);
+      for (const name of Object.keys(UNOBSERVED))
+        assert.equal(blocked.results.get(name), '403', `${name}: ${blocked.stdout}`);
+      assert.equal(services.received.length, before, 'no unobserved request reached a service');
+      assert.equal(blocked.code, 3, 'the command succeeded but requests were blocked: --fail-on-block exits 3');
+      assert.match(blocked.stderr, /4 requests were blocked by the network allowlist/);
+    });
+
+    void it('in a local run the sandbox cannot rewrite the policy the next run reads', async () => {
+      const dir = await workspace(`${engine}-guard`, suggested);
+      const r = await airlock(
+        [
+          'run',
+          '--engine',
+          engine,
+          '--',
+          'bash',
+          '-c',
+          'echo "domains: [\\"*\\"]" > /workspace/.airlock/network-allowlist.yaml 2>/dev/null; echo allowlist=$?; ' +
+            'touch /workspace/.airlock/new 2>/dev/null; echo create=$?; echo ok > /workspace/out.txt; echo workspace=$?',
+        ],
+        dir,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.notEqual(r.results.get('allowlist'), '0');
+      assert.notEqual(r.results.get('create'), '0');
+      assert.equal(r.results.get('workspace'), '0', 'the rest of the workspace stays writable');
+      assert.equal(await readFile(path.join(dir, '.airlock/network-allowlist.yaml'), 'utf8'), suggested);
+    });
+  });
+}
