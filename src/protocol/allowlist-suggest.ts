@@ -23,9 +23,18 @@ export interface ObservedRequest {
   target: string;
 }
 
+interface EntryEvidence {
+  /** Requests the entry allows. */
+  requests: number;
+  /** The most frequent of them, as `METHOD /path` (queries shown as `?…`). */
+  examples: string[];
+  /** Whether there are other distinct requests than those examples. */
+  moreExamples: boolean;
+}
+
 export type SuggestedEntry =
-  | { kind: 'domain'; host: string; methods: string[]; requests: number; examples: string[] }
-  | { kind: 'url_prefix'; host: string; path: string; methods: string[]; requests: number; examples: string[] };
+  | ({ kind: 'domain'; host: string; methods: string[] } & EntryEvidence)
+  | ({ kind: 'url_prefix'; host: string; path: string; methods: string[] } & EntryEvidence);
 
 export interface Suggestion {
   entries: SuggestedEntry[];
@@ -162,11 +171,12 @@ function shown(method: string, target: string): string {
   return `${method} ${clean}${query === null ? '' : '?…'}`;
 }
 
-function topExamples(counts: Map<string, number>): string[] {
-  return [...counts.entries()]
+function topExamples(counts: Map<string, number>): { examples: string[]; moreExamples: boolean } {
+  const examples = [...counts.entries()]
     .sort(([a, ca], [b, cb]) => cb - ca || compareStrings(a, b))
     .slice(0, EXAMPLES)
     .map(([example]) => example);
+  return { examples, moreExamples: counts.size > examples.length };
 }
 
 export function suggestAllowlist(requests: Iterable<ObservedRequest>, existing?: Allowlist): Suggestion {
@@ -219,7 +229,7 @@ export function suggestAllowlist(requests: Iterable<ObservedRequest>, existing?:
     if (methods.length >= DOMAIN_METHODS && byTemplate.size >= DOMAIN_ENTRIES) {
       const examples = new Map<string, number>();
       for (const t of byTemplate.values()) for (const [e, c] of t.examples) examples.set(e, (examples.get(e) ?? 0) + c);
-      entries.push({ kind: 'domain', host: hostName, methods, requests: host.total, examples: topExamples(examples) });
+      entries.push({ kind: 'domain', host: hostName, methods, requests: host.total, ...topExamples(examples) });
       continue;
     }
     // One entry per template; templates used by the same methods stay separate entries (a path is one pattern).
@@ -231,7 +241,7 @@ export function suggestAllowlist(requests: Iterable<ObservedRequest>, existing?:
         path: template,
         methods: [...t.methods].sort(compareMethods),
         requests: t.requests,
-        examples: topExamples(t.examples),
+        ...topExamples(t.examples),
       });
     }
   }

@@ -63,7 +63,7 @@ const HEADER =
 
 /** The comment above an entry: how many requests it allows and the most frequent of them. */
 export function entryComment(e: SuggestedEntry): string {
-  const more = e.requests > e.examples.length ? ', …' : '';
+  const more = e.moreExamples ? ', …' : '';
   return ` ${e.requests} request${e.requests === 1 ? '' : 's'}: ${e.examples.join(', ')}${more}`;
 }
 
