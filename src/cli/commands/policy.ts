@@ -71,7 +71,8 @@ export const run: Command = async (argv, ctx) => {
     : undefined;
   const blocked = !decision.allowed || verdict?.allowed === false;
   if (values.json) {
-    const rule = decision.allowed ? { ...decision.rule, description: describeRule(decision.rule) } : undefined;
+    // The entry that decided: the one that allowed it, or the one that matched but refused the method.
+    const rule = decision.rule ? { ...decision.rule, description: describeRule(decision.rule) } : undefined;
     const out: Record<string, unknown> = { ...decision, rule, method: method.toUpperCase() };
     if (verdict) out.graphql = verdict;
     if (verdict?.allowed === false) Object.assign(out, { allowed: false, code: 'graphql_operation_blocked' });
