@@ -7,6 +7,7 @@
  * machine and are reached through `upstream_hosts: host-gateway:PORT`; no traffic leaves it.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -230,13 +231,18 @@ for (const engine of ENGINES) {
           'bash',
           '-c',
           'echo "domains: [\\"*\\"]" > /workspace/.airlock/network-allowlist.yaml 2>/dev/null; echo allowlist=$?; ' +
-            'touch /workspace/.airlock/new 2>/dev/null; echo create=$?; echo ok > /workspace/out.txt; echo workspace=$?',
+            'touch /workspace/.airlock/new 2>/dev/null; echo create=$?; ' +
+            // .airut/ does not exist here: a new one would be read by the next run if .airlock/ were gone.
+            'mkdir -p /workspace/.airut/x 2>/dev/null; echo airut=$?; ' +
+            'echo ok > /workspace/out.txt; echo workspace=$?',
         ],
         dir,
       );
       assert.equal(r.code, 0, r.stderr);
       assert.notEqual(r.results.get('allowlist'), '0');
       assert.notEqual(r.results.get('create'), '0');
+      assert.notEqual(r.results.get('airut'), '0', 'the sandbox cannot create a policy directory either');
+      assert.ok(!existsSync(path.join(dir, '.airut')), 'the empty mount point is removed after the run');
       assert.equal(r.results.get('workspace'), '0', 'the rest of the workspace stays writable');
       assert.equal(await readFile(path.join(dir, '.airlock/network-allowlist.yaml'), 'utf8'), suggested);
     });

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { tallyNetworkLog, upstreamFailureAdvice } from '../../src/protocol/network-log-records.js';
 import { runSummary } from '../../src/cli/session/run-summary.js';
-import { policyGuardMounts } from '../../src/cli/session/mounts.js';
+import { guardPolicy } from '../../src/cli/session/mounts.js';
 import { imageReason } from '../../src/cli/commands/run.js';
 import type { LoadedPolicy } from '../../src/cli/config/types.js';
 
@@ -83,7 +84,7 @@ describe('end-of-run network summary', () => {
   });
 });
 
-describe('policy guard mounts', () => {
+describe('policy guard', () => {
   it('.airlock/, .airut/ and policy paths inside the working directory, resolved, read-only, no nesting', async () => {
     const cwd = await mkdtemp(path.join(tmpdir(), 'airlock-guard-'));
     const outside = await mkdtemp(path.join(tmpdir(), 'airlock-guard-out-'));
@@ -93,7 +94,7 @@ describe('policy guard mounts', () => {
     await writeFile(path.join(cwd, 'ci/allow.yaml'), 'domains: []\n');
     await writeFile(path.join(outside, 'allow.yaml'), 'domains: []\n');
     await symlink(path.join(cwd, 'ci'), path.join(cwd, 'policy-link'));
-    const mounts = await policyGuardMounts(cwd, [
+    const guard = await guardPolicy(cwd, [
       path.join(cwd, '.airlock'),
       path.join(cwd, '.airlock/container/Dockerfile'),
       path.join(cwd, 'policy-link/allow.yaml'),
@@ -101,16 +102,48 @@ describe('policy guard mounts', () => {
       null,
     ]);
     assert.deepEqual(
-      mounts.map((m) => [m.target, m.readOnly]),
+      guard.mounts.map((m) => [m.source.startsWith(cwd), m.target, m.readOnly]),
+      [
+        [true, '/workspace/.airlock', true],
+        [true, '/workspace/.airut', true],
+        [true, '/workspace/ci/allow.yaml', true],
+      ],
+    );
+    assert.deepEqual(guard.warnings, []);
+    await guard.release();
+    assert.ok(
+      existsSync(path.join(cwd, '.airlock')) && existsSync(path.join(cwd, '.airut')),
+      'release removes nothing of the user',
+    );
+  });
+  it('where no policy directory exists, an empty read-only one stands in, and its mount point is removed after', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'airlock-guard-'));
+    const guard = await guardPolicy(cwd, []);
+    assert.deepEqual(
+      guard.mounts.map((m) => [m.target, m.readOnly]),
       [
         ['/workspace/.airlock', true],
         ['/workspace/.airut', true],
-        ['/workspace/ci/allow.yaml', true],
       ],
     );
+    const empty = guard.mounts[0]!.source;
+    assert.deepEqual(await readdir(empty), []);
+    // What the engine does when it mounts onto a missing path inside the workspace bind mount.
+    await mkdir(path.join(cwd, '.airlock'));
+    await mkdir(path.join(cwd, '.airut'));
+    await writeFile(path.join(cwd, '.airut/kept'), 'written on the host meanwhile');
+    await guard.release();
+    assert.ok(!existsSync(path.join(cwd, '.airlock')), 'the empty mount point is gone');
+    assert.ok(existsSync(path.join(cwd, '.airut/kept')), 'a directory that is not empty is never removed');
+    assert.ok(!existsSync(empty));
   });
-  it('nothing to guard: no mounts', async () => {
-    assert.deepEqual(await policyGuardMounts(await mkdtemp(path.join(tmpdir(), 'airlock-guard-')), []), []);
+  it('a symlinked .airlock/ cannot be guarded: a warning says so', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'airlock-guard-'));
+    await mkdir(path.join(cwd, 'policy'));
+    await symlink('policy', path.join(cwd, '.airlock'));
+    const guard = await guardPolicy(cwd, []);
+    assert.match(guard.warnings.join('\n'), /\.airlock is a symbolic link: the sandbox can replace it/);
+    await guard.release();
   });
 });
 

@@ -17,7 +17,7 @@ import { runContainer, type ContainerOutcome } from '../session/container.js';
 import { describeExecFailure } from '../session/exec-failure.js';
 import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.js';
 import { createLogger, type Logger } from '../session/log.js';
-import { parseMountFlag, policyGuardMounts, resolveMounts, WORKSPACE } from '../session/mounts.js';
+import { guardPolicy, parseMountFlag, resolveMounts, WORKSPACE } from '../session/mounts.js';
 import { runSummary } from '../session/run-summary.js';
 import { addEvidence, emptyEvidence, renderSuggestion, type LogEvidence } from '../config/suggestion.js';
 import { createNetworkTally } from '../../protocol/network-log-records.js';
@@ -272,6 +272,7 @@ export const run: Command = async (argv, ctx) => {
   let network: NetworkSession | null = null;
   let seccompProfile: SeccompProfileFile | null = null;
   let orphanSweep: Promise<void> = Promise.resolve();
+  let releaseGuard: () => Promise<void> = () => Promise.resolve();
   const interruption = new Interruption();
   try {
     const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
@@ -280,14 +281,15 @@ export const run: Command = async (argv, ctx) => {
     // The policy guard applies to the default workspace (the working directory, where the next run reads its policy).
     const workspaceFromCwd = !values.mount.some((m) => parseMountFlag(m).target === WORKSPACE);
     if (workspaceFromCwd && !values['writable-policy']) {
-      mounts.push(
-        ...(await policyGuardMounts(ctx.cwd, [
-          policy.configDir,
-          policy.files.sandbox,
-          policy.files.allowlist,
-          policy.build?.dockerfile,
-        ])),
-      );
+      const guard = await guardPolicy(ctx.cwd, [
+        policy.configDir,
+        policy.files.sandbox,
+        policy.files.allowlist,
+        policy.build?.dockerfile,
+      ]);
+      releaseGuard = guard.release;
+      mounts.push(...guard.mounts);
+      for (const warning of guard.warnings) log.warn(warning);
     }
     const audit = values.audit && policy.sandbox.network_sandbox;
     // Read now, before the sandbox runs: with --writable-policy the file may be the sandbox's by the end.
@@ -432,6 +434,7 @@ export const run: Command = async (argv, ctx) => {
     try {
       await seccompProfile?.remove();
       await network?.close();
+      await releaseGuard();
       await orphanSweep;
     } finally {
       await log.close();
