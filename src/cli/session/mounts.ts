@@ -62,7 +62,7 @@ export interface PolicyGuard {
   /** Policy paths that cannot be guarded (a symlinked `.airlock/` can be replaced through its link). */
   warnings: string[];
   /** Removes what the guard put on the host: the mount points the engine created, the empty directory. */
-  release(): Promise<void>;
+  release: () => Promise<void>;
 }
 
 /**
