@@ -42,6 +42,8 @@ export type Decision =
       hint?: string;
       /** The entry that matched host and path but refused the method (`method_not_allowed`). */
       rule?: MatchedRule;
+      /** What to do instead, in words, when no allowlist entry helps. */
+      fix?: string;
     };
 
 const DNS_LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;

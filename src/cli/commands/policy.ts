@@ -31,7 +31,7 @@ export function splitUrl(url: string): { scheme: 'http' | 'https'; authority: st
 
 export function formatDecision(d: Decision): string {
   if (d.allowed) return `ALLOWED ${describeRule(d.rule)}`;
-  if (d.code === 'upstream_address_not_allowed') return `BLOCKED ${d.code}: ${d.reason} (${d.hint ?? ''})`;
+  if (d.fix !== undefined) return `BLOCKED ${d.code}: ${d.reason} (${d.fix})`;
   return `BLOCKED ${d.code}: ${d.reason}${d.hint ? ` (to allow it, add under url_prefixes: ${d.hint})` : ''}`;
 }
 

@@ -1,3 +1,4 @@
+import { ADDRESS_GUARD_FIX } from '../../protocol/address-guard.js';
 import type { Allowlist } from '../../protocol/allowlist.js';
 import { refusalClass, type DenyCode } from '../../protocol/deny-codes.js';
 import {
@@ -92,8 +93,7 @@ export const FIXES: Partial<Record<Refusal['code'], string>> = {
   missing_host: 'send a Host header (and TLS SNI on HTTPS) naming the server',
   invalid_path: 'remove `..` segments, backslashes and NUL bytes from the path (after percent-decoding)',
   invalid_host: 'use a valid DNS name or IP literal',
-  upstream_address_not_allowed:
-    'the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended',
+  upstream_address_not_allowed: ADDRESS_GUARD_FIX,
   port_mismatch:
     'connect to the port the URL names: the proxy takes the upstream port from the connection and the policy, never from the request',
   connection_header_not_allowed:
