@@ -150,12 +150,9 @@ export function checkGraphqlOperation(body: Buffer | string, rule: GraphqlRule):
   }
   const patterns = rule[LIST_OF[type]] ?? [];
   if (patterns.length === 0) {
-    return refuse(
-      `${type}:<blocked>`,
-      `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`,
-      type,
-      [...new Set(fields)],
-    );
+    return refuse(`${type}:<blocked>`, `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`, type, [
+      ...new Set(fields),
+    ]);
   }
   const denied = [...new Set(fields.filter((field) => !patterns.some((p) => fnmatchCase(field, p))))];
   if (denied.length > 0) {
