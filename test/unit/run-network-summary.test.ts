@@ -8,6 +8,7 @@ import { tallyNetworkLog, upstreamFailureAdvice } from '../../src/protocol/netwo
 import { runSummary } from '../../src/cli/session/run-summary.js';
 import { guardPolicy } from '../../src/cli/session/mounts.js';
 import { imageReason } from '../../src/cli/commands/run.js';
+import { UsageError } from '../../src/cli/errors.js';
 import type { LoadedPolicy } from '../../src/cli/config/types.js';
 
 const line = (o: object) => JSON.stringify({ v: 1, ts: '2026-01-01T00:00:00.000Z', ...o });
@@ -169,5 +170,17 @@ describe('the run says which image it uses and why', () => {
       /host-toolchain default \(no image: in sandbox\.yaml, no container\/ in \.airlock\)/,
     );
     assert.match(imageReason('embedded', policy({ configDir: null }), '/r'), /no \.airlock\/ or \.airut\/ here/);
+  });
+});
+
+describe('audit on Kubernetes', () => {
+  it('is refused with a message, not silently ignored; --writable-policy (which the Action passes) is accepted', async () => {
+    const { runOnKubernetes } = await import('../../src/cli/commands/kube.js');
+    const ctx = { cwd: tmpdir(), env: {}, stdout: process.stdout, stderr: process.stderr, isTTY: false };
+    await assert.rejects(
+      runOnKubernetes(['--engine', 'kubernetes', '--writable-policy', '--audit', '--', 'true'], ctx),
+      (err: Error) =>
+        err instanceof UsageError && /--audit is not available with --engine kubernetes/.test(err.message),
+    );
   });
 });

@@ -60,7 +60,6 @@ export const NETWORK_OPTIONS = {
   'network-log': { type: 'string' },
   'network-log-json': { type: 'string' },
   'network-log-live': { type: 'boolean', default: false },
-  audit: { type: 'boolean', default: false },
 } as const;
 
 const RUN_OPTIONS = {
@@ -74,6 +73,7 @@ const RUN_OPTIONS = {
   timeout: { type: 'string' },
   mount: { type: 'string', multiple: true, default: [] as string[] },
   'fail-on-block': { type: 'boolean', default: false },
+  audit: { type: 'boolean', default: false },
   'audit-allowlist': { type: 'string' },
   'writable-policy': { type: 'boolean', default: false },
 } as const;
@@ -292,6 +292,7 @@ export const run: Command = async (argv, ctx) => {
       for (const warning of guard.warnings) log.warn(warning);
     }
     const audit = values.audit && policy.sandbox.network_sandbox;
+    if (values.audit && !audit) log.warn('network_sandbox is false: --audit ignored (there is no allowlist to audit)');
     // Read now, before the sandbox runs: with --writable-policy the file may be the sandbox's by the end.
     const allowlistText = audit && policy.files.allowlist ? await readFile(policy.files.allowlist, 'utf8') : undefined;
     const tally = createNetworkTally();
@@ -329,6 +330,7 @@ export const run: Command = async (argv, ctx) => {
       signal: interruption.signal,
       cwd: ctx.cwd,
       stderr: ctx.stderr,
+      audit,
       onRecord: (record) => {
         tally.add(record);
         if (audit) addEvidence(record, evidence);

@@ -49,6 +49,8 @@ export interface NetworkSessionRequest {
   cwd: string;
   /** Where `--network-log-live` lines go. */
   stderr: NodeJS.WritableStream;
+  /** Audit mode: the proxy lets policy refusals through and logs them `would_block` (docs/audit.md). */
+  audit?: boolean;
   /** Sees every JSONL network-log record as it arrives (the end-of-run summary and audit mode's suggestion). */
   onRecord?: (record: LogRecord) => void;
 }

@@ -327,7 +327,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
       credentials: credentials.proxyCredentials,
       run: { id: identity.runId, policySha256: policy.allowlistSha256 },
     };
-    if (req.flags.audit === true) config.audit = true;
+    if (req.audit) config.audit = true;
     if (policy.upstreamCaFile) {
       const { readFile } = await import('node:fs/promises');
       config.upstream.caPem = await readFile(policy.upstreamCaFile, 'utf8');
