@@ -82,7 +82,7 @@ describe('ports: an entry opens the default port, or the one it names (not in Ai
   });
   it('port_not_allowed names the entry that would open the port', () => {
     const d = at('open.test', 8443);
-    assert.equal(d.allowed ? '' : d.hint, 'url_prefixes: - {host: "open.test:8443", path: "/", methods: [GET]}');
+    assert.equal(d.allowed ? '' : d.hint, '- {host: "open.test:8443", path: "/", methods: [GET]}');
     assert.match(d.reason, /open\.test is allowed on other ports, not on 8443/);
   });
   it('a port out of range in an entry, a scope or an upstream_hosts key is a configuration error', () => {

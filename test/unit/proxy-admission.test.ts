@@ -113,7 +113,7 @@ void describe('what an admission carries', () => {
   void test('an allowed host on a port no entry names is port_not_allowed, with the entry that would open it', () => {
     const a = admit(req({ listener: { scheme: 'https', port: 5000 }, hostHeaders: ['api.test:5000'] }), allowlist);
     assert.equal(a.kind === 'deny' && a.code, 'port_not_allowed');
-    assert.equal(a.kind === 'deny' && a.hint, 'url_prefixes: - {host: "api.test:5000", path: "/", methods: [GET]}');
+    assert.equal(a.kind === 'deny' && a.hint, '- {host: "api.test:5000", path: "/", methods: [GET]}');
   });
   void test('Connection naming an end-to-end header is a 400, checked before the host agrees', () => {
     for (const named of ['Content-Length', 'host', 'Transfer-Encoding', 'authorization', 'Cookie', 'x-amz-date']) {
