@@ -1,6 +1,6 @@
 import type { Allowlist } from './allowlist.js';
 import { escapeGlob, literalPattern } from './fnmatch.js';
-import { decide, normalizeTarget, splitTarget } from './policy.js';
+import { decide, DEFAULT_PORTS, formatAuthority, normalizeTarget, splitTarget, type Scheme } from './policy.js';
 
 /**
  * `airlock allowlist suggest`: an allowlist learned from what a workload did. Pure: the CLI reads the logs and writes
@@ -13,6 +13,10 @@ import { decide, normalizeTarget, splitTarget } from './policy.js';
  * paths only below a directory where the workload fanned out (or a registry root), never allows a method on a path
  * where that method was not used, never names a host that was not seen, and never emits a bare `*` host. A host that
  * used many methods on many paths gets one `domains` entry instead. Output order does not depend on log order.
+ *
+ * Ports are learned as seen: a request on the scheme's default port (443, 80) gives an entry without a port; one on
+ * another port gives an entry naming it (`registry.internal:5000`), which opens that port and only it. A host seen on
+ * two ports is two hosts here, each with its own entries.
  */
 
 export interface ObservedRequest {
@@ -21,6 +25,10 @@ export interface ObservedRequest {
   host: string;
   /** Request target as sent: path and optional `?query`. */
   target: string;
+  /** The port the request went to (the log's `port`); absent means the scheme's default. */
+  port?: number;
+  /** Default `https`. */
+  scheme?: Scheme;
 }
 
 interface EntryEvidence {
@@ -32,6 +40,7 @@ interface EntryEvidence {
   moreExamples: boolean;
 }
 
+/** `host` is a host pattern as the allowlist writes it: the host, with `:port` when the port is not the default. */
 export type SuggestedEntry =
   | ({ kind: 'domain'; host: string; methods: string[] } & EntryEvidence)
   | ({ kind: 'url_prefix'; host: string; path: string; methods: string[] } & EntryEvidence);
@@ -186,13 +195,18 @@ export function suggestAllowlist(requests: Iterable<ObservedRequest>, existing?:
     const method = r.method.toUpperCase();
     const target = normalizeTarget(r.target === '' ? '/' : r.target);
     if (!target.startsWith('/') || r.host === '' || /^\*+$/.test(r.host)) continue;
-    if (existing && decide({ method, host: r.host, target }, existing).allowed) {
+    const scheme = r.scheme ?? 'https';
+    const port = r.port ?? DEFAULT_PORTS[scheme];
+    if (!Number.isInteger(port) || port < 1 || port > 65535) continue;
+    if (existing && decide({ method, host: r.host, target, scheme, port }, existing).allowed) {
       alreadyAllowed++;
       continue;
     }
     const { path, query } = splitTarget(target);
-    let host = hosts.get(r.host);
-    if (!host) hosts.set(r.host, (host = { byMethod: new Map(), total: 0 }));
+    // The entry's host pattern: the port is part of it whenever it is not the default (80 in clear, 443 on TLS).
+    const authority = formatAuthority(r.host, port, scheme);
+    let host = hosts.get(authority);
+    if (!host) hosts.set(authority, (host = { byMethod: new Map(), total: 0 }));
     host.total++;
     let list = host.byMethod.get(method);
     if (!list) host.byMethod.set(method, (list = []));

@@ -6,8 +6,18 @@ import { suggestAllowlist, type ObservedRequest } from '../../src/protocol/allow
 import { decide } from '../../src/protocol/policy.js';
 import { evidenceFromLog, renderSuggestion } from '../../src/cli/config/suggestion.js';
 
-function record(decision: string, code: string, method: string, host: string, path: string): string {
-  return JSON.stringify({ v: 1, event: 'request', decision, code, method, host, path, url: `https://${host}${path}` });
+function record(
+  decision: string,
+  code: string,
+  method: string,
+  host: string,
+  path: string,
+  at: { scheme?: 'http' | 'https'; port?: number } = {},
+): string {
+  const scheme = at.scheme ?? 'https';
+  const shownPort = at.port === undefined || at.port === (scheme === 'https' ? 443 : 80) ? '' : `:${at.port}`;
+  const url = `${scheme}://${host}${shownPort}${path}`;
+  return JSON.stringify({ v: 1, event: 'request', decision, code, method, host, path, url, port: at.port });
 }
 
 const requests: ObservedRequest[] = [
@@ -108,5 +118,32 @@ describe('allowlist suggest: which log records are evidence', () => {
     );
     assert.equal(e.skipped, 4);
     assert.equal(e.unreadable, 2);
+  });
+  it('the port and scheme a request went to come along, and the file names non-default ports', () => {
+    const log = [
+      record('would_block', 'host_not_allowed', 'GET', 'registry.test', '/v2/', { port: 5000 }),
+      record('would_block', 'port_not_allowed', 'GET', 'api.test', '/x', { scheme: 'http', port: 8080 }),
+      record('allowed', 'allowed', 'GET', 'api.test', '/y', { scheme: 'http', port: 80 }),
+      // A log from before ports were judged: no port field, so the scheme's default.
+      record('allowed', 'allowed', 'GET', 'old.test', '/z'),
+    ].join('\n');
+    const e = evidenceFromLog(log);
+    assert.deepEqual(
+      e.requests.map((r) => [r.scheme, r.host, r.port]),
+      [
+        ['https', 'registry.test', 5000],
+        ['http', 'api.test', 8080],
+        ['http', 'api.test', 80],
+        ['https', 'old.test', undefined],
+      ],
+    );
+    const text = renderSuggestion(suggestAllowlist(e.requests));
+    const allowlist = AllowlistSchema.parse(parse(text));
+    assert.deepEqual(allowlist.url_prefixes.map((p) => p.host).sort(), [
+      'api.test',
+      'api.test:8080',
+      'old.test',
+      'registry.test:5000',
+    ]);
   });
 });

@@ -8,15 +8,24 @@ import {
   suggestionAllowlist,
   type ObservedRequest,
 } from '../../src/protocol/allowlist-suggest.js';
-import { decide, splitTarget } from '../../src/protocol/policy.js';
-import type { Allowlist } from '../../src/protocol/allowlist.js';
+import { decide, formatAuthority, splitTarget } from '../../src/protocol/policy.js';
+import { AllowlistSchema, type Allowlist } from '../../src/protocol/allowlist.js';
 
-function req(method: string, host: string, target: string): ObservedRequest {
-  return { method, host, target };
+function req(method: string, host: string, target: string, port?: number): ObservedRequest {
+  return { method, host, target, ...(port !== undefined ? { port } : {}) };
 }
 
+/** What the proxy decides for the request on the port (and scheme) it was made to. */
 function allows(allowlist: Allowlist, r: ObservedRequest): boolean {
-  return decide({ method: r.method, host: r.host, target: r.target }, allowlist).allowed;
+  const scheme = r.scheme ?? 'https';
+  const port = r.port ?? (scheme === 'https' ? 443 : 80);
+  return decide({ method: r.method, host: r.host, target: r.target, scheme, port }, allowlist).allowed;
+}
+
+/** The host pattern an entry for the request names: the host, with the port when it is not the default. */
+function authorityOf(r: ObservedRequest): string {
+  const scheme = r.scheme ?? 'https';
+  return formatAuthority(r.host, r.port ?? (scheme === 'https' ? 443 : 80), scheme);
 }
 
 const npmWorkload: ObservedRequest[] = ['lodash', 'express', '@types/node', 'left-pad', 'chalk', 'ms'].flatMap(
@@ -131,6 +140,44 @@ describe('allowlist suggest: path templates', () => {
     assert.equal(s.alreadyAllowed, 1);
     assert.ok(!s.entries.some((e) => e.kind === 'url_prefix' && e.path === '/user'));
   });
+  it('learns ports: a request on another port gives an entry naming it, which opens that port only', () => {
+    const observed: ObservedRequest[] = [
+      req('GET', 'registry.test', '/v2/app/manifests/1', 5000),
+      req('GET', 'registry.test', '/v2/app/blobs/sha256', 5000),
+      req('GET', 'registry.test', '/health'),
+      { method: 'GET', host: 'plain.test', target: '/index', scheme: 'http', port: 80 },
+      { method: 'GET', host: 'plain.test', target: '/metrics', scheme: 'http', port: 8080 },
+      req('GET', 'fd00::1', '/x', 8443),
+    ];
+    const s = suggestAllowlist(observed);
+    assert.deepEqual(
+      s.entries.map((e) => (e.kind === 'url_prefix' ? `${e.host} ${e.path}` : e.host)),
+      [
+        '[fd00::1]:8443 /x',
+        'plain.test /index',
+        'plain.test:8080 /metrics',
+        'registry.test /health',
+        'registry.test:5000 /v2/app/blobs/sha256',
+        'registry.test:5000 /v2/app/manifests/1',
+      ],
+    );
+    // What the schema and the linter accept, and what the proxy then enforces.
+    const al = AllowlistSchema.parse(suggestionAllowlist(s));
+    assert.deepEqual(lintAllowlist(al, { airut: false }), []);
+    for (const r of observed) assert.ok(allows(al, r), `${r.method} ${authorityOf(r)}${r.target}`);
+    for (const r of observed) {
+      for (const port of [443, 5000, 8080, 8443, 9999]) {
+        const probe = { ...r, port };
+        if (authorityOf(probe) === authorityOf(r)) continue;
+        assert.ok(!allows(al, probe), `${r.method} ${r.host}${r.target} on ${port}`);
+      }
+    }
+    // An existing entry naming the port already allows it: nothing is suggested for it.
+    const existing = AllowlistSchema.parse({ url_prefixes: [{ host: 'registry.test:5000', path: '/v2/*' }] });
+    const merged = suggestAllowlist(observed, existing);
+    assert.equal(merged.alreadyAllowed, 2);
+    assert.ok(!merged.entries.some((e) => e.host === 'registry.test:5000'));
+  });
   it('is compact: dozens of requests, a handful of entries, lint-clean', () => {
     const s = suggestAllowlist([...npmWorkload, ...apiWorkload]);
     assert.ok(npmWorkload.length + apiWorkload.length >= 20);
@@ -152,16 +199,19 @@ const workload = fc
       fc.constantFrom(...METHODS),
       family,
       fc.boolean(), // with a query
+      fc.constantFrom(undefined, 443, 5000), // the port (undefined: the default)
     ),
     { minLength: 1, maxLength: 8 },
   )
   .map((groups) =>
-    groups.flatMap(([host, method, [prefix, items], withQuery]) =>
+    groups.flatMap(([host, method, [prefix, items], withQuery, port]) =>
       items.map((item, i) =>
-        req(method, host, `/${[...prefix, item].join('/')}${withQuery && i % 2 === 0 ? `?page=${i}` : ''}`),
+        req(method, host, `/${[...prefix, item].join('/')}${withQuery && i % 2 === 0 ? `?page=${i}` : ''}`, port),
       ),
     ),
   );
+/** Ports the workload never uses. */
+const UNSEEN_PORTS = [80, 8443];
 
 /** Directory prefixes of a path (`/a/b/c` → '', '/a', '/a/b'), the places a `dir/*` template can start. */
 function directories(path: string): string[] {
@@ -177,11 +227,19 @@ describe('allowlist suggest: properties', () => {
         const al = suggestionAllowlist(s);
         for (const r of observed) assert.ok(allows(al, r), `not allowed: ${r.method} ${r.host}${r.target}`);
         for (const r of observed) assert.ok(!allows(al, { ...r, host: 'unseen.test' }));
+        for (const r of observed) {
+          for (const port of UNSEEN_PORTS) assert.ok(!allows(al, { ...r, port }), `${r.host}${r.target} on ${port}`);
+          // The host on the other of 443/5000, when the workload never used that one for it.
+          const other = (r.port ?? 443) === 443 ? 5000 : 443;
+          if (!observed.some((o) => o.host === r.host && (o.port ?? 443) === other)) {
+            assert.ok(!allows(al, { ...r, port: other }), `${r.host}${r.target} on ${other}`);
+          }
+        }
         assert.ok(!al.domains.includes('*') && !al.url_prefixes.some((e) => /^\*+$/.test(e.host)));
-        for (const host of HOSTS) {
-          const used = new Set(observed.filter((r) => r.host === host).map((r) => r.method));
+        for (const host of new Set(observed.map(authorityOf))) {
+          const used = new Set(observed.filter((r) => authorityOf(r) === host).map((r) => r.method));
           if (used.has(probeMethod) || al.domains.includes(host)) continue;
-          for (const r of observed.filter((o) => o.host === host)) {
+          for (const r of observed.filter((o) => authorityOf(o) === host)) {
             assert.ok(!allows(al, { ...r, method: probeMethod }), `${probeMethod} allowed on ${host}${r.target}`);
           }
         }
@@ -205,15 +263,15 @@ describe('allowlist suggest: properties', () => {
           const { path } = splitTarget(r.target);
           const segments = path.split('/');
           segments[1 + (i % (segments.length - 1))] = 'zz';
-          return req(r.method, r.host, segments.join('/'));
+          return req(r.method, r.host, segments.join('/'), r.port);
         });
         const candidates = [
           ...probes.map(([h, m, segs, q]) => req(m, h, '/' + segs.join('/') + (q ? '?x=1' : ''))),
           ...mutated,
         ];
         for (const probe of candidates) {
-          if (!allows(al, probe) || al.domains.includes(probe.host)) continue;
-          const mine = observed.filter((r) => r.host === probe.host && r.method === probe.method);
+          if (!allows(al, probe) || al.domains.includes(authorityOf(probe))) continue;
+          const mine = observed.filter((r) => authorityOf(r) === authorityOf(probe) && r.method === probe.method);
           const observedPaths = mine.map((r) => splitTarget(r.target));
           const probePath = splitTarget(probe.target);
           if (mine.some((r) => r.target === probe.target)) continue;
@@ -249,7 +307,7 @@ describe('allowlist suggest: properties', () => {
   it('is compact: never more entries than distinct (method, path) pairs observed', () => {
     fc.assert(
       fc.property(workload, (observed) => {
-        const distinct = new Set(observed.map((r) => `${r.host} ${r.method} ${r.target}`));
+        const distinct = new Set(observed.map((r) => `${authorityOf(r)} ${r.method} ${r.target}`));
         assert.ok(suggestAllowlist(observed).entries.length <= distinct.size);
       }),
       { numRuns: 300 },

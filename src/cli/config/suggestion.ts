@@ -42,7 +42,16 @@ export function addEvidence(record: LogRecord, into: LogEvidence): void {
     into.skipped++;
     return;
   }
-  into.requests.push({ method, host, target });
+  // The port the request went to (absent in logs from before ports were judged: the scheme's default then).
+  const port = record['port'];
+  const scheme = recordText(record, 'url').startsWith('http://') ? 'http' : 'https';
+  into.requests.push({
+    method,
+    host,
+    target,
+    scheme,
+    ...(typeof port === 'number' && Number.isInteger(port) ? { port } : {}),
+  });
 }
 
 export function emptyEvidence(): LogEvidence {
