@@ -2,7 +2,7 @@ import type { Allowlist, UrlPrefixRule } from './allowlist.js';
 import { nearest } from './edit-distance.js';
 import { fnmatchCase, globProblems, isGlob } from './fnmatch.js';
 import { HTTP_METHODS, NEVER_FORWARDED_METHODS } from './http-methods.js';
-import { normalizeTarget, pathProblem } from './policy.js';
+import { normalizeTarget, pathProblem, splitHostPattern } from './policy.js';
 
 /**
  * The policy linter: what a schema cannot see in a valid-looking allowlist. Pure: it works on the parsed allowlist and
@@ -67,10 +67,16 @@ export function patternCovers(
   return ends.prefix.startsWith(star[1]!) && ends.suffix.endsWith(star[2]!);
 }
 
-/** Whether every host `inner` matches is matched by `outer` too (sound, not complete). */
+/**
+ * Whether every host `inner` matches is matched by `outer` too (sound, not complete). A pattern opens one port — the
+ * one it names, or the default one — so only patterns on the same port can cover each other.
+ */
 export function hostCovers(outer: string, inner: string): boolean {
+  const o = splitHostPattern(outer);
+  const i = splitHostPattern(inner);
+  if (o.port !== i.port) return false;
   // Both sides as hostMatches() reads a pattern, then compared as such: values are normalised hosts.
-  return patternCovers(canonicalHost(outer), canonicalHost(inner), (v, p) => fnmatchCase(v, p));
+  return patternCovers(canonicalHost(o.host), canonicalHost(i.host), (v, p) => fnmatchCase(v, p));
 }
 
 /** An empty path, `*` and `/*` all allow every request target (targets always start with `/`). */
@@ -100,9 +106,15 @@ function canonicalHost(pattern: string): string {
   return p;
 }
 
+/** A host pattern with its port, as compared for duplicates: `A.test.:5000` and `a.test:5000` are one. */
+function canonicalEndpoint(pattern: string): string {
+  const { host, port } = splitHostPattern(pattern);
+  return port === null ? canonicalHost(host) : `${canonicalHost(host)}:${port}`;
+}
+
 function entryKey(e: UrlPrefixRule): string {
   const methods = [...new Set(e.methods.map((m) => m.toUpperCase()))].sort();
-  return JSON.stringify([canonicalHost(e.host), normalizeTarget(e.path), methods, e.graphql ?? null]);
+  return JSON.stringify([canonicalEndpoint(e.host), normalizeTarget(e.path), methods, e.graphql ?? null]);
 }
 
 function describeEntry(index: number, e: UrlPrefixRule): string {
@@ -123,7 +135,37 @@ function deadHostReason(pattern: string): string | null {
   }
   if (pattern.includes('@')) return `"${pattern}" holds user information (@); write the host only`;
   if (pattern.includes('#')) return `"${pattern}" holds a fragment (#); write the host only`;
-  return null;
+  return portSyntaxReason(pattern);
+}
+
+/** The proxy answers DNS on 53 and never opens an HTTP listener there (policy.ts `declaredPorts`). */
+const DNS_PORT = 53;
+
+/**
+ * What is wrong with the port a host pattern names (`host:5000`, `[fd00::1]:5000`), or null. A port is one number:
+ * anything else after the colon is read as part of the host, which no host has.
+ */
+function portSyntaxReason(pattern: string): string | null {
+  const onePort = 'name one port as a number (`registry.internal:5000`); ranges and wildcard ports do not exist';
+  if (/^\[[^\]]*:/.test(pattern)) {
+    const end = pattern.indexOf(']');
+    if (end < 0 || end === pattern.length - 1 || splitHostPattern(pattern).port !== null) return null;
+    return `"${pattern}": after the bracketed address only ":PORT" may follow; ${onePort}`;
+  }
+  const named = splitHostPattern(pattern).port;
+  if (named === DNS_PORT) {
+    return `"${pattern}": port 53 is the proxy's DNS, where no HTTP listener is ever opened`;
+  }
+  const colons = pattern.split(':').length - 1;
+  if (colons === 0 || named !== null) return null;
+  // Only IPv6 literals have colons in a host: a pattern that can still match one (`fd00:*`) is left alone.
+  const ipv6Pattern = /^[0-9a-f:.*?[\]!-]+$/i.test(pattern);
+  if (ipv6Pattern && (colons > 1 || isGlob(pattern))) return null;
+  if (colons === 1) {
+    const port = pattern.slice(pattern.indexOf(':') + 1);
+    return `"${pattern}": the port "${port}" is not a number; ${onePort}`;
+  }
+  return `"${pattern}" has more than one ":"; ${onePort}, and write an IPv6 address with a port in brackets (\`[fd00::1]:5000\`)`;
 }
 
 /**
@@ -131,7 +173,7 @@ function deadHostReason(pattern: string): string | null {
  * → 1 (the star is glued to `github`, so `evilgithub.com` matches too).
  */
 function labelsAfterWildcard(pattern: string): number {
-  const suffix = literalEnds(pattern).suffix;
+  const suffix = literalEnds(splitHostPattern(pattern).host).suffix;
   return suffix
     .split('.')
     .slice(1)
@@ -156,19 +198,25 @@ export function lintAllowlist(allowlist: Allowlist, options: LintOptions): LintF
       add('error', at, `${dead}; as written it can never match`);
       return false;
     }
-    if (isMatchAll(pattern)) {
+    const { host, port } = splitHostPattern(pattern);
+    if (isMatchAll(host)) {
+      const where = port === null ? '' : ` on port ${port}`;
       if (fullyOpen) {
         matchAllSeen = true;
         if (!allowAll) {
           add(
             meaningful,
             at,
-            `a bare "*" allows every host, path and method: the network sandbox then blocks nothing; ` +
+            `a bare "*" allows every host, path and method${where}: the network sandbox then blocks nothing there; ` +
               `say so with \`allow_all: true\` at the top of the file, or list the hosts${airutNote}`,
           );
         }
       } else {
-        add('warning', at, `host "*" applies this entry to every host; name the hosts it is meant for`);
+        add(
+          'warning',
+          at,
+          `host "${pattern}" applies this entry to every host${where}; name the hosts it is meant for`,
+        );
       }
       return true;
     }
@@ -206,7 +254,7 @@ export function lintAllowlist(allowlist: Allowlist, options: LintOptions): LintF
   for (const [i, pattern] of allowlist.domains.entries()) {
     const at: Where = ['domains', i];
     if (!lintHost(pattern, at, true)) continue;
-    const key = canonicalHost(pattern);
+    const key = canonicalEndpoint(pattern);
     const first = seenDomains.get(key);
     if (first !== undefined) {
       add(meaningful, at, `duplicate of domains[${first}] ("${allowlist.domains[first]}"); remove one${airutNote}`);

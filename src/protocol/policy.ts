@@ -92,7 +92,8 @@ export function formatAuthority(host: string, port: number, scheme: Scheme): str
  * `*.internal:8443`, `[fd00::1]:443`. Null port: the listener's default port only. A bare IPv6 literal has no port.
  */
 export function splitHostPattern(pattern: string): { host: string; port: number | null } {
-  const m = pattern.startsWith('[') ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
+  // A leading `[` is an IPv6 address only when it holds a colon; otherwise it is a glob class (`[ab].test:5000`).
+  const m = /^(\[[^\]]*:[^\]]*\]):(\d{1,5})$/.exec(pattern) ?? /^([^:]*):(\d{1,5})$/.exec(pattern);
   return m ? { host: m[1]!, port: Number(m[2]) } : { host: pattern, port: null };
 }
 

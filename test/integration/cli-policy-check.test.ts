@@ -174,6 +174,36 @@ describe('airlock config check: the policy linter (built package)', () => {
     assert.match(r.stderr, /airlock: 9 errors in the policy/);
     assert.equal(r.stdout, '', 'nothing resolved is printed for an invalid policy');
   });
+  it('ports: valid ones pass; a port that is not one number, or out of range, is an error at its file:line:col', async () => {
+    const good = await workspace({
+      '.airlock/network-allowlist.yaml':
+        'domains: ["registry.internal:5000", "[fd00::1]:8443"]\nurl_prefixes:\n  - {host: "git.corp.internal:8443", path: /x}\n',
+    });
+    const ok = airlock(['config', 'check'], good);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stderr, '');
+    const bad = await workspace({
+      '.airlock/network-allowlist.yaml':
+        'domains: ["registry.internal:abc"]\nurl_prefixes:\n  - {host: "git.internal:8443:9443", path: /x}\n',
+    });
+    const r = airlock(['config', 'check'], bad);
+    assert.equal(r.code, 125, r.stderr);
+    assert.match(
+      r.stderr,
+      /network-allowlist\.yaml:1:11: domains\.0: "registry\.internal:abc": the port "abc" is not a number/,
+    );
+    assert.match(
+      r.stderr,
+      /network-allowlist\.yaml:3:\d+: url_prefixes\.0\.host: "git\.internal:8443:9443" has more than one ":"/,
+    );
+    const range = await workspace({ '.airlock/network-allowlist.yaml': 'domains:\n  - "registry.internal:70000"\n' });
+    const out = airlock(['config', 'check'], range);
+    assert.equal(out.code, 125, out.stderr);
+    assert.match(
+      out.stderr,
+      /network-allowlist\.yaml:2:5: domains\.0: the port in "registry\.internal:70000" must be between 1 and 65535/,
+    );
+  });
   it('prints warnings on stderr and still exits 0', async () => {
     const dir = await workspace({
       '.airlock/network-allowlist.yaml':

@@ -6,7 +6,7 @@ import { AllowlistSchema } from '../../src/protocol/allowlist.js';
 import { hostCovers, lintAllowlist, pathCovers, type LintFinding } from '../../src/protocol/allowlist-lint.js';
 import { fnmatchCase, globProblems } from '../../src/protocol/fnmatch.js';
 import { HTTP_METHODS } from '../../src/protocol/http-methods.js';
-import { hostMatches } from '../../src/protocol/policy.js';
+import { declaredPorts, endpointMatches, hostMatches } from '../../src/protocol/policy.js';
 
 /** Lints a file's content (as the loader would have parsed it) in airlock's own layout unless told otherwise. */
 function lint(raw: unknown, airut = false): LintFinding[] {
@@ -34,6 +34,55 @@ describe('policy linter: errors (entries that can never match)', () => {
   });
   it('a host with a port (no scheme) is left alone: ports are policy (issue 13)', () => {
     assert.deepEqual(lint({ domains: ['registry.internal:5000'] }), []);
+  });
+  it('a port that is not one number can never match; valid port patterns pass', () => {
+    for (const [pattern, why] of [
+      ['registry.test:abc', 'the port "abc" is not a number'],
+      ['registry.test:*', 'the port "*" is not a number'],
+      ['registry.test:', 'the port "" is not a number'],
+      ['registry.test:5000-5010', 'the port "5000-5010" is not a number'],
+      ['registry.test:5000:6000', 'more than one ":"'],
+      ['[fd00::1]:https', 'after the bracketed address only ":PORT" may follow'],
+      ['registry.test:53', "port 53 is the proxy's DNS"],
+    ] as const) {
+      for (const raw of [{ domains: [pattern] }, { url_prefixes: [{ host: pattern, path: '/x' }] }]) {
+        const f = only(lint(raw));
+        assert.equal(f.severity, 'error', pattern);
+        assert.deepEqual(f.path, 'domains' in raw ? ['domains', 0] : ['url_prefixes', 0, 'host']);
+        assert.ok(f.message.includes(why), f.message);
+        // Really dead: the proxy's matcher never lets a request through on it, on any port it listens on.
+        for (const port of [443, 5000, 6000]) assert.ok(!endpointMatches('registry.test', port, 'https', pattern));
+        assert.ok(!declaredPorts(AllowlistSchema.parse(raw)).includes(53));
+      }
+    }
+    for (const pattern of [
+      'registry.test:5000',
+      'registry.test:443',
+      '*.corp.internal:8443',
+      '[fd00::1]:8443',
+      '[fd00::1]',
+      'fd00::1',
+      '[ab]?.corp.test:5000',
+    ]) {
+      assert.deepEqual(lint({ domains: [pattern] }), [], pattern);
+    }
+    assert.ok(
+      endpointMatches('bx.corp.test', 5000, 'https', '[ab]?.corp.test:5000'),
+      'a glob class is not an IPv6 bracket',
+    );
+    // Out of range: the schema itself refuses it (with file:line:col from the loader).
+    for (const pattern of ['registry.test:0', 'registry.test:65536', '[fd00::1]:99999']) {
+      assert.equal(AllowlistSchema.safeParse({ domains: [pattern] }).success, false, pattern);
+    }
+  });
+  it('ports in duplicates, shadowing and bare "*": only the same port counts', () => {
+    assert.deepEqual(lint({ domains: ['a.test', 'a.test:5000', '*.x.test', 'b.x.test:5000'] }), []);
+    assert.match(only(lint({ domains: ['a.test:5000', 'A.test.:5000'] })).message, /duplicate of domains\[0\]/);
+    assert.match(only(lint({ domains: ['*.x.test:5000', 'b.x.test:5000'] })).message, /shadowed by domains\[0\]/);
+    const star = only(lint({ domains: ['*:5000'] }));
+    assert.equal(star.severity, 'error');
+    assert.match(star.message, /every host, path and method on port 5000/);
+    assert.deepEqual(lint({ allow_all: true, domains: ['*:5000'] }), []);
   });
   it('a URL as a url_prefixes host', () => {
     const f = only(lint({ url_prefixes: [{ host: 'https://api.github.com', path: '/x' }] }));
@@ -239,6 +288,22 @@ describe('the shadowing judgement is sound', () => {
         }
       }),
       { numRuns: 5000 },
+    );
+  });
+  it('for host patterns with ports: what the inner one opens (host and port), the outer one opens too', () => {
+    const withPort = fc.tuple(pattern, fc.constantFrom('', ':443', ':5000')).map(([p, port]) => p + port);
+    fc.assert(
+      fc.property(withPort, withPort, fc.array(host, { maxLength: 20 }), (outer, inner, values) => {
+        if (!hostCovers(outer, inner)) return;
+        for (const v of [...values, ...samples(inner.replace(/:\d+$/, ''))]) {
+          for (const port of [443, 5000]) {
+            if (endpointMatches(v, port, 'https', inner)) {
+              assert.ok(endpointMatches(v, port, 'https', outer), `${v}:${port} is in ${inner} but not ${outer}`);
+            }
+          }
+        }
+      }),
+      { numRuns: 3000 },
     );
   });
   it('finds the common cases it exists for', () => {
