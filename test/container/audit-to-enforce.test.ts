@@ -5,6 +5,11 @@
  * with that allowlist the same workload passes under `--fail-on-block`, while requests it never made — another host,
  * another method, another path family — stay blocked and never reach the upstream. Fake upstreams run on this
  * machine and are reached through `upstream_hosts: host-gateway:PORT`; no traffic leaves it.
+ *
+ * And the day-two case: an allowlist that allows part of a command's traffic, including a port it names. Under
+ * `--audit` the command's own exit code comes back, the stderr summary counts what would have been blocked (a
+ * method, a host on the declared port, an allowed host on another port), and the suggested file — the existing
+ * allowlist with entries added — lets exactly those requests through when enforced.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -94,11 +99,53 @@ const UNOBSERVED = {
   upload: 'curl -s -o /dev/null -w "%{http_code}" -X PUT -d x https://registry.test/lodash',
 };
 
+/** What the day-two allowlist allows already: GETs of single issues, and svc.test on the port 5000 only. */
+const PARTIAL_ALLOWLIST =
+  'url_prefixes:\n' +
+  '  - {host: api.test, path: "/repos/acme/app/issues/*", methods: [GET]}\n' +
+  '  - {host: "svc.test:5000", path: /health, methods: [GET]}\n';
+
+/** The command's requests, by name: two allowed, three that the allowlist refuses for policy reasons. */
+const PARTIAL_SEEN: Record<string, string> = {
+  issue: 'https://api.test/repos/acme/app/issues/1',
+  create: '-X POST -H "Content-Type: application/json" -d {} https://api.test/repos/acme/app/issues',
+  health5000: 'https://svc.test:5000/health',
+  other5000: 'https://other.test:5000/status',
+  health443: 'https://svc.test/health',
+};
+const PARTIAL_STATUS: Record<string, string> = {
+  issue: '200',
+  create: '201',
+  health5000: '200',
+  other5000: '200',
+  health443: '200',
+};
+const PARTIAL_RECEIVED = [
+  'GET api.test/repos/acme/app/issues/1',
+  'POST api.test/repos/acme/app/issues',
+  'GET svc.test/health',
+  'GET other.test/status',
+  'GET svc.test/health',
+];
+/** Next to what was seen, never seen: another port, another path on the learned port, another method. */
+const PARTIAL_NEAR: Record<string, string> = {
+  other443: 'https://other.test/status',
+  otherPath: 'https://other.test:5000/admin',
+  put: '-X PUT -d {} https://api.test/repos/acme/app/issues',
+};
+
+/** A bash script that prints `name=<HTTP status>` for each request, in order. */
+function probe(requests: Record<string, string>): string {
+  return Object.entries(requests)
+    .map(([name, args]) => `echo ${name}=$(curl -s -o /dev/null -w "%{http_code}" ${args})`)
+    .join('\n');
+}
+
 let services: Upstream;
 let root: string;
 
 before(async () => {
-  const pki = await makeTestPki(['registry.test', 'api.test', 'other.test']);
+  const pki = await makeTestPki(['registry.test', 'api.test', 'other.test', 'svc.test']);
   services = await startServices(pki);
   root = await mkdtemp(path.join(tmpdir(), 'airlock-audit-'));
   await writeFile(path.join(root, 'upstream-ca.pem'), pki.caPem);
@@ -118,7 +165,7 @@ async function workspace(name: string, allowlist: string | null): Promise<string
     [
       'upstream_ca_file: upstream-ca.pem',
       'upstream_hosts:',
-      ...['registry.test', 'api.test', 'other.test'].map((h) => `  ${h}: host-gateway:${services.port}`),
+      ...['registry.test', 'api.test', 'other.test', 'svc.test'].map((h) => `  ${h}: host-gateway:${services.port}`),
       '',
     ].join('\n'),
   );
@@ -218,6 +265,69 @@ for (const engine of ENGINES) {
       assert.equal(services.received.length, before, 'no unobserved request reached a service');
       assert.equal(blocked.code, 3, 'the command succeeded but requests were blocked: --fail-on-block exits 3');
       assert.match(blocked.stderr, /4 requests were blocked by the network allowlist/);
+    });
+
+    void it('a partial allowlist: allowed + would-be-blocked requests, the command’s exit code, the summary, and a suggestion that lets exactly those through', async () => {
+      const dir = await workspace(`${engine}-partial`, PARTIAL_ALLOWLIST);
+      const before = services.received.length;
+      const r = await airlock(
+        [
+          'run',
+          '--engine',
+          engine,
+          '--audit',
+          '--audit-allowlist',
+          'suggested.yaml',
+          '--',
+          'bash',
+          '-c',
+          `${probe(PARTIAL_SEEN)}\nexit 7`,
+        ],
+        dir,
+      );
+      assert.equal(r.code, 7, `the command's exit code, not airlock's:\n${r.stderr}`);
+      for (const [name, status] of Object.entries(PARTIAL_STATUS)) {
+        assert.equal(r.results.get(name), status, `${name} in audit mode:\n${r.stdout}`);
+      }
+      assert.equal(services.received.length - before, Object.keys(PARTIAL_SEEN).length, 'all of them reached it');
+      const file = path.join(dir, 'suggested.yaml');
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `\\nairlock: audit: 3 requests would have been blocked; suggested allowlist: ${file.replace(/[.]/g, '\\.')}\\n`,
+        ),
+      );
+      const text = await readFile(file, 'utf8');
+      assert.ok(text.startsWith(PARTIAL_ALLOWLIST.trimEnd()), `the existing entries come first, unchanged:\n${text}`);
+      const hosts = AllowlistSchema.parse(parse(text)).url_prefixes.map(
+        (e) => `${e.host} ${e.path} ${e.methods.join(',')}`,
+      );
+      assert.deepEqual(hosts, [
+        'api.test /repos/acme/app/issues/* GET',
+        'svc.test:5000 /health GET',
+        'api.test /repos/acme/app/issues POST',
+        'other.test:5000 /status GET',
+        'svc.test /health GET',
+      ]);
+
+      // Enforced: the same requests pass, and requests next to them (another port, method or path) are refused.
+      await writeFile(path.join(dir, '.airlock/network-allowlist.yaml'), text);
+      const sent = services.received.length;
+      const enforced = await airlock(
+        ['run', '--engine', engine, '--fail-on-block', '--', 'bash', '-c', probe({ ...PARTIAL_SEEN, ...PARTIAL_NEAR })],
+        dir,
+      );
+      for (const [name, status] of Object.entries(PARTIAL_STATUS)) {
+        assert.equal(enforced.results.get(name), status, `${name} enforced:\n${enforced.stdout}`);
+      }
+      for (const name of Object.keys(PARTIAL_NEAR)) assert.equal(enforced.results.get(name), '403', name);
+      assert.deepEqual(
+        services.received.slice(sent).map((q) => `${q.method} ${q.host}${q.url}`),
+        PARTIAL_RECEIVED,
+        'exactly the observed requests reached the services',
+      );
+      assert.equal(enforced.code, 3, `--fail-on-block: the near misses were blocked\n${enforced.stderr}`);
+      assert.match(enforced.stderr, /3 requests were blocked by the network allowlist/);
     });
 
     void it('in a local run the sandbox cannot rewrite the policy the next run reads', async () => {
