@@ -17,6 +17,8 @@ export interface ActionInputs {
   token: string;
   /** Inputs that were given but mean nothing here (Airut's `airut_version`), to be reported. */
   ignored: string[];
+  /** Audit mode (`airlock run --audit`): policy refusals are let through, logged, and turned into a suggestion. */
+  audit: boolean;
 }
 
 /**
@@ -93,5 +95,6 @@ export function readInputs(get: (name: string) => string): ActionInputs {
     ignored: Object.entries(IGNORED_INPUTS)
       .filter(([name]) => get(name).trim() !== '')
       .map(([name, why]) => `input '${name}' is ignored: ${why}`),
+    audit: bool('audit', get('audit'), false),
   };
 }

@@ -13,7 +13,10 @@ import { syncImageCache } from './image-cache.js';
 import { readInputs } from './inputs.js';
 import { sandboxRunArgv } from './sandbox-command.js';
 import { secretValues } from './secrets.js';
-import { renderSummary, tallyNetworkLog } from './summary.js';
+import { renderSummary } from './summary.js';
+import { tallyNetworkLog } from '../protocol/network-log-records.js';
+import { suggestAllowlist } from '../protocol/allowlist-suggest.js';
+import { evidenceFromLog, renderSuggestion } from '../cli/config/suggestion.js';
 import { resolveTarget, TargetError } from './target.js';
 
 /**
@@ -68,6 +71,11 @@ const RUN_FLAGS = {
   networkLogJson: '--network-log-json',
   maxImageAge: '--max-image-age',
   engine: '--engine',
+  audit: '--audit',
+  auditAllowlist: '--audit-allowlist',
+  // The merge inside the sandbox may rewrite .airlock/ (the PR can change it), and no later run reads this
+  // workspace's policy: every run checks the base branch out afresh.
+  writablePolicy: '--writable-policy',
 } as const;
 
 export async function main(deps: ActionDeps, env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -126,7 +134,7 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   const runnerTemp = env.RUNNER_TEMP || tmpdir();
   const ctx: CommandContext = { cwd: workspace, env, stdout: process.stdout, stderr: process.stderr, isTTY: false };
   const engineArgs: string[] = inputs.engine ? [RUN_FLAGS.engine, inputs.engine] : [];
-  const actionArgs = [...engineArgs];
+  const actionArgs = [...engineArgs, RUN_FLAGS.writablePolicy];
   // On Kubernetes the images come from a registry (docs/kubernetes.md): there is no local image store to cache.
   const onKubernetes = await kubernetesChosen(inputs.engine ?? undefined, env);
   if (inputs.cache && !onKubernetes) {
@@ -153,6 +161,12 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
   if (policy.sandbox.network_sandbox) {
     actionArgs.push(RUN_FLAGS.networkLog, networkLog, RUN_FLAGS.networkLogJson, networkLogJson);
   }
+  const audit = inputs.audit && policy.sandbox.network_sandbox;
+  const suggestionFile = networkLog.replace(/\.log$/, '-suggested-allowlist.yaml');
+  if (audit) actionArgs.push(RUN_FLAGS.audit, RUN_FLAGS.auditAllowlist, suggestionFile);
+  if (inputs.audit && !policy.sandbox.network_sandbox) {
+    core.warning('audit: true has no effect: network_sandbox is false in the base policy, so there is no allowlist');
+  }
 
   const argv = sandboxRunArgv({
     sandboxArgs: inputs.sandboxArgs,
@@ -175,14 +189,22 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
 
   const jsonl = policy.sandbox.network_sandbox ? await readFile(networkLogJson, 'utf8').catch(() => null) : null;
   const tally = jsonl === null ? null : tallyNetworkLog(jsonl);
-  for (const host of tally?.blockedHosts ?? []) {
+  for (const group of tally?.blockedByHost ?? []) {
     core.warning(
-      `airlock blocked requests to ${host}; see the job summary for the allowlist entry that would permit them`,
-      {
-        title: 'airlock: blocked host',
-      },
+      `airlock blocked ${group.count} request${group.count === 1 ? '' : 's'} to ${group.host}; see the job summary for the allowlist entries that would permit them`,
+      { title: 'airlock: blocked host' },
     );
   }
+  // Entries for what the base policy refused (or, in audit mode, let through): computed against the allowlist the
+  // action loaded before the sandbox ran, never against the workspace, which the sandbox could have rewritten.
+  const suggestion = jsonl === null ? null : suggestAllowlist(evidenceFromLog(jsonl).requests, policy.allowlist);
+  const suggestionYaml = suggestion && suggestion.entries.length > 0 ? renderSuggestion(suggestion) : null;
+  const suggestionWritten =
+    audit &&
+    (await readFile(suggestionFile, 'utf8').then(
+      () => true,
+      () => false,
+    ));
   const summaryFile = env.GITHUB_STEP_SUMMARY;
   if (summaryFile) {
     await core.summary
@@ -195,7 +217,10 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
           mode: inputs.merge ? 'merge' : 'checkout',
           allowlistSha256: policy.allowlistSha256,
           networkSandbox: policy.sandbox.network_sandbox,
+          audit,
           tally,
+          suggestion: suggestionYaml,
+          ...(suggestionWritten ? { suggestionFile } : {}),
         }),
       )
       .write();
@@ -207,6 +232,7 @@ async function runAction(deps: ActionDeps, env: NodeJS.ProcessEnv): Promise<numb
     core.setOutput('network-log', networkLog);
     core.setOutput('network-log-json', networkLogJson);
   }
+  if (suggestionWritten) core.setOutput('suggested-allowlist', suggestionFile);
   if (exitCode === EXIT.airlock) {
     core.setFailed(
       `airlock run exited with ${exitCode}: airlock's own failure (see its message above) or the command's`,

@@ -1,95 +1,13 @@
-import { hintFor } from '../protocol/policy.js';
+import type { HostGroup, NetworkTally } from '../protocol/network-log-records.js';
 
 /**
- * The job summary and annotations, from the JSONL network log (docs/network-log.md). Every string in the log that
- * came from the sandbox (host, path, method) is attacker-chosen, so it is escaped for Markdown/HTML before it reaches
- * the summary, and records that do not parse are counted, not trusted.
+ * The job summary and annotations, from the JSONL network log (docs/network-log.md) tallied by the same code as the
+ * CLI's end-of-run summary. Every string in the log that came from the sandbox (host, path, method) is attacker-chosen,
+ * so it is escaped for Markdown/HTML before it reaches the summary, and records that do not parse are counted, not
+ * trusted. YAML blocks are fenced with more backticks than any run inside them, so no path can close the fence.
  */
 
-export interface BlockedRequest {
-  method: string;
-  host: string;
-  path: string;
-  code: string;
-  /** The allowlist entry that would permit it. */
-  hint: string;
-  count: number;
-}
-
-export interface NetworkTally {
-  allowed: number;
-  blocked: number;
-  errors: number;
-  unreadableLines: number;
-  blockedRequests: BlockedRequest[];
-  /** Distinct blocked hosts, in first-seen order: one warning annotation each. */
-  blockedHosts: string[];
-  /** Provenance the proxy recorded in its `start` event, when it did. */
-  loggedPolicySha256: string | null;
-}
-
-function field(record: Record<string, unknown>, key: string): string {
-  const v = record[key];
-  return typeof v === 'string' ? v : '';
-}
-
-export function tallyNetworkLog(jsonl: string): NetworkTally {
-  const tally: NetworkTally = {
-    allowed: 0,
-    blocked: 0,
-    errors: 0,
-    unreadableLines: 0,
-    blockedRequests: [],
-    blockedHosts: [],
-    loggedPolicySha256: null,
-  };
-  const byKey = new Map<string, BlockedRequest>();
-  for (const line of jsonl.split('\n')) {
-    if (line.trim() === '') continue;
-    let record: Record<string, unknown>;
-    try {
-      const parsed: unknown = JSON.parse(line);
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-      record = parsed as Record<string, unknown>;
-    } catch {
-      tally.unreadableLines++;
-      continue;
-    }
-    const event = field(record, 'event');
-    if (event === 'start') {
-      tally.loggedPolicySha256 = field(record, 'policy_sha256') || tally.loggedPolicySha256;
-    } else if (event === 'error') {
-      tally.errors++;
-    } else if (event === 'request') {
-      const decision = field(record, 'decision');
-      if (decision === 'allowed') tally.allowed++;
-      else if (decision === 'blocked') {
-        tally.blocked++;
-        const method = field(record, 'method').toUpperCase() || '?';
-        const host = field(record, 'host');
-        const path = field(record, 'path') || '/';
-        const code = field(record, 'code');
-        const key = JSON.stringify([method, host, path, code]);
-        const known = byKey.get(key);
-        if (known) known.count++;
-        else {
-          const entry = {
-            method,
-            host,
-            path,
-            code,
-            hint: field(record, 'hint') || hintFor(method, host, path),
-            count: 1,
-          };
-          byKey.set(key, entry);
-          tally.blockedRequests.push(entry);
-        }
-        if (host !== '' && !tally.blockedHosts.includes(host)) tally.blockedHosts.push(host);
-      }
-    }
-  }
-  return tally;
-}
+export type { NetworkTally } from '../protocol/network-log-records.js';
 
 /** Text that came from the sandbox, made inert inside a Markdown table cell. */
 export function cell(text: string, max = 200): string {
@@ -105,6 +23,13 @@ export function cell(text: string, max = 200): string {
   return `<code>${escaped}</code>`;
 }
 
+/** A fenced code block that its content cannot close: the fence is longer than any backtick run in it. */
+export function fenced(lang: string, content: string): string {
+  const longest = Math.max(0, ...[...content.matchAll(/`+/g)].map((m) => m[0].length));
+  const fence = '`'.repeat(Math.max(3, longest + 1));
+  return `${fence}${lang}\n${content.replace(/\n?$/, '\n')}${fence}`;
+}
+
 export interface RunFacts {
   exitCode: number;
   baseRef: string;
@@ -113,57 +38,94 @@ export interface RunFacts {
   mode: 'merge' | 'checkout';
   allowlistSha256: string;
   networkSandbox: boolean;
+  /** Audit mode: policy refusals were let through and logged as would_block. */
+  audit: boolean;
   /** Null when the run produced no log (network sandbox off, or airlock failed before the proxy started). */
   tally: NetworkTally | null;
-  /** Blocked rows shown in the table; the rest are counted. */
+  /** Allowlist entries (YAML) that would allow what the policy refused or flagged; null when there is nothing. */
+  suggestion: string | null;
+  /** Where the complete suggested allowlist was written (the `suggested-allowlist` output). */
+  suggestionFile?: string;
+  /** Host rows shown per table; the rest are counted. */
   maxRows?: number;
+}
+
+function hostTable(groups: readonly HostGroup[], max: number): string[] {
+  const lines = ['| Host | Requests | Methods | Codes | Most frequent paths |', '|---|---:|---|---|---|'];
+  for (const g of groups.slice(0, max)) {
+    const paths = g.paths.map((p) => `${cell(p.path)}${p.count > 1 ? ` ×${p.count}` : ''}`).join(' ');
+    lines.push(
+      `| ${cell(g.host)} | ${g.count} | ${cell(g.methods.join(', '), 80)} | ${cell(g.codes.join(', '), 120)} | ${paths} |`,
+    );
+  }
+  if (groups.length > max) lines.push('', `…and ${groups.length - max} more hosts (see the network-log-json output).`);
+  return lines;
 }
 
 export function renderSummary(f: RunFacts): string {
   const lines: string[] = [];
   const verdict = f.exitCode === 0 ? 'passed' : `failed (exit ${f.exitCode})`;
-  lines.push(`## airlock: sandboxed run ${verdict}`, '');
+  lines.push(`## airlock: sandboxed run ${verdict}${f.audit ? ' (audit mode)' : ''}`, '');
   // A Markdown table needs a header row; an empty one renders as a blank bar above the facts.
   lines.push('| Run | Details |', '|---|---|');
   lines.push(`| Base branch (policy source) | ${cell(f.baseRef)} at ${cell(f.baseSha)} |`);
   lines.push(
     `| PR commit (${f.mode === 'merge' ? 'merged in the sandbox' : 'checked out in the sandbox'}) | ${cell(f.prSha)} |`,
   );
-  lines.push(`| Enforced allowlist sha256 | ${cell(f.allowlistSha256)} |`);
+  lines.push(`| ${f.audit ? 'Audited' : 'Enforced'} allowlist sha256 | ${cell(f.allowlistSha256)} |`);
   if (!f.networkSandbox) {
     lines.push(
       '| Network sandbox | **off** (`network_sandbox: false` in the base policy): no allowlist was enforced |',
     );
   }
+  if (f.audit && f.networkSandbox) {
+    lines.push(
+      '| Mode | **audit**: requests the allowlist refuses were let through and logged; safety refusals still applied |',
+    );
+  }
   const t = f.tally;
   if (t) {
-    lines.push(`| Requests | ${t.allowed} allowed, ${t.blocked} blocked, ${t.errors} upstream errors |`);
+    const audited = f.audit ? `, ${t.wouldBlock} would have been blocked` : '';
+    lines.push(`| Requests | ${t.allowed} allowed, ${t.blocked} blocked${audited}, ${t.errors} upstream failures |`);
     if (t.unreadableLines > 0) lines.push(`| Unreadable log lines | ${t.unreadableLines} |`);
     if (t.loggedPolicySha256 && t.loggedPolicySha256 !== f.allowlistSha256) {
       lines.push(`| ⚠ Proxy reported allowlist sha256 | ${cell(t.loggedPolicySha256)} (differs) |`);
     }
   }
   lines.push(`| Command exit code | ${f.exitCode} |`, '');
-  if (t && t.blockedRequests.length > 0) {
-    const max = f.maxRows ?? 50;
-    lines.push('### Blocked requests', '');
-    lines.push('| Count | Method | Host | Path | Code | Allowlist entry that would permit it |');
-    lines.push('|---:|---|---|---|---|---|');
-    for (const b of t.blockedRequests.slice(0, max)) {
-      lines.push(
-        `| ${b.count} | ${cell(b.method, 16)} | ${cell(b.host)} | ${cell(b.path)} | ${cell(b.code, 40)} | ${cell(b.hint, 400)} |`,
-      );
-    }
-    if (t.blockedRequests.length > max) {
-      lines.push(
-        '',
-        `…and ${t.blockedRequests.length - max} more distinct blocked requests (see the network-log-json output).`,
-      );
-    }
+  const max = f.maxRows ?? 30;
+  if (t && t.blockedByHost.length > 0) {
     lines.push(
+      f.audit ? '### Refused even in audit mode' : '### Blocked requests',
       '',
-      'Add an entry to `.airlock/network-allowlist.yaml` **on the base branch** to allow a request; a PR cannot change the policy it runs under.',
+      ...hostTable(t.blockedByHost, max),
+      '',
     );
   }
+  if (t && t.wouldBlockByHost.length > 0) {
+    lines.push('### Would have been blocked', '', ...hostTable(t.wouldBlockByHost, max), '');
+  }
+  if (f.suggestion !== null) {
+    lines.push(
+      f.audit ? '### Suggested allowlist' : '### Entries that would allow them',
+      '',
+      `Review, then add to \`.airlock/network-allowlist.yaml\` **on the base branch** (a PR cannot change the policy it runs under)${f.suggestionFile ? `; the complete file is the \`suggested-allowlist\` output (${cell(f.suggestionFile)})` : ''}:`,
+      '',
+      fenced('yaml', f.suggestion),
+      '',
+    );
+  }
+  if (t && t.upstreamFailures.length > 0) {
+    lines.push('### Upstream failures', '', '| Host | Failures | Reason | Fix |', '|---|---:|---|---|');
+    for (const g of t.upstreamFailures.slice(0, max)) {
+      lines.push(`| ${cell(g.host)} | ${g.count} | ${cell(g.reason)} | ${g.advice ? escapeMarkdown(g.advice) : ''} |`);
+    }
+    lines.push('');
+  }
   return `${lines.join('\n')}\n`;
+}
+
+/** airlock's own prose in a table cell: only the pipe needs care. */
+function escapeMarkdown(text: string): string {
+  return text.replace(/\|/g, '&#124;');
 }

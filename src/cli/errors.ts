@@ -32,10 +32,20 @@ export class UsageError extends AirlockError {
   }
 }
 
-/** Invalid or unreadable configuration: exit 125. */
+/**
+ * Invalid or unreadable configuration: exit 125. It may carry several problems (`config check` reports every error
+ * in every file at once); each is one `file:line:col: key.path: …` line.
+ */
 export class ConfigError extends AirlockError {
-  constructor(message: string) {
-    super(message, EXIT.airlock, 'config');
+  readonly problems: readonly string[];
+  constructor(
+    problems: string | readonly string[],
+    /** Linter warnings found on the way, reported beside the errors. */
+    readonly warnings: readonly string[] = [],
+  ) {
+    const list = typeof problems === 'string' ? [problems] : problems;
+    super(list.join('\n'), EXIT.airlock, 'config');
+    this.problems = list;
   }
 }
 

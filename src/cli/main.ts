@@ -1,4 +1,4 @@
-import { AirlockError, EXIT, UsageError } from './errors.js';
+import { AirlockError, ConfigError, EXIT, UsageError } from './errors.js';
 import { closestOption } from './commands/parse-flags.js';
 import type { Command, CommandContext } from './commands/types.js';
 import { airlockPackage } from './host/package-root.js';
@@ -11,6 +11,7 @@ usage:
   airlock run [options] -- COMMAND [ARGS...]   run COMMAND in the sandbox
   airlock policy check [options] METHOD URL    would the allowlist let this request through?
   airlock config check [options]               validate the policy files and print the resolved configuration
+  airlock allowlist suggest LOG.jsonl...       learn an allowlist from network logs (see --audit)
   airlock image hash|save DIR|load DIR         image content hashes and tarballs (CI caches)
   airlock doctor                               check the container engine and this machine
   airlock check-workflow FILE...               check GitHub workflows for sandbox-escaping mistakes
@@ -23,6 +24,7 @@ Run 'airlock COMMAND --help' for a command's options. Docs: docs/ in the airlock
 const COMMANDS: Readonly<Record<string, () => Promise<{ run: Command }>>> = {
   policy: () => import('./commands/policy.js'),
   config: () => import('./commands/config.js'),
+  allowlist: () => import('./commands/allowlist.js'),
   run: () => import('./commands/run.js'),
   image: () => import('./commands/image.js'),
   doctor: () => import('./commands/doctor.js'),
@@ -56,6 +58,12 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
 }
 
 export function reportError(err: unknown, ctx: CommandContext): number {
+  if (err instanceof ConfigError) {
+    for (const problem of err.problems) ctx.stderr.write(`airlock: ${problem}\n`);
+    for (const warning of err.warnings) ctx.stderr.write(`airlock: warning: ${warning}\n`);
+    if (err.problems.length > 1) ctx.stderr.write(`airlock: ${err.problems.length} errors in the policy\n`);
+    return err.exitCode;
+  }
   if (err instanceof AirlockError) {
     ctx.stderr.write(`airlock: ${err.message}\n`);
     return err.exitCode;

@@ -85,8 +85,8 @@ export function forbiddenAddressReason(ip: string): string | null {
   return 'not an IP address';
 }
 
-/** What a refused user can do, in the proxy's 403 and in `airlock policy check`. */
-export const ADDRESS_GUARD_HINT =
+/** What a refused user can do, in the proxy's 403 (`fix`) and in `airlock policy check`. */
+export const ADDRESS_GUARD_FIX =
   'the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended';
 
 /**
@@ -104,6 +104,6 @@ export function guardLiteralTarget(decision: Decision): Decision {
     host: decision.host,
     path: decision.path,
     reason: `${decision.host} is a ${problem} address: the proxy's address guard refuses it even though the allowlist permits the request`,
-    hint: ADDRESS_GUARD_HINT,
+    fix: ADDRESS_GUARD_FIX,
   };
 }

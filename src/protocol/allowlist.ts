@@ -5,7 +5,8 @@ import { z } from 'zod';
  * `*.internal:8443`, `[fd00::1]:443`. Null port: the listener's default port only. A bare IPv6 literal has no port.
  */
 export function splitHostPattern(pattern: string): { host: string; port: number | null } {
-  const m = pattern.startsWith('[') ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
+  // A leading `[` is an IPv6 address only when it holds a colon; otherwise it is a glob class (`[ab].test:5000`).
+  const m = /^(\[[^\]]*:[^\]]*\]):(\d{1,5})$/.exec(pattern) ?? /^([^:]*):(\d{1,5})$/.exec(pattern);
   return m ? { host: m[1]!, port: Number(m[2]) } : { host: pattern, port: null };
 }
 
@@ -73,6 +74,13 @@ export const UrlPrefixSchema = z
 
 export const AllowlistSchema = z
   .strictObject({
+    allow_all: z
+      .boolean()
+      .optional()
+      .describe(
+        'Acknowledges a bare `*` entry (every host, path and method: the sandbox then blocks nothing). Opens ' +
+          'nothing by itself; without it a bare `*` is an error in .airlock/ files (a warning in Airut .airut/ files).',
+      ),
     domains: z
       .array(hostPattern)
       .nullish()

@@ -31,3 +31,41 @@ export const DENY_CODES = {
 } as const;
 
 export type DenyCode = keyof typeof DENY_CODES;
+
+export function isDenyCode(value: string): value is DenyCode {
+  return Object.hasOwn(DENY_CODES, value);
+}
+
+/**
+ * Why a refusal happens, which decides what audit mode (`airlock run --audit`) does with it:
+ * - `policy`: the allowlist does not list the request. Audit mode lets it through and logs it as `would_block`.
+ * - `safety`: letting the request through would leak or escape whatever the allowlist says — tunnels and echoes
+ *   (CONNECT, TRACE), names that disagree or are malformed (domain fronting, bad Host), path traversal, internal
+ *   upstream addresses, Messages requests whose server-side tools cannot be judged. These stay refused in audit mode.
+ * An exhaustive switch: a new deny code does not compile until it is classified.
+ */
+export function refusalClass(code: DenyCode): 'policy' | 'safety' {
+  switch (code) {
+    case 'host_not_allowed':
+    case 'path_not_allowed':
+    case 'method_not_allowed':
+    case 'port_not_allowed':
+    case 'graphql_operation_blocked':
+      return 'policy';
+    case 'invalid_path':
+    case 'invalid_host':
+    case 'connect_not_allowed':
+    case 'trace_not_allowed':
+    case 'host_mismatch':
+    case 'missing_host':
+    case 'port_mismatch':
+    case 'connection_header_not_allowed':
+    case 'upgrade_not_allowed':
+    case 'upstream_address_not_allowed':
+    case 'tool_config_too_large':
+    case 'tool_config_invalid':
+    case 'blocklist_tool_config_unsupported':
+    case 'wildcard_tool_domain_unsupported':
+      return 'safety';
+  }
+}

@@ -151,3 +151,46 @@ export function globMatcher(pattern: string): GlobMatcher {
   compileGlob(pattern);
   return { test: (value) => globMatch(value, pattern) };
 }
+
+export type GlobProblem = { kind: 'unclosed-class'; at: number } | { kind: 'empty-class'; at: number };
+
+/**
+ * What is wrong with a glob's `[…]` classes, for the policy linter: a `[` that never closes (Python's fnmatch, and so
+ * Airut, silently reads it as a literal `[`) or a class that can match no character (only reversed ranges such as
+ * `[z-a]`, so the whole pattern can never match). Positions are code-point offsets. Only meaningful for globs: in a
+ * pattern without `*` or `?`, `[` is an ordinary character.
+ */
+export function globProblems(pattern: string): GlobProblem[] {
+  const p = codePoints(pattern);
+  const [OPEN, CLOSE, BANG] = [0x5b, 0x5d, 0x21];
+  const problems: GlobProblem[] = [];
+  for (let i = 0; i < p.length;) {
+    if (p[i++] !== OPEN) continue;
+    const at = i - 1;
+    let j = i;
+    if (p[j] === BANG) j++;
+    if (p[j] === CLOSE) j++;
+    while (j < p.length && p[j] !== CLOSE) j++;
+    if (j >= p.length) {
+      problems.push({ kind: 'unclosed-class', at });
+      continue;
+    }
+    const negate = p[i] === BANG;
+    const token = parseClass(p.slice(negate ? i + 1 : i, j), negate);
+    if (token.kind === 'class' && !negate && token.singles.size === 0 && token.ranges.length === 0) {
+      problems.push({ kind: 'empty-class', at });
+    }
+    i = j + 1;
+  }
+  return problems;
+}
+
+/** `s` as glob text that matches exactly `s`: each wildcard or `[` becomes a one-character class. */
+export function escapeGlob(s: string): string {
+  return s.replace(/[*?[]/g, (c) => `[${c}]`);
+}
+
+/** A pattern matching exactly `s`: `s` itself unless it has `*` or `?` (which would make it a glob), else escaped. */
+export function literalPattern(s: string): string {
+  return isGlob(s) ? escapeGlob(s) : s;
+}

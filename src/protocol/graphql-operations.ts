@@ -1,9 +1,9 @@
 import type { DocumentNode, OperationDefinitionNode, SelectionSetNode } from 'graphql/language/ast.js';
 import { Kind } from 'graphql/language/kinds.js';
 import { parse } from 'graphql/language/parser.js';
-import type { GraphqlRule } from './allowlist.js';
+import type { GraphqlRule, UrlPrefixRule } from './allowlist.js';
 import { fnmatchCase } from './fnmatch.js';
-import { splitTarget } from './policy.js';
+import { entryYaml, splitTarget } from './policy.js';
 
 /**
  * The GraphQL operation filter of a `url_prefixes` entry with a `graphql` block (airut-behaviour.md §4f): the
@@ -23,6 +23,8 @@ export type GraphqlVerdict =
       /** Why, in a sentence a developer can act on. */
       reason: string;
       type?: GraphqlOperationType;
+      /** The top-level fields the entry does not allow, when the operation parsed (for the YAML hint). */
+      fields?: string[];
     };
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
@@ -38,11 +40,12 @@ const LIST_OF: Record<GraphqlOperationType, keyof GraphqlRule> = {
 
 type Refused = Extract<GraphqlVerdict, { allowed: false }>;
 
-const refuse = (detail: string, reason: string, type?: GraphqlOperationType): Refused => ({
+const refuse = (detail: string, reason: string, type?: GraphqlOperationType, fields?: string[]): Refused => ({
   allowed: false,
   detail,
   reason,
   ...(type ? { type } : {}),
+  ...(fields ? { fields } : {}),
 });
 
 const unparseable = (reason: string) => refuse('<unparseable>', reason);
@@ -147,13 +150,30 @@ export function checkGraphqlOperation(body: Buffer | string, rule: GraphqlRule):
   }
   const patterns = rule[LIST_OF[type]] ?? [];
   if (patterns.length === 0) {
-    return refuse(`${type}:<blocked>`, `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`, type);
+    return refuse(`${type}:<blocked>`, `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`, type, [
+      ...new Set(fields),
+    ]);
   }
-  const denied = fields.find((field) => !patterns.some((p) => fnmatchCase(field, p)));
-  if (denied !== undefined) {
-    return refuse(denied, `${type} field "${denied}" is not in graphql.${LIST_OF[type]}`, type);
+  const denied = [...new Set(fields.filter((field) => !patterns.some((p) => fnmatchCase(field, p))))];
+  if (denied.length > 0) {
+    return refuse(denied[0]!, `${type} field "${denied[0]}" is not in graphql.${LIST_OF[type]}`, type, denied);
   }
   return { allowed: true, type, fields };
+}
+
+/**
+ * The entry that would let the refused operation through — the matched entry with the missing top-level fields added
+ * to its list — as YAML ready to paste in its place; undefined when no list change would help (a batch, a fragment,
+ * an unreadable body).
+ */
+export function graphqlEntryHint(
+  entry: UrlPrefixRule,
+  verdict: Extract<GraphqlVerdict, { allowed: false }>,
+): string | undefined {
+  if (!verdict.type || !verdict.fields || verdict.fields.length === 0 || !entry.graphql) return undefined;
+  const list = LIST_OF[verdict.type];
+  const widened = [...(entry.graphql[list] ?? []), ...verdict.fields];
+  return entryYaml({ ...entry, graphql: { ...entry.graphql, [list]: widened } });
 }
 
 /** What a developer can change so the refused request would pass (or why it cannot). */

@@ -1,6 +1,6 @@
 import { splitHostPattern, type Allowlist, type UrlPrefixRule } from './allowlist.js';
 import type { DenyCode } from './deny-codes.js';
-import { fnmatchCase, fnmatchIgnoreCase } from './fnmatch.js';
+import { escapeGlob, fnmatchCase, fnmatchIgnoreCase, literalPattern } from './fnmatch.js';
 
 /**
  * The allowlist decision, shared by the proxy (enforcement) and `airlock policy check` (debugging), so what a user
@@ -32,7 +32,19 @@ export type MatchedRule =
 
 export type Decision =
   | { allowed: true; code: 'allowed'; rule: MatchedRule; host: string; path: string; reason: string }
-  | { allowed: false; code: DenyCode; host: string; path: string; reason: string; hint?: string };
+  | {
+      allowed: false;
+      code: DenyCode;
+      host: string;
+      path: string;
+      reason: string;
+      /** The allowlist entry that would permit the request: YAML, ready to paste under `url_prefixes:`. */
+      hint?: string;
+      /** The entry that matched host and path but refused the method (`method_not_allowed`). */
+      rule?: MatchedRule;
+      /** What to do instead, in words, when no allowlist entry helps. */
+      fix?: string;
+    };
 
 const DNS_LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
 
@@ -204,12 +216,35 @@ function q(s: string): string {
   return JSON.stringify(s);
 }
 
-/** The one allowlist entry that would permit exactly this request, as a YAML flow mapping. */
+/**
+ * An allowlist entry as a one-line YAML sequence item, ready to paste under `url_prefixes:`. Strings are JSON-quoted
+ * (valid YAML double-quoted scalars, so nothing the sandbox put in a path can break out of them).
+ */
+export function entryYaml(entry: UrlPrefixRule): string {
+  const list = (items: readonly string[]) => `[${items.map((i) => (/^[A-Za-z]+$/.test(i) ? i : q(i))).join(', ')}]`;
+  const parts = [`host: ${q(entry.host)}`];
+  if (entry.path !== '') parts.push(`path: ${q(entry.path)}`);
+  if (entry.methods.length > 0) parts.push(`methods: ${list(entry.methods.map((m) => m.toUpperCase()))}`);
+  if (entry.graphql) {
+    const g = entry.graphql;
+    const lists = (['queries', 'mutations', 'subscriptions'] as const)
+      .filter((k) => g[k] !== undefined)
+      .map((k) => `${k}: [${g[k]!.map(q).join(', ')}]`);
+    parts.push(`graphql: {${lists.join(', ')}}`);
+  }
+  return `- {${parts.join(', ')}}`;
+}
+
+/**
+ * The one allowlist entry that would permit exactly this request (see `entryYaml`); wildcard characters in the path
+ * are escaped so the entry matches this path only. A port other than the scheme's default is named in the host
+ * (`registry.internal:5000`), the only way to open it.
+ */
 export function hintFor(method: string, host: string, target: string, port?: number, scheme: Scheme = 'https'): string {
   const { path, query } = splitTarget(target);
-  const pathPattern = query === null ? path : `${path}[?]*`;
+  const pathPattern = query === null ? literalPattern(path) : `${escapeGlob(path)}[?]*`;
   const entryHost = port === undefined ? host : formatAuthority(host, port, scheme);
-  return `url_prefixes: - {host: ${q(entryHost)}, path: ${q(pathPattern)}, methods: [${method}]}`;
+  return entryYaml({ host: entryHost, path: pathPattern, methods: [method] });
 }
 
 export function describeRule(rule: MatchedRule): string {
@@ -264,12 +299,12 @@ export function decide(request: PolicyRequest, allowlist: Allowlist): Decision {
     }
   }
   let hostSeen = false;
-  let pathSeen = false;
+  let pathSeen: MatchedRule | null = null;
   for (const [index, entry] of allowlist.url_prefixes.entries()) {
     if (!inEntry(entry.host)) continue;
     hostSeen = true;
     if (!pathMatches(target, entry.path)) continue;
-    pathSeen = true;
+    pathSeen ??= { kind: 'url_prefix', index, entry };
     if (!methodMatches(method, entry.methods)) continue;
     const rule: MatchedRule = { kind: 'url_prefix', index, entry };
     return { allowed: true, code: 'allowed', rule, host, path: rawTarget, reason: `allowed by ${describeRule(rule)}` };
@@ -282,6 +317,7 @@ export function decide(request: PolicyRequest, allowlist: Allowlist): Decision {
       host,
       path: rawTarget,
       hint,
+      rule: pathSeen,
       reason: `method ${method} is not allowed for ${host}${splitTarget(rawTarget).path}; add it to the matching entry's methods`,
     };
   }

@@ -111,6 +111,13 @@ export const ProxyConfigSchema = z
     listen: ListenSchema,
     upstream: UpstreamSchema,
     credentials: CredentialConfigSchema,
+    audit: z
+      .boolean()
+      .optional()
+      .describe(
+        'Audit mode (`airlock run --audit`): requests the allowlist refuses for policy reasons (`refusalClass` in ' +
+          'deny-codes.ts) are forwarded and logged as `would_block`; safety refusals stay. Absent: enforce.',
+      ),
     run: z
       .strictObject({ id: z.string().min(1), policySha256: z.string(), baseCommit: z.string().optional() })
       .describe("Run metadata written into the log's start line."),
@@ -185,7 +192,7 @@ export function encodeReadyLine(addresses: ProxyAddresses): string {
  */
 const EventRecordSchema = z.looseObject({
   event: z.string().min(1),
-  decision: z.enum(['allowed', 'blocked', 'error']).optional(),
+  decision: z.enum(['allowed', 'blocked', 'would_block', 'error']).optional(),
 });
 export type EventRecord = z.output<typeof EventRecordSchema>;
 

@@ -60,6 +60,8 @@ export interface ProxyOptions {
   };
   credentials?: CredentialProcessor;
   log?: NetworkLog;
+  /** Audit mode: policy refusals are forwarded and logged as `would_block`; safety refusals stay. Default off. */
+  audit?: boolean;
   /** Written into the start line of the log. */
   run?: { id: string; policySha256?: string; baseCommit?: string };
   limits?: Partial<HttpLimits> & {
@@ -200,6 +202,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     connector,
     log,
     now,
+    audit: options.audit ?? false,
     limits: {
       drainBytes: options.limits?.drainBytes ?? 8 * 1024 * 1024,
       drainTimeoutMs: options.limits?.drainTimeoutMs ?? 10_000,
@@ -316,6 +319,7 @@ export function proxyOptionsFrom(config: ProxyConfig, log: NetworkLog): ProxyOpt
     },
     credentials: createCredentialProcessor(config.credentials),
     log,
+    audit: config.audit ?? false,
     run: config.run,
   };
 }

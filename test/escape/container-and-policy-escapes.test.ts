@@ -99,7 +99,10 @@ const vectorsFor = (pidsEnforced: boolean): VectorTable => ({
   proxy_invisible: { expect: 'processes=0', why: 'the proxy runs in another container' },
   ca_key_absent: { expect: 'keys=0,ca_certs=1,ca_keys=0', why: 'the sandbox gets the CA certificate only' },
   ca_overlay_write: { expect: 'denied', why: 'the CA file is mounted read-only' },
-  airlock_tamper: { expect: '403:host_not_allowed', why: 'policy was read before the command started' },
+  airlock_tamper: {
+    expect: 'denied:403:host_not_allowed',
+    why: 'the workspace policy is read-only in the sandbox, and was read before the command started',
+  },
   disk_fill: {
     expect: `var_tmp=${DISK_LIMIT_MIB * 1024 * 1024},image=denied`,
     why: `resource_limits.disk (${DISK_LIMIT_MIB}m): scratch directories are sized tmpfs, the image is read-only`,
@@ -202,8 +205,8 @@ for (const engine of ESCAPE_ENGINES) {
 
     vectorTests({ ...VECTORS, ...KERNEL_VECTORS }, () => ({ fixture, run }));
 
-    it('airlock_tamper really rewrote the workspace policy (the attempt happened, and had no effect)', () => {
-      assert.match(tamperedAllowlist, /blocked\.test/);
+    it('airlock_tamper: the policy the next run reads is untouched, and blocked.test was never contacted', () => {
+      assert.equal(tamperedAllowlist, fixture.allowlistYaml);
       assert.ok(!fixture.recorders.blocked.connections.length, 'blocked.test was never contacted');
     });
 

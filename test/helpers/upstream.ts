@@ -10,6 +10,7 @@ import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import tls from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { generateRunCa } from '../../src/cli/session/ca.js';
 import { AllowlistSchema } from '../../src/protocol/allowlist.js';
@@ -383,10 +384,20 @@ export function requestViaProxy(r: ProxyClientRequest): Promise<Reply> {
   });
 }
 
-/** Sends bytes exactly as written on a plain TCP connection and returns everything read until the peer closes. */
-export function rawExchange(port: number, bytes: string, settleMs = 1500): Promise<string> {
+/**
+ * Sends bytes exactly as written on a plain TCP connection (or over TLS with `tlsTo`'s SNI and CA) and returns
+ * everything read until the peer closes or `settleMs` passes.
+ */
+export function rawExchange(
+  port: number,
+  bytes: string,
+  settleMs = 1500,
+  tlsTo?: { servername: string; ca: string },
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(bytes));
+    const socket = tlsTo
+      ? tls.connect({ host: '127.0.0.1', port, ...tlsTo }, () => socket.write(bytes))
+      : net.connect(port, '127.0.0.1', () => socket.write(bytes));
     let out = '';
     const timer = setTimeout(() => {
       socket.destroy();

@@ -234,8 +234,10 @@ void describe('what the action runs against', () => {
       engine: null,
       token: '',
       ignored: [],
+      audit: false,
     });
     assert.equal(from({ command: 'x', merge: 'false', cache: 'False' }).merge, false);
+    assert.equal(from({ command: 'x', audit: 'true' }).audit, true);
     assert.deepEqual(from({ command: 'x', 'sandbox-args': ' --verbose  --timeout 60 ' }).sandboxArgs, [
       '--verbose',
       '--timeout',
@@ -247,6 +249,7 @@ void describe('what the action runs against', () => {
       { command: 'x', 'sandbox-args': '-- sh' },
       { command: 'x', engine: 'lxc' },
       { command: 'x', 'cache-max-age': '1h' },
+      { command: 'x', audit: 'yes' },
     ];
     for (const bad of refusals) {
       assert.throws(() => from(bad), InputError, JSON.stringify(bad));

@@ -3,7 +3,13 @@ import { describe, it } from 'node:test';
 import type { LoadedPolicy } from '../../src/cli/config/types.js';
 import { SandboxConfigSchema } from '../../src/protocol/sandbox-config.js';
 import { secretValues } from '../../src/action/secrets.js';
-import { renderSummary, tallyNetworkLog } from '../../src/action/summary.js';
+import { parse } from 'yaml';
+import { AllowlistSchema } from '../../src/protocol/allowlist.js';
+import { decide } from '../../src/protocol/policy.js';
+import { fenced, renderSummary } from '../../src/action/summary.js';
+import { tallyNetworkLog } from '../../src/protocol/network-log-records.js';
+import { suggestAllowlist } from '../../src/protocol/allowlist-suggest.js';
+import { evidenceFromLog, renderSuggestion } from '../../src/cli/config/suggestion.js';
 
 const line = (o: object) => JSON.stringify({ v: 1, ts: '2026-01-01T00:00:00.000Z', ...o });
 const blocked = (host: string, path: string, extra: object = {}) =>
@@ -27,10 +33,12 @@ const facts = {
   mode: 'merge' as const,
   allowlistSha256: 'd'.repeat(64),
   networkSandbox: true,
+  audit: false,
+  suggestion: null,
 };
 
 void describe('job summary from the JSONL network log', () => {
-  void it('counts decisions, groups blocked requests, and lists distinct blocked hosts once', () => {
+  void it('counts decisions and groups blocked requests by host, with the entries that would allow them', () => {
     const log = [
       line({ event: 'start', policy_sha256: 'd'.repeat(64) }),
       line({
@@ -44,7 +52,7 @@ void describe('job summary from the JSONL network log', () => {
       }),
       blocked('evil.example', '/a'),
       blocked('evil.example', '/a'),
-      blocked('evil.example', '/b', { hint: 'url_prefixes: - {host: "evil.example", path: "/b", methods: [GET]}' }),
+      blocked('evil.example', '/b'),
       blocked('other.example', '/'),
       line({ event: 'error', decision: 'error', method: 'GET', host: 'up.example', path: '/', reason: 'ECONNRESET' }),
       line({ event: 'dns', name: 'x', type: 'A', answer: '10.0.0.1' }),
@@ -53,32 +61,44 @@ void describe('job summary from the JSONL network log', () => {
     ].join('\n');
     const t = tallyNetworkLog(log);
     assert.deepEqual(
-      {
-        allowed: t.allowed,
-        blocked: t.blocked,
-        errors: t.errors,
-        unreadable: t.unreadableLines,
-        hosts: t.blockedHosts,
-      },
-      { allowed: 1, blocked: 4, errors: 1, unreadable: 1, hosts: ['evil.example', 'other.example'] },
+      { allowed: t.allowed, blocked: t.blocked, errors: t.errors, unreadable: t.unreadableLines },
+      { allowed: 1, blocked: 4, errors: 1, unreadable: 1 },
     );
     assert.deepEqual(
-      t.blockedRequests.map((b) => [b.host, b.path, b.count]),
+      t.blockedByHost.map((g) => [g.host, g.count, g.paths.map((p) => `${p.path}×${p.count}`)]),
       [
-        ['evil.example', '/a', 2],
-        ['evil.example', '/b', 1],
-        ['other.example', '/', 1],
+        ['evil.example', 3, ['/a×2', '/b×1']],
+        ['other.example', 1, ['/×1']],
       ],
     );
-    // A hint the log lacks is derived from the request, the way `airlock policy check` would suggest it.
-    assert.equal(t.blockedRequests[0]!.hint, 'url_prefixes: - {host: "evil.example", path: "/a", methods: [GET]}');
-
-    const md = renderSummary({ ...facts, tally: t });
+    const suggestion = renderSuggestion(
+      suggestAllowlist(evidenceFromLog(log).requests, { domains: ['registry.npmjs.org'], url_prefixes: [] }),
+    );
+    const md = renderSummary({ ...facts, tally: t, suggestion });
     assert.match(md, /^## airlock: sandboxed run passed/);
     assert.match(md, new RegExp(`<code>${'b'.repeat(40)}</code>`));
     assert.match(md, new RegExp(`Enforced allowlist sha256 \\| <code>${'d'.repeat(64)}</code>`));
-    assert.match(md, /1 allowed, 4 blocked, 1 upstream errors/);
-    assert.match(md, /\| 2 \| <code>GET<\/code> \| <code>evil\.example<\/code> \| <code>\/a<\/code> \|/);
+    assert.match(md, /1 allowed, 4 blocked, 1 upstream failures/);
+    // One row per host, not per URL.
+    assert.match(
+      md,
+      /\| <code>evil\.example<\/code> \| 3 \| <code>GET<\/code> \| <code>host_not_allowed<\/code> \| <code>\/a<\/code> ×2 <code>\/b<\/code> \|/,
+    );
+    assert.equal(md.split('\n').filter((l) => l.includes('<code>evil.example</code>')).length, 1);
+    // The entries as a fenced YAML block that parses to an allowlist allowing exactly the blocked requests.
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(md)![1]!;
+    const allowlist = AllowlistSchema.parse(parse(yaml));
+    for (const [host, path] of [
+      ['evil.example', '/a'],
+      ['evil.example', '/b'],
+      ['other.example', '/'],
+    ] as const) {
+      assert.ok(decide({ method: 'GET', host, target: path }, allowlist).allowed, `${host}${path}`);
+    }
+    assert.ok(
+      !decide({ method: 'GET', host: 'registry.npmjs.org', target: '/x' }, allowlist).allowed,
+      'already allowed',
+    );
     assert.doesNotMatch(md, /differs/);
     // Every table's header row names its columns: an empty header renders as a blank bar.
     for (const header of md.split('\n').filter((line, i, all) => /^\|[-:|]+\|$/.test(all[i + 1] ?? ''))) {
@@ -92,14 +112,58 @@ void describe('job summary from the JSONL network log', () => {
     }
   });
 
+  void it('audit mode: what would have been blocked, by host, and the suggested allowlist file', () => {
+    const log = [
+      line({
+        event: 'request',
+        decision: 'would_block',
+        method: 'GET',
+        host: 'npm.test',
+        path: '/lodash',
+        code: 'host_not_allowed',
+      }),
+      blocked('evil.test', '/', { code: 'connect_not_allowed', method: 'CONNECT' }),
+      line({
+        event: 'error',
+        decision: 'error',
+        method: 'GET',
+        host: 'reg.test',
+        path: '/',
+        reason: 'bad certificate (SELF_SIGNED_CERT_IN_CHAIN)',
+      }),
+    ].join('\n');
+    const md = renderSummary({
+      ...facts,
+      audit: true,
+      tally: tallyNetworkLog(log),
+      suggestion: 'url_prefixes:\n  - host: npm.test\n',
+      suggestionFile: '/runner/temp/s.yaml',
+    });
+    assert.match(md, /^## airlock: sandboxed run passed \(audit mode\)/);
+    assert.match(md, /0 allowed, 1 blocked, 1 would have been blocked, 1 upstream failures/);
+    assert.match(md, /### Refused even in audit mode\n\n.*\n.*\n\| <code>evil\.test<\/code> \| 1 \|/);
+    assert.match(md, /### Would have been blocked\n\n.*\n.*\n\| <code>npm\.test<\/code> \| 1 \|/);
+    assert.match(
+      md,
+      /### Suggested allowlist\n\n.*`suggested-allowlist` output \(<code>\/runner\/temp\/s\.yaml<\/code>\)/,
+    );
+    assert.match(md, /### Upstream failures\n\n.*\n.*\n\| <code>reg\.test<\/code> \| 1 \| .* \| .*upstream_ca_file/);
+  });
+
+  void it('a path with backticks cannot close the YAML fence', () => {
+    const block = fenced('yaml', 'a: "```` and ```"\n');
+    assert.ok(block.startsWith('`````yaml\n'));
+    assert.ok(block.endsWith('\n`````'));
+  });
+
   void it('text chosen by the sandbox cannot break out of its table cell or inject markup', () => {
     const host = 'x.example|</code><img src=x onerror=alert(1)>`\n| forged | row |';
     const t = tallyNetworkLog(blocked(host, '/p|q'));
     const md = renderSummary({ ...facts, exitCode: 3, tally: t });
-    const rows = md.split('\n').filter((l) => l.startsWith('| 1 |'));
+    const rows = md.split('\n').filter((l) => l.includes(' | 1 | '));
     assert.equal(rows.length, 1);
     const cells = rows[0]!.split(/(?<!\\)\|/).slice(1, -1);
-    assert.equal(cells.length, 6, rows[0]);
+    assert.equal(cells.length, 5, rows[0]);
     assert.doesNotMatch(md, /<img|<\/code><|\n\| forged/);
     assert.match(md, /failed \(exit 3\)/);
   });
@@ -116,6 +180,7 @@ void describe('job summary from the JSONL network log', () => {
     const md = renderSummary({ ...facts, networkSandbox: false, tally: null });
     assert.match(md, /Network sandbox \| \*\*off\*\*/);
     assert.doesNotMatch(md, /Blocked requests/);
+    assert.doesNotMatch(md, /```/);
   });
 });
 
@@ -146,6 +211,7 @@ void describe('values registered with log masking', () => {
       allowlistSha256: '0'.repeat(64),
       files: {},
       build: null,
+      warnings: [],
     } satisfies LoadedPolicy;
     assert.deepEqual(
       new Set(secretValues(policy, { HOST_VAR: 'plain-but-from-env' })),

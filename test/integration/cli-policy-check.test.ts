@@ -129,3 +129,107 @@ describe('airlock config check (built package)', () => {
     assert.match(ok.stdout, /redacted: 40 chars, from \$NOT_SET; surrogate: ghp_ \+ 36 chars \[A-Za-z0-9\]/);
   });
 });
+
+describe('airlock config check: the policy linter (built package)', () => {
+  async function workspace(files: Record<string, string>): Promise<string> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'airlock-lint-'));
+    for (const [name, text] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
+      await writeFile(path.join(dir, name), text);
+    }
+    return dir;
+  }
+  it('reports every error in every file in one run, each with file:line:col, and exits 125', async () => {
+    const dir = await workspace({
+      '.airlock/sandbox.yaml': 'env:\n  A: !env NOT_SET_ANYWHERE\nresource_limits: {timeout: 3, memroy: 2g}\n',
+      '.airlock/network-allowlist.yaml': [
+        'domains: ["*", "https://github.com"]',
+        'url_prefixes:',
+        '  - {host: api.github.com, path: "/repos/[*", methods: [GTE]}',
+        '  - {host: api.github.com, path: /x, methods: [GET]}',
+        '  - {host: api.github.com, path: /x, methods: [get]}',
+        '',
+      ].join('\n'),
+      '.airlock/container/README': 'no image definition here\n',
+    });
+    const r = airlock(['config', 'check'], dir);
+    assert.equal(r.code, 125, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    const expected = [
+      /sandbox\.yaml:2:\d+: env\.A: environment variable 'NOT_SET_ANYWHERE' is not set/,
+      /sandbox\.yaml:3:\d+: resource_limits\.timeout: timeout must be at least 10 seconds/,
+      /sandbox\.yaml:3:\d+: resource_limits\.memroy: unknown key 'memroy'; did you mean 'memory'\?/,
+      /network-allowlist\.yaml:1:11: domains\.0: a bare "\*" allows every host/,
+      /network-allowlist\.yaml:1:16: domains\.1: "https:\/\/github\.com" is a URL/,
+      /network-allowlist\.yaml:3:\d+: url_prefixes\.0\.path: .*never closed/,
+      /network-allowlist\.yaml:3:\d+: url_prefixes\.0\.methods\.0: unknown HTTP method "GTE"; did you mean GET\?/,
+      /network-allowlist\.yaml:5:5: url_prefixes\.2: duplicate of url_prefixes\[1\]/,
+      /container: the container directory has no Containerfile or Dockerfile/,
+    ];
+    for (const re of expected)
+      assert.ok(
+        lines.some((l) => re.test(l)),
+        `missing ${re}:\n${r.stderr}`,
+      );
+    assert.match(r.stderr, /airlock: 9 errors in the policy/);
+    assert.equal(r.stdout, '', 'nothing resolved is printed for an invalid policy');
+  });
+  it('ports: valid ones pass; a port that is not one number, or out of range, is an error at its file:line:col', async () => {
+    const good = await workspace({
+      '.airlock/network-allowlist.yaml':
+        'domains: ["registry.internal:5000", "[fd00::1]:8443"]\nurl_prefixes:\n  - {host: "git.corp.internal:8443", path: /x}\n',
+    });
+    const ok = airlock(['config', 'check'], good);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stderr, '');
+    const bad = await workspace({
+      '.airlock/network-allowlist.yaml':
+        'domains: ["registry.internal:abc"]\nurl_prefixes:\n  - {host: "git.internal:8443:9443", path: /x}\n',
+    });
+    const r = airlock(['config', 'check'], bad);
+    assert.equal(r.code, 125, r.stderr);
+    assert.match(
+      r.stderr,
+      /network-allowlist\.yaml:1:11: domains\.0: "registry\.internal:abc": the port "abc" is not a number/,
+    );
+    assert.match(
+      r.stderr,
+      /network-allowlist\.yaml:3:\d+: url_prefixes\.0\.host: "git\.internal:8443:9443" has more than one ":"/,
+    );
+    const range = await workspace({ '.airlock/network-allowlist.yaml': 'domains:\n  - "registry.internal:70000"\n' });
+    const out = airlock(['config', 'check'], range);
+    assert.equal(out.code, 125, out.stderr);
+    assert.match(
+      out.stderr,
+      /network-allowlist\.yaml:2:5: domains\.0: the port in "registry\.internal:70000" must be between 1 and 65535/,
+    );
+  });
+  it('prints warnings on stderr and still exits 0', async () => {
+    const dir = await workspace({
+      '.airlock/network-allowlist.yaml':
+        'domains: ["*.io", api.github.com]\nurl_prefixes:\n  - {host: api.github.com, path: /graphql, methods: [POST]}\n  - {host: "*", methods: [GET]}\n',
+    });
+    const r = airlock(['config', 'check'], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /airlock: warning: .*network-allowlist\.yaml:1:11: domains\.0: "\*\.io" allows far more/);
+    assert.match(r.stderr, /airlock: warning: .*network-allowlist\.yaml:3:5: url_prefixes\.0: domains\[1\]/);
+    assert.match(r.stderr, /airlock: warning: .*network-allowlist\.yaml:4:\d+: url_prefixes\.1\.host: host "\*"/);
+  });
+  it("reads Airut's .airut/ unchanged: a bare * there is a warning, and allow_all: true silences it in .airlock/", async () => {
+    const airut = await workspace({ '.airut/network-allowlist.yaml': 'domains: ["*"]\n' });
+    const a = airlock(['config', 'check'], airut);
+    assert.equal(a.code, 0, a.stderr);
+    assert.match(a.stderr, /warning: .*bare "\*".*Airut file/);
+    const explicit = await workspace({ '.airlock/network-allowlist.yaml': 'allow_all: true\ndomains: ["*"]\n' });
+    const b = airlock(['config', 'check'], explicit);
+    assert.equal(b.code, 0, b.stderr);
+    assert.equal(b.stderr, '');
+  });
+  it('a Containerfile is the image definition, like a Dockerfile', async () => {
+    const dir = await workspace({ '.airlock/container/Containerfile': 'FROM scratch\n' });
+    const r = airlock(['config', 'check', '--json'], dir);
+    assert.equal(r.code, 0, r.stderr);
+    const view = JSON.parse(r.stdout) as { sources: { dockerfile: string } };
+    assert.equal(view.sources.dockerfile, path.join(dir, '.airlock/container/Containerfile'));
+  });
+});

@@ -95,6 +95,7 @@ before(async () => {
       allowlistSha256: '0'.repeat(64),
       files: {},
       build: null,
+      warnings: [],
     } satisfies LoadedPolicy,
     {},
   );

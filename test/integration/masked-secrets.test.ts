@@ -105,6 +105,7 @@ function loadedPolicy(): LoadedPolicy {
     allowlistSha256: '0'.repeat(64),
     files: {},
     build: null,
+    warnings: [],
   };
 }
 

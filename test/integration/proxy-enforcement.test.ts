@@ -170,11 +170,11 @@ void describe('allowlist refusals', () => {
   void test('a host not in the allowlist gets 403 host_not_allowed with the entry that would permit it', async () => {
     const { result, seen } = await upstreamSeen(() => https('other.test', { path: '/data?x=1' }));
     const body = assertDenied(result, 'host_not_allowed', seen);
-    assert.deepEqual(Object.keys(body), ['error', 'code', 'method', 'host', 'path', 'reason', 'hint']);
+    assert.deepEqual(Object.keys(body), ['error', 'code', 'method', 'host', 'path', 'reason', 'hint', 'fix']);
     assert.equal(body.host, 'other.test');
     assert.equal(body.path, '/data?x=1');
     assert.equal(body.method, 'GET');
-    assert.equal(body.hint, 'url_prefixes: - {host: "other.test", path: "/data[?]*", methods: [GET]}');
+    assert.equal(body.hint, '- {host: "other.test", path: "/data[?]*", methods: [GET]}');
     const line = fx.log.events.map(formatTextLine).find((l) => l.startsWith('BLOCKED GET https://other.test/data'));
     assert.equal(line, 'BLOCKED GET https://other.test/data?x=1 -> 403 (host_not_allowed)');
   });

@@ -72,10 +72,10 @@ async function post(body: string | Buffer, headers: Record<string, string> = {},
 function assertBlocked(r: { reply: Reply; seen: number }, detail: string) {
   assert.equal(r.reply.status, 403, r.reply.body);
   assert.equal(r.reply.headers['x-airlock-deny'], 'graphql_operation_blocked');
-  const body = JSON.parse(r.reply.body) as { code: string; reason: string; hint: string };
+  const body = JSON.parse(r.reply.body) as { code: string; reason: string; hint: string | null; fix: string };
   assert.equal(body.code, 'graphql_operation_blocked');
   assert.ok(body.reason.includes(`'${detail}'`), body.reason);
-  assert.equal(typeof body.hint, 'string');
+  assert.equal(typeof body.fix, 'string');
   assert.equal(r.seen, 0, 'a refused operation must not reach the upstream');
   return body;
 }
@@ -138,7 +138,12 @@ void describe('graphql filter: allowed operations', () => {
 void describe('graphql filter: what it refuses', () => {
   void test('an unlisted mutation, with a hint naming the list to change', async () => {
     const body = assertBlocked(await post(MUTATION), 'deleteRepository');
-    assert.match(body.hint, /add "deleteRepository" to graphql\.mutations of url_prefixes\[0\]/);
+    assert.match(body.fix, /add "deleteRepository" to graphql\.mutations of url_prefixes\[0\]/);
+    // The hint is the entry itself with the field added: YAML to paste in its place.
+    assert.match(
+      body.hint ?? '',
+      /^- \{host: "gh\.test", .*graphql: \{.*mutations: \["addComment", "deleteRepository"\]\}\}$/,
+    );
     const line = fx.log.events.map(formatTextLine).find((l) => l.startsWith('BLOCKED POST https://gh.test/graphql'));
     assert.match(line ?? '', /-> 403 \(graphql_operation_blocked\)/);
   });

@@ -82,7 +82,7 @@ before(async () => {
     write(event) {
       formatTextLine(event);
       formatJsonLine(event);
-      const decision = 'decision' in event ? event.decision : undefined;
+      const decision: string | undefined = 'decision' in event ? event.decision : undefined;
       if (decision === 'allowed' || decision === 'blocked' || decision === 'error') logCounts[decision]++;
       else logCounts.other++;
     },

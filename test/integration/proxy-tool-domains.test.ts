@@ -108,7 +108,7 @@ void describe('tool domains on the live proxy', () => {
       const { reply, seen } = await send('/v1/messages', body, headers);
       assert.equal(reply.status, 403, reply.body);
       assert.equal(reply.headers['x-airlock-deny'], code);
-      assert.equal(typeof (JSON.parse(reply.body) as { hint: unknown }).hint, 'string');
+      assert.equal(typeof (JSON.parse(reply.body) as { fix: unknown }).fix, 'string');
       assert.equal(seen, 0);
     }
   });

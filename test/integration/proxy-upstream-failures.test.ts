@@ -139,9 +139,9 @@ void describe('the SSRF / DNS-rebinding guard', () => {
       const reply = await fx.https(host, { path: '/latest/meta-data/' });
       assert.equal(reply.status, 403, reply.body);
       assert.equal(reply.headers['x-airlock-deny'], 'upstream_address_not_allowed');
-      const body = JSON.parse(reply.body) as { code: string; hint: string };
+      const body = JSON.parse(reply.body) as { code: string; fix: string };
       assert.equal(body.code, 'upstream_address_not_allowed');
-      assert.match(body.hint, /upstream_hosts/);
+      assert.match(body.fix, /upstream_hosts/);
     });
   }
 

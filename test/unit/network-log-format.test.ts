@@ -101,6 +101,7 @@ void test('JSONL records: version first, snake_case, every field', () => {
     code: 'allowed',
     rule: 'domains[0] api.github.com',
     reason: null,
+    hint: null,
     bytes_in: 0,
     bytes_out: 1234,
     duration_ms: 12.5,
@@ -113,6 +114,27 @@ void test('JSONL records: version first, snake_case, every field', () => {
     unknown
   >;
   assert.equal(start.run_id, 'r1');
+});
+
+void test('a refusal carries its YAML hint and deciding rule; audit mode writes WOULD_BLOCK with the deny code', () => {
+  const blocked = {
+    ...request,
+    decision: 'blocked' as const,
+    status: 403,
+    code: 'method_not_allowed',
+    rule: 'url_prefixes[0] api.github.com /repos/* methods=GET',
+    reason: 'method POST is not allowed',
+    hint: '- {host: "api.github.com", path: "/repos/x[?]*", methods: [POST]}',
+  };
+  const record = JSON.parse(formatJsonLine(blocked)) as Record<string, unknown>;
+  assert.equal(record.hint, blocked.hint);
+  assert.equal(record.rule, blocked.rule);
+  const audited = { ...request, decision: 'would_block' as const, code: 'host_not_allowed', rule: undefined };
+  assert.equal(
+    formatTextLine(audited),
+    'WOULD_BLOCK GET https://api.github.com/repos/x?per_page=1 -> 200 (host_not_allowed) [masked: 1] [region: us-east-1]',
+  );
+  assert.equal((JSON.parse(formatJsonLine(audited)) as { decision: string }).decision, 'would_block');
 });
 
 void test('lineLog writes both renderings; fanOut and memoryLog see the same events', () => {

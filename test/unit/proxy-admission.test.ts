@@ -113,7 +113,7 @@ void describe('what an admission carries', () => {
   void test('an allowed host on a port no entry names is port_not_allowed, with the entry that would open it', () => {
     const a = admit(req({ listener: { scheme: 'https', port: 5000 }, hostHeaders: ['api.test:5000'] }), allowlist);
     assert.equal(a.kind === 'deny' && a.code, 'port_not_allowed');
-    assert.equal(a.kind === 'deny' && a.hint, 'url_prefixes: - {host: "api.test:5000", path: "/", methods: [GET]}');
+    assert.equal(a.kind === 'deny' && a.hint, '- {host: "api.test:5000", path: "/", methods: [GET]}');
   });
   void test('Connection naming an end-to-end header is a 400, checked before the host agrees', () => {
     for (const named of ['Content-Length', 'host', 'Transfer-Encoding', 'authorization', 'Cookie', 'x-amz-date']) {
@@ -128,14 +128,12 @@ void describe('what an admission carries', () => {
     const a = admit(req({ listener: HTTP, sni: null, rawTarget: 'http://api.test?q=1' }), allowlist);
     assert.equal(a.kind === 'allow' && a.target, '/?q=1');
   });
-  void test('a refusal from the allowlist carries its hint; one with no allowlist fix carries an explanation', () => {
+  void test('a refusal from the allowlist carries its YAML hint; one with no allowlist fix carries an explanation', () => {
     const blocked = admit(req({ hostHeaders: ['x.test'], sni: 'x.test', rawTarget: '/p' }), allowlist);
-    assert.equal(
-      blocked.kind === 'deny' && blocked.hint,
-      'url_prefixes: - {host: "x.test", path: "/p", methods: [GET]}',
-    );
+    assert.equal(blocked.kind === 'deny' && blocked.hint, '- {host: "x.test", path: "/p", methods: [GET]}');
     const mismatch = admit(req({ sni: 'x.test' }), allowlist);
-    assert.match(mismatch.kind === 'deny' ? (mismatch.hint ?? '') : '', /same host/);
+    assert.equal(mismatch.kind === 'deny' && mismatch.hint, undefined, 'no allowlist entry can fix a mismatch');
+    assert.match(mismatch.kind === 'deny' ? (mismatch.fix ?? '') : '', /same host/);
   });
 });
 

@@ -134,6 +134,7 @@ function policy(sandbox: Record<string, unknown> = {}, domains: string[] = ['api
   return {
     configDir: null,
     layout: 'none',
+    warnings: [],
     sandbox: SandboxConfigSchema.parse(sandbox),
     envRefs: new Map(),
     allowlist: { domains, url_prefixes: [] },

@@ -97,6 +97,7 @@ function harness(
     log,
     limits: { drainBytes: 1024, drainTimeoutMs: 100 },
     now: () => new Date(0),
+    audit: false,
   };
   return { ctx, log, heads, routed };
 }
@@ -417,7 +418,12 @@ void describe('request stages', { timeout: 10_000 }, () => {
       assert.equal(answer.headers['content-type'], 'application/json');
       assert.equal(answer.headers['x-airlock-deny'], 'method_not_allowed');
       assert.equal(answer.headers['connection'], 'close');
-      assert.deepEqual(Object.keys(answer.json), ['error', 'code', 'method', 'host', 'path', 'reason', 'hint']);
+      assert.deepEqual(Object.keys(answer.json), ['error', 'code', 'method', 'host', 'path', 'reason', 'hint', 'fix']);
+      assert.match(
+        String(answer.json.hint),
+        /^- \{host: "paths\.test", path: "\/v1\/items", methods: \[POST\]\}$/,
+        'pasteable YAML',
+      );
       assert.equal(answer.json.error, 'blocked_by_network_allowlist');
       assert.equal(answer.json.code, 'method_not_allowed');
       assert.equal(answer.json.method, 'POST');

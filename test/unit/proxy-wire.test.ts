@@ -189,7 +189,8 @@ const ts = new Date('2026-01-02T03:04:05.678Z');
 void test('an event line decodes to the JSON record and text line the proxy wrote, whatever the request held', () => {
   fc.assert(
     fc.property(
-      fc.constantFrom('allowed' as const, 'blocked' as const),
+      // would_block: an audit run's refusal that was let through; dropping it would lose the audit's whole point.
+      fc.constantFrom('allowed' as const, 'blocked' as const, 'would_block' as const),
       fc.string({ unit: 'binary', maxLength: 30 }),
       fc.string({ unit: 'binary', maxLength: 60 }),
       (decision, method, url) => {
@@ -201,7 +202,7 @@ void test('an event line decodes to the JSON record and text line the proxy wrot
           url,
           host: 'h',
           path: url,
-          status: decision === 'allowed' ? 200 : 403,
+          status: decision === 'blocked' ? 403 : 200,
           code: decision === 'allowed' ? 'allowed' : 'host_not_allowed',
           bytesIn: 0,
           bytesOut: 0,

@@ -23,6 +23,7 @@ function policy(sandbox: unknown, envRefs: Record<string, string> = {}): LoadedP
     allowlistSha256: '0'.repeat(64),
     files: {},
     build: null,
+    warnings: [],
   };
 }
 

@@ -114,6 +114,7 @@ export const run: Command = async (argv, ctx) => {
   const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
   const view = resolvedView(policy);
   ctx.stdout.write(values.json ? JSON.stringify(view, null, 2) + '\n' : stringify(view, { lineWidth: 0 }));
+  for (const warning of policy.warnings) ctx.stderr.write(`airlock: warning: ${warning}\n`);
   if (!policy.sandbox.network_sandbox) {
     ctx.stderr.write('airlock: warning: network_sandbox is false: the command will have unrestricted network access\n');
   }

@@ -85,6 +85,11 @@ const RUN_OPTIONS = {
   'fail-on-block': { type: 'boolean', default: false },
   // Accepted so the same options work on every engine; images come from a registry here, nothing is built.
   'max-image-age': { type: 'string' },
+  // Accepted for the same reason: the workspace is a volume claim, and no local policy is mounted into the sandbox.
+  'writable-policy': { type: 'boolean', default: false },
+  // Refused with a clear message below rather than by the parser (the Action passes them).
+  audit: { type: 'boolean', default: false },
+  'audit-allowlist': { type: 'string' },
   mount: { type: 'string', multiple: true, default: [] as string[] },
 } as const;
 
@@ -139,6 +144,11 @@ export async function runOnKubernetes(argv: string[], ctx: CommandContext): Prom
   if (values.help) {
     ctx.stdout.write(RUN_USAGE);
     return EXIT.ok;
+  }
+  if (values.audit || values['audit-allowlist'] !== undefined) {
+    throw new UsageError(
+      '--audit is not available with --engine kubernetes yet: audit on Podman or Docker (docs/audit.md)',
+    );
   }
   if (split.command === null || split.command.length === 0) {
     throw new UsageError(`no command given: write it after --, e.g. airlock run -- npm test\n\n${RUN_USAGE}`);

@@ -5,26 +5,12 @@
  * `UsageError` (exit 2) that ends with where the options are listed.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { editDistance } from '../../protocol/edit-distance.js';
 import { UsageError } from '../errors.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-/** Optimal string alignment distance (Levenshtein plus adjacent transposition): `--verbsoe` is one slip away. */
-export function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        best = Math.min(best, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = best;
-    }
-  }
-  return d[a.length]![b.length]!;
-}
+export { editDistance };
 
 /** The known option closest to `name` (without dashes), if it is close enough to be a slip rather than another word. */
 export function closestOption(name: string, known: readonly string[]): string | null {

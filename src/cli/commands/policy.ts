@@ -32,8 +32,8 @@ export function splitUrl(url: string): { scheme: 'http' | 'https'; authority: st
 
 export function formatDecision(d: Decision): string {
   if (d.allowed) return `ALLOWED ${describeRule(d.rule)}`;
-  if (d.code === 'upstream_address_not_allowed') return `BLOCKED ${d.code}: ${d.reason} (${d.hint ?? ''})`;
-  return `BLOCKED ${d.code}: ${d.reason}${d.hint ? ` (would be allowed by: ${d.hint})` : ''}`;
+  if (d.fix !== undefined) return `BLOCKED ${d.code}: ${d.reason} (${d.fix})`;
+  return `BLOCKED ${d.code}: ${d.reason}${d.hint ? ` (to allow it, add under url_prefixes: ${d.hint})` : ''}`;
 }
 
 export const run: Command = async (argv, ctx) => {
@@ -53,6 +53,7 @@ export const run: Command = async (argv, ctx) => {
   if (!/^[A-Za-z]+$/.test(method)) throw new UsageError(`"${method}" is not an HTTP method`);
   const { scheme, authority, target } = splitUrl(url);
   const policy = await loadPolicy({ ...policyLocation(values, ctx.cwd), allowlistOnly: true }, ctx.env);
+  for (const warning of policy.warnings) ctx.stderr.write(`airlock: warning: ${warning}\n`);
   // What the proxy would answer: the allowlist first, then (for an IP literal) the address guard. The port the URL
   // names (else the scheme's default) is the one judged, as the proxy judges its listener's.
   const decision = guardLiteralTarget(decide({ method, host: authority, target, scheme }, policy.allowlist));
@@ -63,7 +64,8 @@ export const run: Command = async (argv, ctx) => {
     : undefined;
   const blocked = !decision.allowed || verdict?.allowed === false;
   if (values.json) {
-    const rule = decision.allowed ? { ...decision.rule, description: describeRule(decision.rule) } : undefined;
+    // The entry that decided: the one that allowed it, or the one that matched but refused the method.
+    const rule = decision.rule ? { ...decision.rule, description: describeRule(decision.rule) } : undefined;
     const out: Record<string, unknown> = { ...decision, rule, method: method.toUpperCase() };
     if (verdict) out.graphql = verdict;
     if (verdict?.allowed === false) Object.assign(out, { allowed: false, code: 'graphql_operation_blocked' });

@@ -3,6 +3,9 @@
  * network the network session provides, with the command's own exit code — or 124 (timeout), 137 (OOM), 125
  * (airlock's own failure), 128+signal (stopped by SIGINT/SIGTERM).
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { loadPolicy } from '../config/load.js';
 import { resolveEngine } from '../engine/engine.js';
 import { readHostLimits } from '../engine/host-limits.js';
@@ -14,7 +17,14 @@ import { prepareRunImage } from '../images/run-image.js';
 import { prepareCredentials } from '../secrets/prepare.js';
 import { runContainer } from '../session/container.js';
 import { newRunIdentity, resourceLabels, resourceName } from '../session/labels.js';
-import { resolveMounts, WORKSPACE } from '../session/mounts.js';
+import { guardPolicy, parseMountFlag, resolveMounts, WORKSPACE } from '../session/mounts.js';
+import { runSummary } from '../session/run-summary.js';
+import { addEvidence, emptyEvidence, renderSuggestion, type LogEvidence } from '../config/suggestion.js';
+import { createNetworkTally } from '../../protocol/network-log-records.js';
+import { suggestAllowlist } from '../../protocol/allowlist-suggest.js';
+import type { LoadedPolicy } from '../config/types.js';
+import type { Allowlist } from '../../protocol/allowlist.js';
+import type { ImageSource } from '../images/run-image.js';
 import { Interruption } from '../session/interruption.js';
 import { unrestrictedNetwork, type NetworkSession, type NetworkSessionRequest } from '../session/network-session.js';
 import { openProxyNetwork } from '../session/proxy-network.js';
@@ -52,6 +62,9 @@ const RUN_OPTIONS = {
   mount: { type: 'string', multiple: true, default: [] as string[] },
   'fail-on-block': { type: 'boolean', default: false },
   'require-limits': { type: 'boolean', default: false },
+  audit: { type: 'boolean', default: false },
+  'audit-allowlist': { type: 'string' },
+  'writable-policy': { type: 'boolean', default: false },
 } as const;
 
 const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
@@ -71,6 +84,11 @@ const USAGE = `usage: airlock run [options] -- COMMAND [ARGS...]
   --network-log-live      print each network log line to stderr as [net] ... as it happens
   --fail-on-block         exit 3 when the command succeeded but a request was blocked
   --require-limits        exit 125 instead of running when the engine cannot enforce pids/memory/cpu limits here
+  --audit                 let requests the allowlist refuses through, log them as would_block, and write a
+                          suggested allowlist (docs/audit.md); safety refusals still apply
+  --audit-allowlist FILE  where --audit writes the suggested allowlist (default: a file in the temp directory)
+  --writable-policy       do not mount .airlock/ and .airut/ read-only in the sandbox (for CI wrappers that
+                          check the policy out afresh for every run)
   --verbose | --debug     progress on stderr | also engine command lines
   --log FILE              write airlock's messages to FILE instead of stderr
 `;
@@ -83,6 +101,39 @@ function openNetworkSession(request: NetworkSessionRequest, flags: NetworkLogFla
     request.log.warn(`network_sandbox is false: ${given.join(', ')} ignored (there is no proxy to log)`);
   }
   return Promise.resolve(unrestrictedNetwork(request.log));
+}
+
+/** Why the run uses its image, in the user's terms (printed on every run). */
+export function imageReason(source: ImageSource, policy: LoadedPolicy, cwd: string): string {
+  switch (source) {
+    case 'flag':
+      return 'given with --image';
+    case 'config':
+      return `image: in ${path.relative(cwd, policy.files.sandbox ?? 'sandbox.yaml')}`;
+    case 'dockerfile':
+      return `built from ${path.relative(cwd, policy.build?.dockerfile ?? 'Dockerfile')}`;
+    case 'embedded':
+      return policy.configDir === null
+        ? "the host-toolchain default (no .airlock/ or .airut/ here), the host's /usr read-only"
+        : `the host-toolchain default (no image: in sandbox.yaml, no container/ in ${path.relative(cwd, policy.configDir) || '.'}), the host's /usr read-only`;
+  }
+}
+
+/**
+ * Audit mode's suggestion: the current allowlist (its text as read before the run) with entries added for every
+ * request it refused, or the suggestion alone when there is no allowlist file. Returns the path written.
+ */
+async function writeAuditSuggestion(
+  evidence: LogEvidence,
+  allowlist: Allowlist,
+  allowlistText: string | undefined,
+  file: string,
+  cwd: string,
+): Promise<string> {
+  const target = path.resolve(cwd, file);
+  const suggestion = suggestAllowlist(evidence.requests, allowlistText === undefined ? undefined : allowlist);
+  await writeFile(target, renderSuggestion(suggestion, allowlistText));
+  return target;
 }
 
 export const run: Command = async (argv, ctx) => {
@@ -121,10 +172,31 @@ export const run: Command = async (argv, ctx) => {
   let network: NetworkSession | null = null;
   let seccompProfile: SeccompProfileFile | null = null;
   let orphanSweep: Promise<void> = Promise.resolve();
+  let releaseGuard: () => Promise<void> = () => Promise.resolve();
   const interruption = new Interruption();
   try {
     const policy = await loadPolicy(policyLocation(values, ctx.cwd), ctx.env);
+    for (const warning of policy.warnings) log.warn(warning);
     const mounts = await resolveMounts(ctx.cwd, values.mount);
+    // The policy guard applies to the default workspace (the working directory, where the next run reads its policy).
+    const workspaceFromCwd = !values.mount.some((m) => parseMountFlag(m).target === WORKSPACE);
+    if (workspaceFromCwd && !values['writable-policy']) {
+      const guard = await guardPolicy(ctx.cwd, [
+        policy.configDir,
+        policy.files.sandbox,
+        policy.files.allowlist,
+        policy.build?.dockerfile,
+      ]);
+      releaseGuard = guard.release;
+      mounts.push(...guard.mounts);
+      for (const warning of guard.warnings) log.warn(warning);
+    }
+    const audit = values.audit && policy.sandbox.network_sandbox;
+    if (values.audit && !audit) log.warn('network_sandbox is false: --audit ignored (there is no allowlist to audit)');
+    // Read now, before the sandbox runs: with --writable-policy the file may be the sandbox's by the end.
+    const allowlistText = audit && policy.files.allowlist ? await readFile(policy.files.allowlist, 'utf8') : undefined;
+    const tally = createNetworkTally();
+    const evidence = emptyEvidence();
     const credentials = prepareCredentials(policy, ctx.env);
     for (const warning of credentials.warnings) log.warn(warning);
     const engine = await resolveEngine(requestedEngine, ctx.env);
@@ -175,6 +247,11 @@ export const run: Command = async (argv, ctx) => {
         log,
         networkLog: networkLogOptions(values, ctx.cwd),
         stderr: ctx.stderr,
+        audit,
+        onRecord: (record) => {
+          tally.add(record);
+          if (audit) addEvidence(record, evidence);
+        },
       },
       values,
     );
@@ -196,6 +273,7 @@ export const run: Command = async (argv, ctx) => {
     network = session;
     if (prepared.status === 'rejected') throw prepared.reason;
     const image = prepared.value;
+    log.notice(`image ${image.ref}: ${imageReason(image.source, policy, ctx.cwd)}`);
 
     const { limits: enforced, warning } = settled ?? settleLimits(await factsReading, wanted, requests, null);
     if (warning) log.warn(warning);
@@ -239,13 +317,24 @@ export const run: Command = async (argv, ctx) => {
     network = null;
     await session.close();
     const counts = session.counts?.();
-    if (counts && counts.blocked > 0) {
-      const where = counts.logPath ? `; see ${counts.logPath}` : '';
-      log.warn(
-        `${counts.blocked} request${counts.blocked === 1 ? ' was' : 's were'} blocked by the network allowlist ` +
-          `(${counts.allowed} allowed)${where}`,
-      );
-      if (values['fail-on-block'] && code === EXIT.ok) return EXIT.blockedRequests;
+    if (counts) {
+      const suggestionPath = audit
+        ? await writeAuditSuggestion(
+            evidence,
+            policy.allowlist,
+            allowlistText,
+            values['audit-allowlist'] ?? path.join(tmpdir(), `airlock-${identity.runId}-suggested-allowlist.yaml`),
+            ctx.cwd,
+          )
+        : undefined;
+      const summary = runSummary({ tally: tally.result(), audit, logPath: counts.logPath, suggestionPath });
+      // Indented lines detail the warning above them: no second `warning:` tag.
+      for (const line of summary.warnings) {
+        if (line.startsWith('  ')) log.notice(line);
+        else log.warn(line);
+      }
+      for (const line of summary.notices) log.notice(line);
+      if (counts.blocked > 0 && values['fail-on-block'] && code === EXIT.ok) return EXIT.blockedRequests;
     }
     return code;
   } catch (e) {
@@ -259,6 +348,7 @@ export const run: Command = async (argv, ctx) => {
     try {
       await seccompProfile?.remove();
       await network?.close();
+      await releaseGuard();
       await orphanSweep;
     } finally {
       await log.close();

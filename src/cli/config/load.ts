@@ -3,14 +3,16 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
 import { AllowlistSchema, EMPTY_ALLOWLIST, type Allowlist } from '../../protocol/allowlist.js';
+import { lintAllowlist } from '../../protocol/allowlist-lint.js';
+import { nearest } from '../../protocol/edit-distance.js';
 import { SandboxConfigSchema, type SandboxConfig } from '../../protocol/sandbox-config.js';
 import { ConfigError } from '../errors.js';
 import type { LoadedPolicy, PolicyLocation } from './types.js';
 import {
-  configErrorAt,
   dottedPath,
   EnvRef,
   parseYamlSource,
+  problemAt,
   scalarSource,
   type KeyPath,
   type YamlSource,
@@ -130,6 +132,12 @@ function coerceScalar(src: YamlSource, schema: z.ZodType, value: unknown, at: Ke
   return value;
 }
 
+/** What reading one file found: its problems (each one line), and the key paths already reported. */
+interface FileProblems {
+  errors: string[];
+  reported: Set<string>;
+}
+
 function resolveValues(
   src: YamlSource,
   schema: z.ZodType,
@@ -137,22 +145,31 @@ function resolveValues(
   at: KeyPath,
   env: NodeJS.ProcessEnv,
   envRefs: Map<string, string>,
+  problems: FileProblems,
 ): unknown {
   if (value instanceof EnvRef) {
+    let problem: string | null = null;
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(value.name)) {
-      throw configErrorAt(src, at, `!env needs a variable name, e.g. \`!env GH_TOKEN\` (got "${value.name}")`);
+      problem = `!env needs a variable name, e.g. \`!env GH_TOKEN\` (got "${value.name}")`;
+    } else if (env[value.name] === undefined) {
+      problem = `environment variable '${value.name}' is not set (set it, or remove the entry)`;
     }
-    const resolved = env[value.name];
-    if (resolved === undefined) {
-      throw configErrorAt(src, at, `environment variable '${value.name}' is not set (set it, or remove the entry)`);
+    if (problem !== null) {
+      problems.errors.push(problemAt(src, at, problem));
+      problems.reported.add(dottedPath(at));
+      // A placeholder of the right type, so the schema judges the rest of the file without repeating this problem.
+      return '';
     }
     envRefs.set(dottedPath(at), value.name);
-    return resolved;
+    return env[value.name];
   }
-  if (Array.isArray(value)) return value.map((v, i) => resolveValues(src, schema, v, [...at, i], env, envRefs));
+  if (Array.isArray(value))
+    return value.map((v, i) => resolveValues(src, schema, v, [...at, i], env, envRefs, problems));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = resolveValues(src, schema, v, [...at, k], env, envRefs);
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = resolveValues(src, schema, v, [...at, k], env, envRefs, problems);
+    }
     return out;
   }
   return coerceScalar(src, schema, value, at);
@@ -166,45 +183,53 @@ function keysAt(schema: z.ZodType, p: KeyPath): string[] {
   });
 }
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
+/** Every schema problem in a file as a line, or the parsed value when there is none. */
+function validate<S extends z.ZodType>(
+  schema: S,
+  src: YamlSource,
+  value: unknown,
+  problems: FileProblems,
+): z.output<S> | undefined {
+  const result = schema.safeParse(value);
+  if (result.success) return problems.errors.length === 0 ? result.data : undefined;
+  const issues = result.error.issues;
+  // A misspelt key also leaves its real key "missing"; the misspelling is what the user needs to hear about.
+  const misspeltAt = new Set(
+    issues.filter((i) => i.code === 'unrecognized_keys').map((i) => dottedPath(keyPath(i.path))),
+  );
+  for (const issue of issues) {
+    const at = keyPath(issue.path);
+    if (problems.reported.has(dottedPath(at))) continue;
+    if (issue.code === 'unrecognized_keys') {
+      const valid = keysAt(schema, at);
+      for (const key of issue.keys) {
+        const near = nearest(key, valid);
+        const hint = near ? `did you mean '${near}'?` : valid.length ? `valid keys: ${valid.join(', ')}` : '';
+        problems.errors.push(problemAt(src, [...at, key], `unknown key '${key}'${hint ? '; ' + hint : ''}`, true));
+      }
+      continue;
     }
+    if (issue.code === 'invalid_type') {
+      const got =
+        value === null
+          ? null
+          : at.reduce<unknown>((v, k) => (v as Record<string | number, unknown> | undefined)?.[k], value);
+      if (got === null || got === undefined) {
+        if (misspeltAt.has(dottedPath(at.slice(0, -1)))) continue;
+        problems.errors.push(problemAt(src, at, `value is missing (expected ${issue.expected})`));
+      } else {
+        const kind = Array.isArray(got) ? 'a list' : typeof got === 'object' ? 'a mapping' : `a ${typeof got}`;
+        problems.errors.push(problemAt(src, at, `expected ${describeExpected(issue.expected)}, found ${kind}`));
+      }
+      continue;
+    }
+    problems.errors.push(problemAt(src, at, issue.message));
   }
-  return d[b.length]!;
+  return undefined;
 }
 
-function validate<S extends z.ZodType>(schema: S, src: YamlSource, value: unknown): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  // A misspelt key also leaves its real key "missing"; the misspelling is what the user needs to hear about.
-  const issue = result.error.issues.find((i) => i.code === 'unrecognized_keys') ?? result.error.issues[0]!;
-  const at = issue.path.filter((x): x is string | number => typeof x !== 'symbol');
-  if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0]!;
-    const valid = keysAt(schema, at);
-    const near = valid.find((k) => editDistance(k, key) <= 2);
-    const hint = near ? `did you mean '${near}'?` : valid.length ? `valid keys: ${valid.join(', ')}` : '';
-    throw configErrorAt(src, [...at, key], `unknown key '${key}'${hint ? '; ' + hint : ''}`, true);
-  }
-  if (issue.code === 'invalid_type') {
-    const got =
-      value === null
-        ? null
-        : at.reduce<unknown>((v, k) => (v as Record<string | number, unknown> | undefined)?.[k], value);
-    if (got === null || got === undefined) {
-      throw configErrorAt(src, at, `value is missing (expected ${issue.expected})`);
-    }
-    const kind = Array.isArray(got) ? 'a list' : typeof got === 'object' ? 'a mapping' : `a ${typeof got}`;
-    throw configErrorAt(src, at, `expected ${describeExpected(issue.expected)}, found ${kind}`);
-  }
-  throw configErrorAt(src, at, issue.message);
+function keyPath(path: ReadonlyArray<PropertyKey>): Array<string | number> {
+  return path.filter((x): x is string | number => typeof x !== 'symbol');
 }
 
 function describeExpected(expected: string): string {
@@ -227,21 +252,79 @@ function describeExpected(expected: string): string {
   }
 }
 
+interface LoadedFile<T> {
+  value: T | undefined;
+  src: YamlSource | null;
+}
+
+/** Reads, resolves and validates one policy file; every problem goes to `errors`, and `value` is then undefined. */
 async function loadYamlFile<S extends z.ZodType>(
   file: string,
   schema: S,
   allowEnvTags: boolean,
   env: NodeJS.ProcessEnv,
   envRefs: Map<string, string>,
-): Promise<z.output<S>> {
-  const text = await readText(file, 'the file');
-  const src = parseYamlSource(file, text, allowEnvTags);
+  errors: string[],
+): Promise<LoadedFile<z.output<S>>> {
+  let src: YamlSource;
+  try {
+    src = parseYamlSource(file, await readText(file, 'the file'), allowEnvTags);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    errors.push(...err.problems);
+    return { value: undefined, src: null };
+  }
   const raw: unknown = src.doc.toJS();
   if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
-    throw configErrorAt(src, [], 'the file must be a mapping (key: value) at the top level');
+    errors.push(problemAt(src, [], 'the file must be a mapping (key: value) at the top level'));
+    return { value: undefined, src };
   }
-  const resolved = resolveValues(src, schema, raw ?? {}, [], env, envRefs);
-  return validate(schema, src, resolved);
+  const problems: FileProblems = { errors: [], reported: new Set() };
+  const resolved = resolveValues(src, schema, raw ?? {}, [], env, envRefs, problems);
+  const value = validate(schema, src, resolved, problems);
+  errors.push(...problems.errors);
+  return { value, src };
+}
+
+/** The image definitions airlock looks for in `container/`, in this order (Podman's name, then Docker's). */
+export const CONTAINER_FILES = ['Containerfile', 'Dockerfile'] as const;
+
+/**
+ * `--dockerfile`, else `container/Containerfile` or `container/Dockerfile`. A `container/` directory with neither (or
+ * both) is an error: falling back to the host-toolchain image would run the command somewhere else than the policy
+ * author meant.
+ */
+async function findContainerFile(
+  location: PolicyLocation,
+  configDir: string | null,
+  abs: (p: string) => string,
+  errors: string[],
+): Promise<string | undefined> {
+  if (location.dockerfile !== undefined) {
+    const p = abs(location.dockerfile);
+    if ((await exists(p)) !== 'file') errors.push(`${p}: --dockerfile names a file that does not exist`);
+    return p;
+  }
+  if (configDir === null) return undefined;
+  const dir = path.join(configDir, 'container');
+  const kind = await exists(dir);
+  if (kind === null) return undefined;
+  if (kind !== 'dir') {
+    errors.push(`${dir}: container must be a directory holding a Containerfile or Dockerfile`);
+    return undefined;
+  }
+  const present: string[] = [];
+  for (const name of CONTAINER_FILES) {
+    if ((await exists(path.join(dir, name))) === 'file') present.push(path.join(dir, name));
+  }
+  if (present.length === 1) return present[0];
+  errors.push(
+    present.length === 0
+      ? `${dir}: the container directory has no Containerfile or Dockerfile (add one, or remove the directory to use ` +
+          `the default image)`
+      : `${dir}: the container directory has both a Containerfile and a Dockerfile; keep one`,
+  );
+  return undefined;
 }
 
 export function allowlistDigest(allowlist: Allowlist): string {
@@ -266,10 +349,13 @@ export async function loadPolicy(location: PolicyLocation, env: NodeJS.ProcessEn
     layout = 'airut';
   }
 
+  // Problems are collected, not thrown one by one: a single run reports every error in every file.
+  const errors: string[] = [];
+  const warnings: string[] = [];
   const pick = async (explicit: string | undefined, relative: string, flag: string): Promise<string | undefined> => {
     if (explicit !== undefined) {
       const p = abs(explicit);
-      if ((await exists(p)) !== 'file') throw new ConfigError(`${p}: ${flag} names a file that does not exist`);
+      if ((await exists(p)) !== 'file') errors.push(`${p}: ${flag} names a file that does not exist`);
       return p;
     }
     if (configDir === null) return undefined;
@@ -279,41 +365,54 @@ export async function loadPolicy(location: PolicyLocation, env: NodeJS.ProcessEn
 
   const sandboxFile = location.allowlistOnly ? undefined : await pick(location.config, 'sandbox.yaml', '--config');
   const allowlistFile = await pick(location.allowlist, 'network-allowlist.yaml', '--allowlist');
-  const dockerfile = location.allowlistOnly
-    ? undefined
-    : await pick(location.dockerfile, path.join('container', 'Dockerfile'), '--dockerfile');
+  const dockerfile = location.allowlistOnly ? undefined : await findContainerFile(location, configDir, abs, errors);
 
   const envRefs = new Map<string, string>();
-  const sandbox: SandboxConfig = sandboxFile
-    ? await loadYamlFile(sandboxFile, SandboxConfigSchema, true, env, envRefs)
-    : SandboxConfigSchema.parse({});
-  const allowlist: Allowlist = allowlistFile
-    ? await loadYamlFile(allowlistFile, AllowlistSchema, false, env, new Map())
-    : EMPTY_ALLOWLIST;
+  const sandboxRead =
+    sandboxFile && !errors.some((e) => e.startsWith(sandboxFile + ':'))
+      ? await loadYamlFile(sandboxFile, SandboxConfigSchema, true, env, envRefs, errors)
+      : null;
+  const allowlistRead =
+    allowlistFile && !errors.some((e) => e.startsWith(allowlistFile + ':'))
+      ? await loadYamlFile(allowlistFile, AllowlistSchema, false, env, new Map(), errors)
+      : null;
+  const sandbox: SandboxConfig = sandboxRead?.value ?? SandboxConfigSchema.parse({});
+  const allowlist: Allowlist = allowlistRead?.value ?? EMPTY_ALLOWLIST;
+  if (allowlistRead?.value && allowlistRead.src) {
+    // Airut's own files are read unchanged: what Airut gives a meaning stays valid there (a warning, not an error).
+    const airut = path.basename(path.dirname(allowlistRead.src.file)) === '.airut';
+    for (const finding of lintAllowlist(allowlistRead.value, { airut })) {
+      const line = problemAt(allowlistRead.src, finding.path, finding.message);
+      (finding.severity === 'error' ? errors : warnings).push(line);
+    }
+  }
 
   let build: LoadedPolicy['build'] = null;
   if (dockerfile) {
     const contextDir = location.contextDir !== undefined ? abs(location.contextDir) : path.dirname(dockerfile);
     if (location.contextDir !== undefined && (await exists(contextDir)) !== 'dir') {
-      throw new ConfigError(`${contextDir}: --context-dir is not a directory`);
+      errors.push(`${contextDir}: --context-dir is not a directory`);
     }
     build = { dockerfile, contextDir };
-  } else if (location.contextDir !== undefined) {
-    throw new ConfigError(
-      '--context-dir was given but there is no Dockerfile (use --dockerfile or container/Dockerfile)',
-    );
+  } else if (location.contextDir !== undefined && !location.allowlistOnly) {
+    errors.push('--context-dir was given but there is no Dockerfile (use --dockerfile or container/Dockerfile)');
   }
 
   let upstreamCaFile: string | undefined;
   if (sandbox.upstream_ca_file !== undefined) {
     upstreamCaFile = path.resolve(configDir ?? cwd, sandbox.upstream_ca_file);
-    const pem = await readText(upstreamCaFile, 'upstream_ca_file');
-    if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-      throw new ConfigError(
-        `${sandboxFile ?? 'sandbox.yaml'}: upstream_ca_file: ${upstreamCaFile} holds no PEM certificate`,
-      );
+    try {
+      const pem = await readText(upstreamCaFile, 'upstream_ca_file');
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+        const at = sandboxRead?.src ? problemAt(sandboxRead.src, ['upstream_ca_file'], '') : `${sandboxFile}: `;
+        errors.push(`${at.replace(/: $/, '')}: ${upstreamCaFile} holds no PEM certificate`);
+      }
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      errors.push(...err.problems);
     }
   }
+  if (errors.length > 0) throw new ConfigError(errors, warnings);
 
   const files: LoadedPolicy['files'] = {};
   if (sandboxFile) files.sandbox = sandboxFile;
@@ -327,6 +426,7 @@ export async function loadPolicy(location: PolicyLocation, env: NodeJS.ProcessEn
     allowlistSha256: allowlistDigest(allowlist),
     files,
     build,
+    warnings,
   };
   if (upstreamCaFile !== undefined) policy.upstreamCaFile = upstreamCaFile;
   return policy;

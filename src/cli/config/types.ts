@@ -26,8 +26,12 @@ export interface LoadedPolicy {
   allowlistSha256: string;
   /** Files that were read (absent ones are not listed). */
   files: { sandbox?: string; allowlist?: string };
-  /** Dockerfile and build context, or null when there is no Dockerfile (image: or the embedded default applies). */
+  /**
+   * Containerfile/Dockerfile and build context, or null when there is none (image: or the embedded default applies).
+   */
   build: { dockerfile: string; contextDir: string } | null;
+  /** Linter warnings, each a `file:line:col: key.path: …` line (errors abort loading instead). */
+  warnings: string[];
   /** Absolute path of `upstream_ca_file`, resolved against the config directory. */
   upstreamCaFile?: string;
 }

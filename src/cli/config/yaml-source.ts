@@ -45,8 +45,8 @@ export function parseYamlSource(file: string, text: string, allowEnvTags: boolea
         ]
       : [],
   });
-  const problem = doc.errors[0] ?? doc.warnings[0];
-  if (problem) {
+  // Every problem at once: `config check` reports all of them in one run, not one per edit.
+  const problems = [...doc.errors, ...doc.warnings].map((problem) => {
     const at = problem.linePos?.[0];
     const where = at ? `${file}:${at.line}:${at.col}` : file;
     let message = problem.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
@@ -56,8 +56,9 @@ export function parseYamlSource(file: string, text: string, allowEnvTags: boolea
         : ' (this file takes no tags; `!env` is only for sandbox.yaml)';
     }
     if (/Map keys must be unique/.test(message)) message += ' (remove or merge the duplicate key)';
-    throw new ConfigError(`${where}: invalid YAML: ${message}`);
-  }
+    return `${where}: invalid YAML: ${message}`;
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
   return { file, doc, lines };
 }
 
@@ -87,8 +88,13 @@ export function positionOf(src: YamlSource, path: KeyPath, wantKey = false): str
   return `${src.file}:${line}:${col}`;
 }
 
+/** One problem as a line: `file:line:col: key.path: message`. */
+export function problemAt(src: YamlSource, path: KeyPath, message: string, wantKey = false): string {
+  return `${positionOf(src, path, wantKey)}: ${dottedPath(path)}: ${message}`;
+}
+
 export function configErrorAt(src: YamlSource, path: KeyPath, message: string, wantKey = false): ConfigError {
-  return new ConfigError(`${positionOf(src, path, wantKey)}: ${dottedPath(path)}: ${message}`);
+  return new ConfigError(problemAt(src, path, message, wantKey));
 }
 
 /** Original text of the scalar at a path (e.g. `010` rather than 8), for values that are strings by nature. */

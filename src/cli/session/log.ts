@@ -9,14 +9,16 @@ import { dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { UsageError } from '../errors.js';
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export type LogLevel = 'error' | 'warn' | 'notice' | 'info' | 'debug';
 
-const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+/** `notice` is shown by default like a warning, without the `warning:` tag: facts every run states (its image). */
+const RANK: Record<LogLevel, number> = { error: 0, warn: 1, notice: 1, info: 2, debug: 3 };
 
 export interface Logger {
   readonly level: LogLevel;
   error(message: string): void;
   warn(message: string): void;
+  notice(message: string): void;
   info(message: string): void;
   debug(message: string): void;
   /** Engine output streamed verbatim at `--verbose` (build logs). */
@@ -78,6 +80,7 @@ export function createLogger(options: LoggerOptions): Logger {
     terminal: options.stderr,
     error: (m) => write('error', m),
     warn: (m) => write('warn', m),
+    notice: (m) => write('notice', m),
     info: (m) => write('info', m),
     debug: (m) => write('debug', m),
     stream: (chunk) => {

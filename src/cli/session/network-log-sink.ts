@@ -6,6 +6,7 @@
 import type { WriteStream } from 'node:fs';
 import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { LogRecord } from '../../protocol/network-log-records.js';
 import type { EventLine } from '../../protocol/proxy-wire.js';
 import { UsageError } from '../errors.js';
 import { stateDir } from '../host/state-dir.js';
@@ -59,6 +60,8 @@ export interface NetworkLogSinkOptions {
   stderr: NodeJS.WritableStream;
   /** A log file that fails after it was opened (disk full): said once, the run goes on. */
   warn: (message: string) => void;
+  /** Sees every event's JSON record as it arrives (the end-of-run summary and audit mode's suggestion). */
+  onRecord?: (record: LogRecord) => void;
 }
 
 async function openAppend(file: string, flag: string | null): Promise<WriteStream> {
@@ -77,7 +80,7 @@ async function openAppend(file: string, flag: string | null): Promise<WriteStrea
 /** Opens the files up front, so a path that cannot be written fails the run before anything starts. */
 export async function openNetworkLogSink(
   options: NetworkLogOptions,
-  { runId, stderr, warn }: NetworkLogSinkOptions,
+  { runId, stderr, warn, onRecord }: NetworkLogSinkOptions,
 ): Promise<NetworkLogSink> {
   // Unrequested, the log lives in airlock's own directory, where only the newest few are kept.
   const textPath = options.textFile ?? (await keptNetworkLogPath(runId));
@@ -99,11 +102,15 @@ export async function openNetworkLogSink(
   }
   const live = options.live ? stderr : undefined;
   const tally: NetworkCounts = { allowed: 0, blocked: 0, errors: 0, logPath: textPath };
+  // An audit-flagged request explains as much as a blocked one: its log is kept too.
+  let worthKeeping = false;
   return {
     write({ record, json: jsonLine, text: textLine }) {
+      onRecord?.(record);
       if (record.decision === 'allowed') tally.allowed++;
       else if (record.decision === 'blocked') tally.blocked++;
       else if (record.decision === 'error') tally.errors++;
+      if (record.decision === 'blocked' || record.decision === 'would_block') worthKeeping = true;
       json?.write(jsonLine + '\n');
       if (textLine) {
         text.write(textLine + '\n');
@@ -113,9 +120,10 @@ export async function openNetworkLogSink(
     counts: () => ({ ...tally }),
     async close() {
       await Promise.all([text, json].map((s) => (s ? new Promise<void>((r) => s.end(r)) : Promise.resolve())));
-      // An unrequested log is kept only when it explains something (a blocked request), and only the newest few.
+      // An unrequested log is kept only when it explains something (a blocked or audit-flagged request), and only
+      // the newest few.
       if (!options.textFile) {
-        if (tally.blocked > 0) await pruneKeptNetworkLogs(path.dirname(textPath));
+        if (worthKeeping) await pruneKeptNetworkLogs(path.dirname(textPath));
         else await rm(textPath, { force: true });
       }
     },

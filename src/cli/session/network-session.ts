@@ -4,6 +4,7 @@
  * the network sandbox (proxy-network.ts: internal network, proxy container, CA trust) and, for
  * `network_sandbox: false`, the engine's default network with no proxy at all.
  */
+import type { LogRecord } from '../../protocol/network-log-records.js';
 import type { Engine } from '../engine/engine.js';
 import type { BindMount } from '../engine/run-args.js';
 import type { LoadedPolicy } from '../config/types.js';
@@ -35,6 +36,10 @@ export interface NetworkSessionRequest {
   networkLog: NetworkLogOptions;
   /** Where `--network-log-live` lines go. */
   stderr: NodeJS.WritableStream;
+  /** Audit mode: the proxy lets policy refusals through and logs them `would_block` (docs/audit.md). */
+  audit?: boolean;
+  /** Sees every JSONL network-log record as it arrives (the end-of-run summary and audit mode's suggestion). */
+  onRecord?: (record: LogRecord) => void;
 }
 
 const never = new Promise<string>(() => undefined);

@@ -143,6 +143,8 @@ export interface ProxyConfigFacts {
   hostAddresses: string[];
   /** The contents of `upstream_ca_file`, when the policy names one. */
   upstreamCaPem?: string;
+  /** Audit mode (`airlock run --audit`): policy refusals forwarded and logged `would_block`. */
+  audit?: boolean;
 }
 
 /** The configuration the proxy container receives on stdin. */
@@ -164,6 +166,7 @@ export function proxyConfig(facts: ProxyConfigFacts): ProxyConfig {
       ...(facts.upstreamCaPem !== undefined ? { caPem: facts.upstreamCaPem } : {}),
     },
     credentials: facts.credentials,
+    ...(facts.audit ? { audit: true } : {}),
     run: { id: facts.runId, policySha256: policy.allowlistSha256 },
     // The host collects the log from the proxy's stdout: nothing is written inside the read-only container.
     log: { stdout: true },

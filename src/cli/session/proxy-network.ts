@@ -139,6 +139,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
       runId: identity.runId,
       stderr: req.stderr,
       warn: (m) => log.warn(m),
+      ...(req.onRecord ? { onRecord: req.onRecord } : {}),
     });
     undo.push(() => sink.close());
 
@@ -189,6 +190,7 @@ export async function openProxyNetwork(req: NetworkSessionRequest): Promise<Netw
         sandboxAddress,
         hostGateway,
         hostAddresses: hostAddresses(),
+        audit: req.audit === true,
         ...(policy.upstreamCaFile ? { upstreamCaPem: await readFile(policy.upstreamCaFile, 'utf8') } : {}),
       }),
     );

@@ -1,5 +1,6 @@
+import { ADDRESS_GUARD_FIX } from '../../protocol/address-guard.js';
 import type { Allowlist } from '../../protocol/allowlist.js';
-import type { DenyCode } from '../../protocol/deny-codes.js';
+import { refusalClass, type DenyCode } from '../../protocol/deny-codes.js';
 import {
   DEFAULT_PORTS,
   decide,
@@ -47,7 +48,20 @@ export interface Refusal {
   host: string;
   path: string;
   reason: string;
+  /** The allowlist entry that would permit the request: YAML, ready to paste under `url_prefixes:`. */
   hint?: string;
+  /** What to do instead, in words, when no allowlist entry helps (or beside the hint). */
+  fix?: string;
+  /** The entry that decided the refusal (it matched host and path but not the method, or its GraphQL filter). */
+  rule?: string;
+}
+
+/** Audit mode: the policy refusal a request got, though it was let through. */
+export interface WouldBlock {
+  code: DenyCode;
+  reason: string;
+  hint?: string;
+  rule?: string;
 }
 
 export interface Admission {
@@ -62,12 +76,16 @@ export interface Admission {
   authority: string;
   /** Origin-form target forwarded upstream. */
   target: string;
+  /** The entry that allowed it ('' when only audit mode let it through). */
   rule: string;
-  decision: Extract<Decision, { allowed: true }>;
+  /** Absent when only audit mode let the request through (no entry matched, so no entry's body filter applies). */
+  decision?: Extract<Decision, { allowed: true }>;
+  /** Audit mode: the policy refusal the request would have got. */
+  wouldBlock?: WouldBlock;
 }
 
 /** What a refused request can do about it when no allowlist entry would help. */
-export const FIXED_HINTS: Partial<Record<Refusal['code'], string>> = {
+export const FIXES: Partial<Record<Refusal['code'], string>> = {
   connect_not_allowed:
     'the sandbox has no HTTP proxy: make direct requests (https://host/…); the network routes them through airlock',
   trace_not_allowed: 'TRACE and TRACK are never forwarded; use another method',
@@ -75,8 +93,7 @@ export const FIXED_HINTS: Partial<Record<Refusal['code'], string>> = {
   missing_host: 'send a Host header (and TLS SNI on HTTPS) naming the server',
   invalid_path: 'remove `..` segments, backslashes and NUL bytes from the path (after percent-decoding)',
   invalid_host: 'use a valid DNS name or IP literal',
-  upstream_address_not_allowed:
-    'the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended',
+  upstream_address_not_allowed: ADDRESS_GUARD_FIX,
   port_mismatch:
     'connect to the port the URL names: the proxy takes the upstream port from the connection and the policy, never from the request',
   connection_header_not_allowed:
@@ -128,7 +145,12 @@ export function splitAbsoluteForm(rawTarget: string): { authority: string; targe
   return { authority: m[1]!, target: rest === '' ? '/' : rest.startsWith('?') ? '/' + rest : rest };
 }
 
-export function admit(request: AdmissionRequest, allowlist: Allowlist): Admission | Refusal {
+/**
+ * Admission of one request. With `audit`, a refusal for policy reasons (the allowlist does not list the request,
+ * `refusalClass` in deny-codes.ts) becomes an admission that carries it as `wouldBlock`; every check before the
+ * allowlist — CONNECT, TRACE, host agreement, path validation — refuses as always.
+ */
+export function admit(request: AdmissionRequest, allowlist: Allowlist, audit = false): Admission | Refusal {
   const method = request.method.toUpperCase();
   const absolute = splitAbsoluteForm(request.rawTarget);
   const target = absolute ? absolute.target : request.rawTarget;
@@ -141,7 +163,7 @@ export function admit(request: AdmissionRequest, allowlist: Allowlist): Admissio
     host: shownHost,
     path: target,
     reason,
-    ...(FIXED_HINTS[code] ? { hint: FIXED_HINTS[code] } : {}),
+    ...(FIXES[code] ? { fix: FIXES[code] } : {}),
   });
 
   if (method === 'CONNECT') return refuse('connect_not_allowed', 'CONNECT tunnelling is not allowed');
@@ -197,25 +219,32 @@ export function admit(request: AdmissionRequest, allowlist: Allowlist): Admissio
     { method, host: hostHeader, target, scheme: listener.scheme, port: listener.port },
     allowlist,
   );
+  const admitted = {
+    kind: 'allow' as const,
+    host: decision.host,
+    hostHeader,
+    port: listener.port,
+    authority: formatAuthority(decision.host, listener.port, listener.scheme),
+    target,
+  };
   if (!decision.allowed) {
+    const details = {
+      reason: decision.reason,
+      ...(decision.hint !== undefined ? { hint: decision.hint } : {}),
+      ...(decision.rule ? { rule: describeRule(decision.rule) } : {}),
+    };
+    if (audit && refusalClass(decision.code) === 'policy') {
+      return { ...admitted, rule: '', wouldBlock: { code: decision.code, ...details } };
+    }
     return {
       kind: 'deny',
       status: 403,
       code: decision.code,
       host: decision.host,
       path: decision.path,
-      reason: decision.reason,
-      ...((decision.hint ?? FIXED_HINTS[decision.code]) ? { hint: decision.hint ?? FIXED_HINTS[decision.code] } : {}),
+      ...details,
+      ...(FIXES[decision.code] ? { fix: FIXES[decision.code] } : {}),
     };
   }
-  return {
-    kind: 'allow',
-    host: decision.host,
-    hostHeader,
-    port: listener.port,
-    authority: formatAuthority(decision.host, listener.port, listener.scheme),
-    target,
-    rule: describeRule(decision.rule),
-    decision,
-  };
+  return { ...admitted, rule: describeRule(decision.rule), decision };
 }

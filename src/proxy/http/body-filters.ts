@@ -5,6 +5,7 @@ import {
   checkGraphqlUrl,
   GRAPHQL_MAX_BODY_BYTES,
   GRAPHQL_TOO_LARGE,
+  graphqlEntryHint,
   graphqlHint,
   type GraphqlVerdict,
 } from '../../protocol/graphql-operations.js';
@@ -15,7 +16,7 @@ import {
   trimToolDomains,
   type ToolDomainsVerdict,
 } from '../../protocol/tool-domains.js';
-import { FIXED_HINTS, type Admission, type Refusal } from './admission.js';
+import { FIXES, type Admission, type Refusal, type WouldBlock } from './admission.js';
 
 /**
  * The proxy's side of the body filters (GraphQL operations, Anthropic tool domains): read the body (bounded),
@@ -68,8 +69,8 @@ export interface BodyFilters {
 
 /** Which body filters apply, or null when none does (most requests: they keep streaming their body). */
 export function bodyFiltersFor(admission: Admission): BodyFilters | null {
-  const rule = admission.decision.rule;
-  const graphql = rule.kind === 'url_prefix' ? rule.entry.graphql : undefined;
+  const rule = admission.decision?.rule;
+  const graphql = rule?.kind === 'url_prefix' ? rule.entry.graphql : undefined;
   const messages = isMessagesRequest(admission.host, admission.target);
   return graphql === undefined && !messages ? null : { graphql, messages };
 }
@@ -81,6 +82,8 @@ export interface InspectedBody {
   /** True when `body` was rewritten decoded and must travel without Content-Encoding. */
   decoded: boolean;
   annotations: string[];
+  /** Audit mode: the GraphQL filter's refusal, not enforced. */
+  wouldBlock?: WouldBlock;
 }
 
 /** Most bytes the filters read: a larger body is refused, never forwarded unread. */
@@ -100,11 +103,17 @@ export function judgeBody(
   admission: Admission,
   filters: BodyFilters,
   allowlist: Allowlist,
+  audit = false,
 ): BodyVerdict {
-  const refuse = (code: Refusal['code'], reason: string, hint: string): BodyVerdict => ({
+  const refuse = (
+    code: Refusal['code'],
+    reason: string,
+    advice: { hint?: string; fix?: string; rule?: string },
+  ): BodyVerdict => ({
     kind: 'refuse',
-    refusal: { kind: 'deny', status: 403, code, host: admission.host, path: admission.target, reason, hint },
+    refusal: { kind: 'deny', status: 403, code, host: admission.host, path: admission.target, reason, ...advice },
   });
+  let wouldBlock: WouldBlock | undefined;
   const decoded = raw === 'too-large' ? raw : decodeBody(raw, contentEncoding, inspectionLimit(filters));
   const annotations: string[] = [];
   if (filters.graphql !== undefined) {
@@ -116,13 +125,22 @@ export function judgeBody(
           ? checkGraphqlOperation(decoded, filters.graphql)
           : { allowed: false, detail: '<unparseable>', reason: decoded.error });
     if (!verdict.allowed) {
-      return refuse(
-        'graphql_operation_blocked',
-        `GraphQL operation '${verdict.detail}' is not allowed by ${admission.rule}: ${verdict.reason}`,
-        graphqlHint(verdict, admission.rule),
-      );
+      const rule = admission.decision?.rule;
+      const hint = rule?.kind === 'url_prefix' ? graphqlEntryHint(rule.entry, verdict) : undefined;
+      const refusal = {
+        code: 'graphql_operation_blocked' as const,
+        reason: `GraphQL operation '${verdict.detail}' is not allowed by ${admission.rule}: ${verdict.reason}`,
+        rule: admission.rule,
+        ...(hint !== undefined ? { hint } : {}),
+      };
+      // Audit mode lets a policy refusal through — when the body was read whole, so it can still be forwarded.
+      if (!audit || raw === 'too-large') {
+        return refuse(refusal.code, refusal.reason, { ...refusal, fix: graphqlHint(verdict, admission.rule) });
+      }
+      wouldBlock = refusal;
+    } else {
+      annotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
     }
-    annotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
   }
   let tools: ToolDomainsVerdict = { kind: 'pass' };
   if (filters.messages) {
@@ -132,11 +150,14 @@ export function judgeBody(
         : Buffer.isBuffer(decoded)
           ? trimToolDomains(decoded, allowlist)
           : { kind: 'block', code: 'tool_config_invalid', reason: decoded.error };
-    if (tools.kind === 'block') return refuse(tools.code, tools.reason, FIXED_HINTS[tools.code]!);
+    if (tools.kind === 'block') return refuse(tools.code, tools.reason, { fix: FIXES[tools.code]! });
   }
   // Every filter refuses a body it could not read whole, so `raw` is complete here.
-  if (raw === 'too-large') return refuse('tool_config_too_large', 'the body is too large to inspect', '');
-  if (tools.kind !== 'rewrite') return { kind: 'pass', body: raw, decoded: false, annotations };
+  if (raw === 'too-large') {
+    return refuse('tool_config_too_large', 'the body is too large to inspect', { fix: FIXES.tool_config_too_large! });
+  }
+  const audited = wouldBlock ? { wouldBlock } : {};
+  if (tools.kind !== 'rewrite') return { kind: 'pass', body: raw, decoded: false, annotations, ...audited };
   if (tools.annotation !== null) annotations.push(tools.annotation);
-  return { kind: 'pass', body: Buffer.from(tools.body), decoded: true, annotations };
+  return { kind: 'pass', body: Buffer.from(tools.body), decoded: true, annotations, ...audited };
 }

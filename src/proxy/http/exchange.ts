@@ -30,6 +30,8 @@ export interface HttpContext {
   log: NetworkLog;
   limits: HttpLimits;
   now: () => Date;
+  /** Audit mode: policy refusals are let through and logged as `would_block` (see admission.ts). */
+  audit: boolean;
 }
 
 /** A request as the sandbox sent it, whatever the protocol it came in: what the stages judge and forward. */
@@ -125,6 +127,8 @@ export function logRefusal(ctx: HttpContext, exchange: Exchange, refusal: Refusa
     status: refusal.status,
     code: refusal.code,
     reason: refusal.reason,
+    ...(refusal.hint !== undefined ? { hint: refusal.hint } : {}),
+    ...(refusal.rule !== undefined ? { rule: refusal.rule } : {}),
     bytesIn,
     bytesOut: 0,
     durationMs: elapsedMs(exchange.started),
@@ -156,18 +160,26 @@ export function logAllowed(
   admission: Admission,
   outcome: { status: number; bytesIn: number; bytesOut: number; annotations: string[] },
 ): void {
+  // Audit mode: the policy refusal the request would have got (the admission's, or a body filter's).
+  const wouldBlock = admission.wouldBlock;
   ctx.log.write({
     event: 'request',
     ts: ctx.now(),
-    decision: 'allowed',
     method: exchange.method,
     url: exchange.url,
     host: exchange.host,
     port: exchange.listener.port,
     path: exchange.path,
-    code: 'allowed',
-    rule: admission.rule,
     durationMs: elapsedMs(exchange.started),
     ...outcome,
+    ...(wouldBlock
+      ? {
+          decision: 'would_block' as const,
+          code: wouldBlock.code,
+          reason: wouldBlock.reason,
+          ...(wouldBlock.hint !== undefined ? { hint: wouldBlock.hint } : {}),
+          ...(wouldBlock.rule !== undefined ? { rule: wouldBlock.rule } : {}),
+        }
+      : { decision: 'allowed' as const, code: 'allowed', rule: admission.rule }),
   });
 }

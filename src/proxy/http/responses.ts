@@ -4,7 +4,8 @@ import type { Refusal } from './admission.js';
 
 /**
  * The proxy's own answers. A denial is an answer the sandboxed program can act on: machine-readable code, the
- * host and path as judged, a one-line reason and the allowlist entry that would permit it. None of them echoes a
+ * host and path as judged, a one-line reason, the allowlist entry that would permit it (`hint`, YAML to paste under
+ * `url_prefixes:`) and, where no entry helps, what to do instead (`fix`). None of them echoes a
  * header value, so no credential can come back through them.
  */
 
@@ -19,6 +20,7 @@ export function refusalBody(refusal: Refusal, method: string): string {
     path: refusal.path,
     reason: refusal.reason,
     hint: refusal.hint ?? null,
+    fix: refusal.fix ?? null,
   });
 }
 

@@ -1,6 +1,6 @@
 import type { CredentialResult, RequestHead } from '../credentials/types.js';
 import type { UpstreamRoute } from '../upstream/route.js';
-import { admit, FIXED_HINTS, type Admission, type Refusal } from './admission.js';
+import { admit, FIXES, type Admission, type Refusal } from './admission.js';
 import { bodyFiltersFor, inspectionLimit, judgeBody, type InspectedBody } from './body-filters.js';
 import {
   describeExchange,
@@ -51,6 +51,7 @@ export function admitStage(
       ...(ctx.credentials.usesHeader ? { credentialHeader: ctx.credentials.usesHeader } : {}),
     },
     ctx.allowlist,
+    ctx.audit,
   );
   return judged.kind === 'allow' ? { kind: 'pass', value: judged } : { kind: 'deny', refusal: judged };
 }
@@ -75,6 +76,7 @@ export function bodyStage(
       admission,
       filters,
       ctx.allowlist,
+      ctx.audit,
     );
     return verdict.kind === 'refuse' ? denied(verdict.refusal) : pass(verdict);
   });
@@ -90,7 +92,7 @@ export function addressRefusal(admission: Admission, reason: string): Refusal {
     host: admission.host,
     path: admission.target,
     reason,
-    hint: FIXED_HINTS.upstream_address_not_allowed!,
+    fix: FIXES.upstream_address_not_allowed!,
   };
 }
 
@@ -274,7 +276,7 @@ export async function runStages(
   const admitted = admitStage(ctx, request);
   const exchange = describeExchange(request, admitted.kind === 'pass' ? admitted.value : admitted.refusal);
   if (!proceeds(ctx, exchange, peer, admitted)) return null;
-  const admission = admitted.value;
+  let admission = admitted.value;
   const problem = protocol.check?.(admission, request) ?? null;
   if (problem) {
     deny(ctx, exchange, peer, problem);
@@ -283,6 +285,9 @@ export async function runStages(
   const filtered = protocol.filtersBody ? bodyStage(ctx, request, admission) : pass(null);
   const inspected = filtered instanceof Promise ? await filtered : filtered;
   if (!proceeds(ctx, exchange, peer, inspected)) return null;
+  // Audit mode: a GraphQL refusal the filter did not enforce is logged like the admission's own.
+  const bodyWouldBlock = inspected.value?.wouldBlock;
+  if (bodyWouldBlock && !admission.wouldBlock) admission = { ...admission, wouldBlock: bodyWouldBlock };
   const routed = await routeStage(ctx, admission);
   if (!proceeds(ctx, exchange, peer, routed)) return null;
   const credentialed = await credentialStage(ctx, request, admission, inspected.value);

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { describeUpstreamError } from '../upstream/connector.js';
-import { FIXED_HINTS, type Admission, type Listener, type Refusal } from './admission.js';
+import { FIXES, type Admission, type Listener, type Refusal } from './admission.js';
 import { logAllowed, type ExchangeRequest, type HttpContext } from './exchange.js';
 import { flatten, hasRequestBody, headerValues, pairsFromRaw, withoutHopByHop, type HeaderPairs } from './headers.js';
 import { bodyFiltersFor } from './body-filters.js';
@@ -32,8 +32,7 @@ function handshakeRefusal(admission: Admission, request: ExchangeRequest, hasBod
       ...problem,
       host: admission.host,
       path: admission.target,
-      hint:
-        problem.code === 'method_not_allowed' ? 'open the WebSocket with a GET request' : FIXED_HINTS[problem.code]!,
+      fix: problem.code === 'method_not_allowed' ? 'open the WebSocket with a GET request' : FIXES[problem.code]!,
     };
   }
   if (bodyFiltersFor(admission)?.graphql !== undefined) {
@@ -45,7 +44,7 @@ function handshakeRefusal(admission: Admission, request: ExchangeRequest, hasBod
       host: admission.host,
       path: admission.target,
       reason: `GraphQL operation '<unparseable>' is not allowed by ${admission.rule}: a protocol upgrade carries operations the filter cannot inspect`,
-      hint: 'send GraphQL operations as POST requests to this entry',
+      fix: 'send GraphQL operations as POST requests to this entry',
     };
   }
   return null;

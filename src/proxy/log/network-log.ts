@@ -31,7 +31,8 @@ export type NetworkEvent =
 export interface RequestEvent {
   event: 'request';
   ts: Date;
-  decision: 'allowed' | 'blocked';
+  /** `would_block`: audit mode let through a request the allowlist refuses (`code` says why). */
+  decision: 'allowed' | 'blocked' | 'would_block';
   method: string;
   /** The URL as the sandbox sent it (surrogates, never real values). */
   url: string;
@@ -42,9 +43,14 @@ export interface RequestEvent {
   status: number;
   /** `allowed` or a deny code. */
   code: string;
-  /** The allowlist entry that allowed the request, e.g. `domains[0] *.github.com`. */
+  /**
+   * The allowlist entry that decided: the one that allowed the request (`domains[0] *.github.com`), or for a refusal
+   * the one that matched host and path but not the method or its GraphQL filter.
+   */
   rule?: string;
   reason?: string;
+  /** For a refusal: the allowlist entry that would permit the request, as YAML to paste under `url_prefixes:`. */
+  hint?: string;
   /** Request body bytes received from the sandbox. */
   bytesIn: number;
   /** Response body bytes sent back to the sandbox. */
@@ -84,8 +90,8 @@ export function formatTextLine(e: NetworkEvent): string {
         ? `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> NOERROR (no records)`
         : `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> ${oneLine(e.answer)}`;
     case 'request': {
-      const verdict = e.decision === 'allowed' ? 'ALLOWED' : 'BLOCKED';
-      const code = e.decision === 'blocked' ? ` (${e.code})` : '';
+      const verdict = e.decision === 'allowed' ? 'ALLOWED' : e.decision === 'blocked' ? 'BLOCKED' : 'WOULD_BLOCK';
+      const code = e.decision === 'allowed' ? '' : ` (${e.code})`;
       return `${verdict} ${oneLine(e.method)} ${oneLine(e.url)} -> ${e.status}${code}${bracketed(e.annotations)}`;
     }
     case 'error':
@@ -142,6 +148,7 @@ export function formatJsonLine(e: NetworkEvent): string {
         code: e.code,
         rule: e.rule ?? null,
         reason: e.reason ?? null,
+        hint: e.hint ?? null,
         bytes_in: e.bytesIn,
         bytes_out: e.bytesOut,
         duration_ms: e.durationMs,

@@ -96,12 +96,13 @@ v_ca_overlay_write() {
   denied_or sh -c 'echo x >> /etc/airlock/ca.pem'
 }
 v_airlock_tamper() {
-  # Rewrite the policy in the workspace to allow blocked.test and turn the sandbox off, then try it.
-  printf 'domains:\n  - blocked.test\n  - "*"\n' >/workspace/.airlock/network-allowlist.yaml
-  printf 'network_sandbox: false\n' >>/workspace/.airlock/sandbox.yaml
-  local body
+  # Rewrite the policy in the workspace to allow blocked.test and turn the sandbox off (for the next run), then try it.
+  local written=denied body
+  if printf 'domains:\n  - blocked.test\n  - "*"\n' 2>/dev/null >/workspace/.airlock/network-allowlist.yaml; then written=written; fi
+  if printf 'network_sandbox: false\n' 2>/dev/null >>/workspace/.airlock/sandbox.yaml; then written=written; fi
+  if mv /workspace/.airlock /workspace/.airlock-moved 2>/dev/null; then written=moved; fi
   body=$(curl -s -m 10 -D - -o /dev/null https://blocked.test/content | tr -d '\r' | awk 'NR==1 {s=$2} tolower($1)=="x-airlock-deny:" {c=$2} END {print s ":" c}')
-  echo "$body"
+  echo "$written:$body"
 }
 v_disk_fill() {
   # Bounded at 150 MiB so the host disk is never at risk even without a limit; the point is what stops it first.
