@@ -42642,7 +42642,7 @@ function date4(params) {
 
 // src/protocol/allowlist.ts
 function splitHostPattern(pattern) {
-  const m = pattern.startsWith("[") ? /^(\[[^\]]*\]):(\d{1,5})$/.exec(pattern) : /^([^:]*):(\d{1,5})$/.exec(pattern);
+  const m = /^(\[[^\]]*:[^\]]*\]):(\d{1,5})$/.exec(pattern) ?? /^([^:]*):(\d{1,5})$/.exec(pattern);
   return m ? { host: m[1], port: Number(m[2]) } : { host: pattern, port: null };
 }
 function hostPatternProblem(pattern) {
@@ -42676,6 +42676,9 @@ var UrlPrefixSchema = external_exports.strictObject({
   graphql: GraphqlRuleSchema.optional()
 }).describe("Allow requests to one host (pattern) restricted by path and method.");
 var AllowlistSchema = external_exports.strictObject({
+  allow_all: external_exports.boolean().optional().describe(
+    "Acknowledges a bare `*` entry (every host, path and method: the sandbox then blocks nothing). Opens nothing by itself; without it a bare `*` is an error in .airlock/ files (a warning in Airut .airut/ files)."
+  ),
   domains: external_exports.array(hostPattern).nullish().transform((v) => v ?? []).describe("Hosts allowed for every path and method."),
   url_prefixes: external_exports.array(UrlPrefixSchema).nullish().transform((v) => v ?? []).describe("Host + path + method rules, tried in order; the first match wins.")
 }).describe("airlock network allowlist (.airlock/network-allowlist.yaml). Anything not listed is blocked.");
@@ -42793,6 +42796,12 @@ function fnmatchIgnoreCase(value, pattern) {
 function globMatcher(pattern) {
   compileGlob(pattern);
   return { test: (value) => globMatch(value, pattern) };
+}
+function escapeGlob(s) {
+  return s.replace(/[*?[]/g, (c) => `[${c}]`);
+}
+function literalPattern(s) {
+  return isGlob(s) ? escapeGlob(s) : s;
 }
 
 // src/protocol/policy.ts
@@ -42915,11 +42924,23 @@ function methodMatches(method, methods) {
 function q(s) {
   return JSON.stringify(s);
 }
+function entryYaml(entry) {
+  const list = (items) => `[${items.map((i) => /^[A-Za-z]+$/.test(i) ? i : q(i)).join(", ")}]`;
+  const parts = [`host: ${q(entry.host)}`];
+  if (entry.path !== "") parts.push(`path: ${q(entry.path)}`);
+  if (entry.methods.length > 0) parts.push(`methods: ${list(entry.methods.map((m) => m.toUpperCase()))}`);
+  if (entry.graphql) {
+    const g = entry.graphql;
+    const lists = ["queries", "mutations", "subscriptions"].filter((k) => g[k] !== void 0).map((k) => `${k}: [${g[k].map(q).join(", ")}]`);
+    parts.push(`graphql: {${lists.join(", ")}}`);
+  }
+  return `- {${parts.join(", ")}}`;
+}
 function hintFor(method, host, target2, port2, scheme = "https") {
   const { path, query } = splitTarget(target2);
-  const pathPattern = query === null ? path : `${path}[?]*`;
+  const pathPattern = query === null ? literalPattern(path) : `${escapeGlob(path)}[?]*`;
   const entryHost = port2 === void 0 ? host : formatAuthority(host, port2, scheme);
-  return `url_prefixes: - {host: ${q(entryHost)}, path: ${q(pathPattern)}, methods: [${method}]}`;
+  return entryYaml({ host: entryHost, path: pathPattern, methods: [method] });
 }
 function describeRule(rule) {
   if (rule.kind === "domain") return `domains[${rule.index}] ${rule.pattern}`;
@@ -42970,12 +42991,12 @@ function decide(request, allowlist) {
     }
   }
   let hostSeen = false;
-  let pathSeen = false;
+  let pathSeen = null;
   for (const [index, entry] of allowlist.url_prefixes.entries()) {
     if (!inEntry(entry.host)) continue;
     hostSeen = true;
     if (!pathMatches(target2, entry.path)) continue;
-    pathSeen = true;
+    pathSeen ??= { kind: "url_prefix", index, entry };
     if (!methodMatches(method, entry.methods)) continue;
     const rule = { kind: "url_prefix", index, entry };
     return { allowed: true, code: "allowed", rule, host, path: rawTarget, reason: `allowed by ${describeRule(rule)}` };
@@ -42988,6 +43009,7 @@ function decide(request, allowlist) {
       host,
       path: rawTarget,
       hint,
+      rule: pathSeen,
       reason: `method ${method} is not allowed for ${host}${splitTarget(rawTarget).path}; add it to the matching entry's methods`
     };
   }
@@ -43184,6 +43206,9 @@ var ProxyConfigSchema = external_exports.strictObject({
   listen: ListenSchema,
   upstream: UpstreamSchema,
   credentials: CredentialConfigSchema,
+  audit: external_exports.boolean().optional().describe(
+    "Audit mode (`airlock run --audit`): requests the allowlist refuses for policy reasons (`refusalClass` in deny-codes.ts) are forwarded and logged as `would_block`; safety refusals stay. Absent: enforce."
+  ),
   run: external_exports.strictObject({ id: external_exports.string().min(1), policySha256: external_exports.string(), baseCommit: external_exports.string().optional() }).describe("Run metadata written into the log's start line."),
   log: external_exports.strictObject({
     textPath: external_exports.string().min(1).optional(),
@@ -43223,7 +43248,7 @@ function encodeReadyLine(addresses) {
 }
 var EventRecordSchema = external_exports.looseObject({
   event: external_exports.string().min(1),
-  decision: external_exports.enum(["allowed", "blocked", "error"]).optional()
+  decision: external_exports.enum(["allowed", "blocked", "would_block", "error"]).optional()
 });
 function encodeEventLine(json2, text) {
   const oneLine2 = text.replace(/[\r\n]/g, (c) => c === "\r" ? "\\x0d" : "\\x0a");
@@ -43252,8 +43277,8 @@ function formatTextLine(e) {
     case "dns":
       return e.answer === null ? `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> NOERROR (no records)` : `DNS ${oneLine(e.type)} ${oneLine(e.name)} -> ${oneLine(e.answer)}`;
     case "request": {
-      const verdict = e.decision === "allowed" ? "ALLOWED" : "BLOCKED";
-      const code = e.decision === "blocked" ? ` (${e.code})` : "";
+      const verdict = e.decision === "allowed" ? "ALLOWED" : e.decision === "blocked" ? "BLOCKED" : "WOULD_BLOCK";
+      const code = e.decision === "allowed" ? "" : ` (${e.code})`;
       return `${verdict} ${oneLine(e.method)} ${oneLine(e.url)} -> ${e.status}${code}${bracketed(e.annotations)}`;
     }
     case "error":
@@ -43302,6 +43327,7 @@ function formatJsonLine(e) {
         code: e.code,
         rule: e.rule ?? null,
         reason: e.reason ?? null,
+        hint: e.hint ?? null,
         bytes_in: e.bytesIn,
         bytes_out: e.bytesOut,
         duration_ms: e.durationMs,
@@ -44790,6 +44816,8 @@ function logRefusal(ctx, exchange, refusal, bytesIn = 0) {
     status: refusal.status,
     code: refusal.code,
     reason: refusal.reason,
+    ...refusal.hint !== void 0 ? { hint: refusal.hint } : {},
+    ...refusal.rule !== void 0 ? { rule: refusal.rule } : {},
     bytesIn,
     bytesOut: 0,
     durationMs: elapsedMs(exchange.started),
@@ -44813,19 +44841,24 @@ function logCredentialEvents(ctx, result) {
   for (const line of result.events) ctx.log.write({ event: "credential", ts: ctx.now(), line });
 }
 function logAllowed(ctx, exchange, admission, outcome) {
+  const wouldBlock = admission.wouldBlock;
   ctx.log.write({
     event: "request",
     ts: ctx.now(),
-    decision: "allowed",
     method: exchange.method,
     url: exchange.url,
     host: exchange.host,
     port: exchange.listener.port,
     path: exchange.path,
-    code: "allowed",
-    rule: admission.rule,
     durationMs: elapsedMs(exchange.started),
-    ...outcome
+    ...outcome,
+    ...wouldBlock ? {
+      decision: "would_block",
+      code: wouldBlock.code,
+      reason: wouldBlock.reason,
+      ...wouldBlock.hint !== void 0 ? { hint: wouldBlock.hint } : {},
+      ...wouldBlock.rule !== void 0 ? { rule: wouldBlock.rule } : {}
+    } : { decision: "allowed", code: "allowed", rule: admission.rule }
   });
 }
 
@@ -45057,15 +45090,112 @@ function scrubResponse(injected, head) {
   };
 }
 
+// src/protocol/address-guard.ts
+var V4_FORBIDDEN = [
+  [ipv4ToInt("0.0.0.0"), 8, 'unspecified ("this network")'],
+  [ipv4ToInt("10.0.0.0"), 8, "private"],
+  [ipv4ToInt("100.64.0.0"), 10, "carrier-grade NAT"],
+  [ipv4ToInt("127.0.0.0"), 8, "loopback"],
+  [ipv4ToInt("169.254.0.0"), 16, "link-local (cloud metadata)"],
+  [ipv4ToInt("172.16.0.0"), 12, "private"],
+  [ipv4ToInt("192.0.0.0"), 24, "IETF protocol assignments"],
+  // Documentation ranges (RFC 5737) are never a real upstream, but a machine may hold one (labs, test rigs).
+  [ipv4ToInt("192.0.2.0"), 24, "documentation (TEST-NET-1)"],
+  [ipv4ToInt("198.51.100.0"), 24, "documentation (TEST-NET-2)"],
+  [ipv4ToInt("203.0.113.0"), 24, "documentation (TEST-NET-3)"],
+  [ipv4ToInt("192.168.0.0"), 16, "private"],
+  [ipv4ToInt("198.18.0.0"), 15, "benchmarking"],
+  [ipv4ToInt("224.0.0.0"), 4, "multicast"],
+  [ipv4ToInt("240.0.0.0"), 4, "reserved or broadcast"]
+];
+function ipv4ToInt(ip) {
+  return ip.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
+}
+function v4Problem(ip) {
+  const n = ipv4ToInt(ip);
+  for (const [base, bits, what] of V4_FORBIDDEN) {
+    const size2 = 2 ** (32 - bits);
+    if (n >= base && n < base + size2) return what;
+  }
+  return null;
+}
+function ipv6Groups(ip) {
+  let s = ip.toLowerCase();
+  const zone = s.indexOf("%");
+  if (zone >= 0) s = s.slice(0, zone);
+  let tailV4 = [];
+  const lastColon = s.lastIndexOf(":");
+  const last = s.slice(lastColon + 1);
+  if (last.includes(".")) {
+    const n = ipv4ToInt(last);
+    tailV4 = [Math.floor(n / 65536), n % 65536];
+    s = s.slice(0, lastColon + 1) + "0:0";
+  }
+  const [head = "", tail] = s.split("::");
+  const parse4 = (part) => part === "" ? [] : part.split(":").map((g) => parseInt(g, 16));
+  const h = parse4(head);
+  const t = tail === void 0 ? [] : parse4(tail);
+  const groups = tail === void 0 ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
+  if (tailV4.length) groups.splice(6, 2, ...tailV4);
+  return groups;
+}
+function v6Problem(ip) {
+  const g = ipv6Groups(ip);
+  const first = g[0];
+  if (g.every((x) => x === 0)) return "unspecified";
+  if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return "loopback";
+  const embeddedV4 = () => `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
+  if (g.slice(0, 5).every((x) => x === 0) && (g[5] === 65535 || g[5] === 0)) return v4Problem(embeddedV4());
+  if (first === 100 && g[1] === 65435 && g.slice(2, 6).every((x) => x === 0)) return v4Problem(embeddedV4());
+  if ((first & 65472) === 65152) return "link-local";
+  if ((first & 65472) === 65216) return "site-local";
+  if ((first & 65024) === 64512) return "unique-local (private, includes the fd00:ec2::254 metadata service)";
+  if ((first & 65280) === 65280) return "multicast";
+  return null;
+}
+function forbiddenAddressReason(ip) {
+  if (isIPv4(ip)) return v4Problem(ip);
+  if (isIPv6(ip.replace(/%.*$/, ""))) return v6Problem(ip);
+  return "not an IP address";
+}
+var ADDRESS_GUARD_FIX = "the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended";
+
+// src/protocol/deny-codes.ts
+function refusalClass(code) {
+  switch (code) {
+    case "host_not_allowed":
+    case "path_not_allowed":
+    case "method_not_allowed":
+    case "port_not_allowed":
+    case "graphql_operation_blocked":
+      return "policy";
+    case "invalid_path":
+    case "invalid_host":
+    case "connect_not_allowed":
+    case "trace_not_allowed":
+    case "host_mismatch":
+    case "missing_host":
+    case "port_mismatch":
+    case "connection_header_not_allowed":
+    case "upgrade_not_allowed":
+    case "upstream_address_not_allowed":
+    case "tool_config_too_large":
+    case "tool_config_invalid":
+    case "blocklist_tool_config_unsupported":
+    case "wildcard_tool_domain_unsupported":
+      return "safety";
+  }
+}
+
 // src/proxy/http/admission.ts
-var FIXED_HINTS = {
+var FIXES = {
   connect_not_allowed: "the sandbox has no HTTP proxy: make direct requests (https://host/\u2026); the network routes them through airlock",
   trace_not_allowed: "TRACE and TRACK are never forwarded; use another method",
   host_mismatch: "send the same host in the TLS SNI, the Host header and the URL (no domain fronting)",
   missing_host: "send a Host header (and TLS SNI on HTTPS) naming the server",
   invalid_path: "remove `..` segments, backslashes and NUL bytes from the path (after percent-decoding)",
   invalid_host: "use a valid DNS name or IP literal",
-  upstream_address_not_allowed: "the name resolves to an internal address; map it explicitly in sandbox.yaml `upstream_hosts` if that is intended",
+  upstream_address_not_allowed: ADDRESS_GUARD_FIX,
   port_mismatch: "connect to the port the URL names: the proxy takes the upstream port from the connection and the policy, never from the request",
   connection_header_not_allowed: "list only hop-by-hop headers in Connection (keep-alive, close, upgrade, te, or headers of your own)",
   upgrade_not_allowed: "only WebSocket upgrades are forwarded (GET, Upgrade: websocket, a 16-byte Sec-WebSocket-Key, version 13); speak HTTP/1.1 otherwise",
@@ -45098,7 +45228,7 @@ function splitAbsoluteForm(rawTarget) {
   const rest2 = m[2];
   return { authority: m[1], target: rest2 === "" ? "/" : rest2.startsWith("?") ? "/" + rest2 : rest2 };
 }
-function admit(request, allowlist) {
+function admit(request, allowlist, audit = false) {
   const method = request.method.toUpperCase();
   const absolute = splitAbsoluteForm(request.rawTarget);
   const target2 = absolute ? absolute.target : request.rawTarget;
@@ -45111,7 +45241,7 @@ function admit(request, allowlist) {
     host: shownHost,
     path: target2,
     reason,
-    ...FIXED_HINTS[code] ? { hint: FIXED_HINTS[code] } : {}
+    ...FIXES[code] ? { fix: FIXES[code] } : {}
   });
   if (method === "CONNECT") return refuse2("connect_not_allowed", "CONNECT tunnelling is not allowed");
   if (method === "TRACE" || method === "TRACK") {
@@ -45165,27 +45295,34 @@ function admit(request, allowlist) {
     { method, host: hostHeader, target: target2, scheme: listener.scheme, port: listener.port },
     allowlist
   );
+  const admitted = {
+    kind: "allow",
+    host: decision.host,
+    hostHeader,
+    port: listener.port,
+    authority: formatAuthority(decision.host, listener.port, listener.scheme),
+    target: target2
+  };
   if (!decision.allowed) {
+    const details = {
+      reason: decision.reason,
+      ...decision.hint !== void 0 ? { hint: decision.hint } : {},
+      ...decision.rule ? { rule: describeRule(decision.rule) } : {}
+    };
+    if (audit && refusalClass(decision.code) === "policy") {
+      return { ...admitted, rule: "", wouldBlock: { code: decision.code, ...details } };
+    }
     return {
       kind: "deny",
       status: 403,
       code: decision.code,
       host: decision.host,
       path: decision.path,
-      reason: decision.reason,
-      ...decision.hint ?? FIXED_HINTS[decision.code] ? { hint: decision.hint ?? FIXED_HINTS[decision.code] } : {}
+      ...details,
+      ...FIXES[decision.code] ? { fix: FIXES[decision.code] } : {}
     };
   }
-  return {
-    kind: "allow",
-    host: decision.host,
-    hostHeader,
-    port: listener.port,
-    authority: formatAuthority(decision.host, listener.port, listener.scheme),
-    target: target2,
-    rule: describeRule(decision.rule),
-    decision
-  };
+  return { ...admitted, rule: describeRule(decision.rule), decision };
 }
 
 // src/proxy/http/body-filters.ts
@@ -45201,11 +45338,12 @@ var LIST_OF = {
   mutation: "mutations",
   subscription: "subscriptions"
 };
-var refuse = (detail, reason, type) => ({
+var refuse = (detail, reason, type, fields) => ({
   allowed: false,
   detail,
   reason,
-  ...type ? { type } : {}
+  ...type ? { type } : {},
+  ...fields ? { fields } : {}
 });
 var unparseable = (reason) => refuse("<unparseable>", reason);
 function topLevelFields(selectionSet, depth = 0) {
@@ -45286,13 +45424,21 @@ function checkGraphqlOperation(body, rule) {
   }
   const patterns = rule[LIST_OF[type]] ?? [];
   if (patterns.length === 0) {
-    return refuse(`${type}:<blocked>`, `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`, type);
+    return refuse(`${type}:<blocked>`, `the entry allows no ${type} operations (graphql.${LIST_OF[type]})`, type, [
+      ...new Set(fields)
+    ]);
   }
-  const denied2 = fields.find((field) => !patterns.some((p) => fnmatchCase(field, p)));
-  if (denied2 !== void 0) {
-    return refuse(denied2, `${type} field "${denied2}" is not in graphql.${LIST_OF[type]}`, type);
+  const denied2 = [...new Set(fields.filter((field) => !patterns.some((p) => fnmatchCase(field, p))))];
+  if (denied2.length > 0) {
+    return refuse(denied2[0], `${type} field "${denied2[0]}" is not in graphql.${LIST_OF[type]}`, type, denied2);
   }
   return { allowed: true, type, fields };
+}
+function graphqlEntryHint(entry, verdict) {
+  if (!verdict.type || !verdict.fields || verdict.fields.length === 0 || !entry.graphql) return void 0;
+  const list = LIST_OF[verdict.type];
+  const widened = [...entry.graphql[list] ?? [], ...verdict.fields];
+  return entryYaml({ ...entry, graphql: { ...entry.graphql, [list]: widened } });
 }
 function graphqlHint(verdict, rule) {
   const list = verdict.type ? `graphql.${verdict.type === "query" ? "queries" : `${verdict.type}s`}` : "graphql";
@@ -45449,41 +45595,53 @@ function decodeBody(body, contentEncoding, maxBytes) {
   return out;
 }
 function bodyFiltersFor(admission) {
-  const rule = admission.decision.rule;
-  const graphql = rule.kind === "url_prefix" ? rule.entry.graphql : void 0;
+  const rule = admission.decision?.rule;
+  const graphql = rule?.kind === "url_prefix" ? rule.entry.graphql : void 0;
   const messages = isMessagesRequest(admission.host, admission.target);
   return graphql === void 0 && !messages ? null : { graphql, messages };
 }
 function inspectionLimit(filters) {
   return filters.messages ? TOOL_DOMAINS_MAX_BODY_BYTES : GRAPHQL_MAX_BODY_BYTES;
 }
-function judgeBody(raw, contentEncoding, admission, filters, allowlist) {
-  const refuse2 = (code, reason, hint) => ({
+function judgeBody(raw, contentEncoding, admission, filters, allowlist, audit = false) {
+  const refuse2 = (code, reason, advice) => ({
     kind: "refuse",
-    refusal: { kind: "deny", status: 403, code, host: admission.host, path: admission.target, reason, hint }
+    refusal: { kind: "deny", status: 403, code, host: admission.host, path: admission.target, reason, ...advice }
   });
+  let wouldBlock;
   const decoded = raw === "too-large" ? raw : decodeBody(raw, contentEncoding, inspectionLimit(filters));
   const annotations = [];
   if (filters.graphql !== void 0) {
     const verdict = checkGraphqlUrl(admission.target) ?? (decoded === "too-large" ? GRAPHQL_TOO_LARGE : Buffer.isBuffer(decoded) ? checkGraphqlOperation(decoded, filters.graphql) : { allowed: false, detail: "<unparseable>", reason: decoded.error });
     if (!verdict.allowed) {
-      return refuse2(
-        "graphql_operation_blocked",
-        `GraphQL operation '${verdict.detail}' is not allowed by ${admission.rule}: ${verdict.reason}`,
-        graphqlHint(verdict, admission.rule)
-      );
+      const rule = admission.decision?.rule;
+      const hint = rule?.kind === "url_prefix" ? graphqlEntryHint(rule.entry, verdict) : void 0;
+      const refusal = {
+        code: "graphql_operation_blocked",
+        reason: `GraphQL operation '${verdict.detail}' is not allowed by ${admission.rule}: ${verdict.reason}`,
+        rule: admission.rule,
+        ...hint !== void 0 ? { hint } : {}
+      };
+      if (!audit || raw === "too-large") {
+        return refuse2(refusal.code, refusal.reason, { ...refusal, fix: graphqlHint(verdict, admission.rule) });
+      }
+      wouldBlock = refusal;
+    } else {
+      annotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
     }
-    annotations.push(`graphql-op: ${verdict.type}/${verdict.fields[0]}`);
   }
   let tools = { kind: "pass" };
   if (filters.messages) {
     tools = decoded === "too-large" ? TOOLS_TOO_LARGE : Buffer.isBuffer(decoded) ? trimToolDomains(decoded, allowlist) : { kind: "block", code: "tool_config_invalid", reason: decoded.error };
-    if (tools.kind === "block") return refuse2(tools.code, tools.reason, FIXED_HINTS[tools.code]);
+    if (tools.kind === "block") return refuse2(tools.code, tools.reason, { fix: FIXES[tools.code] });
   }
-  if (raw === "too-large") return refuse2("tool_config_too_large", "the body is too large to inspect", "");
-  if (tools.kind !== "rewrite") return { kind: "pass", body: raw, decoded: false, annotations };
+  if (raw === "too-large") {
+    return refuse2("tool_config_too_large", "the body is too large to inspect", { fix: FIXES.tool_config_too_large });
+  }
+  const audited = wouldBlock ? { wouldBlock } : {};
+  if (tools.kind !== "rewrite") return { kind: "pass", body: raw, decoded: false, annotations, ...audited };
   if (tools.annotation !== null) annotations.push(tools.annotation);
-  return { kind: "pass", body: Buffer.from(tools.body), decoded: true, annotations };
+  return { kind: "pass", body: Buffer.from(tools.body), decoded: true, annotations, ...audited };
 }
 
 // src/proxy/http/stages.ts
@@ -45501,7 +45659,8 @@ function admitStage(ctx, request) {
       connection: headerValues2(request.headers, "connection"),
       ...ctx.credentials.usesHeader ? { credentialHeader: ctx.credentials.usesHeader } : {}
     },
-    ctx.allowlist
+    ctx.allowlist,
+    ctx.audit
   );
   return judged.kind === "allow" ? { kind: "pass", value: judged } : { kind: "deny", refusal: judged };
 }
@@ -45516,7 +45675,8 @@ function bodyStage(ctx, request, admission) {
       contentEncoding.length > 0 ? contentEncoding.join(", ") : void 0,
       admission,
       filters,
-      ctx.allowlist
+      ctx.allowlist,
+      ctx.audit
     );
     return verdict.kind === "refuse" ? denied(verdict.refusal) : pass(verdict);
   });
@@ -45529,7 +45689,7 @@ function addressRefusal(admission, reason) {
     host: admission.host,
     path: admission.target,
     reason,
-    hint: FIXED_HINTS.upstream_address_not_allowed
+    fix: FIXES.upstream_address_not_allowed
   };
 }
 async function routeStage(ctx, admission) {
@@ -45642,7 +45802,7 @@ async function runStages(ctx, request, peer, protocol) {
   const admitted = admitStage(ctx, request);
   const exchange = describeExchange(request, admitted.kind === "pass" ? admitted.value : admitted.refusal);
   if (!proceeds(ctx, exchange, peer, admitted)) return null;
-  const admission = admitted.value;
+  let admission = admitted.value;
   const problem = protocol.check?.(admission, request) ?? null;
   if (problem) {
     deny(ctx, exchange, peer, problem);
@@ -45651,6 +45811,8 @@ async function runStages(ctx, request, peer, protocol) {
   const filtered = protocol.filtersBody ? bodyStage(ctx, request, admission) : pass(null);
   const inspected = filtered instanceof Promise ? await filtered : filtered;
   if (!proceeds(ctx, exchange, peer, inspected)) return null;
+  const bodyWouldBlock = inspected.value?.wouldBlock;
+  if (bodyWouldBlock && !admission.wouldBlock) admission = { ...admission, wouldBlock: bodyWouldBlock };
   const routed = await routeStage(ctx, admission);
   if (!proceeds(ctx, exchange, peer, routed)) return null;
   const credentialed = await credentialStage(ctx, request, admission, inspected.value);
@@ -45829,7 +45991,8 @@ function refusalBody(refusal, method) {
     host: refusal.host,
     path: refusal.path,
     reason: refusal.reason,
-    hint: refusal.hint ?? null
+    hint: refusal.hint ?? null,
+    fix: refusal.fix ?? null
   });
 }
 function sendJson(res, status, body, extra, close) {
@@ -46062,7 +46225,7 @@ function handshakeRefusal(admission, request, hasBody) {
       ...problem,
       host: admission.host,
       path: admission.target,
-      hint: problem.code === "method_not_allowed" ? "open the WebSocket with a GET request" : FIXED_HINTS[problem.code]
+      fix: problem.code === "method_not_allowed" ? "open the WebSocket with a GET request" : FIXES[problem.code]
     };
   }
   if (bodyFiltersFor(admission)?.graphql !== void 0) {
@@ -46073,7 +46236,7 @@ function handshakeRefusal(admission, request, hasBody) {
       host: admission.host,
       path: admission.target,
       reason: `GraphQL operation '<unparseable>' is not allowed by ${admission.rule}: a protocol upgrade carries operations the filter cannot inspect`,
-      hint: "send GraphQL operations as POST requests to this entry"
+      fix: "send GraphQL operations as POST requests to this entry"
     };
   }
   return null;
@@ -46404,75 +46567,6 @@ function systemResolver(servers = []) {
   };
 }
 
-// src/protocol/address-guard.ts
-var V4_FORBIDDEN = [
-  [ipv4ToInt("0.0.0.0"), 8, 'unspecified ("this network")'],
-  [ipv4ToInt("10.0.0.0"), 8, "private"],
-  [ipv4ToInt("100.64.0.0"), 10, "carrier-grade NAT"],
-  [ipv4ToInt("127.0.0.0"), 8, "loopback"],
-  [ipv4ToInt("169.254.0.0"), 16, "link-local (cloud metadata)"],
-  [ipv4ToInt("172.16.0.0"), 12, "private"],
-  [ipv4ToInt("192.0.0.0"), 24, "IETF protocol assignments"],
-  // Documentation ranges (RFC 5737) are never a real upstream, but a machine may hold one (labs, test rigs).
-  [ipv4ToInt("192.0.2.0"), 24, "documentation (TEST-NET-1)"],
-  [ipv4ToInt("198.51.100.0"), 24, "documentation (TEST-NET-2)"],
-  [ipv4ToInt("203.0.113.0"), 24, "documentation (TEST-NET-3)"],
-  [ipv4ToInt("192.168.0.0"), 16, "private"],
-  [ipv4ToInt("198.18.0.0"), 15, "benchmarking"],
-  [ipv4ToInt("224.0.0.0"), 4, "multicast"],
-  [ipv4ToInt("240.0.0.0"), 4, "reserved or broadcast"]
-];
-function ipv4ToInt(ip) {
-  return ip.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
-}
-function v4Problem(ip) {
-  const n = ipv4ToInt(ip);
-  for (const [base, bits, what] of V4_FORBIDDEN) {
-    const size2 = 2 ** (32 - bits);
-    if (n >= base && n < base + size2) return what;
-  }
-  return null;
-}
-function ipv6Groups(ip) {
-  let s = ip.toLowerCase();
-  const zone = s.indexOf("%");
-  if (zone >= 0) s = s.slice(0, zone);
-  let tailV4 = [];
-  const lastColon = s.lastIndexOf(":");
-  const last = s.slice(lastColon + 1);
-  if (last.includes(".")) {
-    const n = ipv4ToInt(last);
-    tailV4 = [Math.floor(n / 65536), n % 65536];
-    s = s.slice(0, lastColon + 1) + "0:0";
-  }
-  const [head = "", tail] = s.split("::");
-  const parse4 = (part) => part === "" ? [] : part.split(":").map((g) => parseInt(g, 16));
-  const h = parse4(head);
-  const t = tail === void 0 ? [] : parse4(tail);
-  const groups = tail === void 0 ? h : [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
-  if (tailV4.length) groups.splice(6, 2, ...tailV4);
-  return groups;
-}
-function v6Problem(ip) {
-  const g = ipv6Groups(ip);
-  const first = g[0];
-  if (g.every((x) => x === 0)) return "unspecified";
-  if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return "loopback";
-  const embeddedV4 = () => `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
-  if (g.slice(0, 5).every((x) => x === 0) && (g[5] === 65535 || g[5] === 0)) return v4Problem(embeddedV4());
-  if (first === 100 && g[1] === 65435 && g.slice(2, 6).every((x) => x === 0)) return v4Problem(embeddedV4());
-  if ((first & 65472) === 65152) return "link-local";
-  if ((first & 65472) === 65216) return "site-local";
-  if ((first & 65024) === 64512) return "unique-local (private, includes the fd00:ec2::254 metadata service)";
-  if ((first & 65280) === 65280) return "multicast";
-  return null;
-}
-function forbiddenAddressReason(ip) {
-  if (isIPv4(ip)) return v4Problem(ip);
-  if (isIPv6(ip.replace(/%.*$/, ""))) return v6Problem(ip);
-  return "not an IP address";
-}
-
 // src/proxy/upstream/route.ts
 var CACHE_LIMIT2 = 1024;
 function mappingKey(host, port2) {
@@ -46621,6 +46715,7 @@ async function startProxy(options) {
     connector,
     log,
     now,
+    audit: options.audit ?? false,
     limits: {
       drainBytes: options.limits?.drainBytes ?? 8 * 1024 * 1024,
       drainTimeoutMs: options.limits?.drainTimeoutMs ?? 1e4
@@ -46725,6 +46820,7 @@ function proxyOptionsFrom(config2, log) {
     },
     credentials: createCredentialProcessor(config2.credentials),
     log,
+    audit: config2.audit ?? false,
     run: config2.run
   };
 }
