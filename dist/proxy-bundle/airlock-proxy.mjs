@@ -43115,7 +43115,10 @@ var upstreamTarget = external_exports.string().refine(
   "expected an IP address, optionally with a port (`10.0.0.5`, `10.0.0.5:8443`, `[fd00::1]:443`), or `host-gateway[:PORT]` for the machine running airlock"
 );
 function isResolverAddress(value) {
-  return parseHostsEntry(value) !== null;
+  if (isIPv4(value) || isIPv6(value)) return true;
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) return false;
+  return m[1] !== void 0 ? isIPv6(m[1]) : isIPv4(m[2]);
 }
 var SandboxConfigSchema = external_exports.strictObject({
   env: external_exports.record(envName, external_exports.string()).nullish().transform((v) => v ?? {}).describe("Variables set in the container (values may use `!env NAME`)."),

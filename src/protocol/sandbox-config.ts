@@ -142,7 +142,11 @@ const upstreamTarget = z
 
 /** A resolver: an IP address, optionally with a port (`10.0.0.53:5353`, `[fd00::53]:5353`). */
 export function isResolverAddress(value: string): boolean {
-  return parseHostsEntry(value) !== null;
+  if (isIPv4(value) || isIPv6(value)) return true;
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) return false;
+  // Brackets are for IPv6 only: `[10.0.0.1]:53` is refused, as a URL would.
+  return m[1] !== undefined ? isIPv6(m[1]) : isIPv4(m[2]!);
 }
 
 export const SandboxConfigSchema = z
