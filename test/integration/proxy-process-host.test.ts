@@ -107,7 +107,7 @@ function collect(): Writable & { text: () => string } {
   return Object.assign(stream, { text: () => text });
 }
 
-function event(decision: 'allowed' | 'blocked' | 'error', text: string): EventLine {
+function event(decision: 'allowed' | 'blocked' | 'would_block' | 'error', text: string): EventLine {
   const decoded = decodeProxyLine(encodeEventLine(JSON.stringify({ v: 1, event: 'request', decision }), text).trim());
   if (decoded.kind !== 'event') throw new Error(`not an event line: ${decoded.kind}`);
   return decoded;
@@ -144,6 +144,14 @@ describe('the network log on the host', { timeout: 30_000 }, () => {
     await loud.close();
     assert.match(await readFile(loud.counts().logPath!, 'utf8'), /BLOCKED GET/);
     await rm(loud.counts().logPath!);
+
+    // An audit run refuses nothing, yet its would-be-blocked requests are what the log is for.
+    const audit = await openNetworkLogSink({ live: false }, { runId: 'audit', stderr: collect(), warn: assert.fail });
+    audit.write(event('allowed', 'ALLOWED GET https://a.test/ -> 200'));
+    audit.write(event('would_block', 'WOULD_BLOCK GET https://b.test/ -> 200 (host_not_allowed)'));
+    await audit.close();
+    assert.match(await readFile(audit.counts().logPath!, 'utf8'), /WOULD_BLOCK GET/);
+    await rm(audit.counts().logPath!);
   });
 
   it('a log path that cannot be written is a usage error naming the flag, before anything starts', async () => {
