@@ -50,8 +50,17 @@ for (const { engine, skip } of ENGINE_SUITES) {
       const child = startAirlock([...runOn(engine), '--', 'sh', '-c', TRAPPING], { cwd, detached: true });
       const result = collect(child);
       let out = '';
+      let err = '';
+      let exited = false;
       child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      await waitFor('the command to start', () => out.includes('ready'), 60000);
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      child.once('exit', () => (exited = true));
+      // Longer than airlock's own 60 s proxy-ready watchdog, so a slow proxy ends in airlock's verdict, not ours;
+      // an airlock that exits before the command starts fails at once with what it said.
+      await waitFor('the command to start', () => out.includes('ready') || exited, 150_000).catch((e: Error) => {
+        throw new Error(`${e.message}; airlock said: ${err.slice(-2000)}`);
+      });
+      assert.ok(!exited, `airlock exited before the command started: ${err.slice(-2000)}`);
       process.kill(-child.pid!, 'SIGTERM');
       const r = await result;
       assert.equal(r.code, 143, r.stderr);
